@@ -1,0 +1,365 @@
+//! `baton bench`: start the real server on loopback against the chosen backend, drive a
+//! scenario with N concurrent clients, and print throughput and latency beside ceilings
+//! measured in the same run: the same server's `/healthz`, and raw single-row
+//! transactional inserts into the same store.
+
+use crate::app;
+use crate::config::{Config, Mode};
+use crate::demo;
+use anyhow::Context;
+use baton_domain::clock::SystemClock;
+use baton_store::{Store, q};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// sqlite or postgres.
+    #[arg(long, default_value = "sqlite")]
+    pub backend: String,
+    /// PostgreSQL server URL for a throw-away database (postgres backend).
+    #[arg(
+        long,
+        env = "BATON_BENCH_PG_URL",
+        default_value = "postgres://postgres:postgres@127.0.0.1:5432/postgres",
+        hide_env_values = true
+    )]
+    pub pg_url: String,
+    /// Scenario: platform (authenticated reads and audited writes).
+    #[arg(long, default_value = "platform")]
+    pub scenario: String,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Figures {
+    pub name: String,
+    pub ops: u64,
+    pub errors: u64,
+    pub secs: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Figures {
+    pub fn rate(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.ops as f64 / self.secs
+        } else {
+            0.0
+        }
+    }
+
+    fn from_latencies(name: &str, mut lat: Vec<u64>, errors: u64, secs: f64) -> Figures {
+        lat.sort_unstable();
+        let pick = |q: f64| {
+            lat.get(((lat.len() as f64 - 1.0) * q).round() as usize)
+                .map(|v| *v as f64 / 1000.0)
+                .unwrap_or(0.0)
+        };
+        Figures {
+            name: name.into(),
+            ops: lat.len() as u64,
+            errors,
+            secs,
+            p50_ms: pick(0.5),
+            p99_ms: pick(0.99),
+            max_ms: lat.last().map(|v| *v as f64 / 1000.0).unwrap_or(0.0),
+        }
+    }
+}
+
+/// Run `op` from `clients` tasks for `dur`; latencies in microseconds.
+async fn drive<F, Fut>(name: &str, clients: usize, dur: Duration, op: F) -> Figures
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let op = Arc::new(op);
+    let counter = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let op = op.clone();
+        let counter = counter.clone();
+        let errors = errors.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(4096);
+            while start.elapsed() < dur {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let t = Instant::now();
+                if op(n).await {
+                    lat.push(t.elapsed().as_micros() as u64);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        if let Ok(l) = t.await {
+            all.extend(l);
+        }
+    }
+    Figures::from_latencies(
+        name,
+        all,
+        errors.load(Ordering::Relaxed),
+        start.elapsed().as_secs_f64(),
+    )
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.scenario != "platform" {
+        anyhow::bail!("unknown scenario {}; known: platform", args.scenario);
+    }
+    let tmp = std::env::temp_dir().join(format!("baton-bench-{}", uuid::Uuid::now_v7()));
+    let (database_url, drop_db) = match args.backend.as_str() {
+        "sqlite" => (None, None),
+        "postgres" => {
+            let name = format!("baton_bench_{}", uuid::Uuid::now_v7().simple());
+            let admin = baton_store::Db::open_postgres(&args.pg_url, &Default::default())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            admin
+                .execute_raw(&format!("CREATE DATABASE {name}"))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let url = match args.pg_url.rfind('/') {
+                Some(i) => format!("{}/{name}", &args.pg_url[..i]),
+                None => anyhow::bail!("pg url has no database name"),
+            };
+            (Some(url), Some((admin, name)))
+        }
+        other => anyhow::bail!("backend must be sqlite or postgres, not {other}"),
+    };
+    let cfg = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: tmp.clone(),
+        database_url,
+        key_file: tmp.join("keys.json"),
+        log_format: "text".into(),
+        secure_cookies: false,
+        max_connections: 16,
+        mode: Mode::Development,
+    };
+    let store = app::open_store(&cfg, Arc::new(SystemClock)).await?;
+    demo::build(&store, &demo::DemoOptions { villages: false })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let running = app::start(store.clone(), &cfg, listener).await?;
+    let base = format!("http://{}", running.addr);
+    let dur = Duration::from_secs(args.seconds);
+    println!(
+        "baton bench · scenario {} · backend {} · {} clients · {} s each · {} cores",
+        args.scenario,
+        args.backend,
+        args.clients,
+        args.seconds,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients)
+        .build()?;
+    let token = bench_token(&client, &base).await?;
+    let unit_id = first_unit(&client, &base, &token).await?;
+
+    // Ceiling 1: the same server's /healthz.
+    let c = client.clone();
+    let url = format!("{base}/healthz");
+    let health = drive("ceiling: GET /healthz", args.clients, dur, move |_| {
+        let c = c.clone();
+        let url = url.clone();
+        async move {
+            c.get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
+
+    // Scenario: authenticated reads.
+    let (c, t) = (client.clone(), token.clone());
+    let url = format!("{base}/api/v1/units/{unit_id}");
+    let reads = drive(
+        "authenticated read GET /api/v1/units/{id}",
+        args.clients,
+        dur,
+        move |_| {
+            let (c, t, url) = (c.clone(), t.clone(), url.clone());
+            async move {
+                c.get(&url)
+                    .bearer_auth(&t)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        },
+    )
+    .await;
+
+    // Ceiling 2: raw single-row transactional inserts into the same store.
+    let s2 = store.clone();
+    s2.db
+        .execute_raw("CREATE TABLE bench_raw (id TEXT PRIMARY KEY, body TEXT NOT NULL)")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let raw = drive(
+        "ceiling: raw INSERT (one-row transactions)",
+        args.clients,
+        dur,
+        move |n| {
+            let s = s2.clone();
+            async move { raw_insert(&s, n).await }
+        },
+    )
+    .await;
+
+    // Scenario: audited writes (create a unit: validation, insert, audit chain, commit).
+    let (c, t) = (client.clone(), token.clone());
+    let url = format!("{base}/api/v1/units");
+    let run_id = uuid::Uuid::now_v7().simple().to_string();
+    let writes = drive("audited write POST /api/v1/units", args.clients, dur, move |n| {
+        let (c, t, url) = (c.clone(), t.clone(), url.clone());
+        let body = serde_json::json!({"name": format!("压测单位 {run_id} {n}"), "kind": "cargo_owner", "division_code": "140427401"});
+        async move { c.post(&url).bearer_auth(&t).json(&body).send().await.is_ok_and(|r| r.status() == reqwest::StatusCode::CREATED) }
+    })
+    .await;
+
+    println!();
+    println!(
+        "{:<46} {:>10} {:>8} {:>9} {:>9} {:>9} {:>8}",
+        "measure", "ops/s", "errors", "p50 ms", "p99 ms", "max ms", "ratio"
+    );
+    let line = |f: &Figures, ceiling: Option<&Figures>| {
+        let ratio = ceiling
+            .map(|c| format!("{:.2}", f.rate() / c.rate().max(1e-9)))
+            .unwrap_or_else(|| "—".into());
+        println!(
+            "{:<46} {:>10.0} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>8}",
+            f.name,
+            f.rate(),
+            f.errors,
+            f.p50_ms,
+            f.p99_ms,
+            f.max_ms,
+            ratio
+        );
+    };
+    line(&health, None);
+    line(&reads, Some(&health));
+    line(&raw, None);
+    line(&writes, Some(&raw));
+    println!();
+    println!(
+        "reads at {:.0}% of the /healthz ceiling (aim ≥ 50%); audited writes {:.0}/s (aim ≥ 3000/s on SQLite), {:.0}% of raw inserts",
+        100.0 * reads.rate() / health.rate().max(1e-9),
+        writes.rate(),
+        100.0 * writes.rate() / raw.rate().max(1e-9)
+    );
+    if let Some(m) = peak_rss_mib() {
+        println!("peak memory (server and load generator, one process): {m:.0} MiB");
+    }
+    let report = baton_store::audit::verify(&store.db, &store.vault)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "audit chain after the run: {} entries, {}",
+        report.entries,
+        if report.ok() { "intact" } else { "BROKEN" }
+    );
+    running.shutdown().await;
+    if let Some((admin, name)) = drop_db {
+        admin
+            .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+async fn raw_insert(s: &Store, n: u64) -> bool {
+    let id = format!("{n}-{}", uuid::Uuid::now_v7());
+    s.db.execute(q!(
+        "INSERT INTO bench_raw (id, body) VALUES ($1, $2)",
+        id,
+        "x".repeat(200)
+    ))
+    .await
+    .is_ok()
+}
+
+async fn bench_token(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    let login = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "commander", "password": demo::DEMO_PASSWORD}))
+        .send()
+        .await?;
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_string)
+        .context("no session cookie")?;
+    let body: serde_json::Value = login.json().await?;
+    let csrf = body["csrf"].as_str().context("no csrf")?.to_string();
+    let me: serde_json::Value = client
+        .get(format!("{base}/api/v1/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let unit = me["unit_id"].as_str().context("no unit")?.to_string();
+    let r: serde_json::Value = client
+        .post(format!("{base}/api/v1/tokens"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", csrf)
+        .json(&serde_json::json!({"name": "bench", "unit_id": unit, "permissions": ["units.read", "units.write"], "scope_kind": "division", "scope_code": "140427"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    r["secret"]
+        .as_str()
+        .map(str::to_string)
+        .with_context(|| format!("no token: {r}"))
+}
+
+async fn first_unit(client: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<String> {
+    let r: serde_json::Value = client
+        .get(format!("{base}/api/v1/units"))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    r["units"][0]["id"]
+        .as_str()
+        .map(str::to_string)
+        .context("no units")
+}

@@ -1,0 +1,60 @@
+//! Background jobs. For the platform: purge what has served its purpose (expired
+//! sessions, old login failures, finished idempotency keys). Modules add their jobs here.
+
+use baton_store::{Store, q};
+use baton_web::metrics::Metrics;
+use chrono::Duration;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::watch;
+
+/// One pass of the housekeeping job; returns rows removed.
+pub async fn housekeeping(store: &Store) -> Result<u64, baton_domain::Error> {
+    let now = store.now();
+    let mut tx = store.db.begin().await?;
+    let mut n = tx
+        .execute(q!(
+            "DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $2",
+            now - Duration::days(1),
+            now - Duration::days(1)
+        ))
+        .await?;
+    n += tx
+        .execute(q!(
+            "DELETE FROM login_failures WHERE at < $1",
+            now - Duration::days(1)
+        ))
+        .await?;
+    n += tx
+        .execute(q!(
+            "DELETE FROM idempotency WHERE created_at < $1",
+            now - Duration::days(1)
+        ))
+        .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+pub async fn run(store: Store, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|v| *v) => return,
+        }
+        metrics.jobs_pending.store(1, Ordering::Relaxed);
+        match housekeeping(&store).await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(removed = n, "housekeeping");
+                }
+            }
+            Err(e) => {
+                metrics.jobs_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "housekeeping failed");
+            }
+        }
+        metrics.jobs_pending.store(0, Ordering::Relaxed);
+        metrics.jobs_run.fetch_add(1, Ordering::Relaxed);
+    }
+}

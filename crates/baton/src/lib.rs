@@ -1,0 +1,8 @@
+//! The `baton` binary's library: configuration, start-up, background jobs, the demo
+//! county and the bench harness. `main.rs` is only the command line.
+
+pub mod app;
+pub mod bench;
+pub mod config;
+pub mod demo;
+pub mod jobs;

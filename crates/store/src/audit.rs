@@ -1,0 +1,245 @@
+//! The audit log: every write and every reveal, chained by a keyed hash so that
+//! `baton audit verify` detects an edited, deleted or reordered entry.
+//!
+//! Appends happen inside the transaction of the change they record. The first statement
+//! bumps the chain head, which takes the write lock (SQLite) or the head row's lock
+//! (PostgreSQL), so concurrent appends queue instead of forking the chain.
+
+use crate::db::{Db, Tx};
+use crate::principal::Principal;
+use crate::vault::Vault;
+use crate::{q, scope_args};
+use baton_domain::Error;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// What is being recorded: the action on an object, in a jurisdiction.
+#[derive(Debug, Clone)]
+pub struct Entry<'a> {
+    pub action: &'a str,
+    pub object_type: &'a str,
+    pub object_id: String,
+    pub jurisdiction: &'a str,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub request_id: String,
+    pub actor_id: Option<Uuid>,
+    pub actor_name: String,
+    pub unit_id: Option<Uuid>,
+    pub jurisdiction: String,
+    pub action: String,
+    pub object_type: String,
+    pub object_id: String,
+    pub detail: String,
+}
+
+impl Record {
+    /// The bytes the chain hashes: a JSON array in fixed order (unambiguous, stable).
+    fn canonical(&self) -> Vec<u8> {
+        serde_json::json!([
+            self.seq,
+            self.at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            self.request_id,
+            self.actor_id.map(|u| u.to_string()),
+            self.actor_name,
+            self.unit_id.map(|u| u.to_string()),
+            self.jurisdiction,
+            self.action,
+            self.object_type,
+            self.object_id,
+            self.detail,
+        ])
+        .to_string()
+        .into_bytes()
+    }
+
+    fn chain_hash(&self, vault: &Vault, prev: &[u8]) -> Vec<u8> {
+        let mut data = prev.to_vec();
+        data.extend_from_slice(&self.canonical());
+        vault.audit_mac(&data)
+    }
+
+    fn from_row(r: &crate::db::Row) -> Result<Record, Error> {
+        Ok(Record {
+            seq: r.get("seq")?,
+            at: r.get("at")?,
+            request_id: r.get("request_id")?,
+            actor_id: r.get("actor_id")?,
+            actor_name: r.get("actor_name")?,
+            unit_id: r.get("unit_id")?,
+            jurisdiction: r.get("jurisdiction")?,
+            action: r.get("action")?,
+            object_type: r.get("object_type")?,
+            object_id: r.get("object_id")?,
+            detail: r.get("detail")?,
+        })
+    }
+}
+
+/// Truncate to what both databases keep (microseconds), so hashes survive a round trip.
+pub fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::DurationRound;
+    t.duration_trunc(chrono::Duration::microseconds(1))
+        .unwrap_or(t)
+}
+
+pub async fn append(
+    tx: &mut Tx,
+    vault: &Vault,
+    at: DateTime<Utc>,
+    who: &Principal,
+    e: Entry<'_>,
+) -> Result<i64, Error> {
+    let head = tx
+        .fetch_one(q!(
+            "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
+        ))
+        .await?;
+    let seq: i64 = head.get("seq")?;
+    let prev: Vec<u8> = head.get("hash")?;
+    let rec = Record {
+        seq,
+        at: micros(at),
+        request_id: who.request_id.clone(),
+        actor_id: who.user_id,
+        actor_name: who.name.clone(),
+        unit_id: who.unit_id,
+        jurisdiction: e.jurisdiction.to_string(),
+        action: e.action.to_string(),
+        object_type: e.object_type.to_string(),
+        object_id: e.object_id,
+        detail: e.detail.to_string(),
+    };
+    let hash = rec.chain_hash(vault, &prev);
+    tx.execute(q!(
+        "INSERT INTO audit_log (seq, at, request_id, actor_id, actor_name, unit_id, jurisdiction, action, object_type, object_id, detail, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        rec.seq, rec.at, rec.request_id, rec.actor_id, rec.actor_name, rec.unit_id, rec.jurisdiction, rec.action,
+        rec.object_type, rec.object_id, rec.detail, prev, hash.clone()
+    ))
+    .await?;
+    tx.execute(q!("UPDATE audit_head SET hash = $1 WHERE id = 1", hash))
+        .await?;
+    Ok(seq)
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct VerifyReport {
+    pub entries: i64,
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Walk the whole chain in order and report every break.
+pub async fn verify(db: &Db, vault: &Vault) -> Result<VerifyReport, Error> {
+    let mut report = VerifyReport::default();
+    let mut expected_seq = 1i64;
+    let mut prev = vec![0u8; 32];
+    loop {
+        let rows = db
+            .fetch_all(q!(
+                "SELECT seq, at, request_id, actor_id, actor_name, unit_id, jurisdiction, action, object_type, object_id, detail, prev_hash, hash
+                 FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT 5000",
+                expected_seq
+            ))
+            .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for r in &rows {
+            let rec = Record::from_row(r)?;
+            let stored_prev: Vec<u8> = r.get("prev_hash")?;
+            let stored: Vec<u8> = r.get("hash")?;
+            if rec.seq != expected_seq {
+                report.problems.push(format!(
+                    "entries {expected_seq}..{} are missing (deleted)",
+                    rec.seq - 1
+                ));
+            }
+            if stored_prev != prev {
+                report.problems.push(format!(
+                    "entry {} does not follow the entry before it (deleted or reordered)",
+                    rec.seq
+                ));
+            }
+            if rec.chain_hash(vault, &stored_prev) != stored {
+                report
+                    .problems
+                    .push(format!("entry {} was altered", rec.seq));
+            }
+            prev = stored;
+            expected_seq = rec.seq + 1;
+            report.entries += 1;
+        }
+    }
+    let head = db
+        .fetch_one(q!("SELECT seq, hash FROM audit_head WHERE id = 1"))
+        .await?;
+    let head_seq: i64 = head.get("seq")?;
+    let head_hash: Vec<u8> = head.get("hash")?;
+    if head_seq != expected_seq - 1 {
+        report.problems.push(format!(
+            "the chain head is at entry {head_seq} but the log ends at {} (entries deleted)",
+            expected_seq - 1
+        ));
+    } else if head_hash != prev {
+        report.problems.push(format!(
+            "the last entry {head_seq} does not match the chain head (altered)"
+        ));
+    }
+    Ok(report)
+}
+
+/// Filters for the audit viewer; every field optional.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Search {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub object_type: Option<String>,
+    pub object_id: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Entries with a lower sequence number than this (paging backwards).
+    pub before: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// Entries inside the viewer's scope, newest first.
+pub async fn search(db: &Db, who: &Principal, s: &Search) -> Result<Vec<Record>, Error> {
+    let (lo, hi, unit) = scope_args(&who.scope);
+    let limit = s.limit.unwrap_or(100).clamp(1, 1000);
+    let empty = |o: &Option<String>| {
+        o.as_ref()
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+    };
+    let rows = db
+        .fetch_all(q!(
+            "SELECT seq, at, request_id, actor_id, actor_name, unit_id, jurisdiction, action, object_type, object_id, detail
+             FROM audit_log
+             WHERE ((jurisdiction >= $1 AND jurisdiction < $2) OR unit_id = $3)
+               AND ($4 IS NULL OR actor_name = $4)
+               AND ($5 IS NULL OR action = $5)
+               AND ($6 IS NULL OR object_type = $6)
+               AND ($7 IS NULL OR object_id = $7)
+               AND ($8 IS NULL OR at >= $8)
+               AND ($9 IS NULL OR at < $9)
+               AND ($10 IS NULL OR seq < $10)
+             ORDER BY seq DESC LIMIT $11",
+            lo, hi, unit, empty(&s.actor), empty(&s.action), empty(&s.object_type), empty(&s.object_id), s.from, s.to, s.before, limit
+        ))
+        .await?;
+    rows.iter().map(Record::from_row).collect()
+}

@@ -1,0 +1,124 @@
+//! Baton's storage layer. `Store` bundles the database, the vault and the clock; each
+//! repository module takes the acting `Principal`, checks permission and scope in SQL,
+//! writes, and appends the audit entry in the same transaction.
+
+pub mod audit;
+pub mod auth;
+pub mod db;
+pub mod grids;
+pub mod idempotency;
+pub mod policy;
+pub mod principal;
+pub mod units;
+pub mod users;
+pub mod vault;
+
+use baton_domain::Error;
+use baton_domain::clock::Clock;
+use baton_domain::scope::Scope;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub use db::{Backend, Db, DbOptions};
+pub use principal::Principal;
+pub use vault::{Keyring, Vault};
+
+#[derive(Clone)]
+pub struct Store {
+    pub db: Db,
+    pub vault: Arc<Vault>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Store {
+    pub fn new(db: Db, vault: Arc<Vault>, clock: Arc<dyn Clock>) -> Self {
+        Self { db, vault, clock }
+    }
+
+    /// Now, at the precision both databases keep.
+    pub fn now(&self) -> DateTime<Utc> {
+        audit::micros(self.clock.now())
+    }
+
+    /// Begin a transaction, run `f`, append its audit entry, commit. Used by every write.
+    pub async fn audited(
+        &self,
+        who: &Principal,
+        entry: audit::Entry<'_>,
+        tx: db::Tx,
+    ) -> Result<(), Error> {
+        let mut tx = tx;
+        audit::append(&mut tx, &self.vault, self.now(), who, entry).await?;
+        tx.commit().await
+    }
+}
+
+/// The three values every scope condition binds:
+/// `((jurisdiction >= $lo AND jurisdiction < $hi) OR unit_id = $unit)`.
+/// A unit scope binds an empty range; a division scope binds a unit id that matches nothing.
+pub fn scope_args(scope: &Scope) -> (String, String, Uuid) {
+    match scope {
+        Scope::Division { code } => (
+            code.clone(),
+            baton_domain::division::prefix_end(code),
+            Uuid::nil(),
+        ),
+        Scope::Unit { unit_id, .. } => (String::new(), String::new(), *unit_id),
+    }
+}
+
+/// Trim a free-text field and check its length in characters.
+pub fn text_field(
+    field: &str,
+    v: &str,
+    min: usize,
+    max: usize,
+) -> Result<String, baton_domain::FieldError> {
+    let t = v.trim();
+    let n = t.chars().count();
+    if n < min {
+        return Err(baton_domain::FieldError::required(field));
+    }
+    if n > max {
+        return Err(baton_domain::FieldError::new(
+            field,
+            "too_long",
+            format!("不能超过 {max} 个字符"),
+            format!("at most {max} characters"),
+        ));
+    }
+    if t.chars().any(char::is_control) {
+        return Err(baton_domain::FieldError::new(
+            field,
+            "control_chars",
+            "不能包含控制字符",
+            "must not contain control characters",
+        ));
+    }
+    Ok(t.to_string())
+}
+
+/// Collect field errors; `Err(Error::Invalid)` if there are any.
+#[derive(Default)]
+pub struct Check(pub Vec<baton_domain::FieldError>);
+
+impl Check {
+    pub fn take<T>(&mut self, r: Result<T, baton_domain::FieldError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.push(e);
+                None
+            }
+        }
+    }
+
+    pub fn done(self) -> Result<(), Error> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(self.0))
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Chinese by default, English switchable. UI strings live here, keyed; a test checks
+//! that every key has both languages and every template key exists.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    #[default]
+    Zh,
+    En,
+}
+
+impl Lang {
+    pub fn zh(self) -> bool {
+        self == Lang::Zh
+    }
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Zh => "zh",
+            Lang::En => "en",
+        }
+    }
+    pub fn html(self) -> &'static str {
+        match self {
+            Lang::Zh => "zh-CN",
+            Lang::En => "en",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s {
+            "zh" | "zh-CN" => Some(Lang::Zh),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+    /// From an Accept-Language header: English only if it is preferred over Chinese.
+    pub fn from_accept(h: &str) -> Lang {
+        let h = h.to_ascii_lowercase();
+        match (h.find("en"), h.find("zh")) {
+            (Some(e), Some(z)) if e < z => Lang::En,
+            (Some(_), None) => Lang::En,
+            _ => Lang::Zh,
+        }
+    }
+    pub fn pick<'a>(self, zh: &'a str, en: &'a str) -> &'a str {
+        if self.zh() { zh } else { en }
+    }
+    /// A UI string by key; an unknown key shows itself (and fails the key test).
+    pub fn t(self, key: &str) -> &'static str {
+        match strings().get(key) {
+            Some((z, e)) => self.pick(z, e),
+            None => "??",
+        }
+    }
+}
+
+pub const STRINGS: &[(&str, &str, &str)] = &[
+    (
+        "app.title",
+        "闭环接力 · 疫情防控指挥平台",
+        "Baton · Outbreak control operations",
+    ),
+    ("app.short", "闭环接力", "Baton"),
+    ("nav.home", "首页", "Home"),
+    ("nav.units", "单位", "Units"),
+    ("nav.users", "用户", "Users"),
+    ("nav.roles", "角色", "Roles"),
+    ("nav.tokens", "接口令牌", "API tokens"),
+    ("nav.audit", "审计日志", "Audit log"),
+    ("nav.policy", "防控策略", "Policy"),
+    ("nav.grids", "网格", "Grids"),
+    ("nav.divisions", "行政区划", "Divisions"),
+    ("nav.logout", "退出", "Sign out"),
+    ("nav.menu", "菜单", "Menu"),
+    ("nav.admin", "管理", "Administration"),
+    ("lang.switch", "English", "中文"),
+    ("login.title", "登录", "Sign in"),
+    ("login.username", "用户名", "Username"),
+    ("login.password", "密码", "Password"),
+    ("login.submit", "登录", "Sign in"),
+    ("home.welcome", "您好", "Welcome"),
+    ("home.role", "角色", "Role"),
+    ("home.unit", "单位", "Unit"),
+    ("home.scope", "辖区", "Jurisdiction"),
+    ("home.tasks", "您的工作", "Your work"),
+    ("home.policy", "现行策略", "Policy in force"),
+    ("home.scope_unit", "仅本单位", "own unit only"),
+    ("common.save", "保存", "Save"),
+    ("common.create", "新建", "Create"),
+    ("common.edit", "编辑", "Edit"),
+    ("common.search", "查询", "Search"),
+    ("common.name", "名称", "Name"),
+    ("common.kind", "类型", "Kind"),
+    ("common.division", "行政区划", "Division"),
+    ("common.actions", "操作", "Actions"),
+    ("common.yes", "是", "Yes"),
+    ("common.no", "否", "No"),
+    ("common.none", "无", "None"),
+    ("common.back", "返回", "Back"),
+    ("common.active", "启用", "Active"),
+    ("common.disabled", "已停用", "Disabled"),
+    ("common.revoke", "吊销", "Revoke"),
+    ("common.reveal", "显示完整信息", "Reveal"),
+    ("common.time", "时间", "Time"),
+    ("common.empty", "暂无记录", "Nothing here yet"),
+    (
+        "common.fix_errors",
+        "请修正标出的字段",
+        "Please correct the marked fields",
+    ),
+    ("common.saved", "已保存", "Saved"),
+    ("common.more", "更早的记录", "Older entries"),
+    ("unit.supervisor", "上级单位", "Supervising unit"),
+    ("unit.address", "地址", "Address"),
+    ("user.username", "用户名", "Username"),
+    ("user.display_name", "姓名", "Name"),
+    ("user.unit", "所属单位", "Unit"),
+    ("user.role", "角色", "Role"),
+    ("user.scope_kind", "数据范围", "Scope"),
+    ("user.scope_code", "辖区代码", "Jurisdiction code"),
+    (
+        "user.scope.division",
+        "行政区划及下级",
+        "Division and below",
+    ),
+    ("user.scope.unit", "仅本单位", "Own unit only"),
+    ("user.password", "初始密码", "Initial password"),
+    ("user.new_password", "新密码", "New password"),
+    ("user.reset_password", "重置密码", "Reset password"),
+    ("user.phone", "手机号", "Phone"),
+    ("user.id_number", "身份证号", "ID number"),
+    ("user.status", "状态", "Status"),
+    ("user.revoke_sessions", "强制下线", "Sign out everywhere"),
+    ("role.permissions", "权限", "Permissions"),
+    ("role.code", "角色代码", "Role code"),
+    ("role.label_zh", "中文名称", "Chinese name"),
+    ("role.label_en", "英文名称", "English name"),
+    ("role.builtin", "内置", "Built-in"),
+    (
+        "token.secret_once",
+        "令牌只显示这一次,请立即保存:",
+        "This token is shown only once; store it now:",
+    ),
+    ("token.prefix", "前缀", "Prefix"),
+    ("token.expires", "到期", "Expires"),
+    (
+        "token.expires_days",
+        "有效天数(留空为长期)",
+        "Valid for days (blank: until revoked)",
+    ),
+    ("token.last_used", "最近使用", "Last used"),
+    ("token.revoked", "已吊销", "Revoked"),
+    ("audit.actor", "操作人", "Actor"),
+    ("audit.action", "动作", "Action"),
+    ("audit.object", "对象", "Object"),
+    ("audit.request", "请求号", "Request"),
+    ("audit.detail", "详情", "Detail"),
+    ("audit.from", "起", "From"),
+    ("audit.to", "止", "To"),
+    ("policy.version", "版本", "Version"),
+    ("policy.effective_from", "生效时间", "Effective from"),
+    ("policy.note", "说明", "Note"),
+    ("policy.params", "参数", "Parameters"),
+    ("policy.new", "新建策略版本", "New policy version"),
+    ("policy.in_force", "现行", "In force"),
+    ("grid.village", "村(社区)", "Village"),
+    ("grid.member", "网格员", "Grid member"),
+    ("grid.code", "网格编码", "Grid code"),
+    (
+        "division.lookup",
+        "按代码或名称查找",
+        "Find by code or name",
+    ),
+    ("division.children", "下级区划", "Divisions below"),
+    ("error.title", "出错了", "Something went wrong"),
+    (
+        "error.not_found",
+        "页面不存在,或不在您的辖区内",
+        "Not found, or outside your jurisdiction",
+    ),
+];
+
+fn strings() -> &'static HashMap<&'static str, (&'static str, &'static str)> {
+    static MAP: OnceLock<HashMap<&'static str, (&'static str, &'static str)>> = OnceLock::new();
+    MAP.get_or_init(|| STRINGS.iter().map(|(k, z, e)| (*k, (*z, *e))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_unique_and_translated() {
+        let mut seen = std::collections::HashSet::new();
+        for (k, z, e) in STRINGS {
+            assert!(seen.insert(k), "duplicate key {k}");
+            assert!(!z.is_empty() && !e.is_empty(), "{k} lacks a language");
+        }
+    }
+
+    #[test]
+    fn every_key_used_in_templates_exists() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            for part in text.split("t(\"").skip(1) {
+                let key = &part[..part.find('"').unwrap()];
+                assert!(
+                    strings().contains_key(key),
+                    "template uses unknown key {key}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn accept_language() {
+        assert_eq!(Lang::from_accept("en-US,en;q=0.9"), Lang::En);
+        assert_eq!(Lang::from_accept("zh-CN,zh;q=0.9,en;q=0.8"), Lang::Zh);
+        assert_eq!(Lang::from_accept(""), Lang::Zh);
+    }
+}

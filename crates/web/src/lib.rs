@@ -1,0 +1,58 @@
+//! Baton's HTTP side: the JSON API under `/api/v1`, the server-rendered UI, and the
+//! operational endpoints (`/healthz`, `/readyz`, `/metrics`). Every asset is served by the
+//! binary; no external CDN.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod i18n;
+pub mod metrics;
+pub mod middleware;
+pub mod ui;
+
+use axum::Router;
+use baton_store::Store;
+use std::sync::Arc;
+
+#[derive(Clone, Debug)]
+pub struct WebConfig {
+    /// Mark cookies `Secure` (set when served over HTTPS).
+    pub secure_cookies: bool,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            secure_cookies: false,
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<WebConfig>,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = api::routes();
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(ui::routes())
+        .merge(metrics::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::observe,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.max_body_bytes,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            middleware::panic_response,
+        ))
+        .with_state(state)
+}
