@@ -12,35 +12,23 @@ use tokio::sync::watch;
 
 /// When the first policy version takes effect: the county meeting of 10 Nov 2022.
 pub fn first_policy_time() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2022-11-10T00:00:00+08:00")
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_default()
+    DateTime::parse_from_rfc3339("2022-11-10T00:00:00+08:00").map(|t| t.with_timezone(&Utc)).unwrap_or_default()
 }
 
 pub async fn open_db(cfg: &Config) -> anyhow::Result<Db> {
-    let opts = DbOptions {
-        max_connections: cfg.max_connections,
-    };
+    let opts = DbOptions { max_connections: cfg.max_connections };
     let db = match &cfg.database_url {
-        Some(url) => Db::open_postgres(url, &opts)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .context("opening PostgreSQL")?,
+        Some(url) => Db::open_postgres(url, &opts).await.map_err(|e| anyhow::anyhow!("{e}")).context("opening PostgreSQL")?,
         None => {
-            std::fs::create_dir_all(&cfg.data_dir)
-                .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
-            Db::open_sqlite(&cfg.data_dir.join("baton.db"), &opts)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .context("opening SQLite")?
+            std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+            Db::open_sqlite(&cfg.data_dir.join("baton.db"), &opts).await.map_err(|e| anyhow::anyhow!("{e}")).context("opening SQLite")?
         }
     };
     Ok(db)
 }
 
 pub fn open_vault(cfg: &Config) -> anyhow::Result<Vault> {
-    let (ring, created) =
-        Keyring::load_or_create(&cfg.key_file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (ring, created) = Keyring::load_or_create(&cfg.key_file).map_err(|e| anyhow::anyhow!("{e}"))?;
     if created {
         tracing::info!(key_file = %cfg.key_file.display(), "created a new key file; back it up: without it, personal data cannot be read");
     }
@@ -56,12 +44,8 @@ pub async fn open_store(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<S
     let db = open_db(cfg).await?;
     db.migrate().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = Store::new(db, Arc::new(vault), clock);
-    users::seed_roles(&store)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    policy::seed(&store, first_policy_time())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    users::seed_roles(&store).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    policy::seed(&store, first_policy_time()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(store)
 }
 
@@ -83,19 +67,12 @@ impl Running {
     }
 }
 
-pub async fn start(
-    store: Store,
-    cfg: &Config,
-    listener: tokio::net::TcpListener,
-) -> anyhow::Result<Running> {
+pub async fn start(store: Store, cfg: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let metrics = Arc::new(baton_web::metrics::Metrics::default());
     let state = AppState {
         store: store.clone(),
-        config: Arc::new(WebConfig {
-            secure_cookies: cfg.secure_cookies,
-            ..WebConfig::default()
-        }),
+        config: Arc::new(WebConfig { secure_cookies: cfg.secure_cookies, ..WebConfig::default() }),
         metrics: metrics.clone(),
     };
     let (stop, rx) = watch::channel(false);
@@ -112,20 +89,12 @@ pub async fn start(
         }
     });
     let jobs = tokio::spawn(crate::jobs::run(store.clone(), metrics, rx));
-    Ok(Running {
-        addr,
-        store,
-        stop,
-        server,
-        jobs,
-    })
+    Ok(Running { addr, store, stop, server, jobs })
 }
 
 /// Run until SIGINT or SIGTERM, then stop gracefully.
 pub async fn serve_until_signal(store: Store, cfg: &Config) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(&cfg.listen)
-        .await
-        .with_context(|| format!("listening on {}", cfg.listen))?;
+    let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("listening on {}", cfg.listen))?;
     let running = start(store, cfg, listener).await?;
     tracing::info!(addr = %running.addr, backend = ?running.store.db.backend(), "Baton is serving");
     println!("Baton is serving at http://{}", running.addr);

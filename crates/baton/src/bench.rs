@@ -19,12 +19,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "sqlite")]
     pub backend: String,
     /// PostgreSQL server URL for a throw-away database (postgres backend).
-    #[arg(
-        long,
-        env = "BATON_BENCH_PG_URL",
-        default_value = "postgres://postgres:postgres@127.0.0.1:5432/postgres",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "BATON_BENCH_PG_URL", default_value = "postgres://postgres:postgres@127.0.0.1:5432/postgres", hide_env_values = true)]
     pub pg_url: String,
     /// Scenario: platform (authenticated reads and audited writes).
     #[arg(long, default_value = "platform")]
@@ -50,20 +45,12 @@ pub struct Figures {
 
 impl Figures {
     pub fn rate(&self) -> f64 {
-        if self.secs > 0.0 {
-            self.ops as f64 / self.secs
-        } else {
-            0.0
-        }
+        if self.secs > 0.0 { self.ops as f64 / self.secs } else { 0.0 }
     }
 
     fn from_latencies(name: &str, mut lat: Vec<u64>, errors: u64, secs: f64) -> Figures {
         lat.sort_unstable();
-        let pick = |q: f64| {
-            lat.get(((lat.len() as f64 - 1.0) * q).round() as usize)
-                .map(|v| *v as f64 / 1000.0)
-                .unwrap_or(0.0)
-        };
+        let pick = |q: f64| lat.get(((lat.len() as f64 - 1.0) * q).round() as usize).map(|v| *v as f64 / 1000.0).unwrap_or(0.0);
         Figures {
             name: name.into(),
             ops: lat.len() as u64,
@@ -111,12 +98,7 @@ where
             all.extend(l);
         }
     }
-    Figures::from_latencies(
-        name,
-        all,
-        errors.load(Ordering::Relaxed),
-        start.elapsed().as_secs_f64(),
-    )
+    Figures::from_latencies(name, all, errors.load(Ordering::Relaxed), start.elapsed().as_secs_f64())
 }
 
 fn peak_rss_mib() -> Option<f64> {
@@ -135,13 +117,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "sqlite" => (None, None),
         "postgres" => {
             let name = format!("baton_bench_{}", uuid::Uuid::now_v7().simple());
-            let admin = baton_store::Db::open_postgres(&args.pg_url, &Default::default())
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            admin
-                .execute_raw(&format!("CREATE DATABASE {name}"))
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let admin = baton_store::Db::open_postgres(&args.pg_url, &Default::default()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            admin.execute_raw(&format!("CREATE DATABASE {name}")).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             let url = match args.pg_url.rfind('/') {
                 Some(i) => format!("{}/{name}", &args.pg_url[..i]),
                 None => anyhow::bail!("pg url has no database name"),
@@ -161,9 +138,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         mode: Mode::Development,
     };
     let store = app::open_store(&cfg, Arc::new(SystemClock)).await?;
-    demo::build(&store, &demo::DemoOptions { villages: false })
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    demo::build(&store, &demo::DemoOptions { villages: false }).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let running = app::start(store.clone(), &cfg, listener).await?;
     let base = format!("http://{}", running.addr);
@@ -174,14 +149,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.backend,
         args.clients,
         args.seconds,
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
 
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.clients)
-        .build()?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
     let token = bench_token(&client, &base).await?;
     let unit_id = first_unit(&client, &base, &token).await?;
 
@@ -191,50 +162,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let health = drive("ceiling: GET /healthz", args.clients, dur, move |_| {
         let c = c.clone();
         let url = url.clone();
-        async move {
-            c.get(&url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        }
+        async move { c.get(&url).send().await.is_ok_and(|r| r.status().is_success()) }
     })
     .await;
 
     // Scenario: authenticated reads.
     let (c, t) = (client.clone(), token.clone());
     let url = format!("{base}/api/v1/units/{unit_id}");
-    let reads = drive(
-        "authenticated read GET /api/v1/units/{id}",
-        args.clients,
-        dur,
-        move |_| {
-            let (c, t, url) = (c.clone(), t.clone(), url.clone());
-            async move {
-                c.get(&url)
-                    .bearer_auth(&t)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            }
-        },
-    )
+    let reads = drive("authenticated read GET /api/v1/units/{id}", args.clients, dur, move |_| {
+        let (c, t, url) = (c.clone(), t.clone(), url.clone());
+        async move { c.get(&url).bearer_auth(&t).send().await.is_ok_and(|r| r.status().is_success()) }
+    })
     .await;
 
     // Ceiling 2: raw single-row transactional inserts into the same store.
     let s2 = store.clone();
-    s2.db
-        .execute_raw("CREATE TABLE bench_raw (id TEXT PRIMARY KEY, body TEXT NOT NULL)")
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let raw = drive(
-        "ceiling: raw INSERT (one-row transactions)",
-        args.clients,
-        dur,
-        move |n| {
-            let s = s2.clone();
-            async move { raw_insert(&s, n).await }
-        },
-    )
+    s2.db.execute_raw("CREATE TABLE bench_raw (id TEXT PRIMARY KEY, body TEXT NOT NULL)").await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let raw = drive("ceiling: raw INSERT (one-row transactions)", args.clients, dur, move |n| {
+        let s = s2.clone();
+        async move { raw_insert(&s, n).await }
+    })
     .await;
 
     // Scenario: audited writes (create a unit: validation, insert, audit chain, commit).
@@ -249,24 +196,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     .await;
 
     println!();
-    println!(
-        "{:<46} {:>10} {:>8} {:>9} {:>9} {:>9} {:>8}",
-        "measure", "ops/s", "errors", "p50 ms", "p99 ms", "max ms", "ratio"
-    );
+    println!("{:<46} {:>10} {:>8} {:>9} {:>9} {:>9} {:>8}", "measure", "ops/s", "errors", "p50 ms", "p99 ms", "max ms", "ratio");
     let line = |f: &Figures, ceiling: Option<&Figures>| {
-        let ratio = ceiling
-            .map(|c| format!("{:.2}", f.rate() / c.rate().max(1e-9)))
-            .unwrap_or_else(|| "—".into());
-        println!(
-            "{:<46} {:>10.0} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>8}",
-            f.name,
-            f.rate(),
-            f.errors,
-            f.p50_ms,
-            f.p99_ms,
-            f.max_ms,
-            ratio
-        );
+        let ratio = ceiling.map(|c| format!("{:.2}", f.rate() / c.rate().max(1e-9))).unwrap_or_else(|| "—".into());
+        println!("{:<46} {:>10.0} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>8}", f.name, f.rate(), f.errors, f.p50_ms, f.p99_ms, f.max_ms, ratio);
     };
     line(&health, None);
     line(&reads, Some(&health));
@@ -282,20 +215,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(m) = peak_rss_mib() {
         println!("peak memory (server and load generator, one process): {m:.0} MiB");
     }
-    let report = baton_store::audit::verify(&store.db, &store.vault)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!(
-        "audit chain after the run: {} entries, {}",
-        report.entries,
-        if report.ok() { "intact" } else { "BROKEN" }
-    );
+    let report = baton_store::audit::verify(&store.db, &store.vault).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("audit chain after the run: {} entries, {}", report.entries, if report.ok() { "intact" } else { "BROKEN" });
     running.shutdown().await;
     if let Some((admin, name)) = drop_db {
-        admin
-            .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        admin.execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
@@ -303,13 +227,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 async fn raw_insert(s: &Store, n: u64) -> bool {
     let id = format!("{n}-{}", uuid::Uuid::now_v7());
-    s.db.execute(q!(
-        "INSERT INTO bench_raw (id, body) VALUES ($1, $2)",
-        id,
-        "x".repeat(200)
-    ))
-    .await
-    .is_ok()
+    s.db.execute(q!("INSERT INTO bench_raw (id, body) VALUES ($1, $2)", id, "x".repeat(200))).await.is_ok()
 }
 
 async fn bench_token(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
@@ -327,13 +245,7 @@ async fn bench_token(client: &reqwest::Client, base: &str) -> anyhow::Result<Str
         .context("no session cookie")?;
     let body: serde_json::Value = login.json().await?;
     let csrf = body["csrf"].as_str().context("no csrf")?.to_string();
-    let me: serde_json::Value = client
-        .get(format!("{base}/api/v1/me"))
-        .header("cookie", &cookie)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let me: serde_json::Value = client.get(format!("{base}/api/v1/me")).header("cookie", &cookie).send().await?.json().await?;
     let unit = me["unit_id"].as_str().context("no unit")?.to_string();
     let r: serde_json::Value = client
         .post(format!("{base}/api/v1/tokens"))
@@ -344,22 +256,10 @@ async fn bench_token(client: &reqwest::Client, base: &str) -> anyhow::Result<Str
         .await?
         .json()
         .await?;
-    r["secret"]
-        .as_str()
-        .map(str::to_string)
-        .with_context(|| format!("no token: {r}"))
+    r["secret"].as_str().map(str::to_string).with_context(|| format!("no token: {r}"))
 }
 
 async fn first_unit(client: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<String> {
-    let r: serde_json::Value = client
-        .get(format!("{base}/api/v1/units"))
-        .bearer_auth(token)
-        .send()
-        .await?
-        .json()
-        .await?;
-    r["units"][0]["id"]
-        .as_str()
-        .map(str::to_string)
-        .context("no units")
+    let r: serde_json::Value = client.get(format!("{base}/api/v1/units")).bearer_auth(token).send().await?.json().await?;
+    r["units"][0]["id"].as_str().map(str::to_string).context("no units")
 }

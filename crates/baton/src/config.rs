@@ -40,10 +40,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
-            .field(
-                "database_url",
-                &self.database_url.as_deref().map(redact_url),
-            )
+            .field("database_url", &self.database_url.as_deref().map(redact_url))
             .field("key_file", &self.key_file)
             .field("log_format", &self.log_format)
             .field("secure_cookies", &self.secure_cookies)
@@ -71,86 +68,57 @@ pub fn redact_url(url: &str) -> String {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Overrides {
     /// Address to listen on.
-    #[arg(long, env = "BATON_LISTEN")]
+    #[arg(long, global = true, env = "BATON_LISTEN")]
     pub listen: Option<String>,
     /// Directory for the embedded database and the key file.
-    #[arg(long, env = "BATON_DATA_DIR")]
+    #[arg(long, global = true, env = "BATON_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// PostgreSQL URL; without it Baton uses SQLite in the data directory.
-    #[arg(long, env = "BATON_DATABASE_URL", hide_env_values = true)]
+    #[arg(long, global = true, env = "BATON_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Key file (created on first start). Share it between app servers on one database.
-    #[arg(long, env = "BATON_KEY_FILE")]
+    #[arg(long, global = true, env = "BATON_KEY_FILE")]
     pub key_file: Option<PathBuf>,
     /// Log format: text or json.
-    #[arg(long, env = "BATON_LOG_FORMAT")]
+    #[arg(long, global = true, env = "BATON_LOG_FORMAT")]
     pub log_format: Option<String>,
     /// Mark cookies Secure (when served over HTTPS).
-    #[arg(long, env = "BATON_SECURE_COOKIES")]
+    #[arg(long, global = true, env = "BATON_SECURE_COOKIES")]
     pub secure_cookies: Option<bool>,
     /// Database connections (readers on SQLite).
-    #[arg(long, env = "BATON_MAX_CONNECTIONS")]
+    #[arg(long, global = true, env = "BATON_MAX_CONNECTIONS")]
     pub max_connections: Option<u32>,
     /// production or development.
-    #[arg(long, env = "BATON_MODE")]
+    #[arg(long, global = true, env = "BATON_MODE")]
     pub mode: Option<String>,
     /// TOML configuration file (default: baton.toml in the data directory, if present).
-    #[arg(long, env = "BATON_CONFIG")]
+    #[arg(long, global = true, env = "BATON_CONFIG")]
     pub config: Option<PathBuf>,
 }
 
 impl Overrides {
     pub fn resolve(&self) -> anyhow::Result<Config> {
-        let data_dir_hint = self
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("baton-data"));
-        let file_path = self
-            .config
-            .clone()
-            .or_else(|| Some(data_dir_hint.join("baton.toml")).filter(|p| p.exists()));
+        let data_dir_hint = self.data_dir.clone().unwrap_or_else(|| PathBuf::from("baton-data"));
+        let file_path = self.config.clone().or_else(|| Some(data_dir_hint.join("baton.toml")).filter(|p| p.exists()));
         let file: FileConfig = match &file_path {
-            Some(p) => toml::from_str(
-                &std::fs::read_to_string(p)
-                    .map_err(|e| anyhow::anyhow!("config {}: {e}", p.display()))?,
-            )
-            .map_err(|e| anyhow::anyhow!("config {}: {e}", p.display()))?,
+            Some(p) => toml::from_str(&std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("config {}: {e}", p.display()))?)
+                .map_err(|e| anyhow::anyhow!("config {}: {e}", p.display()))?,
             None => FileConfig::default(),
         };
-        let data_dir = self
-            .data_dir
-            .clone()
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from("baton-data"));
+        let data_dir = self.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("baton-data"));
         let mode = match self.mode.clone().or(file.mode).as_deref() {
             None | Some("production") => Mode::Production,
             Some("development") => Mode::Development,
             Some(other) => anyhow::bail!("mode must be production or development, not {other}"),
         };
-        let log_format = self
-            .log_format
-            .clone()
-            .or(file.log_format)
-            .unwrap_or_else(|| "text".into());
+        let log_format = self.log_format.clone().or(file.log_format).unwrap_or_else(|| "text".into());
         if log_format != "text" && log_format != "json" {
             anyhow::bail!("log format must be text or json, not {log_format}");
         }
         Ok(Config {
-            listen: self
-                .listen
-                .clone()
-                .or(file.listen)
-                .unwrap_or_else(|| "127.0.0.1:8080".into()),
-            key_file: self
-                .key_file
-                .clone()
-                .or(file.key_file)
-                .unwrap_or_else(|| data_dir.join("keys.json")),
-            database_url: self
-                .database_url
-                .clone()
-                .or(file.database_url)
-                .filter(|u| !u.is_empty()),
+            listen: self.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
+            key_file: self.key_file.clone().or(file.key_file).unwrap_or_else(|| data_dir.join("keys.json")),
+            database_url: self.database_url.clone().or(file.database_url).filter(|u| !u.is_empty()),
             data_dir,
             log_format,
             secure_cookies: self.secure_cookies.or(file.secure_cookies).unwrap_or(false),
@@ -170,12 +138,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("b.toml");
         std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nmax_connections = 3\n").unwrap();
-        let o = Overrides {
-            config: Some(file.clone()),
-            max_connections: Some(5),
-            data_dir: Some(dir.clone()),
-            ..Default::default()
-        };
+        let o = Overrides { config: Some(file.clone()), max_connections: Some(5), data_dir: Some(dir.clone()), ..Default::default() };
         let c = o.resolve().unwrap();
         assert_eq!(c.listen, "0.0.0.0:9000");
         assert_eq!(c.max_connections, 5);
@@ -183,14 +146,8 @@ mod tests {
         assert_eq!(c.mode, Mode::Production);
         std::fs::write(&file, "nope = 1\n").unwrap();
         assert!(o.resolve().is_err());
-        assert_eq!(
-            redact_url("postgres://baton:s3cret@db:5432/baton"),
-            "postgres://baton:***@db:5432/baton"
-        );
-        let c = Config {
-            database_url: Some("postgres://u:pw@h/d".into()),
-            ..c
-        };
+        assert_eq!(redact_url("postgres://baton:s3cret@db:5432/baton"), "postgres://baton:***@db:5432/baton");
+        let c = Config { database_url: Some("postgres://u:pw@h/d".into()), ..c };
         assert!(!format!("{c:?}").contains("pw"));
     }
 }

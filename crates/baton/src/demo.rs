@@ -34,219 +34,39 @@ impl Default for DemoOptions {
 
 /// Named units of the demo: (key, name, kind, division, supervisor key).
 const UNITS: &[(&str, &str, &str, &str, &str)] = &[
-    (
-        "cmd",
-        "壶关县疫情防控指挥部办公室",
-        "command_office",
-        "140427",
-        "",
-    ),
-    (
-        "tf_transport",
-        "交通物流专班",
-        "task_force",
-        "140427",
-        "cmd",
-    ),
-    (
-        "tf_community",
-        "社区防控专班",
-        "task_force",
-        "140427",
-        "cmd",
-    ),
+    ("cmd", "壶关县疫情防控指挥部办公室", "command_office", "140427", ""),
+    ("tf_transport", "交通物流专班", "task_force", "140427", "cmd"),
+    ("tf_community", "社区防控专班", "task_force", "140427", "cmd"),
     ("tf_campus", "校园防控专班", "task_force", "140427", "cmd"),
     ("tf_testing", "核酸检测专班", "task_force", "140427", "cmd"),
     ("tf_economy", "经济运行专班", "task_force", "140427", "cmd"),
-    (
-        "d_transport",
-        "壶关县交通运输局",
-        "department",
-        "140427",
-        "tf_transport",
-    ),
-    (
-        "d_health",
-        "壶关县卫生健康局",
-        "department",
-        "140427",
-        "tf_testing",
-    ),
-    (
-        "d_education",
-        "壶关县教育局",
-        "department",
-        "140427",
-        "tf_campus",
-    ),
-    (
-        "d_police",
-        "壶关县公安局",
-        "department",
-        "140427",
-        "tf_transport",
-    ),
-    (
-        "d_industry",
-        "壶关县工业和信息化局",
-        "department",
-        "140427",
-        "tf_economy",
-    ),
-    (
-        "d_housing",
-        "壶关县住房和城乡建设局",
-        "department",
-        "140427",
-        "tf_economy",
-    ),
-    (
-        "d_commerce",
-        "壶关县商务局",
-        "department",
-        "140427",
-        "tf_economy",
-    ),
-    (
-        "d_market",
-        "壶关县市场监督管理局",
-        "department",
-        "140427",
-        "tf_community",
-    ),
-    (
-        "d_reform",
-        "壶关县发展和改革局",
-        "department",
-        "140427",
-        "tf_economy",
-    ),
-    (
-        "cp_longquan",
-        "龙泉高速出口卡口",
-        "checkpoint",
-        "140427100",
-        "tf_transport",
-    ),
-    (
-        "cp_jidian",
-        "集店高速出口卡口",
-        "checkpoint",
-        "140427106",
-        "tf_transport",
-    ),
-    (
-        "cp_shuzhang",
-        "树掌省道入口卡口",
-        "checkpoint",
-        "140427104",
-        "tf_transport",
-    ),
-    (
-        "site",
-        "壶关县货车专用服务场地",
-        "truck_service_site",
-        "140427401",
-        "tf_transport",
-    ),
-    (
-        "park",
-        "壶关经济技术开发区物流园",
-        "logistics_park",
-        "140427401",
-        "tf_transport",
-    ),
-    (
-        "ent_steel",
-        "壶关县太行钢材贸易有限公司",
-        "cargo_owner",
-        "140427401",
-        "tf_economy",
-    ),
-    (
-        "ent_food",
-        "壶关县龙泉农产品批发有限公司",
-        "cargo_owner",
-        "140427100",
-        "tf_economy",
-    ),
-    (
-        "ent_build",
-        "壶关县百尺建材有限公司",
-        "cargo_owner",
-        "140427101",
-        "tf_economy",
-    ),
-    (
-        "school_1",
-        "壶关县第一中学",
-        "school",
-        "140427100",
-        "tf_campus",
-    ),
-    (
-        "school_2",
-        "壶关县百尺镇中心学校",
-        "school",
-        "140427101",
-        "tf_campus",
-    ),
-    (
-        "venue_market",
-        "壶关县龙泉农贸市场",
-        "key_venue",
-        "140427100",
-        "tf_community",
-    ),
-    (
-        "venue_hotel",
-        "壶关县太行宾馆",
-        "key_venue",
-        "140427100",
-        "tf_community",
-    ),
-    (
-        "venue_site",
-        "壶关县城区改造项目工地",
-        "key_venue",
-        "140427100",
-        "d_housing",
-    ),
-    (
-        "lab_hospital",
-        "壶关县人民医院核酸检测实验室",
-        "lab",
-        "140427100",
-        "tf_testing",
-    ),
-    (
-        "lab_third",
-        "长治市第三方医学检验实验室壶关分部",
-        "lab",
-        "140427401",
-        "tf_testing",
-    ),
-    (
-        "team_longquan",
-        "龙泉镇核酸采样队",
-        "sampling_team",
-        "140427100",
-        "tf_testing",
-    ),
-    (
-        "team_baichi",
-        "百尺镇核酸采样队",
-        "sampling_team",
-        "140427101",
-        "tf_testing",
-    ),
-    (
-        "hotel_q",
-        "壶关县集中隔离点(一)",
-        "quarantine_hotel",
-        "140427100",
-        "tf_community",
-    ),
+    ("d_transport", "壶关县交通运输局", "department", "140427", "tf_transport"),
+    ("d_health", "壶关县卫生健康局", "department", "140427", "tf_testing"),
+    ("d_education", "壶关县教育局", "department", "140427", "tf_campus"),
+    ("d_police", "壶关县公安局", "department", "140427", "tf_transport"),
+    ("d_industry", "壶关县工业和信息化局", "department", "140427", "tf_economy"),
+    ("d_housing", "壶关县住房和城乡建设局", "department", "140427", "tf_economy"),
+    ("d_commerce", "壶关县商务局", "department", "140427", "tf_economy"),
+    ("d_market", "壶关县市场监督管理局", "department", "140427", "tf_community"),
+    ("d_reform", "壶关县发展和改革局", "department", "140427", "tf_economy"),
+    ("cp_longquan", "龙泉高速出口卡口", "checkpoint", "140427100", "tf_transport"),
+    ("cp_jidian", "集店高速出口卡口", "checkpoint", "140427106", "tf_transport"),
+    ("cp_shuzhang", "树掌省道入口卡口", "checkpoint", "140427104", "tf_transport"),
+    ("site", "壶关县货车专用服务场地", "truck_service_site", "140427401", "tf_transport"),
+    ("park", "壶关经济技术开发区物流园", "logistics_park", "140427401", "tf_transport"),
+    ("ent_steel", "壶关县太行钢材贸易有限公司", "cargo_owner", "140427401", "tf_economy"),
+    ("ent_food", "壶关县龙泉农产品批发有限公司", "cargo_owner", "140427100", "tf_economy"),
+    ("ent_build", "壶关县百尺建材有限公司", "cargo_owner", "140427101", "tf_economy"),
+    ("school_1", "壶关县第一中学", "school", "140427100", "tf_campus"),
+    ("school_2", "壶关县百尺镇中心学校", "school", "140427101", "tf_campus"),
+    ("venue_market", "壶关县龙泉农贸市场", "key_venue", "140427100", "tf_community"),
+    ("venue_hotel", "壶关县太行宾馆", "key_venue", "140427100", "tf_community"),
+    ("venue_site", "壶关县城区改造项目工地", "key_venue", "140427100", "d_housing"),
+    ("lab_hospital", "壶关县人民医院核酸检测实验室", "lab", "140427100", "tf_testing"),
+    ("lab_third", "长治市第三方医学检验实验室壶关分部", "lab", "140427401", "tf_testing"),
+    ("team_longquan", "龙泉镇核酸采样队", "sampling_team", "140427100", "tf_testing"),
+    ("team_baichi", "百尺镇核酸采样队", "sampling_team", "140427101", "tf_testing"),
+    ("hotel_q", "壶关县集中隔离点(一)", "quarantine_hotel", "140427100", "tf_community"),
 ];
 
 /// One user per role: (username, display name, role, unit key, scope: "county" | "township:<code>" | "unit").
@@ -254,28 +74,10 @@ const USERS: &[(&str, &str, &str, &str, &str)] = &[
     ("admin", "系统管理员", "admin", "cmd", "county"),
     ("commander", "王指挥", "commander", "cmd", "county"),
     ("leader", "李县长", "leader", "cmd", "county"),
-    (
-        "longquan",
-        "赵乡镇(龙泉镇)",
-        "township_staff",
-        "twp:140427100",
-        "township:140427100",
-    ),
-    (
-        "baichi",
-        "钱乡镇(百尺镇)",
-        "township_staff",
-        "twp:140427101",
-        "township:140427101",
-    ),
+    ("longquan", "赵乡镇(龙泉镇)", "township_staff", "twp:140427100", "township:140427100"),
+    ("baichi", "钱乡镇(百尺镇)", "township_staff", "twp:140427101", "township:140427101"),
     ("grid", "孙网格员", "grid_member", "twp:140427100", "unit"),
-    (
-        "checkpoint",
-        "周卡口",
-        "checkpoint_staff",
-        "cp_longquan",
-        "unit",
-    ),
+    ("checkpoint", "周卡口", "checkpoint_staff", "cp_longquan", "unit"),
     ("escort", "吴接返", "escort", "d_transport", "unit"),
     ("site", "郑场地", "site_staff", "site", "unit"),
     ("enterprise", "冯企业", "enterprise", "ent_steel", "unit"),
@@ -286,13 +88,7 @@ const USERS: &[(&str, &str, &str, &str, &str)] = &[
 ];
 
 fn id_number(seq: u32) -> String {
-    let first17 = format!(
-        "140427{}{:02}{:02}{:03}",
-        1970 + seq % 30,
-        1 + seq % 12,
-        1 + seq % 28,
-        100 + seq
-    );
+    let first17 = format!("140427{}{:02}{:02}{:03}", 1970 + seq % 30, 1 + seq % 12, 1 + seq % 28, 100 + seq);
     let c = IdNumber::check_char(first17.as_bytes()) as char;
     format!("{first17}{c}")
 }
@@ -304,15 +100,7 @@ fn phone(seq: u32) -> String {
 /// Build the demo county unless it is already there; returns the logins.
 pub async fn build(store: &Store, opts: &DemoOptions) -> Result<Vec<DemoLogin>, Error> {
     let sys = Principal::system("demo");
-    let existing = units::list(
-        store,
-        &sys,
-        &units::UnitFilter {
-            kind: Some("command_office".into()),
-            q: None,
-        },
-    )
-    .await?;
+    let existing = units::list(store, &sys, &units::UnitFilter { kind: Some("command_office".into()), q: None }).await?;
     let mut ids: HashMap<String, Uuid> = HashMap::new();
     if existing.is_empty() {
         for (key, name, kind, div, sup) in UNITS {
@@ -330,22 +118,11 @@ pub async fn build(store: &Store, opts: &DemoOptions) -> Result<Vec<DemoLogin>, 
         let d = Divisions::get_all();
         let cmd = ids.get("cmd").copied();
         for t in d.children(COUNTY) {
-            let name = if t.code.ends_with("401") {
-                format!("{}管理委员会", t.name)
-            } else {
-                format!("{}人民政府", t.name)
-            };
+            let name = if t.code.ends_with("401") { format!("{}管理委员会", t.name) } else { format!("{}人民政府", t.name) };
             let u = units::create(
                 store,
                 &sys,
-                &UnitInput {
-                    name,
-                    kind: "township".into(),
-                    division_code: t.code.into(),
-                    supervisor_id: cmd,
-                    address: String::new(),
-                    active: true,
-                },
+                &UnitInput { name, kind: "township".into(), division_code: t.code.into(), supervisor_id: cmd, address: String::new(), active: true },
             )
             .await?;
             ids.insert(format!("twp:{}", t.code), u.id);
@@ -371,9 +148,7 @@ pub async fn build(store: &Store, opts: &DemoOptions) -> Result<Vec<DemoLogin>, 
             let unit_id = *ids.get(*unit).ok_or(Error::NotFound("demo unit"))?;
             let (scope_kind, scope_code) = match *scope {
                 "county" => ("division", COUNTY.to_string()),
-                s if s.starts_with("township:") => {
-                    ("division", s.trim_start_matches("township:").to_string())
-                }
+                s if s.starts_with("township:") => ("division", s.trim_start_matches("township:").to_string()),
                 _ => ("unit", String::new()),
             };
             let seq = u32::try_from(i).unwrap_or(0);
@@ -402,21 +177,17 @@ pub async fn build(store: &Store, opts: &DemoOptions) -> Result<Vec<DemoLogin>, 
         .map(|(u, _, role, unit, _)| DemoLogin {
             username: u,
             role,
-            unit: names.get(unit).map(|s| s.to_string()).unwrap_or_else(|| {
-                Divisions::get_all()
-                    .get(unit.trim_start_matches("twp:"))
-                    .map(|d| d.name.to_string())
-                    .unwrap_or_default()
-            }),
+            unit: names
+                .get(unit)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| Divisions::get_all().get(unit.trim_start_matches("twp:")).map(|d| d.name.to_string()).unwrap_or_default()),
         })
         .collect())
 }
 
 /// The personal data the demo stores, for tests that check none of it is in plain text.
 pub fn demo_personal_data() -> Vec<String> {
-    (0..USERS.len() as u32)
-        .flat_map(|i| [id_number(i), phone(i)])
-        .collect()
+    (0..USERS.len() as u32).flat_map(|i| [id_number(i), phone(i)]).collect()
 }
 
 #[cfg(test)]

@@ -12,25 +12,10 @@ use tokio::sync::watch;
 pub async fn housekeeping(store: &Store) -> Result<u64, baton_domain::Error> {
     let now = store.now();
     let mut tx = store.db.begin().await?;
-    let mut n = tx
-        .execute(q!(
-            "DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $2",
-            now - Duration::days(1),
-            now - Duration::days(1)
-        ))
-        .await?;
-    n += tx
-        .execute(q!(
-            "DELETE FROM login_failures WHERE at < $1",
-            now - Duration::days(1)
-        ))
-        .await?;
-    n += tx
-        .execute(q!(
-            "DELETE FROM idempotency WHERE created_at < $1",
-            now - Duration::days(1)
-        ))
-        .await?;
+    let mut n =
+        tx.execute(q!("DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $2", now - Duration::days(1), now - Duration::days(1))).await?;
+    n += tx.execute(q!("DELETE FROM login_failures WHERE at < $1", now - Duration::days(1))).await?;
+    n += tx.execute(q!("DELETE FROM idempotency WHERE created_at < $1", now - Duration::days(1))).await?;
     tx.commit().await?;
     Ok(n)
 }

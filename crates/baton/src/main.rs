@@ -8,11 +8,7 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(
-    name = "baton",
-    version,
-    about = "闭环接力 · a county's outbreak-control operations system"
-)]
+#[command(name = "baton", version, about = "闭环接力 · a county's outbreak-control operations system")]
 struct Cli {
     #[command(flatten)]
     config: Overrides,
@@ -96,11 +92,8 @@ enum AuditCmd {
 }
 
 fn init_logs(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BATON_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if format == "json" {
         b.json().init();
     } else {
@@ -121,13 +114,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo { no_serve } => {
             let store = app::open_store(&cfg, Arc::new(SystemClock)).await?;
-            let logins = demo::build(&store, &demo::DemoOptions::default())
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!(
-                "壶关县 (140427) demo county is ready. Logins (password for all: {}):",
-                demo::DEMO_PASSWORD
-            );
+            let logins = demo::build(&store, &demo::DemoOptions::default()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("壶关县 (140427) demo county is ready. Logins (password for all: {}):", demo::DEMO_PASSWORD);
             for l in &logins {
                 println!("  {:<12} {:<18} {}", l.username, l.role, l.unit);
             }
@@ -146,9 +134,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys(cmd) => keys_cmd(&cfg, cmd).await,
         Command::Audit(AuditCmd::Verify) => {
             let store = app::open_store(&cfg, Arc::new(SystemClock)).await?;
-            let report = baton_store::audit::verify(&store.db, &store.vault)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let report = baton_store::audit::verify(&store.db, &store.vault).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             if report.ok() {
                 println!("audit chain intact: {} entries", report.entries);
                 Ok(())
@@ -156,11 +142,7 @@ async fn main() -> anyhow::Result<()> {
                 for p in &report.problems {
                     println!("BROKEN: {p}");
                 }
-                anyhow::bail!(
-                    "audit chain broken: {} problem(s) in {} entries",
-                    report.problems.len(),
-                    report.entries
-                )
+                anyhow::bail!("audit chain broken: {} problem(s) in {} entries", report.problems.len(), report.entries)
             }
         }
         Command::Bench(args) => bench::run(args).await,
@@ -168,8 +150,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn password_from(var: &str) -> anyhow::Result<String> {
-    std::env::var(var)
-        .with_context(|| format!("set the password in the environment variable {var}"))
+    std::env::var(var).with_context(|| format!("set the password in the environment variable {var}"))
 }
 
 async fn user_cmd(cfg: &Config, cmd: UserCmd) -> anyhow::Result<()> {
@@ -177,64 +158,32 @@ async fn user_cmd(cfg: &Config, cmd: UserCmd) -> anyhow::Result<()> {
     let store = app::open_store(cfg, Arc::new(SystemClock)).await?;
     let sys = Principal::system(format!("cli-{}", uuid::Uuid::now_v7()));
     let err = |e: baton_domain::Error| {
-        anyhow::anyhow!(
-            "{}: {:?}",
-            e.message(false),
-            e.fields()
-                .iter()
-                .map(|f| format!("{}: {}", f.field, f.en))
-                .collect::<Vec<_>>()
-        )
+        anyhow::anyhow!("{}: {:?}", e.message(false), e.fields().iter().map(|f| format!("{}: {}", f.field, f.en)).collect::<Vec<_>>())
     };
     let find = |username: String| {
         let store = store.clone();
         let sys = sys.clone();
         async move {
-            users::list(
-                &store,
-                &sys,
-                &users::UserFilter {
-                    q: Some(username.clone()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .into_iter()
-            .find(|u| u.username == username.to_ascii_lowercase())
-            .with_context(|| format!("no user {username}"))
+            users::list(&store, &sys, &users::UserFilter { q: Some(username.clone()), ..Default::default() })
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .into_iter()
+                .find(|u| u.username == username.to_ascii_lowercase())
+                .with_context(|| format!("no user {username}"))
         }
     };
     match cmd {
-        UserCmd::Create {
-            username,
-            display_name,
-            unit_id,
-            role,
-            county,
-            password_env,
-        } => {
+        UserCmd::Create { username, display_name, unit_id, role, county, password_env } => {
             let unit_id = match unit_id {
                 Some(u) => u,
                 None => {
-                    let f = units::UnitFilter {
-                        kind: Some("command_office".into()),
-                        q: None,
-                    };
-                    match units::list(&store, &sys, &f)
-                        .await
-                        .map_err(err)?
-                        .into_iter()
-                        .find(|u| u.division_code == county)
-                    {
+                    let f = units::UnitFilter { kind: Some("command_office".into()), q: None };
+                    match units::list(&store, &sys, &f).await.map_err(err)?.into_iter().find(|u| u.division_code == county) {
                         Some(u) => u.id,
                         None => {
                             let name = format!(
                                 "{}疫情防控指挥部办公室",
-                                baton_domain::division::Divisions::get_all()
-                                    .get(&county)
-                                    .map(|d| d.name)
-                                    .unwrap_or("")
+                                baton_domain::division::Divisions::get_all().get(&county).map(|d| d.name).unwrap_or("")
                             );
                             let input = units::UnitInput {
                                 name,
@@ -264,18 +213,10 @@ async fn user_cmd(cfg: &Config, cmd: UserCmd) -> anyhow::Result<()> {
             let u = users::create(&store, &sys, &input).await.map_err(err)?;
             println!("created user {} ({})", u.username, u.id);
         }
-        UserCmd::ResetPassword {
-            username,
-            password_env,
-        } => {
+        UserCmd::ResetPassword { username, password_env } => {
             let u = find(username).await?;
-            users::reset_password(&store, &sys, u.id, &password_from(&password_env)?)
-                .await
-                .map_err(err)?;
-            println!(
-                "password reset for {}; their sessions have ended",
-                u.username
-            );
+            users::reset_password(&store, &sys, u.id, &password_from(&password_env)?).await.map_err(err)?;
+            println!("password reset for {}; their sessions have ended", u.username);
         }
         UserCmd::Disable { username } => {
             let u = find(username).await?;
@@ -295,9 +236,7 @@ async fn user_cmd(cfg: &Config, cmd: UserCmd) -> anyhow::Result<()> {
                 id_number: String::new(),
                 disabled: true,
             };
-            users::update(&store, &sys, u.id, &input)
-                .await
-                .map_err(err)?;
+            users::update(&store, &sys, u.id, &input).await.map_err(err)?;
             println!("disabled {}; their sessions have ended", u.username);
         }
     }
@@ -308,30 +247,19 @@ async fn keys_cmd(cfg: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
     use baton_store::Keyring;
     match cmd {
         KeysCmd::Init => {
-            let (_, created) =
-                Keyring::load_or_create(&cfg.key_file).map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!(
-                "{} {}",
-                if created { "created" } else { "exists:" },
-                cfg.key_file.display()
-            );
+            let (_, created) = Keyring::load_or_create(&cfg.key_file).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{} {}", if created { "created" } else { "exists:" }, cfg.key_file.display());
         }
         KeysCmd::Show => {
             let k = Keyring::load(&cfg.key_file).map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!(
-                "active key: {}; keys: {}",
-                k.active,
-                k.keys.keys().cloned().collect::<Vec<_>>().join(", ")
-            );
+            println!("active key: {}; keys: {}", k.active, k.keys.keys().cloned().collect::<Vec<_>>().join(", "));
         }
         KeysCmd::Rotate => {
             let mut k = Keyring::load(&cfg.key_file).map_err(|e| anyhow::anyhow!("{e}"))?;
             let id = k.rotate();
             k.save(&cfg.key_file).map_err(|e| anyhow::anyhow!("{e}"))?;
             let store = app::open_store(cfg, Arc::new(SystemClock)).await?;
-            let n = baton_store::users::reseal_all(&store)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let n = baton_store::users::reseal_all(&store).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("new active key {id}; re-sealed {n} values");
         }
     }

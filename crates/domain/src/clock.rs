@@ -55,9 +55,7 @@ mod tests {
 
     #[test]
     fn manual_clock_moves_only_when_told() {
-        let t0 = DateTime::parse_from_rfc3339("2022-11-10T08:00:00+08:00")
-            .unwrap()
-            .with_timezone(&Utc);
+        let t0 = DateTime::parse_from_rfc3339("2022-11-10T08:00:00+08:00").unwrap().with_timezone(&Utc);
         let c = ManualClock::new(t0);
         assert_eq!(c.now(), t0);
         c.advance(Duration::hours(6));

@@ -98,10 +98,7 @@ const SUFFIXES: &[&str] = &[
 ];
 
 fn short_names(name: &str) -> impl Iterator<Item = &str> {
-    SUFFIXES
-        .iter()
-        .filter_map(move |s| name.strip_suffix(s))
-        .filter(|rest| rest.chars().count() >= 2)
+    SUFFIXES.iter().filter_map(move |s| name.strip_suffix(s)).filter(|rest| rest.chars().count() >= 2)
 }
 
 impl Divisions {
@@ -117,11 +114,7 @@ impl Divisions {
             .filter(|l| !l.starts_with('#') && !l.is_empty())
             .filter_map(|l| {
                 let (code, name) = l.split_once('\t')?;
-                Some(Division {
-                    code,
-                    name,
-                    level: Level::of_len(code.len())?,
-                })
+                Some(Division { code, name, level: Level::of_len(code.len())? })
             })
             .collect();
         list.sort_by_key(|d| d.code);
@@ -136,11 +129,7 @@ impl Divisions {
                 }
             }
         }
-        Divisions {
-            list,
-            by_code,
-            by_name,
-        }
+        Divisions { list, by_code, by_name }
     }
 
     pub fn len(&self) -> usize {
@@ -157,16 +146,12 @@ impl Divisions {
 
     /// The nearest existing ancestor (some cities have no county-level parent row in the source).
     pub fn parent(&self, code: &str) -> Option<&Division> {
-        [9usize, 6, 4, 2]
-            .iter()
-            .filter(|&&n| n < code.len())
-            .find_map(|&n| self.get(&code[..n]))
+        [9usize, 6, 4, 2].iter().filter(|&&n| n < code.len()).find_map(|&n| self.get(&code[..n]))
     }
 
     /// Ancestors from the province down, not including the division itself.
     pub fn ancestors(&self, code: &str) -> Vec<&Division> {
-        let mut out: Vec<&Division> =
-            std::iter::successors(self.parent(code), |d| self.parent(d.code)).collect();
+        let mut out: Vec<&Division> = std::iter::successors(self.parent(code), |d| self.parent(d.code)).collect();
         out.reverse();
         out
     }
@@ -180,9 +165,7 @@ impl Divisions {
 
     /// The divisions directly under `code`.
     pub fn children<'a>(&'a self, code: &'a str) -> impl Iterator<Item = &'a Division> + 'a {
-        self.descendants(code)
-            .iter()
-            .filter(move |d| self.parent(d.code).is_some_and(|p| p.code == code))
+        self.descendants(code).iter().filter(move |d| self.parent(d.code).is_some_and(|p| p.code == code))
     }
 
     /// "山西省长治市壶关县百尺镇"; levels named "市辖区" etc. are kept as the source has them.
@@ -217,11 +200,7 @@ impl Divisions {
         }
         // Prefer the reading that explains most of the words, then the higher level.
         let best = found.iter().map(|&(_, n)| n).max().unwrap_or(0);
-        let mut out: Vec<&Division> = found
-            .into_iter()
-            .filter(|&(_, n)| n == best)
-            .map(|(i, _)| &self.list[i])
-            .collect();
+        let mut out: Vec<&Division> = found.into_iter().filter(|&(_, n)| n == best).map(|(i, _)| &self.list[i]).collect();
         out.sort_by_key(|d| d.code);
         out.dedup_by_key(|d| d.code);
         out
@@ -236,11 +215,10 @@ impl Divisions {
         let parent = self.parent(code)?;
         let names = std::iter::once(parent.name).chain(short_names(parent.name));
         for n in names {
-            if let Some(rest) = head.strip_suffix(n) {
-                if let Some(k) = self.consume_ancestors(rest, parent.code) {
+            if let Some(rest) = head.strip_suffix(n)
+                && let Some(k) = self.consume_ancestors(rest, parent.code) {
                     return Some(k + 1);
                 }
-            }
         }
         // The parent may be left out ("山西小店区").
         self.consume_ancestors(head, parent.code)
@@ -251,26 +229,14 @@ impl Divisions {
         let found = self.lookup(query);
         match found.as_slice() {
             [one] => Ok(one),
-            [] => Err(FieldError::new(
-                field,
-                "division_unknown",
-                format!("找不到行政区划“{query}”"),
-                format!("no division matches \"{query}\""),
-            )),
+            [] => Err(FieldError::new(field, "division_unknown", format!("找不到行政区划“{query}”"), format!("no division matches \"{query}\""))),
             many => {
-                let list: Vec<String> = many
-                    .iter()
-                    .take(5)
-                    .map(|d| format!("{} {}", d.code, self.full_name(d.code)))
-                    .collect();
+                let list: Vec<String> = many.iter().take(5).map(|d| format!("{} {}", d.code, self.full_name(d.code))).collect();
                 Err(FieldError::new(
                     field,
                     "division_ambiguous",
                     format!("“{query}”对应多个行政区划,请写明上级:{}", list.join(";")),
-                    format!(
-                        "\"{query}\" matches several divisions; name the parent: {}",
-                        list.join("; ")
-                    ),
+                    format!("\"{query}\" matches several divisions; name the parent: {}", list.join("; ")),
                 ))
             }
         }
@@ -279,12 +245,7 @@ impl Divisions {
     /// A code that must exist (optionally at one of the given levels).
     pub fn code(&self, field: &str, code: &str, levels: &[Level]) -> Result<&Division, FieldError> {
         let d = self.get(code.trim()).ok_or_else(|| {
-            FieldError::new(
-                field,
-                "division_code_unknown",
-                format!("行政区划代码“{code}”不存在"),
-                format!("division code \"{code}\" does not exist"),
-            )
+            FieldError::new(field, "division_code_unknown", format!("行政区划代码“{code}”不存在"), format!("division code \"{code}\" does not exist"))
         })?;
         if !levels.is_empty() && !levels.contains(&d.level) {
             let want: Vec<&str> = levels.iter().map(|l| l.as_str()).collect();
@@ -292,12 +253,7 @@ impl Divisions {
                 field,
                 "division_level",
                 format!("行政区划“{}”的级别不符", d.name),
-                format!(
-                    "division {} is a {}, expected {}",
-                    d.code,
-                    d.level.as_str(),
-                    want.join("/")
-                ),
+                format!("division {} is a {}, expected {}", d.code, d.level.as_str(), want.join("/")),
             ));
         }
         Ok(d)
@@ -320,31 +276,16 @@ mod tests {
         assert_eq!(d.get("140427").unwrap().name, "壶关县");
         let towns: Vec<_> = d.children("140427").collect();
         assert_eq!(towns.len(), 11);
-        let villages = d
-            .descendants("140427")
-            .iter()
-            .filter(|x| x.level == Level::Village)
-            .count();
+        let villages = d.descendants("140427").iter().filter(|x| x.level == Level::Village).count();
         assert_eq!(villages, 283);
         assert_eq!(d.full_name("140427101"), "山西省长治市壶关县百尺镇");
-        assert_eq!(
-            d.ancestors("140427101")
-                .iter()
-                .map(|x| x.code)
-                .collect::<Vec<_>>(),
-            ["14", "1404", "140427"]
-        );
+        assert_eq!(d.ancestors("140427101").iter().map(|x| x.code).collect::<Vec<_>>(), ["14", "1404", "140427"]);
     }
 
     #[test]
     fn whole_country_is_present_and_every_row_has_a_parent() {
         let d = Divisions::get_all();
-        assert_eq!(
-            d.children("")
-                .filter(|x| x.level == Level::Province)
-                .count(),
-            0
-        );
+        assert_eq!(d.children("").filter(|x| x.level == Level::Province).count(), 0);
         assert!(d.len() > 47_000);
         for x in d.list.iter().filter(|x| x.level != Level::Province) {
             assert!(d.parent(x.code).is_some(), "{} has no parent", x.code);
@@ -354,36 +295,16 @@ mod tests {
     #[test]
     fn lookup_by_code_and_name() {
         let d = Divisions::get_all();
-        for q in [
-            "140105",
-            "小店区",
-            "太原市小店区",
-            "山西省太原市小店区",
-            "山西小店区",
-            " 太原 小店区 ",
-        ] {
+        for q in ["140105", "小店区", "太原市小店区", "山西省太原市小店区", "山西小店区", " 太原 小店区 "] {
             let r = d.lookup(q);
-            assert_eq!(
-                r.iter().map(|x| x.code).collect::<Vec<_>>(),
-                ["140105"],
-                "{q}"
-            );
+            assert_eq!(r.iter().map(|x| x.code).collect::<Vec<_>>(), ["140105"], "{q}");
         }
-        assert_eq!(
-            d.resolve("place", "壶关县百尺镇").unwrap().code,
-            "140427101"
-        );
+        assert_eq!(d.resolve("place", "壶关县百尺镇").unwrap().code, "140427101");
         assert_eq!(d.resolve("place", "百尺镇").unwrap().code, "140427101");
         // 城区 exists in many cities: ambiguous until the city is named.
-        assert_eq!(
-            d.resolve("place", "城区").unwrap_err().code,
-            "division_ambiguous"
-        );
+        assert_eq!(d.resolve("place", "城区").unwrap_err().code, "division_ambiguous");
         assert_eq!(d.resolve("place", "长治市潞州区").unwrap().code, "140403");
-        assert_eq!(
-            d.resolve("place", "火星市").unwrap_err().code,
-            "division_unknown"
-        );
+        assert_eq!(d.resolve("place", "火星市").unwrap_err().code, "division_unknown");
         assert!(d.lookup("").is_empty());
         assert!(d.lookup("999999").is_empty());
     }
@@ -392,16 +313,8 @@ mod tests {
     fn code_check_by_level() {
         let d = Divisions::get_all();
         assert!(d.code("v", "140427101", &[Level::Township]).is_ok());
-        assert_eq!(
-            d.code("v", "140427101", &[Level::Village])
-                .unwrap_err()
-                .code,
-            "division_level"
-        );
-        assert_eq!(
-            d.code("v", "140427999", &[]).unwrap_err().code,
-            "division_code_unknown"
-        );
+        assert_eq!(d.code("v", "140427101", &[Level::Village]).unwrap_err().code, "division_level");
+        assert_eq!(d.code("v", "140427999", &[]).unwrap_err().code, "division_code_unknown");
     }
 
     #[test]

@@ -13,18 +13,8 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub fn new(
-        field: impl Into<String>,
-        code: &'static str,
-        zh: impl Into<String>,
-        en: impl Into<String>,
-    ) -> Self {
-        Self {
-            field: field.into(),
-            code,
-            zh: zh.into(),
-            en: en.into(),
-        }
+    pub fn new(field: impl Into<String>, code: &'static str, zh: impl Into<String>, en: impl Into<String>) -> Self {
+        Self { field: field.into(), code, zh: zh.into(), en: en.into() }
     }
 
     pub fn required(field: impl Into<String>) -> Self {
@@ -50,11 +40,7 @@ pub enum Error {
     #[error("forbidden")]
     Forbidden,
     #[error("conflict: {code}")]
-    Conflict {
-        code: &'static str,
-        zh: String,
-        en: String,
-    },
+    Conflict { code: &'static str, zh: String, en: String },
     #[error("too many attempts")]
     RateLimited,
     #[error("internal error: {0}")]
@@ -64,21 +50,12 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn field(
-        field: impl Into<String>,
-        code: &'static str,
-        zh: impl Into<String>,
-        en: impl Into<String>,
-    ) -> Self {
+    pub fn field(field: impl Into<String>, code: &'static str, zh: impl Into<String>, en: impl Into<String>) -> Self {
         Error::Invalid(vec![FieldError::new(field, code, zh, en)])
     }
 
     pub fn conflict(code: &'static str, zh: impl Into<String>, en: impl Into<String>) -> Self {
-        Error::Conflict {
-            code,
-            zh: zh.into(),
-            en: en.into(),
-        }
+        Error::Conflict { code, zh: zh.into(), en: en.into() }
     }
 
     pub fn internal(e: impl std::fmt::Display) -> Self {
@@ -101,28 +78,13 @@ impl Error {
     /// The message shown to a person, in Chinese or English.
     pub fn message(&self, chinese: bool) -> String {
         let (z, e): (&str, String) = match self {
-            Error::Invalid(_) => (
-                "输入有误,请检查标出的字段",
-                "Some fields are invalid".into(),
-            ),
-            Error::NotFound(what) => (
-                "未找到,或不在您的辖区内",
-                format!("{what} not found, or outside your jurisdiction"),
-            ),
+            Error::Invalid(_) => ("输入有误,请检查标出的字段", "Some fields are invalid".into()),
+            Error::NotFound(what) => ("未找到,或不在您的辖区内", format!("{what} not found, or outside your jurisdiction")),
             Error::Unauthenticated => ("请先登录", "Please sign in".into()),
-            Error::Forbidden => (
-                "您没有此操作的权限",
-                "You do not have permission for this".into(),
-            ),
+            Error::Forbidden => ("您没有此操作的权限", "You do not have permission for this".into()),
             Error::Conflict { zh, en, .. } => return if chinese { zh.clone() } else { en.clone() },
-            Error::RateLimited => (
-                "尝试次数过多,请稍后再试",
-                "Too many attempts; try again later".into(),
-            ),
-            Error::Internal(_) => (
-                "服务器内部错误,已记录",
-                "Internal error; it has been logged".into(),
-            ),
+            Error::RateLimited => ("尝试次数过多,请稍后再试", "Too many attempts; try again later".into()),
+            Error::Internal(_) => ("服务器内部错误,已记录", "Internal error; it has been logged".into()),
         };
         if chinese { z.to_string() } else { e }
     }

@@ -18,53 +18,29 @@ impl IdNumber {
         let s: String = raw.trim().to_ascii_uppercase();
         let bad = |code, zh: &str, en: &str| FieldError::new(field, code, zh, en);
         if s.chars().count() != 18 {
-            return Err(bad(
-                "id_number_length",
-                "身份证号应为18位",
-                "an ID number has 18 characters",
-            ));
+            return Err(bad("id_number_length", "身份证号应为18位", "an ID number has 18 characters"));
         }
         let b = s.as_bytes();
         if !b[..17].iter().all(u8::is_ascii_digit) || !(b[17].is_ascii_digit() || b[17] == b'X') {
-            return Err(bad(
-                "id_number_chars",
-                "身份证号只能包含数字和末位X",
-                "an ID number has 17 digits and a final digit or X",
-            ));
+            return Err(bad("id_number_chars", "身份证号只能包含数字和末位X", "an ID number has 17 digits and a final digit or X"));
         }
         let region = &s[..2];
         if !("11"..="82").contains(&region) {
-            return Err(bad(
-                "id_number_region",
-                "身份证号的地区码无效",
-                "the ID number's region code is invalid",
-            ));
+            return Err(bad("id_number_region", "身份证号的地区码无效", "the ID number's region code is invalid"));
         }
         let birth = NaiveDate::parse_from_str(&s[6..14], "%Y%m%d").ok();
         if birth.is_none_or(|d| d < NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or_default()) {
-            return Err(bad(
-                "id_number_birth",
-                "身份证号中的出生日期无效",
-                "the ID number's date of birth is invalid",
-            ));
+            return Err(bad("id_number_birth", "身份证号中的出生日期无效", "the ID number's date of birth is invalid"));
         }
         if Self::check_char(&b[..17]) != b[17] {
-            return Err(bad(
-                "id_number_check",
-                "身份证号校验位错误",
-                "the ID number's check character is wrong",
-            ));
+            return Err(bad("id_number_check", "身份证号校验位错误", "the ID number's check character is wrong"));
         }
         Ok(Self(s))
     }
 
     /// The GB 11643 check character for the first 17 digits.
     pub fn check_char(first17: &[u8]) -> u8 {
-        let sum: u32 = first17
-            .iter()
-            .zip(WEIGHTS)
-            .map(|(d, w)| u32::from(d - b'0') * w)
-            .sum();
+        let sum: u32 = first17.iter().zip(WEIGHTS).map(|(d, w)| u32::from(d - b'0') * w).sum();
         CHECK[(sum % 11) as usize]
     }
 
@@ -97,12 +73,7 @@ impl Phone {
         }
         let b = s.as_bytes();
         if b.len() != 11 || !b.iter().all(u8::is_ascii_digit) || b[0] != b'1' || b[1] < b'3' {
-            return Err(FieldError::new(
-                field,
-                "phone_format",
-                "手机号应为以1开头的11位数字",
-                "a mobile number has 11 digits starting with 13–19",
-            ));
+            return Err(FieldError::new(field, "phone_format", "手机号应为以1开头的11位数字", "a mobile number has 11 digits starting with 13–19"));
         }
         Ok(Self(s))
     }
@@ -134,12 +105,7 @@ pub fn mask_kind(kind: PersonalKind, plain: &str) -> String {
         return "*".repeat(chars.len());
     }
     let stars = "*".repeat(chars.len() - head - tail);
-    format!(
-        "{}{}{}",
-        chars[..head].iter().collect::<String>(),
-        stars,
-        chars[chars.len() - tail..].iter().collect::<String>()
-    )
+    format!("{}{}{}", chars[..head].iter().collect::<String>(), stars, chars[chars.len() - tail..].iter().collect::<String>())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -167,11 +133,7 @@ pub struct Plate(String);
 
 impl Plate {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
-        let s: String = raw
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != '·' && *c != '-')
-            .collect::<String>()
-            .to_uppercase();
+        let s: String = raw.chars().filter(|c| !c.is_whitespace() && *c != '·' && *c != '-').collect::<String>().to_uppercase();
         let c: Vec<char> = s.chars().collect();
         let bad = || {
             FieldError::new(
@@ -184,17 +146,14 @@ impl Plate {
         if c.len() < 7 || !PLATE_PROVINCES.contains(c[0]) || !c[1].is_ascii_uppercase() {
             return Err(bad());
         }
-        let serial_ok =
-            |x: &char| (x.is_ascii_uppercase() && *x != 'I' && *x != 'O') || x.is_ascii_digit();
+        let serial_ok = |x: &char| (x.is_ascii_uppercase() && *x != 'I' && *x != 'O') || x.is_ascii_digit();
         let ok = match c.len() {
             7 if c[6] == '挂' => c[2..6].iter().all(serial_ok),
             7 => c[2..].iter().all(serial_ok),
             // New energy: small cars put D/F first then 5 digits; large vehicles 5 digits then D/F.
             8 => {
                 let rest = &c[2..];
-                (matches!(rest[0], 'D' | 'F')
-                    && serial_ok(&rest[1])
-                    && rest[2..].iter().all(char::is_ascii_digit))
+                (matches!(rest[0], 'D' | 'F') && serial_ok(&rest[1]) && rest[2..].iter().all(char::is_ascii_digit))
                     || (rest[..5].iter().all(char::is_ascii_digit) && matches!(rest[5], 'D' | 'F'))
             }
             _ => false,
@@ -222,80 +181,28 @@ mod tests {
         // The standard's own example: 11010519491231002X.
         assert!(IdNumber::parse("id", "11010519491231002X").is_ok());
         assert!(IdNumber::parse("id", "11010519491231002x").is_ok());
-        assert_eq!(
-            IdNumber::parse("id", "110105194912310021")
-                .unwrap_err()
-                .code,
-            "id_number_check"
-        );
-        assert_eq!(
-            IdNumber::parse("id", "1101051949123100").unwrap_err().code,
-            "id_number_length"
-        );
-        assert_eq!(
-            IdNumber::parse("id", &with_check("11010519491331002"))
-                .unwrap_err()
-                .code,
-            "id_number_birth"
-        );
-        assert_eq!(
-            IdNumber::parse("id", &with_check("99010519491231002"))
-                .unwrap_err()
-                .code,
-            "id_number_region"
-        );
-        assert_eq!(
-            IdNumber::parse("id", "11010519491231002X").unwrap().mask(),
-            "110105********002X"
-        );
+        assert_eq!(IdNumber::parse("id", "110105194912310021").unwrap_err().code, "id_number_check");
+        assert_eq!(IdNumber::parse("id", "1101051949123100").unwrap_err().code, "id_number_length");
+        assert_eq!(IdNumber::parse("id", &with_check("11010519491331002")).unwrap_err().code, "id_number_birth");
+        assert_eq!(IdNumber::parse("id", &with_check("99010519491231002")).unwrap_err().code, "id_number_region");
+        assert_eq!(IdNumber::parse("id", "11010519491231002X").unwrap().mask(), "110105********002X");
     }
 
     #[test]
     fn phones() {
-        assert_eq!(
-            Phone::parse("p", "+86 138-0013-4567").unwrap().as_str(),
-            "13800134567"
-        );
-        assert_eq!(
-            Phone::parse("p", "13800134567").unwrap().mask(),
-            "138****4567"
-        );
-        for bad in [
-            "12800134567",
-            "1380013456",
-            "138001345678",
-            "1380013456a",
-            "",
-        ] {
-            assert_eq!(
-                Phone::parse("p", bad).unwrap_err().code,
-                "phone_format",
-                "{bad}"
-            );
+        assert_eq!(Phone::parse("p", "+86 138-0013-4567").unwrap().as_str(), "13800134567");
+        assert_eq!(Phone::parse("p", "13800134567").unwrap().mask(), "138****4567");
+        for bad in ["12800134567", "1380013456", "138001345678", "1380013456a", ""] {
+            assert_eq!(Phone::parse("p", bad).unwrap_err().code, "phone_format", "{bad}");
         }
     }
 
     #[test]
     fn plates() {
-        for ok in [
-            "晋D12345",
-            "晋d·12345",
-            "晋DD12345",
-            "晋D12345F",
-            "晋D1234挂",
-            "京AF0236",
-        ] {
+        for ok in ["晋D12345", "晋d·12345", "晋DD12345", "晋D12345F", "晋D1234挂", "京AF0236"] {
             assert!(Plate::parse("p", ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "晋D1234",
-            "X D12345",
-            "晋DI2345",
-            "晋D123456",
-            "晋DA12345",
-            "晋D12345678",
-            "晋112345",
-        ] {
+        for bad in ["晋D1234", "X D12345", "晋DI2345", "晋D123456", "晋DA12345", "晋D12345678", "晋112345"] {
             assert!(Plate::parse("p", bad).is_err(), "{bad}");
         }
     }
@@ -303,10 +210,7 @@ mod tests {
     #[test]
     fn mask_kinds() {
         assert_eq!(mask_kind(PersonalKind::Phone, "13800134567"), "138****4567");
-        assert_eq!(
-            mask_kind(PersonalKind::IdNumber, "11010519491231002X"),
-            "110105********002X"
-        );
+        assert_eq!(mask_kind(PersonalKind::IdNumber, "11010519491231002X"), "110105********002X");
     }
 
     proptest! {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[derive(Default)]
 pub struct PolicyParams {
     pub truck: TruckRules,
     pub testing: TestingRules,
@@ -16,16 +17,6 @@ pub struct PolicyParams {
     pub retention: RetentionRules,
 }
 
-impl Default for PolicyParams {
-    fn default() -> Self {
-        Self {
-            truck: TruckRules::default(),
-            testing: TestingRules::default(),
-            escalation: EscalationRules::default(),
-            retention: RetentionRules::default(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -72,13 +63,7 @@ pub struct TestingRules {
 
 impl Default for TestingRules {
     fn default() -> Self {
-        Self {
-            pool_sizes: vec![1, 5, 10, 20],
-            single_deadline_hours: 6,
-            pooled_deadline_hours: 24,
-            expedited_deadline_hours: 4,
-            round_hours: 24,
-        }
+        Self { pool_sizes: vec![1, 5, 10, 20], single_deadline_hours: 6, pooled_deadline_hours: 24, expedited_deadline_hours: 4, round_hours: 24 }
     }
 }
 
@@ -91,9 +76,7 @@ pub struct EscalationRules {
 
 impl Default for EscalationRules {
     fn default() -> Self {
-        Self {
-            ladder_minutes: vec![30, 60],
-        }
+        Self { ladder_minutes: vec![30, 60] }
     }
 }
 
@@ -106,9 +89,7 @@ pub struct RetentionRules {
 
 impl Default for RetentionRules {
     fn default() -> Self {
-        Self {
-            personal_data_days: 30,
-        }
+        Self { personal_data_days: 30 }
     }
 }
 
@@ -118,87 +99,27 @@ impl PolicyParams {
         let mut errs = Vec::new();
         let mut range = |field: &str, v: u32, lo: u32, hi: u32| {
             if v < lo || v > hi {
-                errs.push(FieldError::new(
-                    field,
-                    "out_of_range",
-                    format!("取值应在 {lo} 到 {hi} 之间"),
-                    format!("must be between {lo} and {hi}"),
-                ));
+                errs.push(FieldError::new(field, "out_of_range", format!("取值应在 {lo} 到 {hi} 之间"), format!("must be between {lo} and {hi}")));
             }
         };
         let t = &self.truck;
         range("truck.itinerary_days", t.itinerary_days, 1, 30);
-        range(
-            "truck.pass_through_max_hours",
-            t.pass_through_max_hours,
-            0,
-            24,
-        );
-        range(
-            "truck.closed_loop_limit_hours",
-            t.closed_loop_limit_hours,
-            1,
-            24,
-        );
-        range(
-            "truck.pre_report_lead_hours",
-            t.pre_report_lead_hours,
-            0,
-            72,
-        );
-        range(
-            "truck.arrival_slack_minutes",
-            t.arrival_slack_minutes,
-            0,
-            24 * 60,
-        );
-        range(
-            "truck.handoff_accept_minutes",
-            t.handoff_accept_minutes,
-            1,
-            24 * 60,
-        );
+        range("truck.pass_through_max_hours", t.pass_through_max_hours, 0, 24);
+        range("truck.closed_loop_limit_hours", t.closed_loop_limit_hours, 1, 24);
+        range("truck.pre_report_lead_hours", t.pre_report_lead_hours, 0, 72);
+        range("truck.arrival_slack_minutes", t.arrival_slack_minutes, 0, 24 * 60);
+        range("truck.handoff_accept_minutes", t.handoff_accept_minutes, 1, 24 * 60);
         let s = &self.testing;
-        range(
-            "testing.single_deadline_hours",
-            s.single_deadline_hours,
-            1,
-            72,
-        );
-        range(
-            "testing.pooled_deadline_hours",
-            s.pooled_deadline_hours,
-            1,
-            72,
-        );
-        range(
-            "testing.expedited_deadline_hours",
-            s.expedited_deadline_hours,
-            1,
-            72,
-        );
+        range("testing.single_deadline_hours", s.single_deadline_hours, 1, 72);
+        range("testing.pooled_deadline_hours", s.pooled_deadline_hours, 1, 72);
+        range("testing.expedited_deadline_hours", s.expedited_deadline_hours, 1, 72);
         range("testing.round_hours", s.round_hours, 1, 168);
-        range(
-            "retention.personal_data_days",
-            self.retention.personal_data_days,
-            1,
-            3650,
-        );
+        range("retention.personal_data_days", self.retention.personal_data_days, 1, 3650);
         if ![24, 48, 72].contains(&t.test_validity_hours) {
-            errs.push(FieldError::new(
-                "truck.test_validity_hours",
-                "not_allowed",
-                "只能为 24、48 或 72 小时",
-                "must be 24, 48 or 72 hours",
-            ));
+            errs.push(FieldError::new("truck.test_validity_hours", "not_allowed", "只能为 24、48 或 72 小时", "must be 24, 48 or 72 hours"));
         }
         if s.pool_sizes.is_empty() || s.pool_sizes.iter().any(|k| ![1, 5, 10, 20].contains(k)) {
-            errs.push(FieldError::new(
-                "testing.pool_sizes",
-                "not_allowed",
-                "混采规格只能为 1、5、10、20",
-                "pool sizes must be among 1, 5, 10, 20",
-            ));
+            errs.push(FieldError::new("testing.pool_sizes", "not_allowed", "混采规格只能为 1、5、10、20", "pool sizes must be among 1, 5, 10, 20"));
         }
         let l = &self.escalation.ladder_minutes;
         if l.is_empty() || l.iter().any(|m| *m == 0 || *m > 24 * 60) {
@@ -224,10 +145,7 @@ pub struct PolicyVersion {
 
 /// The version in force at `at`: the latest whose effective time is not after it.
 pub fn in_force(versions: &[PolicyVersion], at: DateTime<Utc>) -> Option<&PolicyVersion> {
-    versions
-        .iter()
-        .filter(|v| v.effective_from <= at)
-        .max_by_key(|v| (v.effective_from, v.version))
+    versions.iter().filter(|v| v.effective_from <= at).max_by_key(|v| (v.effective_from, v.version))
 }
 
 #[cfg(test)]
@@ -251,20 +169,12 @@ mod tests {
         p.truck.test_validity_hours = 36;
         p.testing.pool_sizes = vec![3];
         let fields: Vec<String> = p.validate().into_iter().map(|e| e.field).collect();
-        assert_eq!(
-            fields,
-            [
-                "truck.closed_loop_limit_hours",
-                "truck.test_validity_hours",
-                "testing.pool_sizes"
-            ]
-        );
+        assert_eq!(fields, ["truck.closed_loop_limit_hours", "truck.test_validity_hours", "testing.pool_sizes"]);
     }
 
     #[test]
     fn partial_json_takes_defaults_and_unknown_fields_are_refused() {
-        let p: PolicyParams =
-            serde_json::from_str(r#"{"truck":{"closed_loop_limit_hours":12}}"#).unwrap();
+        let p: PolicyParams = serde_json::from_str(r#"{"truck":{"closed_loop_limit_hours":12}}"#).unwrap();
         assert_eq!(p.truck.closed_loop_limit_hours, 12);
         assert_eq!(p.truck.test_validity_hours, 48);
         assert!(serde_json::from_str::<PolicyParams>(r#"{"truck":{"nope":1}}"#).is_err());
@@ -273,24 +183,10 @@ mod tests {
     #[test]
     fn version_in_force_follows_effective_time() {
         let t0 = Utc::now();
-        let v = |n, h| PolicyVersion {
-            version: n,
-            effective_from: t0 + Duration::hours(h),
-            params: PolicyParams::default(),
-            note: String::new(),
-        };
+        let v = |n, h| PolicyVersion { version: n, effective_from: t0 + Duration::hours(h), params: PolicyParams::default(), note: String::new() };
         let vs = vec![v(1, 0), v(2, 10), v(3, 5)];
-        assert_eq!(
-            in_force(&vs, t0 - Duration::hours(1)).map(|v| v.version),
-            None
-        );
-        assert_eq!(
-            in_force(&vs, t0 + Duration::hours(6)).map(|v| v.version),
-            Some(3)
-        );
-        assert_eq!(
-            in_force(&vs, t0 + Duration::hours(10)).map(|v| v.version),
-            Some(2)
-        );
+        assert_eq!(in_force(&vs, t0 - Duration::hours(1)).map(|v| v.version), None);
+        assert_eq!(in_force(&vs, t0 + Duration::hours(6)).map(|v| v.version), Some(3));
+        assert_eq!(in_force(&vs, t0 + Duration::hours(10)).map(|v| v.version), Some(2));
     }
 }

@@ -55,32 +55,19 @@ impl Permissions {
     }
 
     pub fn to_db(&self) -> String {
-        self.0
-            .iter()
-            .map(|p| p.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
+        self.0.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(",")
     }
 
     /// Unknown names (from a newer or older version) are skipped, never granted.
     pub fn from_db(s: &str) -> Self {
-        Self(
-            s.split(',')
-                .filter_map(|x| Permission::parse(x.trim()))
-                .collect(),
-        )
+        Self(s.split(',').filter_map(|x| Permission::parse(x.trim())).collect())
     }
 
     pub fn parse_list(field: &str, names: &[String]) -> Result<Self, crate::FieldError> {
         let mut out = BTreeSet::new();
         for n in names {
             let p = Permission::parse(n).ok_or_else(|| {
-                crate::FieldError::new(
-                    field,
-                    "permission_unknown",
-                    format!("未知权限“{n}”"),
-                    format!("unknown permission \"{n}\""),
-                )
+                crate::FieldError::new(field, "permission_unknown", format!("未知权限“{n}”"), format!("unknown permission \"{n}\""))
             })?;
             out.insert(p);
         }
@@ -99,94 +86,29 @@ pub struct BuiltinRole {
 use Permission::*;
 
 pub const BUILTIN_ROLES: &[BuiltinRole] = &[
-    BuiltinRole {
-        name: "admin",
-        zh: "系统管理员",
-        en: "System administrator",
-        permissions: Permission::ALL,
-    },
+    BuiltinRole { name: "admin", zh: "系统管理员", en: "System administrator", permissions: Permission::ALL },
     BuiltinRole {
         name: "commander",
         zh: "指挥部工作人员",
         en: "Command office staff",
-        permissions: &[
-            UnitsRead,
-            UnitsWrite,
-            UsersRead,
-            UsersWrite,
-            AuditRead,
-            PolicyRead,
-            PolicyWrite,
-            GridsWrite,
-            PersonalReveal,
-        ],
+        permissions: &[UnitsRead, UnitsWrite, UsersRead, UsersWrite, AuditRead, PolicyRead, PolicyWrite, GridsWrite, PersonalReveal],
     },
-    BuiltinRole {
-        name: "leader",
-        zh: "县领导",
-        en: "County leader",
-        permissions: &[UnitsRead, UsersRead, AuditRead, PolicyRead],
-    },
+    BuiltinRole { name: "leader", zh: "县领导", en: "County leader", permissions: &[UnitsRead, UsersRead, AuditRead, PolicyRead] },
     BuiltinRole {
         name: "township_staff",
         zh: "乡镇工作人员",
         en: "Township staff",
         permissions: &[UnitsRead, UsersRead, GridsWrite, PolicyRead, PersonalReveal],
     },
-    BuiltinRole {
-        name: "grid_member",
-        zh: "网格员",
-        en: "Grid member",
-        permissions: &[UnitsRead, PolicyRead],
-    },
-    BuiltinRole {
-        name: "checkpoint_staff",
-        zh: "卡口工作人员",
-        en: "Checkpoint staff",
-        permissions: &[UnitsRead, PolicyRead],
-    },
-    BuiltinRole {
-        name: "escort",
-        zh: "接返专员",
-        en: "Escort",
-        permissions: &[UnitsRead],
-    },
-    BuiltinRole {
-        name: "site_staff",
-        zh: "服务场地工作人员",
-        en: "Truck service site staff",
-        permissions: &[UnitsRead],
-    },
-    BuiltinRole {
-        name: "enterprise",
-        zh: "企业联络员",
-        en: "Enterprise liaison",
-        permissions: &[UnitsRead],
-    },
-    BuiltinRole {
-        name: "sampler",
-        zh: "采样人员",
-        en: "Sampling staff",
-        permissions: &[UnitsRead],
-    },
-    BuiltinRole {
-        name: "lab_staff",
-        zh: "检测机构人员",
-        en: "Lab staff",
-        permissions: &[UnitsRead],
-    },
-    BuiltinRole {
-        name: "school_staff",
-        zh: "学校防疫专员",
-        en: "School health officer",
-        permissions: &[UnitsRead],
-    },
-    BuiltinRole {
-        name: "venue_staff",
-        zh: "场所管理人员",
-        en: "Venue manager",
-        permissions: &[UnitsRead],
-    },
+    BuiltinRole { name: "grid_member", zh: "网格员", en: "Grid member", permissions: &[UnitsRead, PolicyRead] },
+    BuiltinRole { name: "checkpoint_staff", zh: "卡口工作人员", en: "Checkpoint staff", permissions: &[UnitsRead, PolicyRead] },
+    BuiltinRole { name: "escort", zh: "接返专员", en: "Escort", permissions: &[UnitsRead] },
+    BuiltinRole { name: "site_staff", zh: "服务场地工作人员", en: "Truck service site staff", permissions: &[UnitsRead] },
+    BuiltinRole { name: "enterprise", zh: "企业联络员", en: "Enterprise liaison", permissions: &[UnitsRead] },
+    BuiltinRole { name: "sampler", zh: "采样人员", en: "Sampling staff", permissions: &[UnitsRead] },
+    BuiltinRole { name: "lab_staff", zh: "检测机构人员", en: "Lab staff", permissions: &[UnitsRead] },
+    BuiltinRole { name: "school_staff", zh: "学校防疫专员", en: "School health officer", permissions: &[UnitsRead] },
+    BuiltinRole { name: "venue_staff", zh: "场所管理人员", en: "Venue manager", permissions: &[UnitsRead] },
 ];
 
 #[cfg(test)]
@@ -200,11 +122,6 @@ mod tests {
         assert_eq!(Permissions::from_db("audit.read,units.read,no.such"), p);
         assert!(Permissions::all().covers(&p));
         assert!(!p.covers(&Permissions::all()));
-        assert_eq!(
-            Permissions::parse_list("p", &["x.y".into()])
-                .unwrap_err()
-                .code,
-            "permission_unknown"
-        );
+        assert_eq!(Permissions::parse_list("p", &["x.y".into()]).unwrap_err().code, "permission_unknown");
     }
 }

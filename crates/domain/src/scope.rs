@@ -35,9 +35,7 @@ impl Scope {
     pub fn contains_scope(&self, other: &Scope) -> bool {
         match (self, other) {
             (Scope::Division { code }, Scope::Division { code: c }) => c.starts_with(code.as_str()),
-            (Scope::Division { code }, Scope::Unit { division, .. }) => {
-                division.starts_with(code.as_str())
-            }
+            (Scope::Division { code }, Scope::Unit { division, .. }) => division.starts_with(code.as_str()),
             (Scope::Unit { unit_id, .. }, Scope::Unit { unit_id: u, .. }) => unit_id == u,
             (Scope::Unit { .. }, Scope::Division { .. }) => false,
         }
@@ -58,23 +56,16 @@ mod tests {
 
     #[test]
     fn division_scope_covers_its_subtree_only() {
-        let s = Scope::Division {
-            code: "140427101".into(),
-        };
+        let s = Scope::Division { code: "140427101".into() };
         assert!(s.covers("140427101", None));
         assert!(s.covers("140427101203", None));
         assert!(!s.covers("140427102", None));
         assert!(!s.covers("1404271", None));
-        let county = Scope::Division {
-            code: "140427".into(),
-        };
+        let county = Scope::Division { code: "140427".into() };
         assert!(county.contains_scope(&s));
         assert!(!s.contains_scope(&county));
         let u = Uuid::now_v7();
-        let unit = Scope::Unit {
-            unit_id: u,
-            division: "140427101".into(),
-        };
+        let unit = Scope::Unit { unit_id: u, division: "140427101".into() };
         assert!(s.contains_scope(&unit));
         assert!(unit.covers("140427", Some(u)));
         assert!(!unit.covers("140427101", Some(Uuid::now_v7())));

@@ -85,22 +85,11 @@ impl Record {
 /// Truncate to what both databases keep (microseconds), so hashes survive a round trip.
 pub fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
     use chrono::DurationRound;
-    t.duration_trunc(chrono::Duration::microseconds(1))
-        .unwrap_or(t)
+    t.duration_trunc(chrono::Duration::microseconds(1)).unwrap_or(t)
 }
 
-pub async fn append(
-    tx: &mut Tx,
-    vault: &Vault,
-    at: DateTime<Utc>,
-    who: &Principal,
-    e: Entry<'_>,
-) -> Result<i64, Error> {
-    let head = tx
-        .fetch_one(q!(
-            "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
-        ))
-        .await?;
+pub async fn append(tx: &mut Tx, vault: &Vault, at: DateTime<Utc>, who: &Principal, e: Entry<'_>) -> Result<i64, Error> {
+    let head = tx.fetch_one(q!("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")).await?;
     let seq: i64 = head.get("seq")?;
     let prev: Vec<u8> = head.get("hash")?;
     let rec = Record {
@@ -124,8 +113,7 @@ pub async fn append(
         rec.object_type, rec.object_id, rec.detail, prev, hash.clone()
     ))
     .await?;
-    tx.execute(q!("UPDATE audit_head SET hash = $1 WHERE id = 1", hash))
-        .await?;
+    tx.execute(q!("UPDATE audit_head SET hash = $1 WHERE id = 1", hash)).await?;
     Ok(seq)
 }
 
@@ -162,41 +150,26 @@ pub async fn verify(db: &Db, vault: &Vault) -> Result<VerifyReport, Error> {
             let stored_prev: Vec<u8> = r.get("prev_hash")?;
             let stored: Vec<u8> = r.get("hash")?;
             if rec.seq != expected_seq {
-                report.problems.push(format!(
-                    "entries {expected_seq}..{} are missing (deleted)",
-                    rec.seq - 1
-                ));
+                report.problems.push(format!("entries {expected_seq}..{} are missing (deleted)", rec.seq - 1));
             }
             if stored_prev != prev {
-                report.problems.push(format!(
-                    "entry {} does not follow the entry before it (deleted or reordered)",
-                    rec.seq
-                ));
+                report.problems.push(format!("entry {} does not follow the entry before it (deleted or reordered)", rec.seq));
             }
             if rec.chain_hash(vault, &stored_prev) != stored {
-                report
-                    .problems
-                    .push(format!("entry {} was altered", rec.seq));
+                report.problems.push(format!("entry {} was altered", rec.seq));
             }
             prev = stored;
             expected_seq = rec.seq + 1;
             report.entries += 1;
         }
     }
-    let head = db
-        .fetch_one(q!("SELECT seq, hash FROM audit_head WHERE id = 1"))
-        .await?;
+    let head = db.fetch_one(q!("SELECT seq, hash FROM audit_head WHERE id = 1")).await?;
     let head_seq: i64 = head.get("seq")?;
     let head_hash: Vec<u8> = head.get("hash")?;
     if head_seq != expected_seq - 1 {
-        report.problems.push(format!(
-            "the chain head is at entry {head_seq} but the log ends at {} (entries deleted)",
-            expected_seq - 1
-        ));
+        report.problems.push(format!("the chain head is at entry {head_seq} but the log ends at {} (entries deleted)", expected_seq - 1));
     } else if head_hash != prev {
-        report.problems.push(format!(
-            "the last entry {head_seq} does not match the chain head (altered)"
-        ));
+        report.problems.push(format!("the last entry {head_seq} does not match the chain head (altered)"));
     }
     Ok(report)
 }
@@ -220,11 +193,7 @@ pub struct Search {
 pub async fn search(db: &Db, who: &Principal, s: &Search) -> Result<Vec<Record>, Error> {
     let (lo, hi, unit) = scope_args(&who.scope);
     let limit = s.limit.unwrap_or(100).clamp(1, 1000);
-    let empty = |o: &Option<String>| {
-        o.as_ref()
-            .map(|x| x.trim().to_string())
-            .filter(|x| !x.is_empty())
-    };
+    let empty = |o: &Option<String>| o.as_ref().map(|x| x.trim().to_string()).filter(|x| !x.is_empty());
     let rows = db
         .fetch_all(q!(
             "SELECT seq, at, request_id, actor_id, actor_name, unit_id, jurisdiction, action, object_type, object_id, detail
@@ -238,7 +207,17 @@ pub async fn search(db: &Db, who: &Principal, s: &Search) -> Result<Vec<Record>,
                AND ($9 IS NULL OR at < $9)
                AND ($10 IS NULL OR seq < $10)
              ORDER BY seq DESC LIMIT $11",
-            lo, hi, unit, empty(&s.actor), empty(&s.action), empty(&s.object_type), empty(&s.object_id), s.from, s.to, s.before, limit
+            lo,
+            hi,
+            unit,
+            empty(&s.actor),
+            empty(&s.action),
+            empty(&s.object_type),
+            empty(&s.object_id),
+            s.from,
+            s.to,
+            s.before,
+            limit
         ))
         .await?;
     rows.iter().map(Record::from_row).collect()

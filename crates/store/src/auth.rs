@@ -30,9 +30,7 @@ pub struct NewSession {
 /// as a wrong password (no username probing by timing).
 fn dummy_hash() -> String {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY
-        .get_or_init(|| crate::users::hash_password("not-a-user-password").unwrap_or_default())
-        .clone()
+    DUMMY.get_or_init(|| crate::users::hash_password("not-a-user-password").unwrap_or_default()).clone()
 }
 
 pub async fn login(
@@ -52,48 +50,24 @@ pub async fn login(
         .fetch_one(q!(
             "SELECT (SELECT COUNT(*) FROM login_failures WHERE username = $1 AND at >= $3) AS by_user,
                     (SELECT COUNT(*) FROM login_failures WHERE ip = $2 AND at >= $3) AS by_ip",
-            uname.clone(), ip, since
+            uname.clone(),
+            ip,
+            since
         ))
         .await?;
-    if fails.get::<i64>("by_user")? >= MAX_FAILURES_PER_USER
-        || fails.get::<i64>("by_ip")? >= MAX_FAILURES_PER_IP
-    {
+    if fails.get::<i64>("by_user")? >= MAX_FAILURES_PER_USER || fails.get::<i64>("by_ip")? >= MAX_FAILURES_PER_IP {
         return Err(Error::RateLimited);
     }
-    let row = store
-        .db
-        .fetch_optional(q!(
-            "SELECT u.id, u.password_hash, u.disabled FROM users u WHERE u.username = $1",
-            uname.clone()
-        ))
-        .await?;
+    let row = store.db.fetch_optional(q!("SELECT u.id, u.password_hash, u.disabled FROM users u WHERE u.username = $1", uname.clone())).await?;
     let (id, hash, disabled) = match &row {
-        Some(r) => (
-            Some(r.get::<Uuid>("id")?),
-            r.get::<String>("password_hash")?,
-            r.get::<bool>("disabled")?,
-        ),
+        Some(r) => (Some(r.get::<Uuid>("id")?), r.get::<String>("password_hash")?, r.get::<bool>("disabled")?),
         None => (None, dummy_hash(), false),
     };
     let pw = password.to_string();
-    let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
-        .await
-        .map_err(Error::internal)?;
+    let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash)).await.map_err(Error::internal)?;
     let (Some(user_id), true, false) = (id, ok, disabled) else {
-        store
-            .db
-            .execute(q!(
-                "INSERT INTO login_failures (username, ip, at) VALUES ($1, $2, $3)",
-                uname,
-                ip,
-                now
-            ))
-            .await?;
-        return Err(Error::conflict(
-            "login_failed",
-            "用户名或密码错误,或账号已停用",
-            "wrong username or password, or the account is disabled",
-        ));
+        store.db.execute(q!("INSERT INTO login_failures (username, ip, at) VALUES ($1, $2, $3)", uname, ip, now)).await?;
+        return Err(Error::conflict("login_failed", "用户名或密码错误,或账号已停用", "wrong username or password, or the account is disabled"));
     };
     let token = random_token(32);
     let csrf = random_token(24);
@@ -105,12 +79,8 @@ pub async fn login(
         token_hash(&token), user_id, csrf.clone(), lang, ip, user_agent.chars().take(200).collect::<String>(), now, expires_at
     ))
     .await?;
-    tx.execute(q!("DELETE FROM login_failures WHERE username = $1", uname))
-        .await?;
-    let principal = session_principal(&mut tx, &token_hash(&token), now, request_id)
-        .await?
-        .ok_or(Error::Unauthenticated)?
-        .0;
+    tx.execute(q!("DELETE FROM login_failures WHERE username = $1", uname)).await?;
+    let principal = session_principal(&mut tx, &token_hash(&token), now, request_id).await?.ok_or(Error::Unauthenticated)?.0;
     let jurisdiction = principal.scope.range().map(|r| r.0).unwrap_or_default();
     store
         .audited(
@@ -125,12 +95,7 @@ pub async fn login(
             tx,
         )
         .await?;
-    Ok(NewSession {
-        token,
-        csrf,
-        principal,
-        expires_at,
-    })
+    Ok(NewSession { token, csrf, principal, expires_at })
 }
 
 /// What a session cookie grants, looked up on every request.
@@ -146,8 +111,7 @@ async fn session_principal(
     request_id: &str,
 ) -> Result<Option<(Principal, SessionInfo)>, Error> {
     let r = tx.fetch_optional(session_query(hash, now)).await?;
-    r.map(|r| principal_from_session(&r, request_id))
-        .transpose()
+    r.map(|r| principal_from_session(&r, request_id)).transpose()
 }
 
 fn session_query(hash: &[u8], now: DateTime<Utc>) -> crate::db::Q {
@@ -176,58 +140,28 @@ fn principal_from_session(r: &Row, request_id: &str) -> Result<(Principal, Sessi
             permissions: Permissions::from_db(&perms),
             request_id: request_id.to_string(),
         },
-        SessionInfo {
-            csrf: r.get("csrf")?,
-            lang: r.get("lang")?,
-        },
+        SessionInfo { csrf: r.get("csrf")?, lang: r.get("lang")? },
     ))
 }
 
-pub async fn session(
-    store: &Store,
-    token: &str,
-    request_id: &str,
-) -> Result<Option<(Principal, SessionInfo)>, Error> {
-    let r = store
-        .db
-        .fetch_optional(session_query(&token_hash(token), store.now()))
-        .await?;
-    r.map(|r| principal_from_session(&r, request_id))
-        .transpose()
+pub async fn session(store: &Store, token: &str, request_id: &str) -> Result<Option<(Principal, SessionInfo)>, Error> {
+    let r = store.db.fetch_optional(session_query(&token_hash(token), store.now())).await?;
+    r.map(|r| principal_from_session(&r, request_id)).transpose()
 }
 
 pub async fn set_session_lang(store: &Store, token: &str, lang: &str) -> Result<(), Error> {
     let lang = if lang == "en" { "en" } else { "zh" };
-    store
-        .db
-        .execute(q!(
-            "UPDATE sessions SET lang = $2 WHERE token_hash = $1",
-            token_hash(token),
-            lang
-        ))
-        .await
-        .map(|_| ())
+    store.db.execute(q!("UPDATE sessions SET lang = $2 WHERE token_hash = $1", token_hash(token), lang)).await.map(|_| ())
 }
 
 pub async fn logout(store: &Store, who: &Principal, token: &str) -> Result<(), Error> {
     let mut tx = store.db.begin().await?;
-    tx.execute(q!(
-        "UPDATE sessions SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL",
-        token_hash(token),
-        store.now()
-    ))
-    .await?;
+    tx.execute(q!("UPDATE sessions SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL", token_hash(token), store.now())).await?;
     let id = who.user_id.map(|u| u.to_string()).unwrap_or_default();
     store
         .audited(
             who,
-            audit::Entry {
-                action: "session.logout",
-                object_type: "user",
-                object_id: id,
-                jurisdiction: "",
-                detail: serde_json::json!({}),
-            },
+            audit::Entry { action: "session.logout", object_type: "user", object_id: id, jurisdiction: "", detail: serde_json::json!({}) },
             tx,
         )
         .await
@@ -238,13 +172,7 @@ pub async fn revoke_sessions(store: &Store, who: &Principal, user_id: Uuid) -> R
     who.require(Permission::UsersWrite)?;
     let u = crate::users::get(store, who, user_id).await?;
     let mut tx = store.db.begin().await?;
-    let n = tx
-        .execute(q!(
-            "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-            user_id,
-            store.now()
-        ))
-        .await?;
+    let n = tx.execute(q!("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", user_id, store.now())).await?;
     store
         .audited(
             who,
@@ -305,11 +233,7 @@ fn token_from_row(r: &Row) -> Result<ApiToken, Error> {
         unit_id,
         unit_name: r.get("unit_name")?,
         scope: scope_from_db(&kind, &code, unit_id),
-        permissions: Permissions::from_db(&perms)
-            .0
-            .into_iter()
-            .map(Permission::as_str)
-            .collect(),
+        permissions: Permissions::from_db(&perms).0.into_iter().map(Permission::as_str).collect(),
         created_at: r.get("created_at")?,
         expires_at: r.get("expires_at")?,
         revoked_at: r.get("revoked_at")?,
@@ -333,11 +257,7 @@ pub async fn list_tokens(store: &Store, who: &Principal) -> Result<Vec<ApiToken>
 }
 
 /// Create a token; the secret is returned once and never stored.
-pub async fn create_token(
-    store: &Store,
-    who: &Principal,
-    input: &TokenInput,
-) -> Result<(ApiToken, String), Error> {
+pub async fn create_token(store: &Store, who: &Principal, input: &TokenInput) -> Result<(ApiToken, String), Error> {
     who.require(Permission::TokensWrite)?;
     let creator = who.user_id.ok_or(Error::Forbidden)?;
     let mut c = Check::default();
@@ -356,27 +276,10 @@ pub async fn create_token(
             c.0.push(FieldError::required("permissions"));
         }
     }
-    if input
-        .expires_in_days
-        .is_some_and(|d| !(1..=3650).contains(&d))
-    {
-        c.0.push(FieldError::new(
-            "expires_in_days",
-            "out_of_range",
-            "有效期应为1到3650天",
-            "must be 1 to 3650 days",
-        ));
+    if input.expires_in_days.is_some_and(|d| !(1..=3650).contains(&d)) {
+        c.0.push(FieldError::new("expires_in_days", "out_of_range", "有效期应为1到3650天", "must be 1 to 3650 days"));
     }
-    let unit = match crate::units::get(
-        store,
-        &Principal {
-            permissions: Permissions::all(),
-            ..who.clone()
-        },
-        input.unit_id,
-    )
-    .await
-    {
+    let unit = match crate::units::get(store, &Principal { permissions: Permissions::all(), ..who.clone() }, input.unit_id).await {
         Ok(u) => Some(u),
         Err(Error::NotFound(_)) => {
             c.0.push(FieldError::new(
@@ -390,35 +293,20 @@ pub async fn create_token(
         Err(e) => return Err(e),
     };
     let scope = match (input.scope_kind.as_str(), &unit) {
-        ("unit", Some(u)) => Some(Scope::Unit {
-            unit_id: u.id,
-            division: u.division_code.clone(),
-        }),
+        ("unit", Some(u)) => Some(Scope::Unit { unit_id: u.id, division: u.division_code.clone() }),
         ("division", _) => c.take(
             baton_domain::division::Divisions::get_all()
                 .code("scope_code", &input.scope_code, &[])
-                .map(|d| Scope::Division {
-                    code: d.code.to_string(),
-                }),
+                .map(|d| Scope::Division { code: d.code.to_string() }),
         ),
         ("unit", None) => None,
         (other, _) => {
-            c.0.push(FieldError::new(
-                "scope_kind",
-                "scope_kind_unknown",
-                format!("未知范围“{other}”"),
-                format!("unknown scope \"{other}\""),
-            ));
+            c.0.push(FieldError::new("scope_kind", "scope_kind_unknown", format!("未知范围“{other}”"), format!("unknown scope \"{other}\"")));
             None
         }
     };
     if scope.as_ref().is_some_and(|s| !who.scope.contains_scope(s)) {
-        c.0.push(FieldError::new(
-            "scope_code",
-            "outside_scope",
-            "令牌范围超出您的辖区",
-            "the token's scope is larger than your own",
-        ));
+        c.0.push(FieldError::new("scope_code", "outside_scope", "令牌范围超出您的辖区", "the token's scope is larger than your own"));
     }
     c.done()?;
     let (Some(name), Some(perms), Some(unit), Some(scope)) = (name, perms, unit, scope) else {
@@ -444,38 +332,19 @@ pub async fn create_token(
     store
         .audited(
             who,
-            audit::Entry {
-                action: "token.create",
-                object_type: "api_token",
-                object_id: id.to_string(),
-                jurisdiction: &unit.division_code,
-                detail,
-            },
+            audit::Entry { action: "token.create", object_type: "api_token", object_id: id.to_string(), jurisdiction: &unit.division_code, detail },
             tx,
         )
         .await?;
-    let t = list_tokens(store, who)
-        .await?
-        .into_iter()
-        .find(|t| t.id == id)
-        .ok_or(Error::NotFound("api_token"))?;
+    let t = list_tokens(store, who).await?.into_iter().find(|t| t.id == id).ok_or(Error::NotFound("api_token"))?;
     Ok((t, secret))
 }
 
 pub async fn revoke_token(store: &Store, who: &Principal, id: Uuid) -> Result<(), Error> {
     who.require(Permission::TokensWrite)?;
-    let t = list_tokens(store, who)
-        .await?
-        .into_iter()
-        .find(|t| t.id == id)
-        .ok_or(Error::NotFound("api_token"))?;
+    let t = list_tokens(store, who).await?.into_iter().find(|t| t.id == id).ok_or(Error::NotFound("api_token"))?;
     let mut tx = store.db.begin().await?;
-    tx.execute(q!(
-        "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-        id,
-        store.now()
-    ))
-    .await?;
+    tx.execute(q!("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", id, store.now())).await?;
     let j = match &t.scope {
         Scope::Division { code } => code.clone(),
         Scope::Unit { division, .. } => division.clone(),
@@ -496,18 +365,15 @@ pub async fn revoke_token(store: &Store, who: &Principal, id: Uuid) -> Result<()
 }
 
 /// The principal a bearer token stands for, if it is live.
-pub async fn token_principal(
-    store: &Store,
-    secret: &str,
-    request_id: &str,
-) -> Result<Option<Principal>, Error> {
+pub async fn token_principal(store: &Store, secret: &str, request_id: &str) -> Result<Option<Principal>, Error> {
     let now = store.now();
     let r = store
         .db
         .fetch_optional(q!(
             "SELECT id, name, unit_id, scope_kind, scope_code, permissions, last_used_at FROM api_tokens
              WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
-            token_hash(secret), now
+            token_hash(secret),
+            now
         ))
         .await?;
     let Some(r) = r else { return Ok(None) };
@@ -520,14 +386,7 @@ pub async fn token_principal(
     // Record use at most once a minute, so that reads stay reads.
     let last: Option<DateTime<Utc>> = r.get("last_used_at")?;
     if last.is_none_or(|l| now - l > Duration::minutes(1)) {
-        store
-            .db
-            .execute(q!(
-                "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1",
-                id,
-                now
-            ))
-            .await?;
+        store.db.execute(q!("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1", id, now)).await?;
     }
     Ok(Some(Principal {
         user_id: None,

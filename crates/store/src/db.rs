@@ -8,10 +8,7 @@
 use baton_domain::Error;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Decode, Postgres, Row as _, Sqlite, Type};
 use std::path::Path;
 use std::str::FromStr;
@@ -125,14 +122,8 @@ fn pg_query(q: Q) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArg
 }
 
 /// A type both drivers can decode.
-pub trait Col:
-    Sized + for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>
-{
-}
-impl<T> Col for T where
-    T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>
-{
-}
+pub trait Col: Sized + for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres> {}
+impl<T> Col for T where T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres> {}
 
 pub enum Row {
     Sqlite(SqliteRow),
@@ -156,11 +147,7 @@ pub fn db_err(e: sqlx::Error) -> Error {
             return Error::conflict("already_exists", "记录已存在", "the record already exists");
         }
         if d.is_foreign_key_violation() {
-            return Error::conflict(
-                "reference_missing",
-                "引用的记录不存在",
-                "a referenced record does not exist",
-            );
+            return Error::conflict("reference_missing", "引用的记录不存在", "a referenced record does not exist");
         }
     }
     Error::internal(e)
@@ -174,28 +161,16 @@ pub enum Tx {
 impl Tx {
     pub async fn execute(&mut self, q: Q) -> Result<u64, Error> {
         match self {
-            Tx::Sqlite(t) => sqlite_query(q)
-                .execute(&mut **t)
-                .await
-                .map(|r| r.rows_affected()),
-            Tx::Postgres(t) => pg_query(q)
-                .execute(&mut **t)
-                .await
-                .map(|r| r.rows_affected()),
+            Tx::Sqlite(t) => sqlite_query(q).execute(&mut **t).await.map(|r| r.rows_affected()),
+            Tx::Postgres(t) => pg_query(q).execute(&mut **t).await.map(|r| r.rows_affected()),
         }
         .map_err(db_err)
     }
 
     pub async fn fetch_optional(&mut self, q: Q) -> Result<Option<Row>, Error> {
         match self {
-            Tx::Sqlite(t) => sqlite_query(q)
-                .fetch_optional(&mut **t)
-                .await
-                .map(|r| r.map(Row::Sqlite)),
-            Tx::Postgres(t) => pg_query(q)
-                .fetch_optional(&mut **t)
-                .await
-                .map(|r| r.map(Row::Postgres)),
+            Tx::Sqlite(t) => sqlite_query(q).fetch_optional(&mut **t).await.map(|r| r.map(Row::Sqlite)),
+            Tx::Postgres(t) => pg_query(q).fetch_optional(&mut **t).await.map(|r| r.map(Row::Postgres)),
         }
         .map_err(db_err)
     }
@@ -206,14 +181,8 @@ impl Tx {
 
     pub async fn fetch_all(&mut self, q: Q) -> Result<Vec<Row>, Error> {
         match self {
-            Tx::Sqlite(t) => sqlite_query(q)
-                .fetch_all(&mut **t)
-                .await
-                .map(|r| r.into_iter().map(Row::Sqlite).collect()),
-            Tx::Postgres(t) => pg_query(q)
-                .fetch_all(&mut **t)
-                .await
-                .map(|r| r.into_iter().map(Row::Postgres).collect()),
+            Tx::Sqlite(t) => sqlite_query(q).fetch_all(&mut **t).await.map(|r| r.into_iter().map(Row::Sqlite).collect()),
+            Tx::Postgres(t) => pg_query(q).fetch_all(&mut **t).await.map(|r| r.into_iter().map(Row::Postgres).collect()),
         }
         .map_err(db_err)
     }
@@ -251,22 +220,13 @@ impl Db {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(base.clone())
-            .await
-            .map_err(db_err)?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(opts.max_connections.max(1))
-            .connect_with(base.read_only(true))
-            .await
-            .map_err(db_err)?;
+        let write = SqlitePoolOptions::new().max_connections(1).connect_with(base.clone()).await.map_err(db_err)?;
+        let read = SqlitePoolOptions::new().max_connections(opts.max_connections.max(1)).connect_with(base.read_only(true)).await.map_err(db_err)?;
         Ok(Db::Sqlite { write, read })
     }
 
     pub async fn open_postgres(url: &str, opts: &DbOptions) -> Result<Db, Error> {
-        let o = PgConnectOptions::from_str(url)
-            .map_err(|e| Error::internal(format!("database url: {e}")))?;
+        let o = PgConnectOptions::from_str(url).map_err(|e| Error::internal(format!("database url: {e}")))?;
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections.max(2))
             .acquire_timeout(Duration::from_secs(10))
@@ -301,28 +261,16 @@ impl Db {
 
     pub async fn fetch_optional(&self, q: Q) -> Result<Option<Row>, Error> {
         match self {
-            Db::Sqlite { read, .. } => sqlite_query(q)
-                .fetch_optional(read)
-                .await
-                .map(|r| r.map(Row::Sqlite)),
-            Db::Postgres(p) => pg_query(q)
-                .fetch_optional(p)
-                .await
-                .map(|r| r.map(Row::Postgres)),
+            Db::Sqlite { read, .. } => sqlite_query(q).fetch_optional(read).await.map(|r| r.map(Row::Sqlite)),
+            Db::Postgres(p) => pg_query(q).fetch_optional(p).await.map(|r| r.map(Row::Postgres)),
         }
         .map_err(db_err)
     }
 
     pub async fn fetch_all(&self, q: Q) -> Result<Vec<Row>, Error> {
         match self {
-            Db::Sqlite { read, .. } => sqlite_query(q)
-                .fetch_all(read)
-                .await
-                .map(|r| r.into_iter().map(Row::Sqlite).collect()),
-            Db::Postgres(p) => pg_query(q)
-                .fetch_all(p)
-                .await
-                .map(|r| r.into_iter().map(Row::Postgres).collect()),
+            Db::Sqlite { read, .. } => sqlite_query(q).fetch_all(read).await.map(|r| r.into_iter().map(Row::Sqlite).collect()),
+            Db::Postgres(p) => pg_query(q).fetch_all(p).await.map(|r| r.into_iter().map(Row::Postgres).collect()),
         }
         .map_err(db_err)
     }
@@ -358,10 +306,7 @@ impl Db {
     /// Pool figures for `/metrics`: (size, idle).
     pub fn pool_stats(&self) -> (u32, usize) {
         match self {
-            Db::Sqlite { read, write } => (
-                read.size() + write.size(),
-                read.num_idle() + write.num_idle(),
-            ),
+            Db::Sqlite { read, write } => (read.size() + write.size(), read.num_idle() + write.num_idle()),
             Db::Postgres(p) => (p.size(), p.num_idle()),
         }
     }

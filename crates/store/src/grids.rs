@@ -27,11 +27,7 @@ pub struct GridInput {
     pub member_id: Option<Uuid>,
 }
 
-pub async fn list(
-    store: &Store,
-    who: &Principal,
-    village: Option<&str>,
-) -> Result<Vec<Grid>, Error> {
+pub async fn list(store: &Store, who: &Principal, village: Option<&str>) -> Result<Vec<Grid>, Error> {
     let (lo, hi, unit) = scope_args(&who.scope);
     let rows = store
         .db
@@ -40,7 +36,10 @@ pub async fn list(
              FROM grids g LEFT JOIN users u ON u.id = g.member_id
              WHERE ((g.jurisdiction >= $1 AND g.jurisdiction < $2) OR u.unit_id = $3) AND ($4 IS NULL OR g.village_code = $4)
              ORDER BY g.code",
-            lo, hi, unit, village
+            lo,
+            hi,
+            unit,
+            village
         ))
         .await?;
     let d = Divisions::get_all();
@@ -64,31 +63,16 @@ pub async fn create(store: &Store, who: &Principal, input: &GridInput) -> Result
     who.require(Permission::GridsWrite)?;
     let mut c = Check::default();
     let name = c.take(text_field("name", &input.name, 1, 60));
-    let village =
-        c.take(Divisions::get_all().code("village_code", &input.village_code, &[Level::Village]));
+    let village = c.take(Divisions::get_all().code("village_code", &input.village_code, &[Level::Village]));
     if village.is_some_and(|v| !who.scope.covers(v.code, None)) {
-        c.0.push(FieldError::new(
-            "village_code",
-            "outside_scope",
-            "该村(社区)不在您的辖区内",
-            "this village is outside your jurisdiction",
-        ));
+        c.0.push(FieldError::new("village_code", "outside_scope", "该村(社区)不在您的辖区内", "this village is outside your jurisdiction"));
     }
     c.done()?;
     let (Some(name), Some(village)) = (name, village) else {
         return Err(Error::internal("validation"));
     };
     if let Some(m) = input.member_id {
-        crate::users::get(
-            store,
-            &Principal {
-                permissions: baton_domain::role::Permissions::all(),
-                ..who.clone()
-            },
-            m,
-        )
-        .await
-        .map_err(|_| {
+        crate::users::get(store, &Principal { permissions: baton_domain::role::Permissions::all(), ..who.clone() }, m).await.map_err(|_| {
             Error::field(
                 "member_id",
                 "user_unknown",
@@ -98,27 +82,21 @@ pub async fn create(store: &Store, who: &Principal, input: &GridInput) -> Result
         })?;
     }
     let mut tx = store.db.begin().await?;
-    let n: i64 = tx
-        .fetch_one(q!(
-            "SELECT COUNT(*) AS n FROM grids WHERE village_code = $1",
-            village.code
-        ))
-        .await?
-        .get("n")?;
+    let n: i64 = tx.fetch_one(q!("SELECT COUNT(*) AS n FROM grids WHERE village_code = $1", village.code)).await?.get("n")?;
     if n >= 999 {
-        return Err(Error::field(
-            "village_code",
-            "too_many_grids",
-            "该村网格数已达上限",
-            "this village has the maximum number of grids",
-        ));
+        return Err(Error::field("village_code", "too_many_grids", "该村网格数已达上限", "this village has the maximum number of grids"));
     }
     let code = format!("{}{:03}", village.code, n + 1);
     let id = Uuid::now_v7();
     let now = store.now();
     tx.execute(q!(
         "INSERT INTO grids (id, code, name, village_code, jurisdiction, member_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $2, $5, $6, $6)",
-        id, code.clone(), name.clone(), village.code, input.member_id, now
+        id,
+        code.clone(),
+        name.clone(),
+        village.code,
+        input.member_id,
+        now
     ))
     .await
     .map_err(|e| match e {
@@ -127,21 +105,7 @@ pub async fn create(store: &Store, who: &Principal, input: &GridInput) -> Result
     })?;
     let detail = serde_json::json!({"code": code, "name": name, "member_id": input.member_id});
     store
-        .audited(
-            who,
-            audit::Entry {
-                action: "grid.create",
-                object_type: "grid",
-                object_id: id.to_string(),
-                jurisdiction: &code,
-                detail,
-            },
-            tx,
-        )
+        .audited(who, audit::Entry { action: "grid.create", object_type: "grid", object_id: id.to_string(), jurisdiction: &code, detail }, tx)
         .await?;
-    list(store, who, Some(village.code))
-        .await?
-        .into_iter()
-        .find(|g| g.id == id)
-        .ok_or(Error::NotFound("grid"))
+    list(store, who, Some(village.code)).await?.into_iter().find(|g| g.id == id).ok_or(Error::NotFound("grid"))
 }

@@ -19,12 +19,7 @@ pub enum Claim {
 /// Placeholders older than this are taken to belong to a request that died.
 const STALE_SECONDS: i64 = 60;
 
-pub async fn claim(
-    store: &Store,
-    actor: &str,
-    key: &str,
-    request_hash: &[u8],
-) -> Result<Claim, Error> {
+pub async fn claim(store: &Store, actor: &str, key: &str, request_hash: &[u8]) -> Result<Claim, Error> {
     let now = store.now();
     let mut tx = store.db.begin().await?;
     let inserted = tx
@@ -44,54 +39,25 @@ pub async fn claim(
     let out = if h != request_hash {
         Claim::Mismatch
     } else if status == 0 && now - created > Duration::seconds(STALE_SECONDS) {
-        tx.execute(q!(
-            "UPDATE idempotency SET created_at = $3 WHERE actor = $1 AND key = $2",
-            actor,
-            key,
-            now
-        ))
-        .await?;
+        tx.execute(q!("UPDATE idempotency SET created_at = $3 WHERE actor = $1 AND key = $2", actor, key, now)).await?;
         Claim::New
     } else if status == 0 {
         Claim::InProgress
     } else {
-        Claim::Replay {
-            status: u16::try_from(status).unwrap_or(500),
-            body: r.get("body")?,
-        }
+        Claim::Replay { status: u16::try_from(status).unwrap_or(500), body: r.get("body")? }
     };
     tx.commit().await?;
     Ok(out)
 }
 
-pub async fn finish(
-    store: &Store,
-    actor: &str,
-    key: &str,
-    status: u16,
-    body: &str,
-) -> Result<(), Error> {
+pub async fn finish(store: &Store, actor: &str, key: &str, status: u16, body: &str) -> Result<(), Error> {
     store
         .db
-        .execute(q!(
-            "UPDATE idempotency SET status = $3, body = $4 WHERE actor = $1 AND key = $2",
-            actor,
-            key,
-            i64::from(status),
-            body
-        ))
+        .execute(q!("UPDATE idempotency SET status = $3, body = $4 WHERE actor = $1 AND key = $2", actor, key, i64::from(status), body))
         .await
         .map(|_| ())
 }
 
 pub async fn release(store: &Store, actor: &str, key: &str) -> Result<(), Error> {
-    store
-        .db
-        .execute(q!(
-            "DELETE FROM idempotency WHERE actor = $1 AND key = $2",
-            actor,
-            key
-        ))
-        .await
-        .map(|_| ())
+    store.db.execute(q!("DELETE FROM idempotency WHERE actor = $1 AND key = $2", actor, key)).await.map(|_| ())
 }

@@ -42,12 +42,7 @@ impl Store {
     }
 
     /// Begin a transaction, run `f`, append its audit entry, commit. Used by every write.
-    pub async fn audited(
-        &self,
-        who: &Principal,
-        entry: audit::Entry<'_>,
-        tx: db::Tx,
-    ) -> Result<(), Error> {
+    pub async fn audited(&self, who: &Principal, entry: audit::Entry<'_>, tx: db::Tx) -> Result<(), Error> {
         let mut tx = tx;
         audit::append(&mut tx, &self.vault, self.now(), who, entry).await?;
         tx.commit().await
@@ -59,42 +54,23 @@ impl Store {
 /// A unit scope binds an empty range; a division scope binds a unit id that matches nothing.
 pub fn scope_args(scope: &Scope) -> (String, String, Uuid) {
     match scope {
-        Scope::Division { code } => (
-            code.clone(),
-            baton_domain::division::prefix_end(code),
-            Uuid::nil(),
-        ),
+        Scope::Division { code } => (code.clone(), baton_domain::division::prefix_end(code), Uuid::nil()),
         Scope::Unit { unit_id, .. } => (String::new(), String::new(), *unit_id),
     }
 }
 
 /// Trim a free-text field and check its length in characters.
-pub fn text_field(
-    field: &str,
-    v: &str,
-    min: usize,
-    max: usize,
-) -> Result<String, baton_domain::FieldError> {
+pub fn text_field(field: &str, v: &str, min: usize, max: usize) -> Result<String, baton_domain::FieldError> {
     let t = v.trim();
     let n = t.chars().count();
     if n < min {
         return Err(baton_domain::FieldError::required(field));
     }
     if n > max {
-        return Err(baton_domain::FieldError::new(
-            field,
-            "too_long",
-            format!("不能超过 {max} 个字符"),
-            format!("at most {max} characters"),
-        ));
+        return Err(baton_domain::FieldError::new(field, "too_long", format!("不能超过 {max} 个字符"), format!("at most {max} characters")));
     }
     if t.chars().any(char::is_control) {
-        return Err(baton_domain::FieldError::new(
-            field,
-            "control_chars",
-            "不能包含控制字符",
-            "must not contain control characters",
-        ));
+        return Err(baton_domain::FieldError::new(field, "control_chars", "不能包含控制字符", "must not contain control characters"));
     }
     Ok(t.to_string())
 }
@@ -115,10 +91,6 @@ impl Check {
     }
 
     pub fn done(self) -> Result<(), Error> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Invalid(self.0))
-        }
+        if self.0.is_empty() { Ok(()) } else { Err(Error::Invalid(self.0)) }
     }
 }

@@ -9,12 +9,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 pub async fn list(store: &Store) -> Result<Vec<PolicyVersion>, Error> {
-    let rows = store
-        .db
-        .fetch_all(q!(
-            "SELECT version, effective_from, params, note FROM policy_versions ORDER BY version"
-        ))
-        .await?;
+    let rows = store.db.fetch_all(q!("SELECT version, effective_from, params, note FROM policy_versions ORDER BY version")).await?;
     rows.iter()
         .map(|r| {
             let params: String = r.get("params")?;
@@ -31,9 +26,7 @@ pub async fn list(store: &Store) -> Result<Vec<PolicyVersion>, Error> {
 /// The version in force at `at` (every decision records its number).
 pub async fn current(store: &Store, at: DateTime<Utc>) -> Result<PolicyVersion, Error> {
     let all = list(store).await?;
-    in_force(&all, at)
-        .cloned()
-        .ok_or(Error::NotFound("policy version"))
+    in_force(&all, at).cloned().ok_or(Error::NotFound("policy version"))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -45,11 +38,7 @@ pub struct PolicyInput {
 }
 
 /// Add a version. Only county-wide staff may: a policy binds the whole county.
-pub async fn create(
-    store: &Store,
-    who: &Principal,
-    input: &PolicyInput,
-) -> Result<PolicyVersion, Error> {
+pub async fn create(store: &Store, who: &Principal, input: &PolicyInput) -> Result<PolicyVersion, Error> {
     who.require(Permission::PolicyWrite)?;
     if !matches!(&who.scope, baton_domain::scope::Scope::Division { code } if code.len() <= 6) {
         return Err(Error::Forbidden);
@@ -59,12 +48,7 @@ pub async fn create(
     let params: Option<PolicyParams> = match serde_json::from_value(input.params.clone()) {
         Ok(p) => Some(p),
         Err(e) => {
-            c.0.push(FieldError::new(
-                "params",
-                "params_invalid",
-                format!("策略参数格式错误:{e}"),
-                format!("invalid parameters: {e}"),
-            ));
+            c.0.push(FieldError::new("params", "params_invalid", format!("策略参数格式错误:{e}"), format!("invalid parameters: {e}")));
             None
         }
     };
@@ -90,60 +74,37 @@ pub async fn create(
 }
 
 /// Insert the next version number; also used to seed version 1.
-pub async fn save(
-    store: &Store,
-    who: &Principal,
-    effective_from: DateTime<Utc>,
-    params: &PolicyParams,
-    note: &str,
-) -> Result<PolicyVersion, Error> {
+pub async fn save(store: &Store, who: &Principal, effective_from: DateTime<Utc>, params: &PolicyParams, note: &str) -> Result<PolicyVersion, Error> {
     let mut tx = store.db.begin().await?;
-    let next: i64 = tx
-        .fetch_one(q!(
-            "SELECT COALESCE(MAX(version), 0) + 1 AS next FROM policy_versions"
-        ))
-        .await?
-        .get("next")?;
+    let next: i64 = tx.fetch_one(q!("SELECT COALESCE(MAX(version), 0) + 1 AS next FROM policy_versions")).await?.get("next")?;
     let id = Uuid::now_v7();
     let json = serde_json::to_string(params).map_err(Error::internal)?;
     tx.execute(q!(
         "INSERT INTO policy_versions (id, version, effective_from, params, note, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        id, next, audit::micros(effective_from), json, note, who.user_id, store.now()
+        id,
+        next,
+        audit::micros(effective_from),
+        json,
+        note,
+        who.user_id,
+        store.now()
     ))
     .await?;
     let detail = serde_json::json!({"version": next, "effective_from": effective_from, "note": note, "params": params});
     store
         .audited(
             who,
-            audit::Entry {
-                action: "policy.create",
-                object_type: "policy_version",
-                object_id: next.to_string(),
-                jurisdiction: "",
-                detail,
-            },
+            audit::Entry { action: "policy.create", object_type: "policy_version", object_id: next.to_string(), jurisdiction: "", detail },
             tx,
         )
         .await?;
-    Ok(PolicyVersion {
-        version: next,
-        effective_from,
-        params: params.clone(),
-        note: note.to_string(),
-    })
+    Ok(PolicyVersion { version: next, effective_from, params: params.clone(), note: note.to_string() })
 }
 
 /// Seed version 1 with the defaults when there is none.
 pub async fn seed(store: &Store, effective_from: DateTime<Utc>) -> Result<(), Error> {
     if list(store).await?.is_empty() {
-        save(
-            store,
-            &Principal::system("seed"),
-            effective_from,
-            &PolicyParams::default(),
-            "默认策略(2022年11月)/ Default policy (Nov 2022)",
-        )
-        .await?;
+        save(store, &Principal::system("seed"), effective_from, &PolicyParams::default(), "默认策略(2022年11月)/ Default policy (Nov 2022)").await?;
     }
     Ok(())
 }

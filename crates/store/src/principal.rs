@@ -30,20 +30,14 @@ impl Principal {
             display_name: "system".into(),
             unit_id: None,
             role: "system".into(),
-            scope: Scope::Division {
-                code: String::new(),
-            },
+            scope: Scope::Division { code: String::new() },
             permissions: Permissions::all(),
             request_id: request_id.into(),
         }
     }
 
     pub fn require(&self, p: Permission) -> Result<(), Error> {
-        if self.permissions.has(p) {
-            Ok(())
-        } else {
-            Err(Error::Forbidden)
-        }
+        if self.permissions.has(p) { Ok(()) } else { Err(Error::Forbidden) }
     }
 
     pub fn can(&self, p: Permission) -> bool {
@@ -51,16 +45,7 @@ impl Principal {
     }
 
     /// A row outside the scope is reported as not found, so its existence does not leak.
-    pub fn require_covers(
-        &self,
-        jurisdiction: &str,
-        unit: Option<Uuid>,
-        what: &'static str,
-    ) -> Result<(), Error> {
-        if self.scope.covers(jurisdiction, unit) {
-            Ok(())
-        } else {
-            Err(Error::NotFound(what))
-        }
+    pub fn require_covers(&self, jurisdiction: &str, unit: Option<Uuid>, what: &'static str) -> Result<(), Error> {
+        if self.scope.covers(jurisdiction, unit) { Ok(()) } else { Err(Error::NotFound(what)) }
     }
 }

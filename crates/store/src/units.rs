@@ -70,15 +70,12 @@ pub struct UnitFilter {
 pub async fn list(store: &Store, who: &Principal, f: &UnitFilter) -> Result<Vec<Unit>, Error> {
     who.require(Permission::UnitsRead)?;
     let (lo, hi, unit) = scope_args(&who.scope);
-    let like =
-        f.q.as_ref()
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-            .map(|s| format!("%{}%", s.replace(['%', '_'], "")));
+    let like = f.q.as_ref().map(|s| s.trim()).filter(|s| !s.is_empty()).map(|s| format!("%{}%", s.replace(['%', '_'], "")));
     let kind = f.kind.clone().filter(|k| !k.is_empty());
-    let rows = store
-        .db
-        .fetch_all(q!(
+    let rows =
+        store
+            .db
+            .fetch_all(q!(
             "SELECT u.id, u.name, u.kind, u.jurisdiction, u.supervisor_id, s.name AS supervisor_name, u.address, u.active, u.created_at, u.updated_at
              FROM units u LEFT JOIN units s ON s.id = u.supervisor_id
              WHERE ((u.jurisdiction >= $1 AND u.jurisdiction < $2) OR u.id = $3)
@@ -86,65 +83,45 @@ pub async fn list(store: &Store, who: &Principal, f: &UnitFilter) -> Result<Vec<
              ORDER BY u.jurisdiction, u.kind, u.name LIMIT 2000",
             lo, hi, unit, kind, like
         ))
-        .await?;
+            .await?;
     rows.iter().map(from_row).collect()
 }
 
 pub async fn get(store: &Store, who: &Principal, id: Uuid) -> Result<Unit, Error> {
     who.require(Permission::UnitsRead)?;
     let (lo, hi, unit) = scope_args(&who.scope);
-    let r = store
-        .db
-        .fetch_optional(q!(
+    let r =
+        store
+            .db
+            .fetch_optional(q!(
             "SELECT u.id, u.name, u.kind, u.jurisdiction, u.supervisor_id, s.name AS supervisor_name, u.address, u.active, u.created_at, u.updated_at
              FROM units u LEFT JOIN units s ON s.id = u.supervisor_id
              WHERE u.id = $4 AND ((u.jurisdiction >= $1 AND u.jurisdiction < $2) OR u.id = $3)",
             lo, hi, unit, id
         ))
-        .await?
-        .ok_or(Error::NotFound("unit"))?;
+            .await?
+            .ok_or(Error::NotFound("unit"))?;
     from_row(&r)
 }
 
 /// Any unit by id, regardless of scope (for checks such as "does the supervisor exist").
 async fn exists(tx: &mut crate::db::Tx, id: Uuid) -> Result<Option<(Uuid, Option<Uuid>)>, Error> {
-    let r = tx
-        .fetch_optional(q!("SELECT id, supervisor_id FROM units WHERE id = $1", id))
-        .await?;
-    r.map(|r| Ok((r.get("id")?, r.get("supervisor_id")?)))
-        .transpose()
+    let r = tx.fetch_optional(q!("SELECT id, supervisor_id FROM units WHERE id = $1", id)).await?;
+    r.map(|r| Ok((r.get("id")?, r.get("supervisor_id")?))).transpose()
 }
 
-fn validate(
-    who: &Principal,
-    input: &UnitInput,
-) -> Result<(String, UnitKind, String, String), Error> {
+fn validate(who: &Principal, input: &UnitInput) -> Result<(String, UnitKind, String, String), Error> {
     let mut c = Check::default();
     let name = c.take(text_field("name", &input.name, 1, 100));
     let kind = c.take(UnitKind::parse(&input.kind).ok_or_else(|| {
-        FieldError::new(
-            "kind",
-            "unit_kind_unknown",
-            format!("未知单位类型“{}”", input.kind),
-            format!("unknown unit kind \"{}\"", input.kind),
-        )
+        FieldError::new("kind", "unit_kind_unknown", format!("未知单位类型“{}”", input.kind), format!("unknown unit kind \"{}\"", input.kind))
     }));
-    let div = c.take(Divisions::get_all().code(
-        "division_code",
-        &input.division_code,
-        &[Level::County, Level::Township, Level::Village],
-    ));
+    let div = c.take(Divisions::get_all().code("division_code", &input.division_code, &[Level::County, Level::Township, Level::Village]));
     let address = c.take(text_field("address", &input.address, 0, 200));
-    if let Some(d) = div {
-        if !who.scope.covers(d.code, None) {
-            c.0.push(FieldError::new(
-                "division_code",
-                "outside_scope",
-                "该行政区划不在您的辖区内",
-                "this division is outside your jurisdiction",
-            ));
+    if let Some(d) = div
+        && !who.scope.covers(d.code, None) {
+            c.0.push(FieldError::new("division_code", "outside_scope", "该行政区划不在您的辖区内", "this division is outside your jurisdiction"));
         }
-    }
     c.done()?;
     match (name, kind, div, address) {
         (Some(n), Some(k), Some(d), Some(a)) => Ok((n, k, d.code.to_string(), a)),
@@ -158,16 +135,10 @@ pub async fn create(store: &Store, who: &Principal, input: &UnitInput) -> Result
     let id = Uuid::now_v7();
     let now = store.now();
     let mut tx = store.db.begin().await?;
-    if let Some(s) = input.supervisor_id {
-        if exists(&mut tx, s).await?.is_none() {
-            return Err(Error::field(
-                "supervisor_id",
-                "unit_unknown",
-                "上级单位不存在",
-                "the supervising unit does not exist",
-            ));
+    if let Some(s) = input.supervisor_id
+        && exists(&mut tx, s).await?.is_none() {
+            return Err(Error::field("supervisor_id", "unit_unknown", "上级单位不存在", "the supervising unit does not exist"));
         }
-    }
     tx.execute(q!(
         "INSERT INTO units (id, name, kind, jurisdiction, supervisor_id, address, active, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
         id, name.clone(), kind.as_str(), code.clone(), input.supervisor_id, address, input.active, now
@@ -176,42 +147,21 @@ pub async fn create(store: &Store, who: &Principal, input: &UnitInput) -> Result
     .map_err(name_taken)?;
     let detail = serde_json::json!({"name": name, "kind": kind.as_str(), "division_code": code, "supervisor_id": input.supervisor_id});
     store
-        .audited(
-            who,
-            audit::Entry {
-                action: "unit.create",
-                object_type: "unit",
-                object_id: id.to_string(),
-                jurisdiction: &code,
-                detail,
-            },
-            tx,
-        )
+        .audited(who, audit::Entry { action: "unit.create", object_type: "unit", object_id: id.to_string(), jurisdiction: &code, detail }, tx)
         .await?;
     get(store, &Principal::system(&who.request_id), id).await
 }
 
 fn name_taken(e: Error) -> Error {
     match e {
-        Error::Conflict {
-            code: "already_exists",
-            ..
-        } => Error::field(
-            "name",
-            "name_taken",
-            "同一区划内已有同名单位",
-            "a unit with this name already exists in this division",
-        ),
+        Error::Conflict { code: "already_exists", .. } => {
+            Error::field("name", "name_taken", "同一区划内已有同名单位", "a unit with this name already exists in this division")
+        }
         e => e,
     }
 }
 
-pub async fn update(
-    store: &Store,
-    who: &Principal,
-    id: Uuid,
-    input: &UnitInput,
-) -> Result<Unit, Error> {
+pub async fn update(store: &Store, who: &Principal, id: Uuid, input: &UnitInput) -> Result<Unit, Error> {
     who.require(Permission::UnitsWrite)?;
     let before = get(store, who, id).await?;
     let (name, kind, code, address) = validate(who, input)?;
@@ -230,12 +180,7 @@ pub async fn update(
                 ));
             }
             let Some((_, up)) = exists(&mut tx, c).await? else {
-                return Err(Error::field(
-                    "supervisor_id",
-                    "unit_unknown",
-                    "上级单位不存在",
-                    "the supervising unit does not exist",
-                ));
+                return Err(Error::field("supervisor_id", "unit_unknown", "上级单位不存在", "the supervising unit does not exist"));
             };
             cur = up;
             steps += 1;
@@ -246,7 +191,14 @@ pub async fn update(
     }
     tx.execute(q!(
         "UPDATE units SET name = $2, kind = $3, jurisdiction = $4, supervisor_id = $5, address = $6, active = $7, updated_at = $8 WHERE id = $1",
-        id, name.clone(), kind.as_str(), code.clone(), input.supervisor_id, address, input.active, store.now()
+        id,
+        name.clone(),
+        kind.as_str(),
+        code.clone(),
+        input.supervisor_id,
+        address,
+        input.active,
+        store.now()
     ))
     .await
     .map_err(name_taken)?;
@@ -255,17 +207,7 @@ pub async fn update(
         "after": {"name": name, "kind": kind.as_str(), "division_code": code, "supervisor_id": input.supervisor_id, "active": input.active},
     });
     store
-        .audited(
-            who,
-            audit::Entry {
-                action: "unit.update",
-                object_type: "unit",
-                object_id: id.to_string(),
-                jurisdiction: &code,
-                detail,
-            },
-            tx,
-        )
+        .audited(who, audit::Entry { action: "unit.update", object_type: "unit", object_id: id.to_string(), jurisdiction: &code, detail }, tx)
         .await?;
     get(store, &Principal::system(&who.request_id), id).await
 }
@@ -275,15 +217,8 @@ pub async fn supervisors(store: &Store, id: Uuid) -> Result<Vec<Uuid>, Error> {
     let mut out = Vec::new();
     let mut cur = id;
     for _ in 0..64 {
-        let r = store
-            .db
-            .fetch_optional(q!("SELECT supervisor_id FROM units WHERE id = $1", cur))
-            .await?;
-        match r
-            .map(|r| r.get::<Option<Uuid>>("supervisor_id"))
-            .transpose()?
-            .flatten()
-        {
+        let r = store.db.fetch_optional(q!("SELECT supervisor_id FROM units WHERE id = $1", cur)).await?;
+        match r.map(|r| r.get::<Option<Uuid>>("supervisor_id")).transpose()?.flatten() {
             Some(s) if !out.contains(&s) => {
                 out.push(s);
                 cur = s;

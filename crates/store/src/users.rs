@@ -38,11 +38,7 @@ fn role_from_row(r: &Row) -> Result<Role, Error> {
         name: r.get("name")?,
         label_zh: r.get("label_zh")?,
         label_en: r.get("label_en")?,
-        permissions: Permissions::from_db(&p)
-            .0
-            .into_iter()
-            .map(Permission::as_str)
-            .collect(),
+        permissions: Permissions::from_db(&p).0.into_iter().map(Permission::as_str).collect(),
         builtin: r.get("builtin")?,
     })
 }
@@ -54,24 +50,13 @@ pub async fn list_roles(store: &Store) -> Result<Vec<Role>, Error> {
 }
 
 pub async fn role_by_name(store: &Store, name: &str) -> Result<Option<Role>, Error> {
-    let r = store
-        .db
-        .fetch_optional(q!(
-            "SELECT id, name, label_zh, label_en, permissions, builtin FROM roles WHERE name = $1",
-            name
-        ))
-        .await?;
+    let r = store.db.fetch_optional(q!("SELECT id, name, label_zh, label_en, permissions, builtin FROM roles WHERE name = $1", name)).await?;
     r.as_ref().map(role_from_row).transpose()
 }
 
 fn role_name(field: &str, s: &str) -> Result<String, FieldError> {
     let t = s.trim();
-    if t.is_empty()
-        || t.len() > 40
-        || !t
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-    {
+    if t.is_empty() || t.len() > 40 || !t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
         return Err(FieldError::new(
             field,
             "role_name_format",
@@ -90,27 +75,17 @@ pub async fn save_role(store: &Store, who: &Principal, input: &RoleInput) -> Res
     let zh = c.take(text_field("label_zh", &input.label_zh, 1, 40));
     let en = c.take(text_field("label_en", &input.label_en, 1, 60));
     let perms = c.take(Permissions::parse_list("permissions", &input.permissions));
-    if let Some(p) = &perms {
-        if !who.permissions.covers(p) {
-            c.0.push(FieldError::new(
-                "permissions",
-                "exceeds_own",
-                "不能授予自己没有的权限",
-                "you cannot grant permissions you do not have",
-            ));
+    if let Some(p) = &perms
+        && !who.permissions.covers(p) {
+            c.0.push(FieldError::new("permissions", "exceeds_own", "不能授予自己没有的权限", "you cannot grant permissions you do not have"));
         }
-    }
     c.done()?;
     let (Some(name), Some(zh), Some(en), Some(perms)) = (name, zh, en, perms) else {
         return Err(Error::internal("validation"));
     };
     let existing = role_by_name(store, &name).await?;
     if existing.as_ref().is_some_and(|r| r.builtin) {
-        return Err(Error::conflict(
-            "role_builtin",
-            "内置角色不能修改",
-            "built-in roles cannot be changed",
-        ));
+        return Err(Error::conflict("role_builtin", "内置角色不能修改", "built-in roles cannot be changed"));
     }
     let now = store.now();
     let id = existing.as_ref().map(|r| r.id).unwrap_or_else(Uuid::now_v7);
@@ -122,27 +97,9 @@ pub async fn save_role(store: &Store, who: &Principal, input: &RoleInput) -> Res
     ))
     .await?;
     let detail = serde_json::json!({"name": name, "permissions": perms.to_db()});
-    let action = if existing.is_some() {
-        "role.update"
-    } else {
-        "role.create"
-    };
-    store
-        .audited(
-            who,
-            audit::Entry {
-                action,
-                object_type: "role",
-                object_id: id.to_string(),
-                jurisdiction: "",
-                detail,
-            },
-            tx,
-        )
-        .await?;
-    role_by_name(store, &name)
-        .await?
-        .ok_or(Error::NotFound("role"))
+    let action = if existing.is_some() { "role.update" } else { "role.create" };
+    store.audited(who, audit::Entry { action, object_type: "role", object_id: id.to_string(), jurisdiction: "", detail }, tx).await?;
+    role_by_name(store, &name).await?.ok_or(Error::NotFound("role"))
 }
 
 /// Seed the built-in roles (idempotent; runs at every start so new permissions reach them).
@@ -207,11 +164,9 @@ const PHONE_AAD: &str = "users.phone";
 const ID_AAD: &str = "users.id_number";
 
 fn user_from_row(store: &Store, r: &Row) -> Result<User, Error> {
-    let unmask =
-        |enc: Option<Vec<u8>>, aad: &str, kind: PersonalKind| -> Result<Option<String>, Error> {
-            enc.map(|e| store.vault.open(aad, &e).map(|p| mask_kind(kind, &p)))
-                .transpose()
-        };
+    let unmask = |enc: Option<Vec<u8>>, aad: &str, kind: PersonalKind| -> Result<Option<String>, Error> {
+        enc.map(|e| store.vault.open(aad, &e).map(|p| mask_kind(kind, &p))).transpose()
+    };
     let scope_kind: String = r.get("scope_kind")?;
     let scope_code: String = r.get("scope_code")?;
     let unit_id: Uuid = r.get("unit_id")?;
@@ -235,14 +190,9 @@ fn user_from_row(store: &Store, r: &Row) -> Result<User, Error> {
 
 pub fn scope_from_db(kind: &str, code: &str, unit_id: Uuid) -> Scope {
     match kind {
-        "division" => Scope::Division {
-            code: code.to_string(),
-        },
+        "division" => Scope::Division { code: code.to_string() },
         // Anything unexpected narrows to the user's own unit.
-        _ => Scope::Unit {
-            unit_id,
-            division: code.to_string(),
-        },
+        _ => Scope::Unit { unit_id, division: code.to_string() },
     }
 }
 
@@ -259,31 +209,13 @@ pub struct UserFilter {
 pub async fn list(store: &Store, who: &Principal, f: &UserFilter) -> Result<Vec<User>, Error> {
     who.require(Permission::UsersRead)?;
     let (lo, hi, unit) = scope_args(&who.scope);
-    let like =
-        f.q.as_ref()
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-            .map(|s| format!("%{}%", s.replace(['%', '_'], "")));
+    let like = f.q.as_ref().map(|s| s.trim()).filter(|s| !s.is_empty()).map(|s| format!("%{}%", s.replace(['%', '_'], "")));
     let phone_bidx = match f.phone.as_deref().filter(|s| !s.trim().is_empty()) {
-        Some(p) => Some(
-            store.vault.blind_index(
-                "phone",
-                Phone::parse("phone", p)
-                    .map_err(|e| Error::Invalid(vec![e]))?
-                    .as_str(),
-            ),
-        ),
+        Some(p) => Some(store.vault.blind_index("phone", Phone::parse("phone", p).map_err(|e| Error::Invalid(vec![e]))?.as_str())),
         None => None,
     };
     let id_bidx = match f.id_number.as_deref().filter(|s| !s.trim().is_empty()) {
-        Some(p) => Some(
-            store.vault.blind_index(
-                "id_number",
-                IdNumber::parse("id_number", p)
-                    .map_err(|e| Error::Invalid(vec![e]))?
-                    .as_str(),
-            ),
-        ),
+        Some(p) => Some(store.vault.blind_index("id_number", IdNumber::parse("id_number", p).map_err(|e| Error::Invalid(vec![e]))?.as_str())),
         None => None,
     };
     let rows = store
@@ -298,7 +230,13 @@ pub async fn list(store: &Store, who: &Principal, f: &UserFilter) -> Result<Vec<
                AND ($6 IS NULL OR u.phone_bidx = $6)
                AND ($7 IS NULL OR u.id_number_bidx = $7)
              ORDER BY u.jurisdiction, u.username LIMIT 2000",
-            lo, hi, unit, like, f.unit_id, phone_bidx, id_bidx
+            lo,
+            hi,
+            unit,
+            like,
+            f.unit_id,
+            phone_bidx,
+            id_bidx
         ))
         .await?;
     rows.iter().map(|r| user_from_row(store, r)).collect()
@@ -314,7 +252,10 @@ pub async fn get(store: &Store, who: &Principal, id: Uuid) -> Result<User, Error
                     u.scope_kind, u.scope_code, u.jurisdiction, u.disabled, u.phone_enc, u.id_number_enc, u.created_at
              FROM users u JOIN units n ON n.id = u.unit_id JOIN roles r ON r.id = u.role_id
              WHERE u.id = $4 AND ((u.jurisdiction >= $1 AND u.jurisdiction < $2) OR u.unit_id = $3)",
-            lo, hi, unit, id
+            lo,
+            hi,
+            unit,
+            id
         ))
         .await?
         .ok_or(Error::NotFound("user"))?;
@@ -323,12 +264,7 @@ pub async fn get(store: &Store, who: &Principal, id: Uuid) -> Result<User, Error
 
 fn username(field: &str, s: &str) -> Result<String, FieldError> {
     let t = s.trim();
-    if t.len() < 3
-        || t.len() > 40
-        || !t
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
-    {
+    if t.len() < 3 || t.len() > 40 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-') {
         return Err(FieldError::new(
             field,
             "username_format",
@@ -341,13 +277,8 @@ fn username(field: &str, s: &str) -> Result<String, FieldError> {
 
 pub fn password_rule(field: &str, p: &str) -> Result<(), FieldError> {
     let n = p.chars().count();
-    if n < 10 || n > 200 {
-        return Err(FieldError::new(
-            field,
-            "password_length",
-            "密码长度应为10到200个字符",
-            "a password has 10 to 200 characters",
-        ));
+    if !(10..=200).contains(&n) {
+        return Err(FieldError::new(field, "password_length", "密码长度应为10到200个字符", "a password has 10 to 200 characters"));
     }
     let classes = [
         p.chars().any(|c| c.is_ascii_lowercase()),
@@ -377,38 +308,17 @@ struct Checked {
     id_number: Option<IdNumber>,
 }
 
-async fn check_input(
-    store: &Store,
-    who: &Principal,
-    input: &UserInput,
-    creating: bool,
-) -> Result<Checked, Error> {
+async fn check_input(store: &Store, who: &Principal, input: &UserInput, creating: bool) -> Result<Checked, Error> {
     let mut c = Check::default();
     let uname = c.take(username("username", &input.username));
     let display = c.take(text_field("display_name", &input.display_name, 1, 60));
     if creating {
         c.take(password_rule("password", &input.password));
     }
-    let phone = if input.phone.trim().is_empty() {
-        None
-    } else {
-        c.take(Phone::parse("phone", &input.phone))
-    };
-    let id_number = if input.id_number.trim().is_empty() {
-        None
-    } else {
-        c.take(IdNumber::parse("id_number", &input.id_number))
-    };
+    let phone = if input.phone.trim().is_empty() { None } else { c.take(Phone::parse("phone", &input.phone)) };
+    let id_number = if input.id_number.trim().is_empty() { None } else { c.take(IdNumber::parse("id_number", &input.id_number)) };
     // The unit must be one the acting user can see.
-    let unit = crate::units::get(
-        store,
-        &Principal {
-            permissions: Permissions::all(),
-            ..who.clone()
-        },
-        input.unit_id,
-    )
-    .await;
+    let unit = crate::units::get(store, &Principal { permissions: Permissions::all(), ..who.clone() }, input.unit_id).await;
     let unit = match unit {
         Ok(u) => Some(u),
         Err(Error::NotFound(_)) => {
@@ -424,19 +334,9 @@ async fn check_input(
     };
     let role = role_by_name(store, input.role.trim()).await?;
     match &role {
-        None => c.0.push(FieldError::new(
-            "role",
-            "role_unknown",
-            format!("未知角色“{}”", input.role),
-            format!("unknown role \"{}\"", input.role),
-        )),
+        None => c.0.push(FieldError::new("role", "role_unknown", format!("未知角色“{}”", input.role), format!("unknown role \"{}\"", input.role))),
         Some(r) => {
-            let p = Permissions(
-                r.permissions
-                    .iter()
-                    .filter_map(|p| Permission::parse(p))
-                    .collect(),
-            );
+            let p = Permissions(r.permissions.iter().filter_map(|p| Permission::parse(p)).collect());
             if !who.permissions.covers(&p) {
                 c.0.push(FieldError::new(
                     "role",
@@ -448,16 +348,11 @@ async fn check_input(
         }
     }
     let scope = match (input.scope_kind.as_str(), &unit) {
-        ("unit", Some(u)) => Some(Scope::Unit {
-            unit_id: u.id,
-            division: u.division_code.clone(),
-        }),
+        ("unit", Some(u)) => Some(Scope::Unit { unit_id: u.id, division: u.division_code.clone() }),
         ("division", _) => c.take(
             baton_domain::division::Divisions::get_all()
                 .code("scope_code", &input.scope_code, &[])
-                .map(|d| Scope::Division {
-                    code: d.code.to_string(),
-                }),
+                .map(|d| Scope::Division { code: d.code.to_string() }),
         ),
         ("unit", None) => None,
         (other, _) => {
@@ -470,28 +365,15 @@ async fn check_input(
             None
         }
     };
-    if let Some(s) = &scope {
-        if !who.scope.contains_scope(s) {
-            c.0.push(FieldError::new(
-                "scope_code",
-                "outside_scope",
-                "授权范围超出您的辖区",
-                "the scope is larger than your own",
-            ));
+    if let Some(s) = &scope
+        && !who.scope.contains_scope(s) {
+            c.0.push(FieldError::new("scope_code", "outside_scope", "授权范围超出您的辖区", "the scope is larger than your own"));
         }
-    }
     c.done()?;
     match (uname, display, unit, role, scope) {
-        (Some(username), Some(display_name), Some(u), Some(role), Some(scope)) => Ok(Checked {
-            username,
-            display_name,
-            unit_id: u.id,
-            unit_jurisdiction: u.division_code,
-            role,
-            scope,
-            phone,
-            id_number,
-        }),
+        (Some(username), Some(display_name), Some(u), Some(role), Some(scope)) => {
+            Ok(Checked { username, display_name, unit_id: u.id, unit_jurisdiction: u.division_code, role, scope, phone, id_number })
+        }
         _ => Err(Error::internal("validation")),
     }
 }
@@ -506,48 +388,26 @@ fn scope_cols(s: &Scope) -> (&'static str, String) {
 pub fn hash_password(p: &str) -> Result<String, Error> {
     use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
     let salt = SaltString::generate(&mut OsRng);
-    argon2::Argon2::default()
-        .hash_password(p.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(Error::internal)
+    argon2::Argon2::default().hash_password(p.as_bytes(), &salt).map(|h| h.to_string()).map_err(Error::internal)
 }
 
 pub fn verify_password(p: &str, hash: &str) -> bool {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    PasswordHash::new(hash).is_ok_and(|h| {
-        argon2::Argon2::default()
-            .verify_password(p.as_bytes(), &h)
-            .is_ok()
-    })
+    PasswordHash::new(hash).is_ok_and(|h| argon2::Argon2::default().verify_password(p.as_bytes(), &h).is_ok())
 }
+
+/// Sealed phone, its blind index, sealed ID number, its blind index.
+type SealedPersonal = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
 
 fn seal_personal(
     store: &Store,
     phone: &Option<Phone>,
     id: &Option<IdNumber>,
-) -> Result<
-    (
-        Option<Vec<u8>>,
-        Option<Vec<u8>>,
-        Option<Vec<u8>>,
-        Option<Vec<u8>>,
-    ),
-    Error,
-> {
-    let pe = phone
-        .as_ref()
-        .map(|p| store.vault.seal(PHONE_AAD, p.as_str()))
-        .transpose()?;
-    let pb = phone
-        .as_ref()
-        .map(|p| store.vault.blind_index("phone", p.as_str()));
-    let ie = id
-        .as_ref()
-        .map(|p| store.vault.seal(ID_AAD, p.as_str()))
-        .transpose()?;
-    let ib = id
-        .as_ref()
-        .map(|p| store.vault.blind_index("id_number", p.as_str()));
+) -> Result<SealedPersonal, Error> {
+    let pe = phone.as_ref().map(|p| store.vault.seal(PHONE_AAD, p.as_str())).transpose()?;
+    let pb = phone.as_ref().map(|p| store.vault.blind_index("phone", p.as_str()));
+    let ie = id.as_ref().map(|p| store.vault.seal(ID_AAD, p.as_str())).transpose()?;
+    let ib = id.as_ref().map(|p| store.vault.blind_index("id_number", p.as_str()));
     Ok((pe, pb, ie, ib))
 }
 
@@ -564,7 +424,21 @@ pub async fn create(store: &Store, who: &Principal, input: &UserInput) -> Result
         "INSERT INTO users (id, username, display_name, unit_id, role_id, scope_kind, scope_code, jurisdiction, password_hash, disabled,
                             phone_enc, phone_bidx, id_number_enc, id_number_bidx, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)",
-        id, c.username.clone(), c.display_name, c.unit_id, c.role.id, sk, sc, c.unit_jurisdiction.clone(), hash, input.disabled, pe, pb, ie, ib, now
+        id,
+        c.username.clone(),
+        c.display_name,
+        c.unit_id,
+        c.role.id,
+        sk,
+        sc,
+        c.unit_jurisdiction.clone(),
+        hash,
+        input.disabled,
+        pe,
+        pb,
+        ie,
+        ib,
+        now
     ))
     .await
     .map_err(|e| match e {
@@ -575,13 +449,7 @@ pub async fn create(store: &Store, who: &Principal, input: &UserInput) -> Result
     store
         .audited(
             who,
-            audit::Entry {
-                action: "user.create",
-                object_type: "user",
-                object_id: id.to_string(),
-                jurisdiction: &c.unit_jurisdiction,
-                detail,
-            },
+            audit::Entry { action: "user.create", object_type: "user", object_id: id.to_string(), jurisdiction: &c.unit_jurisdiction, detail },
             tx,
         )
         .await?;
@@ -589,12 +457,7 @@ pub async fn create(store: &Store, who: &Principal, input: &UserInput) -> Result
 }
 
 /// Update profile, role, scope, status and personal data (blank personal fields keep the stored value).
-pub async fn update(
-    store: &Store,
-    who: &Principal,
-    id: Uuid,
-    input: &UserInput,
-) -> Result<User, Error> {
+pub async fn update(store: &Store, who: &Principal, id: Uuid, input: &UserInput) -> Result<User, Error> {
     who.require(Permission::UsersWrite)?;
     let before = get(store, who, id).await?;
     let mut input = input.clone();
@@ -608,16 +471,23 @@ pub async fn update(
                 phone_enc = COALESCE($9, phone_enc), phone_bidx = COALESCE($10, phone_bidx),
                 id_number_enc = COALESCE($11, id_number_enc), id_number_bidx = COALESCE($12, id_number_bidx), updated_at = $13
          WHERE id = $1",
-        id, c.display_name, c.unit_id, c.role.id, sk, sc, c.unit_jurisdiction.clone(), input.disabled, pe, pb, ie, ib, store.now()
+        id,
+        c.display_name,
+        c.unit_id,
+        c.role.id,
+        sk,
+        sc,
+        c.unit_jurisdiction.clone(),
+        input.disabled,
+        pe,
+        pb,
+        ie,
+        ib,
+        store.now()
     ))
     .await?;
     if input.disabled && !before.disabled {
-        tx.execute(q!(
-            "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-            id,
-            store.now()
-        ))
-        .await?;
+        tx.execute(q!("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", id, store.now())).await?;
     }
     let detail = serde_json::json!({
         "before": {"role": before.role, "unit_id": before.unit_id, "scope": before.scope, "disabled": before.disabled},
@@ -627,44 +497,22 @@ pub async fn update(
     store
         .audited(
             who,
-            audit::Entry {
-                action: "user.update",
-                object_type: "user",
-                object_id: id.to_string(),
-                jurisdiction: &c.unit_jurisdiction,
-                detail,
-            },
+            audit::Entry { action: "user.update", object_type: "user", object_id: id.to_string(), jurisdiction: &c.unit_jurisdiction, detail },
             tx,
         )
         .await?;
     get(store, &Principal::system(&who.request_id), id).await
 }
 
-pub async fn reset_password(
-    store: &Store,
-    who: &Principal,
-    id: Uuid,
-    password: &str,
-) -> Result<(), Error> {
+pub async fn reset_password(store: &Store, who: &Principal, id: Uuid, password: &str) -> Result<(), Error> {
     who.require(Permission::UsersWrite)?;
     let u = get(store, who, id).await?;
     password_rule("password", password).map_err(|e| Error::Invalid(vec![e]))?;
     let hash = hash_password(password)?;
     let mut tx = store.db.begin().await?;
-    tx.execute(q!(
-        "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1",
-        id,
-        hash,
-        store.now()
-    ))
-    .await?;
+    tx.execute(q!("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1", id, hash, store.now())).await?;
     // A reset ends every session of the user.
-    tx.execute(q!(
-        "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-        id,
-        store.now()
-    ))
-    .await?;
+    tx.execute(q!("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", id, store.now())).await?;
     store
         .audited(
             who,
@@ -681,29 +529,10 @@ pub async fn reset_password(
 }
 
 /// Show one personal field in full: needs `personal.reveal`, inside scope, and is audited.
-pub async fn reveal(
-    store: &Store,
-    who: &Principal,
-    id: Uuid,
-    kind: PersonalKind,
-) -> Result<Option<String>, Error> {
+pub async fn reveal(store: &Store, who: &Principal, id: Uuid, kind: PersonalKind) -> Result<Option<String>, Error> {
     who.require(Permission::PersonalReveal)?;
-    let u = get(
-        store,
-        &Principal {
-            permissions: Permissions::all(),
-            ..who.clone()
-        },
-        id,
-    )
-    .await?;
-    let r = store
-        .db
-        .fetch_one(q!(
-            "SELECT phone_enc, id_number_enc FROM users WHERE id = $1",
-            id
-        ))
-        .await?;
+    let u = get(store, &Principal { permissions: Permissions::all(), ..who.clone() }, id).await?;
+    let r = store.db.fetch_one(q!("SELECT phone_enc, id_number_enc FROM users WHERE id = $1", id)).await?;
     let (col, aad) = match kind {
         PersonalKind::Phone => ("phone_enc", PHONE_AAD),
         PersonalKind::IdNumber => ("id_number_enc", ID_AAD),
@@ -715,13 +544,7 @@ pub async fn reveal(
     store
         .audited(
             who,
-            audit::Entry {
-                action: "personal.reveal",
-                object_type: "user",
-                object_id: id.to_string(),
-                jurisdiction: &u.jurisdiction,
-                detail,
-            },
+            audit::Entry { action: "personal.reveal", object_type: "user", object_id: id.to_string(), jurisdiction: &u.jurisdiction, detail },
             tx,
         )
         .await?;
@@ -730,12 +553,7 @@ pub async fn reveal(
 
 /// After a key rotation: re-seal every personal value that is not under the active key.
 pub async fn reseal_all(store: &Store) -> Result<u64, Error> {
-    let rows = store
-        .db
-        .fetch_all(q!(
-            "SELECT id, phone_enc, id_number_enc, jurisdiction FROM users"
-        ))
-        .await?;
+    let rows = store.db.fetch_all(q!("SELECT id, phone_enc, id_number_enc, jurisdiction FROM users")).await?;
     let active = store.vault.active_key_id().to_string();
     let mut tx = store.db.begin().await?;
     let mut n = 0u64;
@@ -750,17 +568,9 @@ pub async fn reseal_all(store: &Store) -> Result<u64, Error> {
             }
             let resealed = store.vault.seal(aad, &store.vault.open(aad, &enc)?)?;
             let sql = if col == "phone_enc" {
-                q!(
-                    "UPDATE users SET phone_enc = $2 WHERE id = $1",
-                    id,
-                    resealed
-                )
+                q!("UPDATE users SET phone_enc = $2 WHERE id = $1", id, resealed)
             } else {
-                q!(
-                    "UPDATE users SET id_number_enc = $2 WHERE id = $1",
-                    id,
-                    resealed
-                )
+                q!("UPDATE users SET id_number_enc = $2 WHERE id = $1", id, resealed)
             };
             tx.execute(sql).await?;
             n += 1;

@@ -32,10 +32,7 @@ pub struct Keyring {
 impl std::fmt::Debug for Keyring {
     // Secrets are never printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keyring")
-            .field("active", &self.active)
-            .field("key_ids", &self.keys.keys().collect::<Vec<_>>())
-            .finish()
+        f.debug_struct("Keyring").field("active", &self.active).field("key_ids", &self.keys.keys().collect::<Vec<_>>()).finish()
     }
 }
 
@@ -49,13 +46,7 @@ impl Keyring {
     pub fn generate() -> Self {
         let mut keys = BTreeMap::new();
         keys.insert("k1".to_string(), random_key());
-        Self {
-            active: "k1".into(),
-            keys,
-            index_key: random_key(),
-            audit_key: random_key(),
-            created_at: chrono::Utc::now().to_rfc3339(),
-        }
+        Self { active: "k1".into(), keys, index_key: random_key(), audit_key: random_key(), created_at: chrono::Utc::now().to_rfc3339() }
     }
 
     /// Load the keyring, or create it if the file does not exist. Returns whether it was created.
@@ -69,10 +60,8 @@ impl Keyring {
     }
 
     pub fn load(path: &Path) -> Result<Keyring, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::internal(format!("key file {}: {e}", path.display())))?;
-        let k: Keyring = serde_json::from_str(&text)
-            .map_err(|e| Error::internal(format!("key file {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::internal(format!("key file {}: {e}", path.display())))?;
+        let k: Keyring = serde_json::from_str(&text).map_err(|e| Error::internal(format!("key file {}: {e}", path.display())))?;
         if !k.keys.contains_key(&k.active) {
             return Err(Error::internal("key file: the active key is missing"));
         }
@@ -104,13 +93,7 @@ impl Keyring {
 
     /// Add a new data key and make it active; returns its id.
     pub fn rotate(&mut self) -> String {
-        let n = self
-            .keys
-            .keys()
-            .filter_map(|k| k.strip_prefix('k')?.parse::<u32>().ok())
-            .max()
-            .unwrap_or(0)
-            + 1;
+        let n = self.keys.keys().filter_map(|k| k.strip_prefix('k')?.parse::<u32>().ok()).max().unwrap_or(0) + 1;
         let id = format!("k{n}");
         self.keys.insert(id.clone(), random_key());
         self.active = id.clone();
@@ -126,9 +109,7 @@ pub struct Vault {
 }
 
 fn decode_key(b64: &str) -> Result<Vec<u8>, Error> {
-    let k = B64
-        .decode(b64)
-        .map_err(|_| Error::internal("key file: a key is not base64"))?;
+    let k = B64.decode(b64).map_err(|_| Error::internal("key file: a key is not base64"))?;
     if k.len() != 32 {
         return Err(Error::internal("key file: a key is not 32 bytes"));
     }
@@ -140,16 +121,10 @@ impl Vault {
         let mut ciphers = BTreeMap::new();
         for (id, b64) in &k.keys {
             let key = decode_key(b64)?;
-            let c = XChaCha20Poly1305::new_from_slice(&key)
-                .map_err(|_| Error::internal("bad key length"))?;
+            let c = XChaCha20Poly1305::new_from_slice(&key).map_err(|_| Error::internal("bad key length"))?;
             ciphers.insert(id.clone(), c);
         }
-        Ok(Vault {
-            active: k.active.clone(),
-            ciphers,
-            index_key: decode_key(&k.index_key)?,
-            audit_key: decode_key(&k.audit_key)?,
-        })
+        Ok(Vault { active: k.active.clone(), ciphers, index_key: decode_key(&k.index_key)?, audit_key: decode_key(&k.audit_key)? })
     }
 
     pub fn active_key_id(&self) -> &str {
@@ -158,20 +133,11 @@ impl Vault {
 
     /// `[len(key id)][key id][24-byte nonce][ciphertext + tag]`
     pub fn seal(&self, aad: &str, plain: &str) -> Result<Vec<u8>, Error> {
-        let cipher = self
-            .ciphers
-            .get(&self.active)
-            .ok_or_else(|| Error::internal("active key missing"))?;
+        let cipher = self.ciphers.get(&self.active).ok_or_else(|| Error::internal("active key missing"))?;
         let mut nonce = [0u8; 24];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let ct = cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: plain.as_bytes(),
-                    aad: aad.as_bytes(),
-                },
-            )
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain.as_bytes(), aad: aad.as_bytes() })
             .map_err(|_| Error::internal("encryption failed"))?;
         let id = self.active.as_bytes();
         let mut out = Vec::with_capacity(1 + id.len() + 24 + ct.len());
@@ -196,22 +162,13 @@ impl Vault {
             return Err(bad());
         }
         let (nonce, ct) = rest.split_at(24);
-        let pt = cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ct,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|_| bad())?;
+        let pt = cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() }).map_err(|_| bad())?;
         String::from_utf8(pt).map_err(|_| bad())
     }
 
     /// HMAC-SHA256 of the normalised value, domain-separated by kind ("phone", "id_number").
     pub fn blind_index(&self, kind: &str, normalised: &str) -> Vec<u8> {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.index_key)
-            .unwrap_or_else(|_| unreachable_hmac());
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.index_key).unwrap_or_else(|_| unreachable_hmac());
         m.update(kind.as_bytes());
         m.update(&[0]);
         m.update(normalised.as_bytes());
@@ -219,8 +176,7 @@ impl Vault {
     }
 
     pub fn audit_mac(&self, data: &[u8]) -> Vec<u8> {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.audit_key)
-            .unwrap_or_else(|_| unreachable_hmac());
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.audit_key).unwrap_or_else(|_| unreachable_hmac());
         m.update(data);
         m.finalize().into_bytes().to_vec()
     }
@@ -266,10 +222,7 @@ mod tests {
         assert_eq!(v2.open("users.phone", &sealed).unwrap(), "13800134567");
         // The blind index survives rotation and distinguishes kinds.
         assert_eq!(v1.blind_index("phone", "1"), v2.blind_index("phone", "1"));
-        assert_ne!(
-            v1.blind_index("phone", "1"),
-            v1.blind_index("id_number", "1")
-        );
+        assert_ne!(v1.blind_index("phone", "1"), v1.blind_index("id_number", "1"));
         // Tampering is detected.
         let mut t = sealed.clone();
         let last = t.len() - 1;
@@ -290,10 +243,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
         }
         assert!(!format!("{a:?}").contains(&a.index_key));
     }

@@ -20,8 +20,7 @@ pub enum Backend {
 
 /// Where the tests find PostgreSQL (CI starts it; see .ci/run).
 pub fn pg_admin_url() -> String {
-    std::env::var("BATON_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("BATON_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub struct TestApp {
@@ -37,9 +36,7 @@ pub struct TestApp {
 
 /// 10 Nov 2022, 09:00 in Huguan: the morning of the county meeting.
 pub fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2022-11-10T09:00:00+08:00")
-        .unwrap()
-        .with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2022-11-10T09:00:00+08:00").unwrap().with_timezone(&Utc)
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -48,14 +45,9 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         Backend::Sqlite => (None, None),
         Backend::Postgres => {
             let admin_url = pg_admin_url();
-            let admin = Db::open_postgres(&admin_url, &Default::default())
-                .await
-                .expect("PostgreSQL is not reachable; set BATON_TEST_PG_URL");
+            let admin = Db::open_postgres(&admin_url, &Default::default()).await.expect("PostgreSQL is not reachable; set BATON_TEST_PG_URL");
             let name = format!("baton_test_{}", uuid::Uuid::now_v7().simple());
-            admin
-                .execute_raw(&format!("CREATE DATABASE {name}"))
-                .await
-                .unwrap();
+            admin.execute_raw(&format!("CREATE DATABASE {name}")).await.unwrap();
             let url = format!("{}/{name}", &admin_url[..admin_url.rfind('/').unwrap()]);
             (Some(url), Some((admin, name)))
         }
@@ -72,21 +64,10 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     };
     let clock = Arc::new(ManualClock::new(t0()));
     let store = app::open_store(&config, clock.clone()).await.unwrap();
-    baton::demo::build(&store, &baton::demo::DemoOptions { villages: false })
-        .await
-        .unwrap();
+    baton::demo::build(&store, &baton::demo::DemoOptions { villages: false }).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let running = app::start(store.clone(), &config, listener).await.unwrap();
-    TestApp {
-        base: format!("http://{}", running.addr),
-        store,
-        clock,
-        config,
-        backend,
-        running: Some(running),
-        pg,
-        _dir: dir,
-    }
+    TestApp { base: format!("http://{}", running.addr), store, clock, config, backend, running: Some(running), pg, _dir: dir }
 }
 
 impl TestApp {
@@ -96,53 +77,25 @@ impl TestApp {
 
     /// Sign in through the API as a demo user.
     pub async fn login(&self, username: &str) -> Session {
-        self.login_with(username, baton::demo::DEMO_PASSWORD)
-            .await
-            .unwrap_or_else(|(s, b)| panic!("login {username}: {s} {b}"))
+        self.login_with(username, baton::demo::DEMO_PASSWORD).await.unwrap_or_else(|(s, b)| panic!("login {username}: {s} {b}"))
     }
 
-    pub async fn login_with(
-        &self,
-        username: &str,
-        password: &str,
-    ) -> Result<Session, (StatusCode, Value)> {
+    pub async fn login_with(&self, username: &str, password: &str) -> Result<Session, (StatusCode, Value)> {
         let http = reqwest::Client::new();
-        let r = http
-            .post(self.url("/api/v1/auth/login"))
-            .json(&serde_json::json!({"username": username, "password": password}))
-            .send()
-            .await
-            .unwrap();
+        let r =
+            http.post(self.url("/api/v1/auth/login")).json(&serde_json::json!({"username": username, "password": password})).send().await.unwrap();
         let status = r.status();
-        let cookie = r
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").to_string());
+        let cookie = r.headers().get("set-cookie").and_then(|v| v.to_str().ok()).map(|v| v.split(';').next().unwrap_or("").to_string());
         let body: Value = r.json().await.unwrap();
         if !status.is_success() {
             return Err((status, body));
         }
-        Ok(Session {
-            http,
-            base: self.base.clone(),
-            cookie: cookie.unwrap(),
-            csrf: body["csrf"].as_str().unwrap().to_string(),
-            bearer: None,
-            body,
-        })
+        Ok(Session { http, base: self.base.clone(), cookie: cookie.unwrap(), csrf: body["csrf"].as_str().unwrap().to_string(), bearer: None, body })
     }
 
     /// A client that sends nothing but what each call adds.
     pub fn anonymous(&self) -> Session {
-        Session {
-            http: reqwest::Client::new(),
-            base: self.base.clone(),
-            cookie: String::new(),
-            csrf: String::new(),
-            bearer: None,
-            body: Value::Null,
-        }
+        Session { http: reqwest::Client::new(), base: self.base.clone(), cookie: String::new(), csrf: String::new(), bearer: None, body: Value::Null }
     }
 
     /// Stop the server and drop the database.
@@ -151,9 +104,7 @@ impl TestApp {
             r.shutdown().await;
         }
         if let Some((admin, name)) = self.pg.take() {
-            let _ = admin
-                .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
+            let _ = admin.execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
             admin.close().await;
         }
     }
@@ -163,13 +114,9 @@ impl TestApp {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
         }
-        let store = app::open_store(&self.config, self.clock.clone())
-            .await
-            .unwrap();
+        let store = app::open_store(&self.config, self.clock.clone()).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = app::start(store.clone(), &self.config, listener)
-            .await
-            .unwrap();
+        let running = app::start(store.clone(), &self.config, listener).await.unwrap();
         self.base = format!("http://{}", running.addr);
         self.store = store;
         self.running = Some(running);
@@ -202,9 +149,7 @@ impl Session {
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut r = self.http.request(method, format!("{}{path}", self.base));
         if !self.cookie.is_empty() {
-            r = r
-                .header("cookie", &self.cookie)
-                .header("x-csrf-token", &self.csrf);
+            r = r.header("cookie", &self.cookie).header("x-csrf-token", &self.csrf);
         }
         if let Some(b) = &self.bearer {
             r = r.bearer_auth(b);
@@ -220,10 +165,7 @@ impl Session {
         let resp = r.send().await.unwrap();
         let s = resp.status();
         let text = resp.text().await.unwrap();
-        (
-            s,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (s, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -242,15 +184,15 @@ impl Session {
 /// Run the same async test body on SQLite and on PostgreSQL.
 #[macro_export]
 macro_rules! both {
-    ($name:ident, $body:path) => {
+    ($name:ident, $body:ident) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                $body($crate::Backend::Sqlite).await
+                super::$body($crate::Backend::Sqlite).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                $body($crate::Backend::Postgres).await
+                super::$body($crate::Backend::Postgres).await
             }
         }
     };

@@ -58,11 +58,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
     type Rejection = AppError;
 
     async fn from_request(r: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let json = r
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
+        let json = r.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
         if !json {
             return Err(Error::conflict(
                 "unsupported_media_type",
@@ -73,17 +69,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
         }
         let bytes = Bytes::from_request(r, state).await.map_err(|rej| {
             if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Error::conflict(
-                    "payload_too_large",
-                    "请求体过大",
-                    "the request body is too large",
-                )
+                Error::conflict("payload_too_large", "请求体过大", "the request body is too large")
             } else {
-                Error::conflict(
-                    "bad_request",
-                    "无法读取请求体",
-                    "the request body could not be read",
-                )
+                Error::conflict("bad_request", "无法读取请求体", "the request body could not be read")
             }
         })?;
         Ok(Body(parse_json(&bytes)?, bytes))
@@ -104,68 +92,36 @@ async fn not_found() -> AppError {
 
 /// Run a create once per `Idempotency-Key`: a retry with the same key and body replays
 /// the first answer; the same key with another body is refused.
-async fn once<F, Fut>(
-    state: &AppState,
-    c: &Caller,
-    headers: &HeaderMap,
-    raw: &[u8],
-    f: F,
-) -> ApiResult
+async fn once<F, Fut>(state: &AppState, c: &Caller, headers: &HeaderMap, raw: &[u8], f: F) -> ApiResult
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ApiResult>,
 {
-    let Some(key) = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-    else {
+    let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|k| !k.is_empty()) else {
         return f().await;
     };
     if key.len() > 200 {
-        return Err(Error::field(
-            "Idempotency-Key",
-            "too_long",
-            "幂等键过长",
-            "the idempotency key is too long",
-        )
-        .into());
+        return Err(Error::field("Idempotency-Key", "too_long", "幂等键过长", "the idempotency key is too long").into());
     }
     let actor = c.who.name.clone();
     let hash = Sha256::digest(raw).to_vec();
     match idempotency::claim(&state.store, &actor, key, &hash).await? {
         idempotency::Claim::Replay { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            Ok((
-                status,
-                [
-                    (header::CONTENT_TYPE, "application/json"),
-                    (header::HeaderName::from_static("idempotent-replay"), "true"),
-                ],
-                body,
-            )
+            Ok((status, [(header::CONTENT_TYPE, "application/json"), (header::HeaderName::from_static("idempotent-replay"), "true")], body)
                 .into_response())
         }
-        idempotency::Claim::Mismatch => Err(Error::conflict(
-            "idempotency_key_reused",
-            "该幂等键已用于另一请求",
-            "this idempotency key was used for a different request",
-        )
-        .into()),
-        idempotency::Claim::InProgress => Err(Error::conflict(
-            "idempotency_in_progress",
-            "相同请求正在处理中",
-            "the same request is still being processed",
-        )
-        .into()),
+        idempotency::Claim::Mismatch => {
+            Err(Error::conflict("idempotency_key_reused", "该幂等键已用于另一请求", "this idempotency key was used for a different request").into())
+        }
+        idempotency::Claim::InProgress => {
+            Err(Error::conflict("idempotency_in_progress", "相同请求正在处理中", "the same request is still being processed").into())
+        }
         idempotency::Claim::New => {
             let result = f().await;
             let (status, body) = match &result {
                 Ok(resp) if resp.status().is_success() => (resp.status(), None),
-                Err(AppError(e)) if !matches!(e, Error::Internal(_)) => {
-                    (crate::error::status_of(e), Some(e.clone()))
-                }
+                Err(AppError(e)) if !matches!(e, Error::Internal(_)) => (crate::error::status_of(e), Some(e.clone())),
                 _ => {
                     idempotency::release(&state.store, &actor, key).await?;
                     return result;
@@ -174,17 +130,8 @@ where
             match (result, body) {
                 (Ok(resp), _) => {
                     let (parts, b) = resp.into_parts();
-                    let bytes = axum::body::to_bytes(b, usize::MAX)
-                        .await
-                        .map_err(|e| Error::internal(e))?;
-                    idempotency::finish(
-                        &state.store,
-                        &actor,
-                        key,
-                        status.as_u16(),
-                        &String::from_utf8_lossy(&bytes),
-                    )
-                    .await?;
+                    let bytes = axum::body::to_bytes(b, usize::MAX).await.map_err(Error::internal)?;
+                    idempotency::finish(&state.store, &actor, key, status.as_u16(), &String::from_utf8_lossy(&bytes)).await?;
                     Ok(Response::from_parts(parts, axum::body::Body::from(bytes)))
                 }
                 (Err(e), Some(err)) => {
@@ -217,26 +164,10 @@ async fn login(
     Body(input, _): Body<LoginInput>,
 ) -> ApiResult {
     let r = req();
-    let ua = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let lang = input.lang.as_deref().unwrap_or(r.lang.code());
-    let sess = auth::login(
-        &s.store,
-        &input.username,
-        &input.password,
-        &peer.ip().to_string(),
-        ua,
-        lang,
-        &r.request_id,
-    )
-    .await?;
-    let cookie = session_cookie(
-        &sess.token,
-        s.config.secure_cookies,
-        auth::SESSION_HOURS * 3600,
-    );
+    let sess = auth::login(&s.store, &input.username, &input.password, &peer.ip().to_string(), ua, lang, &r.request_id).await?;
+    let cookie = session_cookie(&sess.token, s.config.secure_cookies, auth::SESSION_HOURS * 3600);
     let body = json!({"user": principal_json(&sess.principal), "csrf": sess.csrf, "expires_at": sess.expires_at});
     Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
 }
@@ -245,14 +176,7 @@ async fn logout(State(s): State<AppState>, c: Caller) -> ApiResult {
     if let Some((token, _)) = &c.session {
         auth::logout(&s.store, &c.who, token).await?;
     }
-    Ok((
-        [(
-            header::SET_COOKIE,
-            session_cookie("", s.config.secure_cookies, 0),
-        )],
-        Json(json!({"ok": true})),
-    )
-        .into_response())
+    Ok(([(header::SET_COOKIE, session_cookie("", s.config.secure_cookies, 0))], Json(json!({"ok": true}))).into_response())
 }
 
 fn principal_json(p: &baton_store::Principal) -> Value {
@@ -282,40 +206,25 @@ struct DivisionQuery {
 fn division_json(code: &str) -> Option<Value> {
     let d = Divisions::get_all();
     let x = d.get(code)?;
-    Some(
-        json!({"code": x.code, "name": x.name, "level": x.level, "full_name": d.full_name(x.code), "parent": d.parent(x.code).map(|p| p.code)}),
-    )
+    Some(json!({"code": x.code, "name": x.name, "level": x.level, "full_name": d.full_name(x.code), "parent": d.parent(x.code).map(|p| p.code)}))
 }
 
 /// Look-up is open to every signed-in caller: division names and codes are public facts.
 async fn divisions(_c: Caller, Query(q): Query<DivisionQuery>) -> ApiResult {
-    let found: Vec<Value> = Divisions::get_all()
-        .lookup(&q.q)
-        .iter()
-        .take(50)
-        .filter_map(|d| division_json(d.code))
-        .collect();
+    let found: Vec<Value> = Divisions::get_all().lookup(&q.q).iter().take(50).filter_map(|d| division_json(d.code)).collect();
     ok(json!({"query": q.q, "matches": found}))
 }
 
 async fn division(_c: Caller, Path(code): Path<String>) -> ApiResult {
     let d = Divisions::get_all();
     let mut v = division_json(&code).ok_or(Error::NotFound("division"))?;
-    v["children"] = json!(
-        d.children(&code)
-            .map(|c| json!({"code": c.code, "name": c.name, "level": c.level}))
-            .collect::<Vec<_>>()
-    );
+    v["children"] = json!(d.children(&code).map(|c| json!({"code": c.code, "name": c.name, "level": c.level})).collect::<Vec<_>>());
     ok(v)
 }
 
 // ---------- units ----------
 
-async fn list_units(
-    State(s): State<AppState>,
-    c: Caller,
-    Query(f): Query<units::UnitFilter>,
-) -> ApiResult {
+async fn list_units(State(s): State<AppState>, c: Caller, Query(f): Query<units::UnitFilter>) -> ApiResult {
     ok(json!({"units": units::list(&s.store, &c.who, &f).await?}))
 }
 
@@ -323,34 +232,17 @@ async fn get_unit(State(s): State<AppState>, c: Caller, Path(id): Path<Uuid>) ->
     ok(units::get(&s.store, &c.who, id).await?)
 }
 
-async fn create_unit(
-    State(s): State<AppState>,
-    c: Caller,
-    h: HeaderMap,
-    Body(input, raw): Body<units::UnitInput>,
-) -> ApiResult {
-    once(&s, &c, &h, &raw, || async {
-        created(units::create(&s.store, &c.who, &input).await?)
-    })
-    .await
+async fn create_unit(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<units::UnitInput>) -> ApiResult {
+    once(&s, &c, &h, &raw, || async { created(units::create(&s.store, &c.who, &input).await?) }).await
 }
 
-async fn update_unit(
-    State(s): State<AppState>,
-    c: Caller,
-    Path(id): Path<Uuid>,
-    Body(input, _): Body<units::UnitInput>,
-) -> ApiResult {
+async fn update_unit(State(s): State<AppState>, c: Caller, Path(id): Path<Uuid>, Body(input, _): Body<units::UnitInput>) -> ApiResult {
     ok(units::update(&s.store, &c.who, id, &input).await?)
 }
 
 // ---------- users ----------
 
-async fn list_users(
-    State(s): State<AppState>,
-    c: Caller,
-    Query(f): Query<users::UserFilter>,
-) -> ApiResult {
+async fn list_users(State(s): State<AppState>, c: Caller, Query(f): Query<users::UserFilter>) -> ApiResult {
     ok(json!({"users": users::list(&s.store, &c.who, &f).await?}))
 }
 
@@ -358,24 +250,11 @@ async fn get_user(State(s): State<AppState>, c: Caller, Path(id): Path<Uuid>) ->
     ok(users::get(&s.store, &c.who, id).await?)
 }
 
-async fn create_user(
-    State(s): State<AppState>,
-    c: Caller,
-    h: HeaderMap,
-    Body(input, raw): Body<users::UserInput>,
-) -> ApiResult {
-    once(&s, &c, &h, &raw, || async {
-        created(users::create(&s.store, &c.who, &input).await?)
-    })
-    .await
+async fn create_user(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<users::UserInput>) -> ApiResult {
+    once(&s, &c, &h, &raw, || async { created(users::create(&s.store, &c.who, &input).await?) }).await
 }
 
-async fn update_user(
-    State(s): State<AppState>,
-    c: Caller,
-    Path(id): Path<Uuid>,
-    Body(input, _): Body<users::UserInput>,
-) -> ApiResult {
+async fn update_user(State(s): State<AppState>, c: Caller, Path(id): Path<Uuid>, Body(input, _): Body<users::UserInput>) -> ApiResult {
     ok(users::update(&s.store, &c.who, id, &input).await?)
 }
 
@@ -385,12 +264,7 @@ struct PasswordInput {
     password: String,
 }
 
-async fn reset_password(
-    State(s): State<AppState>,
-    c: Caller,
-    Path(id): Path<Uuid>,
-    Body(input, _): Body<PasswordInput>,
-) -> ApiResult {
+async fn reset_password(State(s): State<AppState>, c: Caller, Path(id): Path<Uuid>, Body(input, _): Body<PasswordInput>) -> ApiResult {
     users::reset_password(&s.store, &c.who, id, &input.password).await?;
     ok(json!({"ok": true}))
 }
@@ -401,12 +275,7 @@ struct RevealInput {
     field: PersonalKind,
 }
 
-async fn reveal(
-    State(s): State<AppState>,
-    c: Caller,
-    Path(id): Path<Uuid>,
-    Body(input, _): Body<RevealInput>,
-) -> ApiResult {
+async fn reveal(State(s): State<AppState>, c: Caller, Path(id): Path<Uuid>, Body(input, _): Body<RevealInput>) -> ApiResult {
     let v = users::reveal(&s.store, &c.who, id, input.field).await?;
     ok(json!({"field": input.field, "value": v}))
 }
@@ -421,11 +290,7 @@ async fn list_roles(State(s): State<AppState>, _c: Caller) -> ApiResult {
     ok(json!({"roles": users::list_roles(&s.store).await?}))
 }
 
-async fn save_role(
-    State(s): State<AppState>,
-    c: Caller,
-    Body(input, _): Body<users::RoleInput>,
-) -> ApiResult {
+async fn save_role(State(s): State<AppState>, c: Caller, Body(input, _): Body<users::RoleInput>) -> ApiResult {
     ok(users::save_role(&s.store, &c.who, &input).await?)
 }
 
@@ -433,12 +298,7 @@ async fn list_tokens(State(s): State<AppState>, c: Caller) -> ApiResult {
     ok(json!({"tokens": auth::list_tokens(&s.store, &c.who).await?}))
 }
 
-async fn create_token(
-    State(s): State<AppState>,
-    c: Caller,
-    h: HeaderMap,
-    Body(input, raw): Body<auth::TokenInput>,
-) -> ApiResult {
+async fn create_token(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<auth::TokenInput>) -> ApiResult {
     once(&s, &c, &h, &raw, || async {
         let (t, secret) = auth::create_token(&s.store, &c.who, &input).await?;
         created(json!({"token": t, "secret": secret}))
@@ -453,11 +313,7 @@ async fn revoke_token(State(s): State<AppState>, c: Caller, Path(id): Path<Uuid>
 
 // ---------- audit, policy, grids ----------
 
-async fn audit_search(
-    State(s): State<AppState>,
-    c: Caller,
-    Query(f): Query<audit::Search>,
-) -> ApiResult {
+async fn audit_search(State(s): State<AppState>, c: Caller, Query(f): Query<audit::Search>) -> ApiResult {
     c.who.require(baton_domain::role::Permission::AuditRead)?;
     ok(json!({"entries": audit::search(&s.store.db, &c.who, &f).await?}))
 }
@@ -471,16 +327,8 @@ async fn policy_current(State(s): State<AppState>, _c: Caller) -> ApiResult {
     ok(policy::current(&s.store, s.store.now()).await?)
 }
 
-async fn policy_create(
-    State(s): State<AppState>,
-    c: Caller,
-    h: HeaderMap,
-    Body(input, raw): Body<policy::PolicyInput>,
-) -> ApiResult {
-    once(&s, &c, &h, &raw, || async {
-        created(policy::create(&s.store, &c.who, &input).await?)
-    })
-    .await
+async fn policy_create(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<policy::PolicyInput>) -> ApiResult {
+    once(&s, &c, &h, &raw, || async { created(policy::create(&s.store, &c.who, &input).await?) }).await
 }
 
 #[derive(Deserialize)]
@@ -493,22 +341,10 @@ async fn list_grids(State(s): State<AppState>, c: Caller, Query(q): Query<GridQu
     ok(json!({"grids": grids::list(&s.store, &c.who, q.village_code.as_deref()).await?}))
 }
 
-async fn create_grid(
-    State(s): State<AppState>,
-    c: Caller,
-    h: HeaderMap,
-    Body(input, raw): Body<grids::GridInput>,
-) -> ApiResult {
-    once(&s, &c, &h, &raw, || async {
-        created(grids::create(&s.store, &c.who, &input).await?)
-    })
-    .await
+async fn create_grid(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<grids::GridInput>) -> ApiResult {
+    once(&s, &c, &h, &raw, || async { created(grids::create(&s.store, &c.who, &input).await?) }).await
 }
 
 async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        include_str!("../openapi.json"),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], include_str!("../openapi.json")).into_response()
 }

@@ -25,12 +25,7 @@ impl From<Error> for AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let r = req();
-        crate::error::ApiError {
-            error: self.0,
-            lang: r.lang,
-            request_id: r.request_id,
-        }
-        .into_response()
+        crate::error::ApiError { error: self.0, lang: r.lang, request_id: r.request_id }.into_response()
     }
 }
 
@@ -48,26 +43,14 @@ fn is_unsafe(m: &Method) -> bool {
 pub async fn from_parts(parts: &Parts, state: &AppState) -> Result<Caller, Error> {
     let rid = req().request_id;
     if let Some(h) = parts.headers.get(header::AUTHORIZATION) {
-        let secret = h
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(Error::Unauthenticated)?;
-        let who = baton_store::auth::token_principal(&state.store, secret.trim(), &rid)
-            .await?
-            .ok_or(Error::Unauthenticated)?;
+        let secret = h.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or(Error::Unauthenticated)?;
+        let who = baton_store::auth::token_principal(&state.store, secret.trim(), &rid).await?.ok_or(Error::Unauthenticated)?;
         return Ok(Caller { who, session: None });
     }
     let token = cookie(&parts.headers, SESSION_COOKIE).ok_or(Error::Unauthenticated)?;
-    let (who, info) = baton_store::auth::session(&state.store, token, &rid)
-        .await?
-        .ok_or(Error::Unauthenticated)?;
+    let (who, info) = baton_store::auth::session(&state.store, token, &rid).await?.ok_or(Error::Unauthenticated)?;
     if is_unsafe(&parts.method) {
-        let sent = parts
-            .headers
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
         if !constant_time_eq(sent.as_bytes(), info.csrf.as_bytes()) {
             return Err(Error::conflict(
                 "csrf_failed",
@@ -76,19 +59,13 @@ pub async fn from_parts(parts: &Parts, state: &AppState) -> Result<Caller, Error
             ));
         }
     }
-    Ok(Caller {
-        who,
-        session: Some((token.to_string(), info.csrf)),
-    })
+    Ok(Caller { who, session: Some((token.to_string(), info.csrf)) })
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         from_parts(parts, state).await.map_err(AppError)
     }
 }
@@ -99,7 +76,5 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 pub fn session_cookie(token: &str, secure: bool, max_age_secs: i64) -> String {
     let secure = if secure { "; Secure" } else { "" };
-    format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
-    )
+    format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}")
 }

@@ -21,18 +21,10 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Unauthenticated => StatusCode::UNAUTHORIZED,
         Error::Forbidden => StatusCode::FORBIDDEN,
-        Error::Conflict {
-            code: "payload_too_large",
-            ..
-        } => StatusCode::PAYLOAD_TOO_LARGE,
-        Error::Conflict {
-            code: "malformed_json" | "unsupported_media_type" | "bad_request",
-            ..
-        } => StatusCode::BAD_REQUEST,
-        Error::Conflict {
-            code: "login_failed",
-            ..
-        } => StatusCode::UNAUTHORIZED,
+        Error::Conflict { code: "payload_too_large", .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::Conflict { code: "unsupported_media_type", .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Error::Conflict { code: "malformed_json" | "bad_request", .. } => StatusCode::BAD_REQUEST,
+        Error::Conflict { code: "login_failed", .. } => StatusCode::UNAUTHORIZED,
         Error::Conflict { .. } => StatusCode::CONFLICT,
         Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -61,11 +53,7 @@ impl IntoResponse for ApiError {
             tracing::error!(request_id = %self.request_id, error = %msg, "internal error");
         }
         let status = status_of(&self.error);
-        (
-            status,
-            axum::Json(error_body(&self.error, self.lang, &self.request_id)),
-        )
-            .into_response()
+        (status, axum::Json(error_body(&self.error, self.lang, &self.request_id))).into_response()
     }
 }
 
@@ -73,11 +61,7 @@ impl IntoResponse for ApiError {
 /// with the path of the offending field.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::conflict(
-            "malformed_json",
-            "请求体为空,应为 JSON",
-            "the request body is empty; JSON expected",
-        ));
+        return Err(Error::conflict("malformed_json", "请求体为空,应为 JSON", "the request body is empty; JSON expected"));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(de) {
@@ -86,11 +70,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Err
             let path = err.path().to_string();
             let inner = err.into_inner();
             if inner.is_syntax() || inner.is_eof() {
-                return Err(Error::conflict(
-                    "malformed_json",
-                    format!("JSON 格式错误:{inner}"),
-                    format!("malformed JSON: {inner}"),
-                ));
+                return Err(Error::conflict("malformed_json", format!("JSON 格式错误:{inner}"), format!("malformed JSON: {inner}")));
             }
             let msg = inner.to_string();
             let (code, zh) = if msg.starts_with("unknown field") {
@@ -103,15 +83,10 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Err
             // A missing or unknown field is reported at its own name, not its parent's.
             let field = match (code, quoted(&msg)) {
                 ("unknown_field" | "required", Some(name)) if path == "." => name.to_string(),
-                ("unknown_field" | "required", Some(name)) => format!("{path}.{name}"),
+                ("unknown_field" | "required", Some(name)) if !path.ends_with(name) => format!("{path}.{name}"),
                 _ => path,
             };
-            Err(Error::Invalid(vec![baton_domain::FieldError::new(
-                field,
-                code,
-                format!("{zh}:{msg}"),
-                msg,
-            )]))
+            Err(Error::Invalid(vec![baton_domain::FieldError::new(field, code, format!("{zh}:{msg}"), msg)]))
         }
     }
 }
@@ -140,23 +115,11 @@ mod tests {
         assert_eq!(e.fields()[0].field, "name");
         assert_eq!(e.fields()[0].code, "invalid_type");
         let e = parse_json::<T>(b"{\"name\": \"a\", \"n\": 2, \"x\": 1}").unwrap_err();
-        assert_eq!(
-            (e.fields()[0].field.as_str(), e.fields()[0].code),
-            ("x", "unknown_field")
-        );
+        assert_eq!((e.fields()[0].field.as_str(), e.fields()[0].code), ("x", "unknown_field"));
         let e = parse_json::<T>(b"{\"name\": \"a\"}").unwrap_err();
-        assert_eq!(
-            (e.fields()[0].field.as_str(), e.fields()[0].code),
-            ("n", "required")
-        );
-        assert_eq!(
-            parse_json::<T>(b"{\"name\": ").unwrap_err().code(),
-            "malformed_json"
-        );
+        assert_eq!((e.fields()[0].field.as_str(), e.fields()[0].code), ("n", "required"));
+        assert_eq!(parse_json::<T>(b"{\"name\": ").unwrap_err().code(), "malformed_json");
         assert_eq!(parse_json::<T>(b"").unwrap_err().code(), "malformed_json");
-        assert_eq!(
-            status_of(&parse_json::<T>(b"[").unwrap_err()),
-            StatusCode::BAD_REQUEST
-        );
+        assert_eq!(status_of(&parse_json::<T>(b"[").unwrap_err()), StatusCode::BAD_REQUEST);
     }
 }

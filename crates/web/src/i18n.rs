@@ -56,11 +56,7 @@ impl Lang {
 }
 
 pub const STRINGS: &[(&str, &str, &str)] = &[
-    (
-        "app.title",
-        "闭环接力 · 疫情防控指挥平台",
-        "Baton · Outbreak control operations",
-    ),
+    ("app.title", "闭环接力 · 疫情防控指挥平台", "Baton · Outbreak control operations"),
     ("app.short", "闭环接力", "Baton"),
     ("nav.home", "首页", "Home"),
     ("nav.units", "单位", "Units"),
@@ -104,11 +100,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("common.reveal", "显示完整信息", "Reveal"),
     ("common.time", "时间", "Time"),
     ("common.empty", "暂无记录", "Nothing here yet"),
-    (
-        "common.fix_errors",
-        "请修正标出的字段",
-        "Please correct the marked fields",
-    ),
+    ("common.fix_errors", "请修正标出的字段", "Please correct the marked fields"),
     ("common.saved", "已保存", "Saved"),
     ("common.more", "更早的记录", "Older entries"),
     ("unit.supervisor", "上级单位", "Supervising unit"),
@@ -119,11 +111,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("user.role", "角色", "Role"),
     ("user.scope_kind", "数据范围", "Scope"),
     ("user.scope_code", "辖区代码", "Jurisdiction code"),
-    (
-        "user.scope.division",
-        "行政区划及下级",
-        "Division and below",
-    ),
+    ("user.scope.division", "行政区划及下级", "Division and below"),
     ("user.scope.unit", "仅本单位", "Own unit only"),
     ("user.password", "初始密码", "Initial password"),
     ("user.new_password", "新密码", "New password"),
@@ -137,18 +125,10 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("role.label_zh", "中文名称", "Chinese name"),
     ("role.label_en", "英文名称", "English name"),
     ("role.builtin", "内置", "Built-in"),
-    (
-        "token.secret_once",
-        "令牌只显示这一次,请立即保存:",
-        "This token is shown only once; store it now:",
-    ),
+    ("token.secret_once", "令牌只显示这一次,请立即保存:", "This token is shown only once; store it now:"),
     ("token.prefix", "前缀", "Prefix"),
     ("token.expires", "到期", "Expires"),
-    (
-        "token.expires_days",
-        "有效天数(留空为长期)",
-        "Valid for days (blank: until revoked)",
-    ),
+    ("token.expires_days", "有效天数(留空为长期)", "Valid for days (blank: until revoked)"),
     ("token.last_used", "最近使用", "Last used"),
     ("token.revoked", "已吊销", "Revoked"),
     ("audit.actor", "操作人", "Actor"),
@@ -167,18 +147,10 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("grid.village", "村(社区)", "Village"),
     ("grid.member", "网格员", "Grid member"),
     ("grid.code", "网格编码", "Grid code"),
-    (
-        "division.lookup",
-        "按代码或名称查找",
-        "Find by code or name",
-    ),
+    ("division.lookup", "按代码或名称查找", "Find by code or name"),
     ("division.children", "下级区划", "Divisions below"),
     ("error.title", "出错了", "Something went wrong"),
-    (
-        "error.not_found",
-        "页面不存在,或不在您的辖区内",
-        "Not found, or outside your jurisdiction",
-    ),
+    ("error.not_found", "页面不存在,或不在您的辖区内", "Not found, or outside your jurisdiction"),
 ];
 
 fn strings() -> &'static HashMap<&'static str, (&'static str, &'static str)> {
@@ -206,10 +178,7 @@ mod tests {
             let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
             for part in text.split("t(\"").skip(1) {
                 let key = &part[..part.find('"').unwrap()];
-                assert!(
-                    strings().contains_key(key),
-                    "template uses unknown key {key}"
-                );
+                assert!(strings().contains_key(key), "template uses unknown key {key}");
             }
         }
     }

@@ -24,10 +24,7 @@ pub struct WebConfig {
 
 impl Default for WebConfig {
     fn default() -> Self {
-        Self {
-            secure_cookies: false,
-            max_body_bytes: 1 << 20,
-        }
+        Self { secure_cookies: false, max_body_bytes: 1 << 20 }
     }
 }
 
@@ -44,15 +41,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .merge(ui::routes())
         .merge(metrics::routes())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::observe,
-        ))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            state.config.max_body_bytes,
-        ))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            middleware::panic_response,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
+        .layer(axum::extract::DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(middleware::panic_response))
         .with_state(state)
 }

@@ -1,0 +1,118 @@
+//! Bad input gets a 4xx with a stable code and field messages in both languages, changes
+//! nothing, and never a 5xx. Retries with the same idempotency key do not create twice.
+use baton_testkit::{Backend, both, spawn_app};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn count_units(s: &baton_testkit::Session) -> usize {
+    s.get("/api/v1/units").await.1["units"].as_array().unwrap().len()
+}
+
+async fn bad_input(b: Backend) {
+    let app = spawn_app(b).await;
+    let c = app.login("commander").await;
+    let before = count_units(&c).await;
+    let (_, audit_before) = c.get("/api/v1/audit?limit=1000").await;
+
+    let send = |body: &'static [u8], ct: &'static str| c.raw(reqwest::Method::POST, "/api/v1/units").header("content-type", ct).body(body).send();
+    // Malformed JSON.
+    let r = send(b"{\"name\": ", "application/json").await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "malformed_json");
+    assert!(v["request_id"].as_str().is_some_and(|s| !s.is_empty()));
+    // Wrong content type.
+    let r = send(b"name=x", "application/x-www-form-urlencoded").await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Wrong types, unknown fields, missing fields: field-level, both languages.
+    let (s, v) = c.post("/api/v1/units", json!({"name": 5, "kind": "lab", "division_code": "140427"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["fields"]["name"]["code"], "invalid_type");
+    let (s, v) = c.post("/api/v1/units", json!({"name": "a", "kind": "lab", "division_code": "140427", "colour": "red"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["fields"]["colour"]["code"], "unknown_field");
+    let (s, v) = c.post("/api/v1/units", json!({"name": "a", "kind": "lab"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["fields"]["division_code"]["code"], "required");
+    // Several bad fields at once are all reported.
+    let (s, v) = c.post("/api/v1/units", json!({"name": "", "kind": "spaceship", "division_code": "999999"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"], "invalid_input");
+    assert_eq!(v["fields"]["name"]["code"], "required");
+    assert_eq!(v["fields"]["kind"]["code"], "unit_kind_unknown");
+    assert_eq!(v["fields"]["division_code"]["code"], "division_code_unknown");
+    assert!(v["fields"]["kind"]["zh"].as_str().unwrap().contains("未知单位类型"));
+    assert!(v["fields"]["kind"]["en"].as_str().unwrap().contains("unknown unit kind"));
+    // English messages when asked for.
+    let r = c
+        .raw(reqwest::Method::POST, "/api/v1/units")
+        .header("accept-language", "en-US")
+        .json(&json!({"name": "", "kind": "lab", "division_code": "140427"}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["message"], "Some fields are invalid");
+    assert_eq!(v["fields"]["name"]["message"], "is required");
+    // Oversized body.
+    let big = json!({"name": "x".repeat(2 << 20), "kind": "lab", "division_code": "140427"});
+    let (s, v) = c.post("/api/v1/units", big).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    // Invalid ID numbers, phones, division codes on users.
+    let unit = c.body["user"]["unit_id"].as_str().unwrap();
+    let (s, v) = c.post("/api/v1/users", json!({"username": "newbie", "display_name": "新人", "unit_id": unit, "role": "leader", "scope_kind": "unit", "password": "Strong-pass-123", "phone": "12345", "id_number": "140427198001011234"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["fields"]["phone"]["code"], "phone_format");
+    assert_eq!(v["fields"]["id_number"]["code"], "id_number_check");
+    let (s, v) = c.post("/api/v1/users", json!({"username": "newbie", "display_name": "新人", "unit_id": unit, "role": "leader", "scope_kind": "division", "scope_code": "14042", "password": "weak"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["fields"]["scope_code"]["code"], "division_code_unknown");
+    assert_eq!(v["fields"]["password"]["code"], "password_length");
+    // Bad path parameters and unknown routes are 4xx in the same shape.
+    let (s, v) = c.get("/api/v1/units/not-a-uuid").await;
+    assert!(s.is_client_error(), "{s} {v}");
+    let (s, v) = c.get("/api/v1/nope").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"], "not_found");
+    let (s, _) = c.get("/api/v1/audit?before=abc").await;
+    assert!(s.is_client_error());
+    // Nothing changed: no unit, no user, no audit entry.
+    assert_eq!(count_units(&c).await, before);
+    assert_eq!(c.get("/api/v1/users?q=newbie").await.1["users"].as_array().unwrap().len(), 0);
+    let (_, audit_after) = c.get("/api/v1/audit?limit=1000").await;
+    let writes = |v: &Value| v["entries"].as_array().unwrap().iter().filter(|e| e["action"] != "session.login").count();
+    assert_eq!(writes(&audit_after), writes(&audit_before));
+    app.stop().await;
+}
+both!(bad_input_is_refused_field_by_field_and_changes_nothing, bad_input);
+
+async fn idempotency(b: Backend) {
+    let app = spawn_app(b).await;
+    let c = app.login("commander").await;
+    let body = json!({"name": "壶关县第二中学", "kind": "school", "division_code": "140427100"});
+    let post = |key: &'static str, body: Value| c.raw(reqwest::Method::POST, "/api/v1/units").header("idempotency-key", key).json(&body).send();
+    let r1 = post("k-1", body.clone()).await.unwrap();
+    assert_eq!(r1.status(), StatusCode::CREATED);
+    let v1: Value = r1.json().await.unwrap();
+    let r2 = post("k-1", body.clone()).await.unwrap();
+    assert_eq!(r2.status(), StatusCode::CREATED);
+    assert_eq!(r2.headers()["idempotent-replay"], "true");
+    let v2: Value = r2.json().await.unwrap();
+    assert_eq!(v1["id"], v2["id"]);
+    let (_, list) = c.get("/api/v1/units?q=第二中学").await;
+    assert_eq!(list["units"].as_array().unwrap().len(), 1);
+    // The same key with another body is refused.
+    let r3 = post("k-1", json!({"name": "别的", "kind": "school", "division_code": "140427100"})).await.unwrap();
+    assert_eq!(r3.status(), StatusCode::CONFLICT);
+    assert_eq!(r3.json::<Value>().await.unwrap()["error"], "idempotency_key_reused");
+    // A refused request is replayed as refused, and without a key a duplicate name is a field error.
+    let r4 = post("k-2", json!({"name": "", "kind": "school", "division_code": "140427100"})).await.unwrap();
+    assert_eq!(r4.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r5 = post("k-2", json!({"name": "", "kind": "school", "division_code": "140427100"})).await.unwrap();
+    assert_eq!(r5.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, v) = c.post("/api/v1/units", body).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["fields"]["name"]["code"], "name_taken");
+    app.stop().await;
+}
+both!(a_retried_create_does_not_create_twice, idempotency);

@@ -1,0 +1,10 @@
+//! Integration tests: the real app on port 0, a fresh database per test, on SQLite and
+//! on PostgreSQL (each test body runs on both through `both!`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod audit;
+mod auth;
+mod input;
+mod personal;
+mod platform;
+mod scope;

@@ -1,0 +1,155 @@
+//! A township-scoped user can neither read nor change another township's records,
+//! endpoint by endpoint. 龙泉镇 (140427100) staff against 百尺镇 (140427101) records.
+use baton_testkit::{Backend, Session, both, spawn_app};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn unit_id(s: &Session, name: &str) -> String {
+    let (_, v) = s.get(&format!("/api/v1/units?q={name}")).await;
+    v["units"].as_array().unwrap().iter().find(|u| u["name"] == name).unwrap_or_else(|| panic!("no unit {name}: {v}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn user_id(s: &Session, username: &str) -> String {
+    let (_, v) = s.get(&format!("/api/v1/users?q={username}")).await;
+    v["users"].as_array().unwrap().iter().find(|u| u["username"] == username).unwrap()["id"].as_str().unwrap().to_string()
+}
+
+fn names(v: &Value, list: &str, field: &str) -> Vec<String> {
+    v[list].as_array().unwrap().iter().map(|x| x[field].as_str().unwrap_or("").to_string()).collect()
+}
+
+async fn township_scope(b: Backend) {
+    let app = spawn_app(b).await;
+    let cmd = app.login("commander").await;
+    let admin = app.login("admin").await;
+    let lq = app.login("longquan").await;
+
+    // Records of 百尺镇 made by the county.
+    let baichi_team = unit_id(&cmd, "百尺镇核酸采样队").await;
+    let baichi_user = user_id(&cmd, "baichi").await;
+    let (s, grid) = cmd.post("/api/v1/grids", json!({"village_code": "140427101200", "name": "百尺一网格"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{grid}");
+    let baichi_unit = unit_id(&cmd, "百尺镇人民政府").await;
+    let (s, tok) =
+        admin.post("/api/v1/tokens", json!({"name": "百尺设备", "unit_id": baichi_unit, "permissions": ["units.read"], "scope_kind": "unit"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{tok}");
+    let baichi_token = tok["token"]["id"].as_str().unwrap().to_string();
+    let lq_unit = unit_id(&cmd, "龙泉镇人民政府").await;
+
+    // A township-scoped administrator, to try every write.
+    let (s, r) = admin.post("/api/v1/roles", json!({"name": "township_admin", "label_zh": "乡镇管理员", "label_en": "Township admin", "permissions": ["tokens.write", "units.read", "units.write", "users.read", "users.write", "audit.read", "grids.write", "personal.reveal"]})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (s, u) = admin.post("/api/v1/users", json!({"username": "lq_admin", "display_name": "龙泉管理员", "unit_id": lq_unit, "role": "township_admin", "scope_kind": "division", "scope_code": "140427100", "password": "Longquan-admin-1"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{u}");
+    let la = app.login_with("lq_admin", "Longquan-admin-1").await.unwrap();
+    // Units: list, read, change, create.
+    let (s, v) = lq.get("/api/v1/units").await;
+    assert_eq!(s, StatusCode::OK);
+    let listed = names(&v, "units", "name");
+    assert!(listed.contains(&"龙泉镇核酸采样队".to_string()), "{listed:?}");
+    assert!(!listed.iter().any(|n| n.contains("百尺")), "{listed:?}");
+    assert!(!listed.contains(&"壶关县疫情防控指挥部办公室".to_string()), "county units are outside a township scope");
+    assert_eq!(lq.get(&format!("/api/v1/units/{baichi_team}")).await.0, StatusCode::NOT_FOUND);
+    let change = json!({"name": "被改名", "kind": "sampling_team", "division_code": "140427101"});
+    assert_eq!(lq.put(&format!("/api/v1/units/{baichi_team}"), change.clone()).await.0, StatusCode::FORBIDDEN, "township staff may not write units");
+    assert_eq!(la.put(&format!("/api/v1/units/{baichi_team}"), change.clone()).await.0, StatusCode::NOT_FOUND);
+    let (s, e) = la.post("/api/v1/units", json!({"name": "越权单位", "kind": "lab", "division_code": "140427101"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["fields"]["division_code"]["code"], "outside_scope");
+    // Moving one's own unit into another township is refused too.
+    let own = unit_id(&lq, "龙泉镇核酸采样队").await;
+    let (s, e) =
+        la.put(&format!("/api/v1/units/{own}"), json!({"name": "龙泉镇核酸采样队", "kind": "sampling_team", "division_code": "140427101"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["fields"]["division_code"]["code"], "outside_scope");
+    assert_eq!(la.post(&format!("/api/v1/users/{baichi_user}/reveal"), json!({"field": "id_number"})).await.0, StatusCode::NOT_FOUND);
+
+    // Users: list, read, change, reveal, reset, revoke, create.
+    let (_, v) = lq.get("/api/v1/users").await;
+    let listed = names(&v, "users", "username");
+    assert!(listed.contains(&"longquan".to_string()) && !listed.contains(&"baichi".to_string()), "{listed:?}");
+    assert_eq!(lq.get(&format!("/api/v1/users/{baichi_user}")).await.0, StatusCode::NOT_FOUND);
+    let upd = json!({"username": "baichi", "display_name": "x", "unit_id": baichi_unit, "role": "township_staff", "scope_kind": "unit"});
+    assert_eq!(lq.put(&format!("/api/v1/users/{baichi_user}"), upd).await.0, StatusCode::FORBIDDEN, "township staff may not write users at all");
+    assert_eq!(lq.post(&format!("/api/v1/users/{baichi_user}/reveal"), json!({"field": "phone"})).await.0, StatusCode::NOT_FOUND);
+    // Listing by phone cannot find someone outside the scope either.
+    let (_, v) = lq.get("/api/v1/users?phone=13903551004").await;
+    assert_eq!(v["users"].as_array().unwrap().len(), 0, "baichi's phone is not findable from 龙泉镇");
+    let (_, v) = cmd.get("/api/v1/users?phone=13903551004").await;
+    assert_eq!(names(&v, "users", "username"), ["baichi"]);
+
+    // Grids: list and create.
+    let (_, v) = lq.get("/api/v1/grids").await;
+    assert!(!names(&v, "grids", "name").contains(&"百尺一网格".to_string()));
+    let (s, e) = lq.post("/api/v1/grids", json!({"village_code": "140427101200", "name": "越权网格"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["fields"]["village_code"]["code"], "outside_scope");
+    let (s, g) = lq.post("/api/v1/grids", json!({"village_code": "140427100200", "name": "龙泉一网格"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    assert!(g["code"].as_str().unwrap().starts_with("140427100200"));
+
+    // Audit: 百尺镇 entries are invisible to 龙泉镇 (township staff have no audit.read at all).
+    assert_eq!(lq.get("/api/v1/audit").await.0, StatusCode::FORBIDDEN);
+    let (_, all) = cmd.get("/api/v1/audit?object_type=grid").await;
+    assert_eq!(all["entries"].as_array().unwrap().len(), 2);
+
+    // Policy: a township cannot make county policy.
+    let (s, _) = lq.post("/api/v1/policy", json!({"effective_from": "2030-01-01T00:00:00Z", "params": {}, "note": "x"})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // Tokens: a township-scoped administrator sees and revokes only its own tokens.
+    let (_, t) = la.get("/api/v1/tokens").await;
+    assert!(!names(&t, "tokens", "name").contains(&"百尺设备".to_string()));
+    assert_eq!(la.post(&format!("/api/v1/tokens/{baichi_token}/revoke"), json!({})).await.0, StatusCode::NOT_FOUND);
+    let (s, e) =
+        la.post("/api/v1/tokens", json!({"name": "越权", "unit_id": baichi_unit, "permissions": ["units.read"], "scope_kind": "unit"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["fields"]["unit_id"]["code"], "unit_unknown");
+    let (s, e) = la
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "大范围", "unit_id": lq_unit, "permissions": ["units.read"], "scope_kind": "division", "scope_code": "140427"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["fields"]["scope_code"]["code"], "outside_scope");
+    // …and cannot touch 百尺镇's users, nor create users outside the township or with more rights.
+    assert_eq!(la.get(&format!("/api/v1/users/{baichi_user}")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(la.post(&format!("/api/v1/users/{baichi_user}/password"), json!({"password": "Another-pass-1"})).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(la.post(&format!("/api/v1/users/{baichi_user}/revoke-sessions"), json!({})).await.0, StatusCode::NOT_FOUND);
+    let upd = json!({"username": "baichi", "display_name": "x", "unit_id": lq_unit, "role": "township_staff", "scope_kind": "unit"});
+    assert_eq!(la.put(&format!("/api/v1/users/{baichi_user}"), upd).await.0, StatusCode::NOT_FOUND);
+    let (s, e) = la.post("/api/v1/users", json!({"username": "sneaky", "display_name": "x", "unit_id": baichi_unit, "role": "grid_member", "scope_kind": "unit", "password": "Sneaky-pass-12"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["fields"]["unit_id"]["code"], "unit_unknown");
+    let (s, e) = la.post("/api/v1/users", json!({"username": "boss", "display_name": "x", "unit_id": lq_unit, "role": "admin", "scope_kind": "division", "scope_code": "140427", "password": "Boss-pass-1234"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["fields"]["role"]["code"], "exceeds_own");
+    assert_eq!(e["fields"]["scope_code"]["code"], "outside_scope");
+    let (_, a) = la.get("/api/v1/audit").await;
+    let objs: Vec<String> = a["entries"].as_array().unwrap().iter().map(|x| x["jurisdiction"].as_str().unwrap().to_string()).collect();
+    assert!(!objs.is_empty() && objs.iter().all(|j| j.starts_with("140427100")), "{objs:?}");
+
+    // Nothing of 百尺镇 changed.
+    let (_, team) = cmd.get(&format!("/api/v1/units/{baichi_team}")).await;
+    assert_eq!(team["name"], "百尺镇核酸采样队");
+    assert!(app.login_with("baichi", baton::demo::DEMO_PASSWORD).await.is_ok());
+    app.stop().await;
+}
+both!(a_township_user_cannot_read_or_change_another_township, township_scope);
+
+async fn unit_scope(b: Backend) {
+    let app = spawn_app(b).await;
+    // A checkpoint worker (own-unit scope) sees only their own unit.
+    let cp = app.login("checkpoint").await;
+    let (_, v) = cp.get("/api/v1/units").await;
+    assert_eq!(names(&v, "units", "name"), ["龙泉高速出口卡口"]);
+    let cmd = app.login("commander").await;
+    let other = unit_id(&cmd, "集店高速出口卡口").await;
+    assert_eq!(cp.get(&format!("/api/v1/units/{other}")).await.0, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+both!(a_unit_scoped_user_sees_only_their_unit, unit_scope);
