@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The project's test command: build the binary, run the Rust tests (nextest when installed),
-# then the browser tests. Installs no system packages (that is .ci/run's job); the browser
-# tests may run `npm ci`. PostgreSQL-backed tests read BATON_TEST_PG_URL.
+# The project's test command (the README's and CI's): install and start what the tests need
+# (scripts/test-env.sh: PostgreSQL, Chromium, fonts; skipped when present), build the binary,
+# run the Rust tests on SQLite and PostgreSQL (nextest when installed), then the browser tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
+
+source scripts/test-env.sh
 
 cargo build --locked --bins
 

@@ -166,7 +166,7 @@ for (const vp of VIEWPORTS) {
           await home.waitFor();
           assert.equal(await home.getAttribute('data-role'), h.role);
           assert.equal(await text(page, '#home-role'), h.labelZh);
-          assert.match(await text(page, '.flash'), new RegExp(h.dutyZh), 'the role duty line');
+          assert.match(await text(page, '#home-duty'), new RegExp(h.dutyZh), 'the role duty line');
           const facts = await text(page, '#home .facts');
           assert.ok(facts.includes(h.unit), `unit ${h.unit} in "${facts}"`);
           assert.ok(facts.includes(h.scope), `scope ${h.scope} in "${facts}"`);
@@ -197,7 +197,7 @@ for (const vp of VIEWPORTS) {
         assert.equal(await page.locator(unitsNav).textContent(), 'Units');
         assert.equal(await text(page, '#home-role'), 'Command office staff');
         assert.equal(await text(page, '#lang-switch'), '中文');
-        assert.match(await text(page, '.flash'), /Run the county/);
+        assert.match(await text(page, '#home-duty'), /Run the county/);
         assert.match(await text(page, '#home h1'), /^Welcome/);
         assert.equal(await page.locator('#home').getAttribute('data-role'), 'commander');
         await assertNoHorizontalScroll(page, vp, 'commander home in English');

@@ -69,7 +69,7 @@ pub struct Divisions {
     by_name: HashMap<String, Vec<usize>>,
 }
 
-/// Suffixes dropped to form the short names people write ("山西" for 山西省, "和平社区" for 和平社区居委会).
+/// Suffixes dropped to form the short names people write ("山西" for 山西省， "和平社区" for 和平社区居委会).
 const SUFFIXES: &[&str] = &[
     "特别行政区",
     "维吾尔自治区",
@@ -216,9 +216,10 @@ impl Divisions {
         let names = std::iter::once(parent.name).chain(short_names(parent.name));
         for n in names {
             if let Some(rest) = head.strip_suffix(n)
-                && let Some(k) = self.consume_ancestors(rest, parent.code) {
-                    return Some(k + 1);
-                }
+                && let Some(k) = self.consume_ancestors(rest, parent.code)
+            {
+                return Some(k + 1);
+            }
         }
         // The parent may be left out ("山西小店区").
         self.consume_ancestors(head, parent.code)
@@ -235,7 +236,7 @@ impl Divisions {
                 Err(FieldError::new(
                     field,
                     "division_ambiguous",
-                    format!("“{query}”对应多个行政区划,请写明上级:{}", list.join(";")),
+                    format!("“{query}”对应多个行政区划，请写明上级：{}", list.join(";")),
                     format!("\"{query}\" matches several divisions; name the parent: {}", list.join("; ")),
                 ))
             }

@@ -78,13 +78,13 @@ impl Error {
     /// The message shown to a person, in Chinese or English.
     pub fn message(&self, chinese: bool) -> String {
         let (z, e): (&str, String) = match self {
-            Error::Invalid(_) => ("输入有误,请检查标出的字段", "Some fields are invalid".into()),
-            Error::NotFound(what) => ("未找到,或不在您的辖区内", format!("{what} not found, or outside your jurisdiction")),
+            Error::Invalid(_) => ("输入有误，请检查标出的字段", "Some fields are invalid".into()),
+            Error::NotFound(what) => ("未找到，或不在您的辖区内", format!("{what} not found, or outside your jurisdiction")),
             Error::Unauthenticated => ("请先登录", "Please sign in".into()),
             Error::Forbidden => ("您没有此操作的权限", "You do not have permission for this".into()),
             Error::Conflict { zh, en, .. } => return if chinese { zh.clone() } else { en.clone() },
-            Error::RateLimited => ("尝试次数过多,请稍后再试", "Too many attempts; try again later".into()),
-            Error::Internal(_) => ("服务器内部错误,已记录", "Internal error; it has been logged".into()),
+            Error::RateLimited => ("尝试次数过多，请稍后再试", "Too many attempts; try again later".into()),
+            Error::Internal(_) => ("服务器内部错误，已记录", "Internal error; it has been logged".into()),
         };
         if chinese { z.to_string() } else { e }
     }

@@ -17,7 +17,6 @@ pub struct PolicyParams {
     pub retention: RetentionRules,
 }
 
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TruckRules {

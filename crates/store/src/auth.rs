@@ -67,7 +67,7 @@ pub async fn login(
     let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash)).await.map_err(Error::internal)?;
     let (Some(user_id), true, false) = (id, ok, disabled) else {
         store.db.execute(q!("INSERT INTO login_failures (username, ip, at) VALUES ($1, $2, $3)", uname, ip, now)).await?;
-        return Err(Error::conflict("login_failed", "用户名或密码错误,或账号已停用", "wrong username or password, or the account is disabled"));
+        return Err(Error::conflict("login_failed", "用户名或密码错误，或账号已停用", "wrong username or password, or the account is disabled"));
     };
     let token = random_token(32);
     let csrf = random_token(24);
@@ -171,6 +171,7 @@ pub async fn logout(store: &Store, who: &Principal, token: &str) -> Result<(), E
 pub async fn revoke_sessions(store: &Store, who: &Principal, user_id: Uuid) -> Result<u64, Error> {
     who.require(Permission::UsersWrite)?;
     let u = crate::users::get(store, who, user_id).await?;
+    crate::users::require_not_stronger(store, who, &u).await?;
     let mut tx = store.db.begin().await?;
     let n = tx.execute(q!("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", user_id, store.now())).await?;
     store

@@ -48,7 +48,7 @@ pub async fn create(store: &Store, who: &Principal, input: &PolicyInput) -> Resu
     let params: Option<PolicyParams> = match serde_json::from_value(input.params.clone()) {
         Ok(p) => Some(p),
         Err(e) => {
-            c.0.push(FieldError::new("params", "params_invalid", format!("策略参数格式错误:{e}"), format!("invalid parameters: {e}")));
+            c.0.push(FieldError::new("params", "params_invalid", format!("策略参数格式错误：{e}"), format!("invalid parameters: {e}")));
             None
         }
     };

@@ -119,9 +119,10 @@ fn validate(who: &Principal, input: &UnitInput) -> Result<(String, UnitKind, Str
     let div = c.take(Divisions::get_all().code("division_code", &input.division_code, &[Level::County, Level::Township, Level::Village]));
     let address = c.take(text_field("address", &input.address, 0, 200));
     if let Some(d) = div
-        && !who.scope.covers(d.code, None) {
-            c.0.push(FieldError::new("division_code", "outside_scope", "该行政区划不在您的辖区内", "this division is outside your jurisdiction"));
-        }
+        && !who.scope.covers(d.code, None)
+    {
+        c.0.push(FieldError::new("division_code", "outside_scope", "该行政区划不在您的辖区内", "this division is outside your jurisdiction"));
+    }
     c.done()?;
     match (name, kind, div, address) {
         (Some(n), Some(k), Some(d), Some(a)) => Ok((n, k, d.code.to_string(), a)),
@@ -136,9 +137,10 @@ pub async fn create(store: &Store, who: &Principal, input: &UnitInput) -> Result
     let now = store.now();
     let mut tx = store.db.begin().await?;
     if let Some(s) = input.supervisor_id
-        && exists(&mut tx, s).await?.is_none() {
-            return Err(Error::field("supervisor_id", "unit_unknown", "上级单位不存在", "the supervising unit does not exist"));
-        }
+        && exists(&mut tx, s).await?.is_none()
+    {
+        return Err(Error::field("supervisor_id", "unit_unknown", "上级单位不存在", "the supervising unit does not exist"));
+    }
     tx.execute(q!(
         "INSERT INTO units (id, name, kind, jurisdiction, supervisor_id, address, active, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
         id, name.clone(), kind.as_str(), code.clone(), input.supervisor_id, address, input.active, now

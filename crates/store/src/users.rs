@@ -76,9 +76,10 @@ pub async fn save_role(store: &Store, who: &Principal, input: &RoleInput) -> Res
     let en = c.take(text_field("label_en", &input.label_en, 1, 60));
     let perms = c.take(Permissions::parse_list("permissions", &input.permissions));
     if let Some(p) = &perms
-        && !who.permissions.covers(p) {
-            c.0.push(FieldError::new("permissions", "exceeds_own", "不能授予自己没有的权限", "you cannot grant permissions you do not have"));
-        }
+        && !who.permissions.covers(p)
+    {
+        c.0.push(FieldError::new("permissions", "exceeds_own", "不能授予自己没有的权限", "you cannot grant permissions you do not have"));
+    }
     c.done()?;
     let (Some(name), Some(zh), Some(en), Some(perms)) = (name, zh, en, perms) else {
         return Err(Error::internal("validation"));
@@ -359,16 +360,17 @@ async fn check_input(store: &Store, who: &Principal, input: &UserInput, creating
             c.0.push(FieldError::new(
                 "scope_kind",
                 "scope_kind_unknown",
-                format!("未知范围“{other}”,应为 division 或 unit"),
+                format!("未知范围“{other}”，应为 division 或 unit"),
                 format!("unknown scope \"{other}\"; use division or unit"),
             ));
             None
         }
     };
     if let Some(s) = &scope
-        && !who.scope.contains_scope(s) {
-            c.0.push(FieldError::new("scope_code", "outside_scope", "授权范围超出您的辖区", "the scope is larger than your own"));
-        }
+        && !who.scope.contains_scope(s)
+    {
+        c.0.push(FieldError::new("scope_code", "outside_scope", "授权范围超出您的辖区", "the scope is larger than your own"));
+    }
     c.done()?;
     match (uname, display, unit, role, scope) {
         (Some(username), Some(display_name), Some(u), Some(role), Some(scope)) => {
@@ -399,11 +401,7 @@ pub fn verify_password(p: &str, hash: &str) -> bool {
 /// Sealed phone, its blind index, sealed ID number, its blind index.
 type SealedPersonal = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
 
-fn seal_personal(
-    store: &Store,
-    phone: &Option<Phone>,
-    id: &Option<IdNumber>,
-) -> Result<SealedPersonal, Error> {
+fn seal_personal(store: &Store, phone: &Option<Phone>, id: &Option<IdNumber>) -> Result<SealedPersonal, Error> {
     let pe = phone.as_ref().map(|p| store.vault.seal(PHONE_AAD, p.as_str())).transpose()?;
     let pb = phone.as_ref().map(|p| store.vault.blind_index("phone", p.as_str()));
     let ie = id.as_ref().map(|p| store.vault.seal(ID_AAD, p.as_str())).transpose()?;
@@ -460,6 +458,7 @@ pub async fn create(store: &Store, who: &Principal, input: &UserInput) -> Result
 pub async fn update(store: &Store, who: &Principal, id: Uuid, input: &UserInput) -> Result<User, Error> {
     who.require(Permission::UsersWrite)?;
     let before = get(store, who, id).await?;
+    require_not_stronger(store, who, &before).await?;
     let mut input = input.clone();
     input.username = before.username.clone();
     let c = check_input(store, who, &input, false).await?;
@@ -504,9 +503,18 @@ pub async fn update(store: &Store, who: &Principal, id: Uuid, input: &UserInput)
     get(store, &Principal::system(&who.request_id), id).await
 }
 
+/// Nobody may act on an account that holds permissions they do not hold themselves
+/// (no taking over a stronger account by resetting its password or editing it).
+pub async fn require_not_stronger(store: &Store, who: &Principal, target: &User) -> Result<(), Error> {
+    let role = role_by_name(store, &target.role).await?.ok_or(Error::NotFound("role"))?;
+    let p = Permissions(role.permissions.iter().filter_map(|p| Permission::parse(p)).collect());
+    if who.permissions.covers(&p) { Ok(()) } else { Err(Error::Forbidden) }
+}
+
 pub async fn reset_password(store: &Store, who: &Principal, id: Uuid, password: &str) -> Result<(), Error> {
     who.require(Permission::UsersWrite)?;
     let u = get(store, who, id).await?;
+    require_not_stronger(store, who, &u).await?;
     password_rule("password", password).map_err(|e| Error::Invalid(vec![e]))?;
     let hash = hash_password(password)?;
     let mut tx = store.db.begin().await?;

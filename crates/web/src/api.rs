@@ -7,7 +7,8 @@ use crate::auth::{AppError, Caller, session_cookie};
 use crate::error::parse_json;
 use crate::middleware::req;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -48,6 +49,42 @@ pub fn routes() -> Router<AppState> {
         .route("/grids", get(list_grids).post(create_grid))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// A record id in the path. Something that is not a uuid names no record: 404.
+pub struct Id(pub Uuid);
+
+impl FromRequestParts<AppState> for Id {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| AppError(Error::NotFound("record")))?;
+        Uuid::parse_str(&raw).map(Id).map_err(|_| AppError(Error::NotFound("record")))
+    }
+}
+
+/// Query parameters, refused in the stable error shape when they do not parse.
+pub struct Qs<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequestParts<AppState> for Qs<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).map(Qs).map_err(|e| {
+            let msg = e.to_string();
+            AppError(Error::Invalid(vec![baton_domain::FieldError::new(
+                "query",
+                "invalid_query",
+                format!("查询参数有误：{msg}"),
+                format!("invalid query parameters: {msg}"),
+            )]))
+        })
+    }
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError(Error::conflict("method_not_allowed", "此地址不支持该请求方法", "this method is not allowed here"))
 }
 
 /// A JSON request body: wrong content type, oversized, malformed or mistyped bodies
@@ -90,9 +127,11 @@ async fn not_found() -> AppError {
     AppError(Error::NotFound("route"))
 }
 
-/// Run a create once per `Idempotency-Key`: a retry with the same key and body replays
-/// the first answer; the same key with another body is refused.
-async fn once<F, Fut>(state: &AppState, c: &Caller, headers: &HeaderMap, raw: &[u8], f: F) -> ApiResult
+/// Run a create once per `Idempotency-Key`: a retry with the same key, route and body
+/// replays the first answer; the same key with another route or body is refused. Keys
+/// belong to one user or one token (by id, never by name). Not used where the answer holds
+/// a secret (token creation): the stored answer would keep it.
+async fn once<F, Fut>(state: &AppState, c: &Caller, route: &str, headers: &HeaderMap, raw: &[u8], f: F) -> ApiResult
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ApiResult>,
@@ -103,8 +142,16 @@ where
     if key.len() > 200 {
         return Err(Error::field("Idempotency-Key", "too_long", "幂等键过长", "the idempotency key is too long").into());
     }
-    let actor = c.who.name.clone();
-    let hash = Sha256::digest(raw).to_vec();
+    let actor = match (c.who.user_id, c.who.token_id) {
+        (Some(u), _) => format!("user:{u}"),
+        (None, Some(t)) => format!("token:{t}"),
+        (None, None) => c.who.name.clone(),
+    };
+    let mut h = Sha256::new();
+    h.update(route.as_bytes());
+    h.update([0]);
+    h.update(raw);
+    let hash = h.finalize().to_vec();
     match idempotency::claim(&state.store, &actor, key, &hash).await? {
         idempotency::Claim::Replay { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
@@ -210,7 +257,7 @@ fn division_json(code: &str) -> Option<Value> {
 }
 
 /// Look-up is open to every signed-in caller: division names and codes are public facts.
-async fn divisions(_c: Caller, Query(q): Query<DivisionQuery>) -> ApiResult {
+async fn divisions(_c: Caller, Qs(q): Qs<DivisionQuery>) -> ApiResult {
     let found: Vec<Value> = Divisions::get_all().lookup(&q.q).iter().take(50).filter_map(|d| division_json(d.code)).collect();
     ok(json!({"query": q.q, "matches": found}))
 }
@@ -224,37 +271,37 @@ async fn division(_c: Caller, Path(code): Path<String>) -> ApiResult {
 
 // ---------- units ----------
 
-async fn list_units(State(s): State<AppState>, c: Caller, Query(f): Query<units::UnitFilter>) -> ApiResult {
+async fn list_units(State(s): State<AppState>, c: Caller, Qs(f): Qs<units::UnitFilter>) -> ApiResult {
     ok(json!({"units": units::list(&s.store, &c.who, &f).await?}))
 }
 
-async fn get_unit(State(s): State<AppState>, c: Caller, Path(id): Path<Uuid>) -> ApiResult {
+async fn get_unit(State(s): State<AppState>, c: Caller, Id(id): Id) -> ApiResult {
     ok(units::get(&s.store, &c.who, id).await?)
 }
 
 async fn create_unit(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<units::UnitInput>) -> ApiResult {
-    once(&s, &c, &h, &raw, || async { created(units::create(&s.store, &c.who, &input).await?) }).await
+    once(&s, &c, "POST /units", &h, &raw, || async { created(units::create(&s.store, &c.who, &input).await?) }).await
 }
 
-async fn update_unit(State(s): State<AppState>, c: Caller, Path(id): Path<Uuid>, Body(input, _): Body<units::UnitInput>) -> ApiResult {
+async fn update_unit(State(s): State<AppState>, c: Caller, Id(id): Id, Body(input, _): Body<units::UnitInput>) -> ApiResult {
     ok(units::update(&s.store, &c.who, id, &input).await?)
 }
 
 // ---------- users ----------
 
-async fn list_users(State(s): State<AppState>, c: Caller, Query(f): Query<users::UserFilter>) -> ApiResult {
+async fn list_users(State(s): State<AppState>, c: Caller, Qs(f): Qs<users::UserFilter>) -> ApiResult {
     ok(json!({"users": users::list(&s.store, &c.who, &f).await?}))
 }
 
-async fn get_user(State(s): State<AppState>, c: Caller, Path(id): Path<Uuid>) -> ApiResult {
+async fn get_user(State(s): State<AppState>, c: Caller, Id(id): Id) -> ApiResult {
     ok(users::get(&s.store, &c.who, id).await?)
 }
 
 async fn create_user(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<users::UserInput>) -> ApiResult {
-    once(&s, &c, &h, &raw, || async { created(users::create(&s.store, &c.who, &input).await?) }).await
+    once(&s, &c, "POST /users", &h, &raw, || async { created(users::create(&s.store, &c.who, &input).await?) }).await
 }
 
-async fn update_user(State(s): State<AppState>, c: Caller, Path(id): Path<Uuid>, Body(input, _): Body<users::UserInput>) -> ApiResult {
+async fn update_user(State(s): State<AppState>, c: Caller, Id(id): Id, Body(input, _): Body<users::UserInput>) -> ApiResult {
     ok(users::update(&s.store, &c.who, id, &input).await?)
 }
 
@@ -264,7 +311,7 @@ struct PasswordInput {
     password: String,
 }
 
-async fn reset_password(State(s): State<AppState>, c: Caller, Path(id): Path<Uuid>, Body(input, _): Body<PasswordInput>) -> ApiResult {
+async fn reset_password(State(s): State<AppState>, c: Caller, Id(id): Id, Body(input, _): Body<PasswordInput>) -> ApiResult {
     users::reset_password(&s.store, &c.who, id, &input.password).await?;
     ok(json!({"ok": true}))
 }
@@ -275,12 +322,12 @@ struct RevealInput {
     field: PersonalKind,
 }
 
-async fn reveal(State(s): State<AppState>, c: Caller, Path(id): Path<Uuid>, Body(input, _): Body<RevealInput>) -> ApiResult {
+async fn reveal(State(s): State<AppState>, c: Caller, Id(id): Id, Body(input, _): Body<RevealInput>) -> ApiResult {
     let v = users::reveal(&s.store, &c.who, id, input.field).await?;
     ok(json!({"field": input.field, "value": v}))
 }
 
-async fn revoke_sessions(State(s): State<AppState>, c: Caller, Path(id): Path<Uuid>) -> ApiResult {
+async fn revoke_sessions(State(s): State<AppState>, c: Caller, Id(id): Id) -> ApiResult {
     ok(json!({"revoked": auth::revoke_sessions(&s.store, &c.who, id).await?}))
 }
 
@@ -298,22 +345,21 @@ async fn list_tokens(State(s): State<AppState>, c: Caller) -> ApiResult {
     ok(json!({"tokens": auth::list_tokens(&s.store, &c.who).await?}))
 }
 
-async fn create_token(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<auth::TokenInput>) -> ApiResult {
-    once(&s, &c, &h, &raw, || async {
-        let (t, secret) = auth::create_token(&s.store, &c.who, &input).await?;
-        created(json!({"token": t, "secret": secret}))
-    })
-    .await
+/// Not idempotent by key: a replay would have to store the secret. A retry makes a second
+/// token, which the first's owner can revoke.
+async fn create_token(State(s): State<AppState>, c: Caller, Body(input, _): Body<auth::TokenInput>) -> ApiResult {
+    let (t, secret) = auth::create_token(&s.store, &c.who, &input).await?;
+    created(json!({"token": t, "secret": secret}))
 }
 
-async fn revoke_token(State(s): State<AppState>, c: Caller, Path(id): Path<Uuid>) -> ApiResult {
+async fn revoke_token(State(s): State<AppState>, c: Caller, Id(id): Id) -> ApiResult {
     auth::revoke_token(&s.store, &c.who, id).await?;
     ok(json!({"ok": true}))
 }
 
 // ---------- audit, policy, grids ----------
 
-async fn audit_search(State(s): State<AppState>, c: Caller, Query(f): Query<audit::Search>) -> ApiResult {
+async fn audit_search(State(s): State<AppState>, c: Caller, Qs(f): Qs<audit::Search>) -> ApiResult {
     c.who.require(baton_domain::role::Permission::AuditRead)?;
     ok(json!({"entries": audit::search(&s.store.db, &c.who, &f).await?}))
 }
@@ -328,7 +374,7 @@ async fn policy_current(State(s): State<AppState>, _c: Caller) -> ApiResult {
 }
 
 async fn policy_create(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<policy::PolicyInput>) -> ApiResult {
-    once(&s, &c, &h, &raw, || async { created(policy::create(&s.store, &c.who, &input).await?) }).await
+    once(&s, &c, "POST /policy", &h, &raw, || async { created(policy::create(&s.store, &c.who, &input).await?) }).await
 }
 
 #[derive(Deserialize)]
@@ -337,12 +383,12 @@ struct GridQuery {
     village_code: Option<String>,
 }
 
-async fn list_grids(State(s): State<AppState>, c: Caller, Query(q): Query<GridQuery>) -> ApiResult {
+async fn list_grids(State(s): State<AppState>, c: Caller, Qs(q): Qs<GridQuery>) -> ApiResult {
     ok(json!({"grids": grids::list(&s.store, &c.who, q.village_code.as_deref()).await?}))
 }
 
 async fn create_grid(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<grids::GridInput>) -> ApiResult {
-    once(&s, &c, &h, &raw, || async { created(grids::create(&s.store, &c.who, &input).await?) }).await
+    once(&s, &c, "POST /grids", &h, &raw, || async { created(grids::create(&s.store, &c.who, &input).await?) }).await
 }
 
 async fn openapi() -> Response {

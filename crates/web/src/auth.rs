@@ -54,7 +54,7 @@ pub async fn from_parts(parts: &Parts, state: &AppState) -> Result<Caller, Error
         if !constant_time_eq(sent.as_bytes(), info.csrf.as_bytes()) {
             return Err(Error::conflict(
                 "csrf_failed",
-                "页面已过期或请求来源不明,请刷新后重试",
+                "页面已过期或请求来源不明，请刷新后重试",
                 "the form expired or the request's origin is unknown; reload and try again",
             ));
         }

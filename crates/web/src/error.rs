@@ -23,6 +23,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::Forbidden => StatusCode::FORBIDDEN,
         Error::Conflict { code: "payload_too_large", .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Error::Conflict { code: "unsupported_media_type", .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Error::Conflict { code: "method_not_allowed", .. } => StatusCode::METHOD_NOT_ALLOWED,
         Error::Conflict { code: "malformed_json" | "bad_request", .. } => StatusCode::BAD_REQUEST,
         Error::Conflict { code: "login_failed", .. } => StatusCode::UNAUTHORIZED,
         Error::Conflict { .. } => StatusCode::CONFLICT,
@@ -61,7 +62,7 @@ impl IntoResponse for ApiError {
 /// with the path of the offending field.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::conflict("malformed_json", "请求体为空,应为 JSON", "the request body is empty; JSON expected"));
+        return Err(Error::conflict("malformed_json", "请求体为空，应为 JSON", "the request body is empty; JSON expected"));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(de) {
@@ -70,7 +71,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Err
             let path = err.path().to_string();
             let inner = err.into_inner();
             if inner.is_syntax() || inner.is_eof() {
-                return Err(Error::conflict("malformed_json", format!("JSON 格式错误:{inner}"), format!("malformed JSON: {inner}")));
+                return Err(Error::conflict("malformed_json", format!("JSON 格式错误：{inner}"), format!("malformed JSON: {inner}")));
             }
             let msg = inner.to_string();
             let (code, zh) = if msg.starts_with("unknown field") {

@@ -75,11 +75,12 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("login.username", "用户名", "Username"),
     ("login.password", "密码", "Password"),
     ("login.submit", "登录", "Sign in"),
-    ("home.welcome", "您好", "Welcome"),
+    ("home.welcome", "您好，", "Welcome, "),
     ("home.role", "角色", "Role"),
     ("home.unit", "单位", "Unit"),
     ("home.scope", "辖区", "Jurisdiction"),
     ("home.tasks", "您的工作", "Your work"),
+    ("home.duty", "职责", "Your duty"),
     ("home.policy", "现行策略", "Policy in force"),
     ("home.scope_unit", "仅本单位", "own unit only"),
     ("common.save", "保存", "Save"),
@@ -125,7 +126,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("role.label_zh", "中文名称", "Chinese name"),
     ("role.label_en", "英文名称", "English name"),
     ("role.builtin", "内置", "Built-in"),
-    ("token.secret_once", "令牌只显示这一次,请立即保存:", "This token is shown only once; store it now:"),
+    ("token.secret_once", "令牌只显示这一次，请立即保存：", "This token is shown only once; store it now:"),
     ("token.prefix", "前缀", "Prefix"),
     ("token.expires", "到期", "Expires"),
     ("token.expires_days", "有效天数(留空为长期)", "Valid for days (blank: until revoked)"),
@@ -150,7 +151,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("division.lookup", "按代码或名称查找", "Find by code or name"),
     ("division.children", "下级区划", "Divisions below"),
     ("error.title", "出错了", "Something went wrong"),
-    ("error.not_found", "页面不存在,或不在您的辖区内", "Not found, or outside your jurisdiction"),
+    ("error.not_found", "页面不存在，或不在您的辖区内", "Not found, or outside your jurisdiction"),
 ];
 
 fn strings() -> &'static HashMap<&'static str, (&'static str, &'static str)> {

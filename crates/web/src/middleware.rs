@@ -81,6 +81,6 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
 /// A panic in a handler becomes a 500 with the stable error shape, never a dropped connection.
 pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("handler panicked");
-    let body = serde_json::json!({"error": "internal", "message": "服务器内部错误,已记录 / Internal error; it has been logged", "fields": {}});
+    let body = serde_json::json!({"error": "internal", "message": "服务器内部错误，已记录 / Internal error; it has been logged", "fields": {}});
     (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
 }

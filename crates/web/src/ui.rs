@@ -70,6 +70,8 @@ pub struct Shell {
     pub nav: Vec<NavItem>,
     pub csrf: String,
     pub path: String,
+    /// Path and query, to come back to the same view (language switch).
+    pub here: String,
     pub flash: Option<String>,
     pub error: Option<String>,
 }
@@ -104,18 +106,18 @@ fn role_duty(role: &str, lang: Lang) -> &'static str {
     let (zh, en) = match role {
         "admin" => ("维护单位、用户、角色、令牌与系统配置。", "Maintain units, users, roles, tokens and configuration."),
         "commander" => (
-            "统筹全县:配置策略、单位与用户,盯住每一个闭环,处置升级上报的问题。",
+            "统筹全县：配置策略、单位与用户，盯住每一个闭环，处置升级上报的问题。",
             "Run the county: policy, units and users; watch every loop; act on escalations.",
         ),
         "leader" => ("查看全县防控与经济运行情况。", "See the county's control work and economy at a glance."),
         "township_staff" => {
-            ("本乡镇的属地责任:网格、风险人员核查、居家隔离。", "Your township's locality duties: grids, risk-person checks, home isolation.")
+            ("本乡镇的属地责任：网格、风险人员核查、居家隔离。", "Your township's locality duties: grids, risk-person checks, home isolation.")
         }
         "grid_member" => ("本网格的入户核查与居家管控。", "House-by-house checks and home isolation in your grid."),
         "checkpoint_staff" => ("卡口登记货车、落地采样、赋码、交接。", "Check trucks in, take landing samples, issue codes, hand over."),
-        "escort" => ("点对点接返,接收与移交货车。", "Escort trucks point to point; accept and pass on custody."),
+        "escort" => ("点对点接返，接收与移交货车。", "Escort trucks point to point; accept and pass on custody."),
         "site_staff" => ("货车专用服务场地的进出登记与容量。", "Truck service site check-in, check-out and capacity."),
-        "enterprise" => ("提前报备货车,确认到达与离开。", "Pre-report trucks; confirm arrival and departure."),
+        "enterprise" => ("提前报备货车，确认到达与离开。", "Pre-report trucks; confirm arrival and departure."),
         "sampler" => ("采样登记、混管封管、送检。", "Register samples, seal pooled tubes, ship to labs."),
         "lab_staff" => ("接收样本、回传结果。", "Receive samples and post results."),
         "school_staff" => ("校园晨午检、出入管理与报告。", "Daily checks, entry control and reports for the school."),
@@ -140,7 +142,8 @@ fn shell_for(who: Option<&Principal>, lang: Lang, csrf: &str, path: &str, title:
         user: who.map(|p| NavUser { display_name: p.display_name.clone() }),
         nav,
         csrf: csrf.to_string(),
-        path: path.to_string(),
+        path: path.split('?').next().unwrap_or(path).to_string(),
+        here: path.to_string(),
         flash: None,
         error: None,
     }
@@ -165,7 +168,7 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let path = parts.uri.path().to_string();
+        let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| parts.uri.path().to_string());
         let to_login = || Redirect::to(&format!("/login?next={}", encode(&path))).into_response();
         let Some(token) = cookie(&parts.headers, crate::auth::SESSION_COOKIE) else {
             return Err(to_login());
@@ -244,7 +247,7 @@ impl FormData {
         } else {
             Err(Error::conflict(
                 "csrf_failed",
-                "页面已过期或请求来源不明,请刷新后重试",
+                "页面已过期或请求来源不明，请刷新后重试",
                 "the form expired or the request's origin is unknown; reload and try again",
             ))
         }
@@ -362,6 +365,7 @@ struct HomePage {
     unit: String,
     scope: String,
     policy: String,
+    duty: String,
     tiles: Vec<Tile>,
 }
 
@@ -428,11 +432,9 @@ async fn login_page(State(s): State<AppState>, headers: HeaderMap, RawQuery(q): 
     // Login CSRF: a pre-session token in a cookie must match the form's (double submit).
     let pre = cookie(&headers, PRE_COOKIE).map(str::to_string).unwrap_or_else(|| baton_store::vault::random_token(18));
     let next = query_map(&q).get("next").cloned().unwrap_or_else(|| "/".into());
-    let page = LoginPage {
-        shell: shell_for(None, lang, &pre, "/login", lang.t("login.title").to_string()),
-        next: safe_next(&next).to_string(),
-        username: String::new(),
-    };
+    let next = safe_next(&next).to_string();
+    let here = format!("/login?next={}", encode(&next));
+    let page = LoginPage { shell: shell_for(None, lang, &pre, &here, lang.t("login.title").to_string()), next, username: String::new() };
     let c = format!("{PRE_COOKIE}={pre}; Path=/login; HttpOnly; SameSite=Strict{}", if s.config.secure_cookies { "; Secure" } else { "" });
     ([(header::SET_COOKIE, c)], render(&page)).into_response()
 }
@@ -471,10 +473,11 @@ async fn switch_lang(State(s): State<AppState>, headers: HeaderMap, body: Bytes)
     let f = FormData::parse(&body)?;
     let lang = Lang::parse(&f.get("lang")).unwrap_or_default();
     if let Some(token) = cookie(&headers, crate::auth::SESSION_COOKIE)
-        && let Some((_, info)) = auth::session(&s.store, token, &req().request_id).await? {
-            f.check_csrf(&info.csrf)?;
-            auth::set_session_lang(&s.store, token, lang.code()).await?;
-        }
+        && let Some((_, info)) = auth::session(&s.store, token, &req().request_id).await?
+    {
+        f.check_csrf(&info.csrf)?;
+        auth::set_session_lang(&s.store, token, lang.code()).await?;
+    }
     let c = format!("lang={}; Path=/; Max-Age=31536000; SameSite=Lax", lang.code());
     Ok(([(header::SET_COOKIE, c)], Redirect::to(safe_next(&f.get("next")))).into_response())
 }
@@ -502,11 +505,8 @@ async fn home(State(s): State<AppState>, v: Viewer) -> UiResult {
         .filter(|(_, _, perm, _, _)| perm.is_none_or(|x| v.who.can(x)))
         .map(|(href, key, _, zh, en)| Tile { href, title: lang.t(key), text: lang.pick(zh, en) })
         .collect();
-    let mut shell = v.shell("nav.home");
-    let duty = role_duty(&v.who.role, lang);
-    if !duty.is_empty() {
-        shell.flash = Some(duty.to_string());
-    }
+    let shell = v.shell("nav.home");
+    let duty = role_duty(&v.who.role, lang).to_string();
     Ok(render(&HomePage {
         shell,
         name: v.who.display_name.clone(),
@@ -515,6 +515,7 @@ async fn home(State(s): State<AppState>, v: Viewer) -> UiResult {
         unit,
         scope: scope_text(&v.who.scope, lang),
         policy,
+        duty,
         tiles,
     }))
 }
@@ -597,7 +598,7 @@ async fn unit_form(s: &AppState, v: &Viewer, action: String, title: &str, vals: 
             Field::new("name", lang.t("common.name"), "text", val("name")),
             Field::select("kind", lang.t("common.kind"), val("kind"), kind_options(lang, false)),
             Field::new("division_code", lang.t("common.division"), "text", val("division_code"))
-                .hint(lang.pick("行政区划代码,如 140427101(百尺镇)", "Division code, e.g. 140427101 (百尺镇)")),
+                .hint(lang.pick("行政区划代码，如 140427101(百尺镇)", "Division code, e.g. 140427101 (百尺镇)")),
             Field::select("supervisor_id", lang.t("unit.supervisor"), val("supervisor_id"), supervisors),
             Field::new("address", lang.t("unit.address"), "text", val("address")),
             Field::new("active", lang.t("common.active"), "checkbox", val("active")),
@@ -971,7 +972,7 @@ async fn roles_view(s: &AppState, v: &Viewer, err: Option<(Error, &FormData)>) -
         action: "/admin/roles".into(),
         fields: vec![
             Field::new("name", lang.t("role.code"), "text", get("name")).hint(lang.pick(
-                "小写字母、数字、下划线;与已有自定义角色同名则更新它",
+                "小写字母、数字、下划线；与已有自定义角色同名则更新它",
                 "lowercase, digits, underscore; an existing custom role of that code is updated",
             )),
             Field::new("label_zh", lang.t("role.label_zh"), "text", get("label_zh")),
@@ -1242,7 +1243,7 @@ async fn policy_create(State(s): State<AppState>, v: Viewer, body: Bytes) -> UiR
     let f = form_of(&v, &body)?;
     let parsed = (|| -> Result<policy::PolicyInput, Error> {
         let params = serde_json::from_str(&f.get("params"))
-            .map_err(|e| Error::field("params", "malformed_json", format!("JSON 格式错误:{e}"), format!("malformed JSON: {e}")))?;
+            .map_err(|e| Error::field("params", "malformed_json", format!("JSON 格式错误：{e}"), format!("malformed JSON: {e}")))?;
         Ok(policy::PolicyInput { effective_from: parse_local("effective_from", &f.get("effective_from"))?, params, note: f.get("note") })
     })();
     let result = match parsed {

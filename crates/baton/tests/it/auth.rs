@@ -80,6 +80,22 @@ async fn disabling_and_password_reset_end_sessions(b: Backend) {
 }
 both!(password_reset_and_revocation_end_sessions, disabling_and_password_reset_end_sessions);
 
+async fn no_takeover_of_stronger_accounts(b: Backend) {
+    let app = spawn_app(b).await;
+    // The commander may manage users, but not an administrator who holds more rights.
+    let cmd = app.login("commander").await;
+    let (_, v) = cmd.get("/api/v1/users?q=admin").await;
+    let admin = v["users"].as_array().unwrap().iter().find(|u| u["username"] == "admin").unwrap()["id"].as_str().unwrap().to_string();
+    let unit = v["users"][0]["unit_id"].as_str().unwrap().to_string();
+    assert_eq!(cmd.post(&format!("/api/v1/users/{admin}/password"), json!({"password": "Taken-over-123"})).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(cmd.post(&format!("/api/v1/users/{admin}/revoke-sessions"), json!({})).await.0, StatusCode::FORBIDDEN);
+    let demote = json!({"username": "admin", "display_name": "x", "unit_id": unit, "role": "leader", "scope_kind": "unit", "disabled": true});
+    assert_eq!(cmd.put(&format!("/api/v1/users/{admin}"), demote).await.0, StatusCode::FORBIDDEN);
+    assert!(app.login_with("admin", baton::demo::DEMO_PASSWORD).await.is_ok());
+    app.stop().await;
+}
+both!(no_one_takes_over_a_stronger_account, no_takeover_of_stronger_accounts);
+
 async fn api_tokens(b: Backend) {
     let app = spawn_app(b).await;
     let cmd = app.login("commander").await;

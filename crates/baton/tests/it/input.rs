@@ -70,12 +70,18 @@ async fn bad_input(b: Backend) {
     assert_eq!(v["fields"]["password"]["code"], "password_length");
     // Bad path parameters and unknown routes are 4xx in the same shape.
     let (s, v) = c.get("/api/v1/units/not-a-uuid").await;
-    assert!(s.is_client_error(), "{s} {v}");
+    assert_eq!((s, v["error"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{v}");
     let (s, v) = c.get("/api/v1/nope").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(v["error"], "not_found");
-    let (s, _) = c.get("/api/v1/audit?before=abc").await;
-    assert!(s.is_client_error());
+    let (s, v) = c.get("/api/v1/audit?before=abc").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["fields"]["query"]["code"], "invalid_query");
+    let (s, v) = c.get("/api/v1/units?colour=red").await;
+    assert_eq!((s, v["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_input")), "{v}");
+    let r = c.raw(reqwest::Method::DELETE, "/api/v1/units").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "method_not_allowed");
     // Nothing changed: no unit, no user, no audit entry.
     assert_eq!(count_units(&c).await, before);
     assert_eq!(c.get("/api/v1/users?q=newbie").await.1["users"].as_array().unwrap().len(), 0);
@@ -110,9 +116,29 @@ async fn idempotency(b: Backend) {
     assert_eq!(r4.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let r5 = post("k-2", json!({"name": "", "kind": "school", "division_code": "140427100"})).await.unwrap();
     assert_eq!(r5.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let (s, v) = c.post("/api/v1/units", body).await;
+    let (s, v) = c.post("/api/v1/units", body.clone()).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(v["fields"]["name"]["code"], "name_taken");
+    // A key belongs to one route and one caller: the same key and body elsewhere is not a replay.
+    let r = c
+        .raw(reqwest::Method::POST, "/api/v1/grids")
+        .header("idempotency-key", "k-1")
+        .json(&json!({"village_code": "140427100200", "name": "网格"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "idempotency_key_reused");
+    let other = app.login("admin").await;
+    let r = other
+        .raw(reqwest::Method::POST, "/api/v1/units")
+        .header("idempotency-key", "k-1")
+        .json(&json!({"name": "壶关县第三中学", "kind": "school", "division_code": "140427100"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert!(r.headers().get("idempotent-replay").is_none());
     app.stop().await;
 }
 both!(a_retried_create_does_not_create_twice, idempotency);
