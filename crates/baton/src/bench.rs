@@ -233,7 +233,7 @@ async fn raw_insert(s: &Store, n: u64) -> bool {
 async fn bench_token(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
     let login = client
         .post(format!("{base}/api/v1/auth/login"))
-        .json(&serde_json::json!({"username": "commander", "password": demo::DEMO_PASSWORD}))
+        .json(&serde_json::json!({"username": "admin", "password": demo::DEMO_PASSWORD}))
         .send()
         .await?;
     let cookie = login

@@ -5,6 +5,7 @@
 //! `migrations/{sqlite,postgres}`. SQLite gets one writer connection (it has one writer
 //! anyway; a single connection avoids busy-retry storms) and a pool of readers.
 
+use crate::writer::{Job, Writer};
 use baton_domain::Error;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -12,12 +13,13 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Decode, Postgres, Row as _, Sqlite, Type};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite { write: SqlitePool, read: SqlitePool },
+    Sqlite { write: Arc<Writer>, read: SqlitePool },
     Postgres(PgPool),
 }
 
@@ -154,14 +156,15 @@ pub fn db_err(e: sqlx::Error) -> Error {
 }
 
 pub enum Tx {
-    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    /// A savepoint in the current group-commit batch (see `writer`).
+    Sqlite(Job),
     Postgres(sqlx::Transaction<'static, Postgres>),
 }
 
 impl Tx {
     pub async fn execute(&mut self, q: Q) -> Result<u64, Error> {
         match self {
-            Tx::Sqlite(t) => sqlite_query(q).execute(&mut **t).await.map(|r| r.rows_affected()),
+            Tx::Sqlite(j) => sqlite_query(q).execute(j.conn()?).await.map(|r| r.rows_affected()),
             Tx::Postgres(t) => pg_query(q).execute(&mut **t).await.map(|r| r.rows_affected()),
         }
         .map_err(db_err)
@@ -169,7 +172,7 @@ impl Tx {
 
     pub async fn fetch_optional(&mut self, q: Q) -> Result<Option<Row>, Error> {
         match self {
-            Tx::Sqlite(t) => sqlite_query(q).fetch_optional(&mut **t).await.map(|r| r.map(Row::Sqlite)),
+            Tx::Sqlite(j) => sqlite_query(q).fetch_optional(j.conn()?).await.map(|r| r.map(Row::Sqlite)),
             Tx::Postgres(t) => pg_query(q).fetch_optional(&mut **t).await.map(|r| r.map(Row::Postgres)),
         }
         .map_err(db_err)
@@ -181,7 +184,7 @@ impl Tx {
 
     pub async fn fetch_all(&mut self, q: Q) -> Result<Vec<Row>, Error> {
         match self {
-            Tx::Sqlite(t) => sqlite_query(q).fetch_all(&mut **t).await.map(|r| r.into_iter().map(Row::Sqlite).collect()),
+            Tx::Sqlite(j) => sqlite_query(q).fetch_all(j.conn()?).await.map(|r| r.into_iter().map(Row::Sqlite).collect()),
             Tx::Postgres(t) => pg_query(q).fetch_all(&mut **t).await.map(|r| r.into_iter().map(Row::Postgres).collect()),
         }
         .map_err(db_err)
@@ -189,10 +192,9 @@ impl Tx {
 
     pub async fn commit(self) -> Result<(), Error> {
         match self {
-            Tx::Sqlite(t) => t.commit().await,
-            Tx::Postgres(t) => t.commit().await,
+            Tx::Sqlite(j) => j.commit().await,
+            Tx::Postgres(t) => t.commit().await.map_err(db_err),
         }
-        .map_err(db_err)
     }
 }
 
@@ -220,7 +222,9 @@ impl Db {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let write = SqlitePoolOptions::new().max_connections(1).connect_with(base.clone()).await.map_err(db_err)?;
+        // Two writer connections: the group-commit writer's, and one for migrations and DDL.
+        let write = SqlitePoolOptions::new().max_connections(2).connect_with(base.clone()).await.map_err(db_err)?;
+        let write = Writer::new(write);
         let read = SqlitePoolOptions::new().max_connections(opts.max_connections.max(1)).connect_with(base.read_only(true)).await.map_err(db_err)?;
         Ok(Db::Sqlite { write, read })
     }
@@ -245,7 +249,7 @@ impl Db {
 
     pub async fn migrate(&self) -> Result<(), Error> {
         match self {
-            Db::Sqlite { write, .. } => sqlx::migrate!("./migrations/sqlite").run(write).await,
+            Db::Sqlite { write, .. } => sqlx::migrate!("./migrations/sqlite").run(write.pool()).await,
             Db::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await,
         }
         .map_err(|e| Error::internal(format!("migration: {e}")))
@@ -254,9 +258,8 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx, Error> {
         match self {
             Db::Sqlite { write, .. } => write.begin().await.map(Tx::Sqlite),
-            Db::Postgres(p) => p.begin().await.map(Tx::Postgres),
+            Db::Postgres(p) => p.begin().await.map(Tx::Postgres).map_err(db_err),
         }
-        .map_err(db_err)
     }
 
     pub async fn fetch_optional(&self, q: Q) -> Result<Option<Row>, Error> {
@@ -292,7 +295,7 @@ impl Db {
     pub async fn execute_raw(&self, sql: &str) -> Result<(), Error> {
         let sql = sqlx::AssertSqlSafe(sql.to_string());
         match self {
-            Db::Sqlite { write, .. } => sqlx::raw_sql(sql).execute(write).await.map(|_| ()),
+            Db::Sqlite { write, .. } => sqlx::raw_sql(sql).execute(write.pool()).await.map(|_| ()),
             Db::Postgres(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
         }
         .map_err(db_err)
@@ -306,7 +309,7 @@ impl Db {
     /// Pool figures for `/metrics`: (size, idle).
     pub fn pool_stats(&self) -> (u32, usize) {
         match self {
-            Db::Sqlite { read, write } => (read.size() + write.size(), read.num_idle() + write.num_idle()),
+            Db::Sqlite { read, write } => (read.size() + write.pool().size(), read.num_idle() + write.pool().num_idle()),
             Db::Postgres(p) => (p.size(), p.num_idle()),
         }
     }

@@ -12,6 +12,7 @@ pub mod principal;
 pub mod units;
 pub mod users;
 pub mod vault;
+pub mod writer;
 
 use baton_domain::Error;
 use baton_domain::clock::Clock;

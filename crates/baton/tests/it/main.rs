@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+mod concurrency;
 mod input;
 mod personal;
 mod platform;
