@@ -98,6 +98,53 @@ pub async fn login(
     Ok(NewSession { token, csrf, principal, expires_at })
 }
 
+/// A short-lived memory of who a session or token is, so that a read costs one query, not
+/// two. Entries live one second (real time), never past the session's or token's expiry
+/// (clock time), and every change that could alter them (logout, revocation, password,
+/// user or role change) empties the cache at once. Several app servers on one database
+/// may therefore honour a revocation made on another server up to one second late.
+#[derive(Default)]
+pub struct AuthCache {
+    map: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Cached>>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    principal: Principal,
+    session: Option<(String, String)>,
+    expires_at: Option<DateTime<Utc>>,
+    at: std::time::Instant,
+}
+
+const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+const CACHE_MAX: usize = 50_000;
+
+impl AuthCache {
+    fn get(&self, key: &[u8], now: DateTime<Utc>, request_id: &str) -> Option<Cached> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let c = map.get(key)?;
+        if c.at.elapsed() > CACHE_TTL || c.expires_at.is_some_and(|e| e <= now) {
+            return None;
+        }
+        let mut c = c.clone();
+        c.principal.request_id = request_id.to_string();
+        Some(c)
+    }
+
+    fn put(&self, key: Vec<u8>, c: Cached) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= CACHE_MAX {
+            map.clear();
+        }
+        map.insert(key, c);
+    }
+
+    /// Forget everything: called on every change to sessions, tokens, users or roles.
+    pub fn clear(&self) {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
 /// What a session cookie grants, looked up on every request.
 pub struct SessionInfo {
     pub csrf: String,
@@ -116,10 +163,11 @@ async fn session_principal(
 
 fn session_query(hash: &[u8], now: DateTime<Utc>) -> crate::db::Q {
     q!(
-        "SELECT s.csrf, s.lang, s.last_seen_at, u.id, u.username, u.display_name, u.unit_id, u.scope_kind, u.scope_code, r.name AS role, r.permissions
+        "SELECT s.csrf, s.lang, s.expires_at, u.id, u.username, u.display_name, u.unit_id, u.scope_kind, u.scope_code, r.name AS role, r.permissions
          FROM sessions s JOIN users u ON u.id = s.user_id JOIN roles r ON r.id = u.role_id
          WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND u.disabled = FALSE",
-        hash.to_vec(), now
+        hash.to_vec(),
+        now
     )
 }
 
@@ -145,13 +193,31 @@ fn principal_from_session(r: &Row, request_id: &str) -> Result<(Principal, Sessi
 }
 
 pub async fn session(store: &Store, token: &str, request_id: &str) -> Result<Option<(Principal, SessionInfo)>, Error> {
-    let r = store.db.fetch_optional(session_query(&token_hash(token), store.now())).await?;
-    r.map(|r| principal_from_session(&r, request_id)).transpose()
+    let hash = token_hash(token);
+    let now = store.now();
+    if let Some(c) = store.auth_cache.get(&hash, now, request_id) {
+        if let Some((csrf, lang)) = c.session {
+            return Ok(Some((c.principal, SessionInfo { csrf, lang })));
+        }
+    }
+    let Some(r) = store.db.fetch_optional(session_query(&hash, now)).await? else { return Ok(None) };
+    let (p, info) = principal_from_session(&r, request_id)?;
+    let expires_at: DateTime<Utc> = r.get("expires_at")?;
+    let cached = Cached {
+        principal: p.clone(),
+        session: Some((info.csrf.clone(), info.lang.clone())),
+        expires_at: Some(expires_at),
+        at: std::time::Instant::now(),
+    };
+    store.auth_cache.put(hash, cached);
+    Ok(Some((p, info)))
 }
 
 pub async fn set_session_lang(store: &Store, token: &str, lang: &str) -> Result<(), Error> {
     let lang = if lang == "en" { "en" } else { "zh" };
-    store.db.execute(q!("UPDATE sessions SET lang = $2 WHERE token_hash = $1", token_hash(token), lang)).await.map(|_| ())
+    store.db.execute(q!("UPDATE sessions SET lang = $2 WHERE token_hash = $1", token_hash(token), lang)).await?;
+    store.auth_cache.clear();
+    Ok(())
 }
 
 pub async fn logout(store: &Store, who: &Principal, token: &str) -> Result<(), Error> {
@@ -368,12 +434,18 @@ pub async fn revoke_token(store: &Store, who: &Principal, id: Uuid) -> Result<()
 /// The principal a bearer token stands for, if it is live.
 pub async fn token_principal(store: &Store, secret: &str, request_id: &str) -> Result<Option<Principal>, Error> {
     let now = store.now();
+    let hash = token_hash(secret);
+    if let Some(c) = store.auth_cache.get(&hash, now, request_id) {
+        if c.session.is_none() {
+            return Ok(Some(c.principal));
+        }
+    }
     let r = store
         .db
         .fetch_optional(q!(
-            "SELECT id, name, unit_id, scope_kind, scope_code, permissions, last_used_at FROM api_tokens
+            "SELECT id, name, unit_id, scope_kind, scope_code, permissions, last_used_at, expires_at FROM api_tokens
              WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
-            token_hash(secret),
+            hash.clone(),
             now
         ))
         .await?;
@@ -389,7 +461,7 @@ pub async fn token_principal(store: &Store, secret: &str, request_id: &str) -> R
     if last.is_none_or(|l| now - l > Duration::minutes(1)) {
         store.db.execute(q!("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1", id, now)).await?;
     }
-    Ok(Some(Principal {
+    let p = Principal {
         user_id: None,
         token_id: Some(id),
         name: format!("token:{name}"),
@@ -399,5 +471,8 @@ pub async fn token_principal(store: &Store, secret: &str, request_id: &str) -> R
         scope: scope_from_db(&kind, &code, unit_id),
         permissions: Permissions::from_db(&perms),
         request_id: request_id.to_string(),
-    }))
+    };
+    let expires_at: Option<DateTime<Utc>> = r.get("expires_at")?;
+    store.auth_cache.put(hash, Cached { principal: p.clone(), session: None, expires_at, at: std::time::Instant::now() });
+    Ok(Some(p))
 }

@@ -30,11 +30,13 @@ pub struct Store {
     pub db: Db,
     pub vault: Arc<Vault>,
     pub clock: Arc<dyn Clock>,
+    /// Recently looked-up sessions and tokens (see `auth::AuthCache`).
+    pub auth_cache: Arc<auth::AuthCache>,
 }
 
 impl Store {
     pub fn new(db: Db, vault: Arc<Vault>, clock: Arc<dyn Clock>) -> Self {
-        Self { db, vault, clock }
+        Self { db, vault, clock, auth_cache: Arc::new(auth::AuthCache::default()) }
     }
 
     /// Now, at the precision both databases keep.
@@ -45,8 +47,14 @@ impl Store {
     /// Begin a transaction, run `f`, append its audit entry, commit. Used by every write.
     pub async fn audited(&self, who: &Principal, entry: audit::Entry<'_>, tx: db::Tx) -> Result<(), Error> {
         let mut tx = tx;
+        // Changes to who someone is, or what they may do, must be seen at once.
+        let identity = ["session.", "user.", "token.", "role."].iter().any(|p| entry.action.starts_with(p));
         audit::append(&mut tx, &self.vault, self.now(), who, entry).await?;
-        tx.commit().await
+        tx.commit().await?;
+        if identity {
+            self.auth_cache.clear();
+        }
+        Ok(())
     }
 }
 
