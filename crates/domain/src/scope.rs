@@ -53,6 +53,18 @@ impl Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The SQL range condition and the in-memory check agree for every code and path.
+        #[test]
+        fn range_and_covers_agree(code in "[0-9]{0,12}", path in "[0-9]{0,15}") {
+            let s = Scope::Division { code: code.clone() };
+            let (lo, hi) = s.range().unwrap();
+            let in_range = lo.as_str() <= path.as_str() && path.as_str() < hi.as_str();
+            prop_assert_eq!(in_range, s.covers(&path, None));
+        }
+    }
 
     #[test]
     fn division_scope_covers_its_subtree_only() {

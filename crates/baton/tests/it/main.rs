@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+mod cli;
 mod concurrency;
 mod input;
 mod personal;
