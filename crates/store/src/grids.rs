@@ -28,6 +28,10 @@ pub struct GridInput {
 }
 
 pub async fn list(store: &Store, who: &Principal, village: Option<&str>) -> Result<Vec<Grid>, Error> {
+    // Grids name their members: those who manage grids or may see users.
+    if !who.can(Permission::GridsWrite) && !who.can(Permission::UsersRead) {
+        return Err(Error::Forbidden);
+    }
     let (lo, hi, unit) = scope_args(&who.scope);
     let rows = store
         .db
@@ -82,7 +86,9 @@ pub async fn create(store: &Store, who: &Principal, input: &GridInput) -> Result
         })?;
     }
     let mut tx = store.db.begin().await?;
-    let n: i64 = tx.fetch_one(q!("SELECT COUNT(*) AS n FROM grids WHERE village_code = $1", village.code)).await?.get("n")?;
+    // The next free number after the highest in use (grids are never deleted, so codes are never reused).
+    let last: Option<String> = tx.fetch_one(q!("SELECT MAX(code) AS last FROM grids WHERE village_code = $1", village.code)).await?.get("last")?;
+    let n: i64 = last.and_then(|c| c.get(12..).and_then(|x| x.parse().ok())).unwrap_or(0);
     if n >= 999 {
         return Err(Error::field("village_code", "too_many_grids", "该村网格数已达上限", "this village has the maximum number of grids"));
     }
