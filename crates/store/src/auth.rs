@@ -195,10 +195,10 @@ fn principal_from_session(r: &Row, request_id: &str) -> Result<(Principal, Sessi
 pub async fn session(store: &Store, token: &str, request_id: &str) -> Result<Option<(Principal, SessionInfo)>, Error> {
     let hash = token_hash(token);
     let now = store.now();
-    if let Some(c) = store.auth_cache.get(&hash, now, request_id) {
-        if let Some((csrf, lang)) = c.session {
-            return Ok(Some((c.principal, SessionInfo { csrf, lang })));
-        }
+    if let Some(c) = store.auth_cache.get(&hash, now, request_id)
+        && let Some((csrf, lang)) = c.session
+    {
+        return Ok(Some((c.principal, SessionInfo { csrf, lang })));
     }
     let Some(r) = store.db.fetch_optional(session_query(&hash, now)).await? else { return Ok(None) };
     let (p, info) = principal_from_session(&r, request_id)?;
@@ -346,35 +346,7 @@ pub async fn create_token(store: &Store, who: &Principal, input: &TokenInput) ->
     if input.expires_in_days.is_some_and(|d| !(1..=3650).contains(&d)) {
         c.0.push(FieldError::new("expires_in_days", "out_of_range", "有效期应为1到3650天", "must be 1 to 3650 days"));
     }
-    let unit = match crate::units::get(store, &Principal { permissions: Permissions::all(), ..who.clone() }, input.unit_id).await {
-        Ok(u) => Some(u),
-        Err(Error::NotFound(_)) => {
-            c.0.push(FieldError::new(
-                "unit_id",
-                "unit_unknown",
-                "单位不存在或不在您的辖区内",
-                "the unit does not exist or is outside your jurisdiction",
-            ));
-            None
-        }
-        Err(e) => return Err(e),
-    };
-    let scope = match (input.scope_kind.as_str(), &unit) {
-        ("unit", Some(u)) => Some(Scope::Unit { unit_id: u.id, division: u.division_code.clone() }),
-        ("division", _) => c.take(
-            baton_domain::division::Divisions::get_all()
-                .code("scope_code", &input.scope_code, &[])
-                .map(|d| Scope::Division { code: d.code.to_string() }),
-        ),
-        ("unit", None) => None,
-        (other, _) => {
-            c.0.push(FieldError::new("scope_kind", "scope_kind_unknown", format!("未知范围“{other}”"), format!("unknown scope \"{other}\"")));
-            None
-        }
-    };
-    if scope.as_ref().is_some_and(|s| !who.scope.contains_scope(s)) {
-        c.0.push(FieldError::new("scope_code", "outside_scope", "令牌范围超出您的辖区", "the token's scope is larger than your own"));
-    }
+    let (unit, scope) = crate::users::granted_unit_and_scope(store, who, &mut c, input.unit_id, &input.scope_kind, &input.scope_code).await?;
     c.done()?;
     let (Some(name), Some(perms), Some(unit), Some(scope)) = (name, perms, unit, scope) else {
         return Err(Error::internal("validation"));
@@ -435,10 +407,10 @@ pub async fn revoke_token(store: &Store, who: &Principal, id: Uuid) -> Result<()
 pub async fn token_principal(store: &Store, secret: &str, request_id: &str) -> Result<Option<Principal>, Error> {
     let now = store.now();
     let hash = token_hash(secret);
-    if let Some(c) = store.auth_cache.get(&hash, now, request_id) {
-        if c.session.is_none() {
-            return Ok(Some(c.principal));
-        }
+    if let Some(c) = store.auth_cache.get(&hash, now, request_id)
+        && c.session.is_none()
+    {
+        return Ok(Some(c.principal));
     }
     let r = store
         .db

@@ -31,6 +31,12 @@ pub struct RoleInput {
     pub permissions: Vec<String>,
 }
 
+impl Role {
+    pub fn permission_set(&self) -> Permissions {
+        Permissions(self.permissions.iter().filter_map(|p| Permission::parse(p)).collect())
+    }
+}
+
 fn role_from_row(r: &Row) -> Result<Role, Error> {
     let p: String = r.get("permissions")?;
     Ok(Role {
@@ -298,6 +304,51 @@ pub fn password_rule(field: &str, p: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// The unit and scope being granted to a new user or token: the unit must be one the
+/// granting user can see, and the scope no larger than their own. Problems go into `c`.
+pub(crate) async fn granted_unit_and_scope(
+    store: &Store,
+    who: &Principal,
+    c: &mut Check,
+    unit_id: Uuid,
+    scope_kind: &str,
+    scope_code: &str,
+) -> Result<(Option<crate::units::Unit>, Option<Scope>), Error> {
+    let unit = match crate::units::get(store, &Principal { permissions: Permissions::all(), ..who.clone() }, unit_id).await {
+        Ok(u) => Some(u),
+        Err(Error::NotFound(_)) => {
+            c.0.push(FieldError::new(
+                "unit_id",
+                "unit_unknown",
+                "单位不存在或不在您的辖区内",
+                "the unit does not exist or is outside your jurisdiction",
+            ));
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let scope = match (scope_kind, &unit) {
+        ("unit", Some(u)) => Some(Scope::Unit { unit_id: u.id, division: u.division_code.clone() }),
+        ("division", _) => c.take(
+            baton_domain::division::Divisions::get_all().code("scope_code", scope_code, &[]).map(|d| Scope::Division { code: d.code.to_string() }),
+        ),
+        ("unit", None) => None,
+        (other, _) => {
+            c.0.push(FieldError::new(
+                "scope_kind",
+                "scope_kind_unknown",
+                format!("未知范围“{other}”，应为 division 或 unit"),
+                format!("unknown scope \"{other}\"; use division or unit"),
+            ));
+            None
+        }
+    };
+    if scope.as_ref().is_some_and(|s| !who.scope.contains_scope(s)) {
+        c.0.push(FieldError::new("scope_code", "outside_scope", "授权范围超出您的辖区", "the scope is larger than your own"));
+    }
+    Ok((unit, scope))
+}
+
 struct Checked {
     username: String,
     display_name: String,
@@ -318,27 +369,11 @@ async fn check_input(store: &Store, who: &Principal, input: &UserInput, creating
     }
     let phone = if input.phone.trim().is_empty() { None } else { c.take(Phone::parse("phone", &input.phone)) };
     let id_number = if input.id_number.trim().is_empty() { None } else { c.take(IdNumber::parse("id_number", &input.id_number)) };
-    // The unit must be one the acting user can see.
-    let unit = crate::units::get(store, &Principal { permissions: Permissions::all(), ..who.clone() }, input.unit_id).await;
-    let unit = match unit {
-        Ok(u) => Some(u),
-        Err(Error::NotFound(_)) => {
-            c.0.push(FieldError::new(
-                "unit_id",
-                "unit_unknown",
-                "单位不存在或不在您的辖区内",
-                "the unit does not exist or is outside your jurisdiction",
-            ));
-            None
-        }
-        Err(e) => return Err(e),
-    };
     let role = role_by_name(store, input.role.trim()).await?;
     match &role {
         None => c.0.push(FieldError::new("role", "role_unknown", format!("未知角色“{}”", input.role), format!("unknown role \"{}\"", input.role))),
         Some(r) => {
-            let p = Permissions(r.permissions.iter().filter_map(|p| Permission::parse(p)).collect());
-            if !who.permissions.covers(&p) {
+            if !who.permissions.covers(&r.permission_set()) {
                 c.0.push(FieldError::new(
                     "role",
                     "exceeds_own",
@@ -348,29 +383,7 @@ async fn check_input(store: &Store, who: &Principal, input: &UserInput, creating
             }
         }
     }
-    let scope = match (input.scope_kind.as_str(), &unit) {
-        ("unit", Some(u)) => Some(Scope::Unit { unit_id: u.id, division: u.division_code.clone() }),
-        ("division", _) => c.take(
-            baton_domain::division::Divisions::get_all()
-                .code("scope_code", &input.scope_code, &[])
-                .map(|d| Scope::Division { code: d.code.to_string() }),
-        ),
-        ("unit", None) => None,
-        (other, _) => {
-            c.0.push(FieldError::new(
-                "scope_kind",
-                "scope_kind_unknown",
-                format!("未知范围“{other}”，应为 division 或 unit"),
-                format!("unknown scope \"{other}\"; use division or unit"),
-            ));
-            None
-        }
-    };
-    if let Some(s) = &scope
-        && !who.scope.contains_scope(s)
-    {
-        c.0.push(FieldError::new("scope_code", "outside_scope", "授权范围超出您的辖区", "the scope is larger than your own"));
-    }
+    let (unit, scope) = granted_unit_and_scope(store, who, &mut c, input.unit_id, &input.scope_kind, &input.scope_code).await?;
     c.done()?;
     match (uname, display, unit, role, scope) {
         (Some(username), Some(display_name), Some(u), Some(role), Some(scope)) => {
@@ -507,8 +520,7 @@ pub async fn update(store: &Store, who: &Principal, id: Uuid, input: &UserInput)
 /// (no taking over a stronger account by resetting its password or editing it).
 pub async fn require_not_stronger(store: &Store, who: &Principal, target: &User) -> Result<(), Error> {
     let role = role_by_name(store, &target.role).await?.ok_or(Error::NotFound("role"))?;
-    let p = Permissions(role.permissions.iter().filter_map(|p| Permission::parse(p)).collect());
-    if who.permissions.covers(&p) { Ok(()) } else { Err(Error::Forbidden) }
+    if who.permissions.covers(&role.permission_set()) { Ok(()) } else { Err(Error::Forbidden) }
 }
 
 pub async fn reset_password(store: &Store, who: &Principal, id: Uuid, password: &str) -> Result<(), Error> {
