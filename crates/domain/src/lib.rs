@@ -11,6 +11,7 @@ pub mod ident;
 pub mod policy;
 pub mod role;
 pub mod scope;
+pub mod trip;
 pub mod unit;
 
 pub use error::{Error, FieldError, Result};
