@@ -131,6 +131,13 @@ const PLATE_PROVINCES: &str = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣�
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Plate(String);
 
+impl<'de> serde::Deserialize<'de> for Plate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Plate::parse("plate", &s).map_err(|e| serde::de::Error::custom(e.en))
+    }
+}
+
 impl Plate {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
         let s: String = raw.chars().filter(|c| !c.is_whitespace() && *c != '·' && *c != '-').collect::<String>().to_uppercase();

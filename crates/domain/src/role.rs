@@ -30,6 +30,14 @@ permissions! {
     PolicyWrite = "policy.write", "编辑防控策略", "Edit policy";
     GridsWrite = "grids.write", "管理网格", "Manage grids";
     PersonalReveal = "personal.reveal", "查看完整个人信息", "Reveal personal data";
+    TripsRead = "trips.read", "查看货车行程", "View truck trips";
+    TripsReport = "trips.report", "报备货车", "Pre-report trucks";
+    TripsCheckIn = "trips.check_in", "卡口登记", "Check trucks in";
+    TripsHandle = "trips.handle", "交接与确认", "Hand over and confirm trips";
+    AlertsHandle = "alerts.handle", "处置告警", "Acknowledge and resolve alerts";
+    RiskAreasWrite = "risk_areas.write", "维护风险地区", "Maintain risk areas";
+    WhitelistRead = "whitelist.read", "查看白名单", "View the whitelist";
+    WhitelistWrite = "whitelist.write", "维护白名单", "Maintain the whitelist";
 }
 
 /// A set of permissions, stored as a sorted comma-separated list.
@@ -91,20 +99,58 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
         name: "commander",
         zh: "指挥部工作人员",
         en: "Command office staff",
-        permissions: &[UnitsRead, UnitsWrite, UsersRead, UsersWrite, AuditRead, PolicyRead, PolicyWrite, GridsWrite, PersonalReveal],
+        permissions: &[
+            UnitsRead,
+            UnitsWrite,
+            UsersRead,
+            UsersWrite,
+            AuditRead,
+            PolicyRead,
+            PolicyWrite,
+            GridsWrite,
+            PersonalReveal,
+            TripsRead,
+            TripsReport,
+            TripsCheckIn,
+            TripsHandle,
+            AlertsHandle,
+            RiskAreasWrite,
+            WhitelistRead,
+            WhitelistWrite,
+        ],
     },
-    BuiltinRole { name: "leader", zh: "县领导", en: "County leader", permissions: &[UnitsRead, UsersRead, AuditRead, PolicyRead] },
+    BuiltinRole {
+        name: "leader",
+        zh: "县领导",
+        en: "County leader",
+        permissions: &[UnitsRead, UsersRead, AuditRead, PolicyRead, TripsRead, WhitelistRead],
+    },
     BuiltinRole {
         name: "township_staff",
         zh: "乡镇工作人员",
         en: "Township staff",
-        permissions: &[UnitsRead, UsersRead, GridsWrite, PolicyRead, PersonalReveal],
+        permissions: &[UnitsRead, UsersRead, GridsWrite, PolicyRead, PersonalReveal, TripsRead, TripsHandle, AlertsHandle],
     },
     BuiltinRole { name: "grid_member", zh: "网格员", en: "Grid member", permissions: &[UnitsRead, PolicyRead] },
-    BuiltinRole { name: "checkpoint_staff", zh: "卡口工作人员", en: "Checkpoint staff", permissions: &[UnitsRead, PolicyRead] },
-    BuiltinRole { name: "escort", zh: "接返专员", en: "Escort", permissions: &[UnitsRead] },
-    BuiltinRole { name: "site_staff", zh: "服务场地工作人员", en: "Truck service site staff", permissions: &[UnitsRead] },
-    BuiltinRole { name: "enterprise", zh: "企业联络员", en: "Enterprise liaison", permissions: &[UnitsRead] },
+    BuiltinRole {
+        name: "checkpoint_staff",
+        zh: "卡口工作人员",
+        en: "Checkpoint staff",
+        permissions: &[UnitsRead, PolicyRead, TripsRead, TripsCheckIn, TripsHandle, AlertsHandle, WhitelistRead],
+    },
+    BuiltinRole { name: "escort", zh: "接返专员", en: "Escort", permissions: &[UnitsRead, TripsRead, TripsHandle, AlertsHandle] },
+    BuiltinRole {
+        name: "site_staff",
+        zh: "服务场地工作人员",
+        en: "Truck service site staff",
+        permissions: &[UnitsRead, TripsRead, TripsHandle, AlertsHandle],
+    },
+    BuiltinRole {
+        name: "enterprise",
+        zh: "企业联络员",
+        en: "Enterprise liaison",
+        permissions: &[UnitsRead, TripsRead, TripsReport, TripsHandle, AlertsHandle],
+    },
     BuiltinRole { name: "sampler", zh: "采样人员", en: "Sampling staff", permissions: &[UnitsRead] },
     BuiltinRole { name: "lab_staff", zh: "检测机构人员", en: "Lab staff", permissions: &[UnitsRead] },
     BuiltinRole { name: "school_staff", zh: "学校防疫专员", en: "School health officer", permissions: &[UnitsRead] },

@@ -273,7 +273,7 @@ fn plus_minutes(t: DateTime<Utc>, minutes: u32) -> DateTime<Utc> {
     t.checked_add_signed(Duration::minutes(i64::from(minutes))).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deadline {
     pub at: DateTime<Utc>,
     pub kind: DeadlineKind,
@@ -282,7 +282,7 @@ pub struct Deadline {
 }
 
 /// A proposed transfer of custody; the sender stays custodian until the receiver accepts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Handoff {
     pub id: Uuid,
     pub from: Uuid,
@@ -295,7 +295,7 @@ pub struct Handoff {
 }
 
 /// A handoff that is no longer pending, with how and when it ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HandoffRecord {
     pub handoff: Handoff,
     pub outcome: HandoffOutcome,
@@ -306,7 +306,7 @@ pub struct HandoffRecord {
 }
 
 /// One unit's stretch of custody. `to` is `None` while it holds the trip.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustodySpan {
     pub unit: Uuid,
     pub from: DateTime<Utc>,
@@ -317,7 +317,7 @@ pub struct CustodySpan {
 }
 
 /// How a closed trip ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Closure {
     pub at: DateTime<Utc>,
     /// The unit whose action closed it (exit checkpoint, township, quarantine site, …).
@@ -326,7 +326,7 @@ pub struct Closure {
 }
 
 /// What a checkpoint records when it checks a truck in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckIn {
     pub plate: Plate,
     pub trailer: Option<Plate>,
@@ -338,7 +338,7 @@ pub struct CheckIn {
 }
 
 /// What a cargo owner or receiver pre-reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     pub plate: Plate,
     pub trailer: Option<Plate>,
@@ -348,8 +348,8 @@ pub struct Report {
 }
 
 /// Something a unit does to a trip. The acting unit is `apply`'s `actor`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
     /// A checkpoint checks in a reported truck (walk-ins start with [`Trip::walk_in`]).
     CheckIn(CheckIn),
@@ -492,7 +492,7 @@ impl From<TransitionError> for Error {
 }
 
 /// A passed deadline: what broke, when it was due, who is answerable now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Breach {
     pub kind: BreachKind,
     pub due_at: DateTime<Utc>,
@@ -504,7 +504,7 @@ pub struct Breach {
     pub policy_version: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trip {
     pub id: Uuid,
     pub plate: Plate,

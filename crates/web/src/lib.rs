@@ -3,6 +3,9 @@
 //! binary; no external CDN.
 
 pub mod api;
+pub mod api_freight;
+pub mod api_risk;
+pub mod api_whitelist;
 pub mod auth;
 pub mod error;
 pub mod i18n;
@@ -36,7 +39,8 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let api = api::routes();
+    // One route file per module; `tests/openapi.rs` reads them all.
+    let api = api::routes().merge(api_freight::routes()).merge(api_risk::routes()).merge(api_whitelist::routes());
     Router::new()
         .nest("/api/v1", api)
         .merge(ui::routes())

@@ -77,7 +77,7 @@ pub struct Shell {
 }
 
 /// Pages, the permission that shows them, and the short text for the home tiles.
-const PAGES: &[(&str, &str, Option<Permission>, &str, &str)] = &[
+pub(crate) const PAGES: &[(&str, &str, Option<Permission>, &str, &str)] = &[
     ("/", "nav.home", None, "", ""),
     (
         "/admin/units",
@@ -102,7 +102,7 @@ const PAGES: &[(&str, &str, Option<Permission>, &str, &str)] = &[
 ];
 
 /// What each built-in role answers for, shown on its home page.
-fn role_duty(role: &str, lang: Lang) -> &'static str {
+pub(crate) fn role_duty(role: &str, lang: Lang) -> &'static str {
     let (zh, en) = match role {
         "admin" => ("维护单位、用户、角色、令牌与系统配置。", "Maintain units, users, roles, tokens and configuration."),
         "commander" => (
@@ -127,7 +127,7 @@ fn role_duty(role: &str, lang: Lang) -> &'static str {
     lang.pick(zh, en)
 }
 
-fn shell_for(who: Option<&Principal>, lang: Lang, csrf: &str, path: &str, title: String) -> Shell {
+pub(crate) fn shell_for(who: Option<&Principal>, lang: Lang, csrf: &str, path: &str, title: String) -> Shell {
     let nav = match who {
         Some(p) => PAGES
             .iter()
@@ -159,7 +159,7 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    fn shell(&self, title_key: &str) -> Shell {
+    pub(crate) fn shell(&self, title_key: &str) -> Shell {
         shell_for(Some(&self.who), self.lang, &self.csrf, &self.path, self.lang.t(title_key).to_string())
     }
 }
@@ -181,12 +181,12 @@ impl FromRequestParts<AppState> for Viewer {
     }
 }
 
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"/-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 /// Only same-site paths may be redirect targets.
-fn safe_next(next: &str) -> &str {
+pub(crate) fn safe_next(next: &str) -> &str {
     if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') { next } else { "/" }
 }
 
@@ -214,9 +214,9 @@ impl IntoResponse for UiError {
     }
 }
 
-type UiResult = Result<Response, UiError>;
+pub(crate) type UiResult = Result<Response, UiError>;
 
-fn render(t: &impl Template) -> Response {
+pub(crate) fn render(t: &impl Template) -> Response {
     match t.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
@@ -232,16 +232,16 @@ fn render(t: &impl Template) -> Response {
 pub struct FormData(Vec<(String, String)>);
 
 impl FormData {
-    fn parse(body: &Bytes) -> Result<Self, Error> {
+    pub(crate) fn parse(body: &Bytes) -> Result<Self, Error> {
         serde_urlencoded::from_bytes(body).map(FormData).map_err(|_| Error::conflict("bad_request", "表单无法解析", "the form could not be read"))
     }
-    fn get(&self, name: &str) -> String {
+    pub(crate) fn get(&self, name: &str) -> String {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default()
     }
-    fn all(&self, name: &str) -> Vec<String> {
+    pub(crate) fn all(&self, name: &str) -> Vec<String> {
         self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
     }
-    fn check_csrf(&self, expected: &str) -> Result<(), Error> {
+    pub(crate) fn check_csrf(&self, expected: &str) -> Result<(), Error> {
         if constant_time_eq(self.get("csrf").as_bytes(), expected.as_bytes()) {
             Ok(())
         } else {
@@ -254,7 +254,7 @@ impl FormData {
     }
 }
 
-fn form_of(v: &Viewer, body: &Bytes) -> Result<FormData, Error> {
+pub(crate) fn form_of(v: &Viewer, body: &Bytes) -> Result<FormData, Error> {
     let f = FormData::parse(body)?;
     f.check_csrf(&v.csrf)?;
     Ok(f)
@@ -266,13 +266,13 @@ pub struct Cell {
     pub pre: bool,
 }
 
-fn cell(t: impl Into<String>) -> Cell {
+pub(crate) fn cell(t: impl Into<String>) -> Cell {
     Cell { text: t.into(), href: None, pre: false }
 }
-fn link(t: impl Into<String>, href: impl Into<String>) -> Cell {
+pub(crate) fn link(t: impl Into<String>, href: impl Into<String>) -> Cell {
     Cell { text: t.into(), href: Some(href.into()), pre: false }
 }
-fn code(t: impl Into<String>) -> Cell {
+pub(crate) fn code(t: impl Into<String>) -> Cell {
     Cell { text: t.into(), href: None, pre: true }
 }
 
@@ -296,13 +296,13 @@ pub struct Field {
 }
 
 impl Field {
-    fn new(name: &'static str, label: &str, kind: &'static str, value: impl Into<String>) -> Self {
+    pub(crate) fn new(name: &'static str, label: &str, kind: &'static str, value: impl Into<String>) -> Self {
         Field { name, label: label.to_string(), kind, value: value.into(), options: Vec::new(), checked: Vec::new(), error: None, hint: None }
     }
-    fn select(name: &'static str, label: &str, value: impl Into<String>, options: Vec<(String, String)>) -> Self {
+    pub(crate) fn select(name: &'static str, label: &str, value: impl Into<String>, options: Vec<(String, String)>) -> Self {
         Field { options, ..Field::new(name, label, "select", value) }
     }
-    fn hint(mut self, h: impl Into<String>) -> Self {
+    pub(crate) fn hint(mut self, h: impl Into<String>) -> Self {
         self.hint = Some(h.into());
         self
     }
@@ -321,7 +321,7 @@ pub struct FormCard {
 }
 
 /// Put each field error next to its field; errors for fields not on the form go to the banner.
-fn attach_errors(shell: &mut Shell, forms: &mut [FormCard], e: &Error) {
+pub(crate) fn attach_errors(shell: &mut Shell, forms: &mut [FormCard], e: &Error) {
     let lang = shell.lang;
     shell.error = Some(match e {
         Error::Invalid(_) => lang.t("common.fix_errors").to_string(),
@@ -343,10 +343,10 @@ fn attach_errors(shell: &mut Shell, forms: &mut [FormCard], e: &Error) {
 
 #[derive(Template)]
 #[template(path = "login.html")]
-struct LoginPage {
-    shell: Shell,
-    next: String,
-    username: String,
+pub(crate) struct LoginPage {
+    pub(crate) shell: Shell,
+    pub(crate) next: String,
+    pub(crate) username: String,
 }
 
 pub struct Tile {
@@ -357,53 +357,53 @@ pub struct Tile {
 
 #[derive(Template)]
 #[template(path = "home.html")]
-struct HomePage {
-    shell: Shell,
-    name: String,
-    role: String,
-    role_label: String,
-    unit: String,
-    scope: String,
-    policy: String,
-    duty: String,
-    tiles: Vec<Tile>,
+pub(crate) struct HomePage {
+    pub(crate) shell: Shell,
+    pub(crate) name: String,
+    pub(crate) role: String,
+    pub(crate) role_label: String,
+    pub(crate) unit: String,
+    pub(crate) scope: String,
+    pub(crate) policy: String,
+    pub(crate) duty: String,
+    pub(crate) tiles: Vec<Tile>,
 }
 
 #[derive(Template)]
 #[template(path = "table.html")]
-struct TablePage {
-    shell: Shell,
-    create_href: Option<String>,
-    filters: Vec<Filter>,
-    columns: Vec<String>,
-    rows: Vec<Vec<Cell>>,
-    more_href: Option<String>,
-    forms: Vec<FormCard>,
+pub(crate) struct TablePage {
+    pub(crate) shell: Shell,
+    pub(crate) create_href: Option<String>,
+    pub(crate) filters: Vec<Filter>,
+    pub(crate) columns: Vec<String>,
+    pub(crate) rows: Vec<Vec<Cell>>,
+    pub(crate) more_href: Option<String>,
+    pub(crate) forms: Vec<FormCard>,
 }
 
 #[derive(Template)]
 #[template(path = "form.html")]
-struct FormPage {
-    shell: Shell,
-    forms: Vec<FormCard>,
+pub(crate) struct FormPage {
+    pub(crate) shell: Shell,
+    pub(crate) forms: Vec<FormCard>,
 }
 
 #[derive(Template)]
 #[template(path = "error.html")]
-struct ErrorPage {
-    shell: Shell,
-    message: String,
-    request_id: String,
+pub(crate) struct ErrorPage {
+    pub(crate) shell: Shell,
+    pub(crate) message: String,
+    pub(crate) request_id: String,
 }
 
-const CHINA: i32 = 8 * 3600;
+pub(crate) const CHINA: i32 = 8 * 3600;
 
-fn local(t: DateTime<Utc>) -> String {
+pub(crate) fn local(t: DateTime<Utc>) -> String {
     FixedOffset::east_opt(CHINA).map(|z| t.with_timezone(&z).format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| t.to_rfc3339())
 }
 
 /// A `datetime-local` value read as China time.
-fn parse_local(field: &str, s: &str) -> Result<DateTime<Utc>, Error> {
+pub(crate) fn parse_local(field: &str, s: &str) -> Result<DateTime<Utc>, Error> {
     let bad = || Error::field(field, "datetime_format", "时间格式应为 2022-11-11T08:00", "use a time like 2022-11-11T08:00");
     let n = NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%dT%H:%M")
         .or_else(|_| NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%dT%H:%M:%S"))
@@ -411,7 +411,7 @@ fn parse_local(field: &str, s: &str) -> Result<DateTime<Utc>, Error> {
     FixedOffset::east_opt(CHINA).and_then(|z| z.from_local_datetime(&n).single()).map(|t| t.with_timezone(&Utc)).ok_or_else(bad)
 }
 
-fn scope_text(s: &Scope, lang: Lang) -> String {
+pub(crate) fn scope_text(s: &Scope, lang: Lang) -> String {
     match s {
         Scope::Division { code } if code.is_empty() => lang.pick("全部", "everything").to_string(),
         Scope::Division { code } => format!("{} {}", code, Divisions::get_all().full_name(code)),
@@ -419,13 +419,13 @@ fn scope_text(s: &Scope, lang: Lang) -> String {
     }
 }
 
-fn query_map(q: &Option<String>) -> HashMap<String, String> {
+pub(crate) fn query_map(q: &Option<String>) -> HashMap<String, String> {
     q.as_deref().map(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).unwrap_or_default().into_iter().collect()).unwrap_or_default()
 }
 
 // ---------- login, logout, language ----------
 
-const PRE_COOKIE: &str = "baton_pre";
+pub(crate) const PRE_COOKIE: &str = "baton_pre";
 
 async fn login_page(State(s): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let lang = req().lang;
@@ -522,13 +522,13 @@ async fn home(State(s): State<AppState>, v: Viewer) -> UiResult {
 
 // ---------- units ----------
 
-fn kind_options(lang: Lang, with_all: bool) -> Vec<(String, String)> {
+pub(crate) fn kind_options(lang: Lang, with_all: bool) -> Vec<(String, String)> {
     let mut o: Vec<(String, String)> = if with_all { vec![(String::new(), lang.pick("全部", "All").to_string())] } else { vec![] };
     o.extend(UnitKind::ALL.iter().map(|k| (k.as_str().to_string(), k.label(lang.zh()).to_string())));
     o
 }
 
-fn kind_label(kind: &str, lang: Lang) -> String {
+pub(crate) fn kind_label(kind: &str, lang: Lang) -> String {
     UnitKind::parse(kind).map(|k| k.label(lang.zh()).to_string()).unwrap_or_else(|| kind.to_string())
 }
 
@@ -608,7 +608,7 @@ async fn unit_form(s: &AppState, v: &Viewer, action: String, title: &str, vals: 
     })
 }
 
-fn unit_input(f: &FormData) -> Result<units::UnitInput, Error> {
+pub(crate) fn unit_input(f: &FormData) -> Result<units::UnitInput, Error> {
     let sup = f.get("supervisor_id");
     Ok(units::UnitInput {
         name: f.get("name"),
@@ -631,7 +631,7 @@ async fn unit_new(State(s): State<AppState>, v: Viewer) -> UiResult {
     Ok(render(&FormPage { shell: v.shell("nav.units"), forms: vec![form] }))
 }
 
-fn form_vals(f: &FormData, names: &[&'static str]) -> HashMap<&'static str, String> {
+pub(crate) fn form_vals(f: &FormData, names: &[&'static str]) -> HashMap<&'static str, String> {
     names.iter().map(|n| (*n, f.get(n))).collect()
 }
 
@@ -783,7 +783,7 @@ async fn user_form(s: &AppState, v: &Viewer, action: String, title: &str, vals: 
     Ok(FormCard { id: "user-form", title: title.to_string(), action, fields, submit: lang.t("common.save").into(), note: None })
 }
 
-fn user_input(f: &FormData) -> Result<users::UserInput, Error> {
+pub(crate) fn user_input(f: &FormData) -> Result<users::UserInput, Error> {
     Ok(users::UserInput {
         username: f.get("username"),
         display_name: f.get("display_name"),
@@ -798,7 +798,8 @@ fn user_input(f: &FormData) -> Result<users::UserInput, Error> {
     })
 }
 
-const USER_FIELDS: &[&str] = &["username", "display_name", "unit_id", "role", "scope_kind", "scope_code", "phone", "id_number", "disabled"];
+pub(crate) const USER_FIELDS: &[&str] =
+    &["username", "display_name", "unit_id", "role", "scope_kind", "scope_code", "phone", "id_number", "disabled"];
 
 async fn user_new(State(s): State<AppState>, v: Viewer) -> UiResult {
     v.who.require(Permission::UsersWrite)?;
@@ -943,7 +944,7 @@ async fn user_revoke_sessions(State(s): State<AppState>, v: Viewer, Path(id): Pa
 
 // ---------- roles ----------
 
-fn permission_options(lang: Lang) -> Vec<(String, String)> {
+pub(crate) fn permission_options(lang: Lang) -> Vec<(String, String)> {
     Permission::ALL.iter().map(|p| (p.as_str().to_string(), format!("{} ({})", p.label(lang.zh()), p.as_str()))).collect()
 }
 
@@ -1361,7 +1362,7 @@ async fn divisions_page(v: Viewer, RawQuery(q): RawQuery) -> UiResult {
     Ok(render(&page))
 }
 
-fn division_row(x: &baton_domain::division::Division, lang: Lang) -> Vec<Cell> {
+pub(crate) fn division_row(x: &baton_domain::division::Division, lang: Lang) -> Vec<Cell> {
     let level = match x.level {
         Level::Province => lang.pick("省", "province"),
         Level::City => lang.pick("市", "city"),
