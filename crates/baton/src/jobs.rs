@@ -20,12 +20,36 @@ pub async fn housekeeping(store: &Store) -> Result<u64, baton_domain::Error> {
     Ok(n)
 }
 
+/// The deadline watcher's period: a breach is raised within this long of its deadline.
+const WATCH_SECONDS: u64 = 10;
+
 pub async fn run(store: Store, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(WATCH_SECONDS));
+    let mut n: u64 = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|v| *v) => return,
+        }
+        n += 1;
+        // On a manual clock (tests, simulation) time moves only when told, so whoever moves it
+        // runs the watcher too (`alerts::sweep`); sweeping on wall-clock ticks would race them.
+        let sweep = if store.clock.is_manual() { Ok(Default::default()) } else { baton_store::alerts::sweep(&store, store.now()).await };
+        match sweep {
+            Ok(r) => {
+                if r.raised > 0 || r.escalated > 0 {
+                    tracing::info!(raised = r.raised, escalated = r.escalated, trips = r.trips_checked, "deadline watcher");
+                }
+            }
+            Err(e) => {
+                metrics.jobs_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "deadline watcher failed");
+            }
+        }
+        metrics.jobs_run.fetch_add(1, Ordering::Relaxed);
+        // Housekeeping once a minute.
+        if n % (60 / WATCH_SECONDS) != 0 {
+            continue;
         }
         metrics.jobs_pending.store(1, Ordering::Relaxed);
         match housekeeping(&store).await {

@@ -4,6 +4,7 @@
 //! newtype here (`IdNumber`, `Phone`, `DivisionCode`, …); past the edge nothing
 //! is a raw string.
 
+pub mod classify;
 pub mod clock;
 pub mod division;
 pub mod error;

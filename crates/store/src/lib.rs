@@ -2,6 +2,7 @@
 //! repository module takes the acting `Principal`, checks permission and scope in SQL,
 //! writes, and appends the audit entry in the same transaction.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod db;
@@ -9,6 +10,7 @@ pub mod grids;
 pub mod idempotency;
 pub mod policy;
 pub mod principal;
+pub mod trips;
 pub mod units;
 pub mod users;
 pub mod vault;

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use uuid::Uuid;
 
-type ApiResult = Result<Response, AppError>;
+pub(crate) type ApiResult = Result<Response, AppError>;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -115,11 +115,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
     }
 }
 
-fn ok(v: impl serde::Serialize) -> ApiResult {
+pub(crate) fn ok(v: impl serde::Serialize) -> ApiResult {
     Ok(Json(v).into_response())
 }
 
-fn created(v: impl serde::Serialize) -> ApiResult {
+pub(crate) fn created(v: impl serde::Serialize) -> ApiResult {
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
@@ -131,7 +131,7 @@ async fn not_found() -> AppError {
 /// replays the first answer; the same key with another route or body is refused. Keys
 /// belong to one user or one token (by id, never by name). Not used where the answer holds
 /// a secret (token creation): the stored answer would keep it.
-async fn once<F, Fut>(state: &AppState, c: &Caller, route: &str, headers: &HeaderMap, raw: &[u8], f: F) -> ApiResult
+pub(crate) async fn once<F, Fut>(state: &AppState, c: &Caller, route: &str, headers: &HeaderMap, raw: &[u8], f: F) -> ApiResult
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ApiResult>,

@@ -1,8 +1,66 @@
-//! JSON API routes of one module, merged under `/api/v1` by `crate::router`.
+//! The freight loop's JSON API: pre-report, check-in, the trip's transitions (handoffs,
+//! arrival, departure, exit…), and the alerts its broken links raise.
 
 use crate::AppState;
+use crate::api::{ApiResult, Body, Id, Qs, created, ok, once};
+use crate::auth::Caller;
 use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use baton_store::{alerts, trips};
+use serde::Deserialize;
+use serde_json::json;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/trips", get(list_trips).post(report))
+        .route("/trips/check-in", post(check_in))
+        .route("/trips/{id}", get(get_trip))
+        .route("/trips/{id}/actions", post(act))
+        .route("/alerts", get(list_alerts))
+        .route("/alerts/{id}/acknowledge", post(acknowledge))
+        .route("/alerts/{id}/resolve", post(resolve))
+}
+
+async fn list_trips(State(s): State<AppState>, c: Caller, Qs(f): Qs<trips::TripFilter>) -> ApiResult {
+    ok(json!({"trips": trips::list(&s.store, &c.who, &f).await?}))
+}
+
+async fn report(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<trips::ReportInput>) -> ApiResult {
+    once(&s, &c, "POST /trips", &h, &raw, || async { created(trips::report(&s.store, &c.who, &input).await?) }).await
+}
+
+/// A retried check-in (same Idempotency-Key) returns the first answer; without a key the
+/// one-open-trip-per-plate rule still refuses a second trip.
+async fn check_in(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<trips::CheckInInput>) -> ApiResult {
+    once(&s, &c, "POST /trips/check-in", &h, &raw, || async { created(trips::check_in(&s.store, &c.who, &input).await?) }).await
+}
+
+async fn get_trip(State(s): State<AppState>, c: Caller, Id(id): Id) -> ApiResult {
+    ok(trips::get(&s.store, &c.who, id).await?)
+}
+
+/// One transition, by the caller's unit: `{"action": "propose_handoff", "to": …, "purpose": "escort"}`,
+/// `{"action": "accept_handoff"}`, `{"action": "confirm_arrival"}`, `{"action": "exit_scan"}`, …
+async fn act(State(s): State<AppState>, c: Caller, Id(id): Id, Body(action, _): Body<serde_json::Value>) -> ApiResult {
+    ok(trips::act(&s.store, &c.who, id, action).await?)
+}
+
+async fn list_alerts(State(s): State<AppState>, c: Caller, Qs(f): Qs<alerts::AlertFilter>) -> ApiResult {
+    ok(json!({"alerts": alerts::list(&s.store, &c.who, &f).await?}))
+}
+
+async fn acknowledge(State(s): State<AppState>, c: Caller, Id(id): Id) -> ApiResult {
+    ok(alerts::acknowledge(&s.store, &c.who, id).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveInput {
+    note: String,
+}
+
+async fn resolve(State(s): State<AppState>, c: Caller, Id(id): Id, Body(input, _): Body<ResolveInput>) -> ApiResult {
+    ok(alerts::resolve(&s.store, &c.who, id, &input.note).await?)
 }

@@ -15,8 +15,11 @@ static API_ALL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n == "api.rs" || (n.starts_with("api_") && n.ends_with(".rs"))))
         .collect();
     files.sort();
-    files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect::<Vec<_>>().join("\n")
+    files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect::<Vec<_>>().join(END_OF_FILE)
 });
+
+/// Between two route files, so that a handler's body never runs into the next file.
+const END_OF_FILE: &str = "\n//@ end of file\n";
 
 fn api_rs() -> &'static str {
     API_ALL.as_str()
@@ -98,8 +101,11 @@ fn routes() -> BTreeMap<String, BTreeMap<String, String>> {
 fn handler_body(name: &str) -> &'static str {
     let start = api_rs().find(&format!("async fn {name}(")).unwrap_or_else(|| panic!("handler {name} not found in api.rs"));
     let rest = &api_rs()[start + 1..];
-    let end =
-        ["\nasync fn ", "\nfn ", "\npub fn ", "\nstruct ", "\n#[derive", "\n// -"].iter().filter_map(|p| rest.find(p)).min().unwrap_or(rest.len());
+    let end = ["\nasync fn ", "\nfn ", "\npub fn ", "\nstruct ", "\n#[derive", "\n// -", END_OF_FILE]
+        .iter()
+        .filter_map(|p| rest.find(p))
+        .min()
+        .unwrap_or(rest.len());
     &api_rs()[start..start + 1 + end]
 }
 

@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod cli;
 mod concurrency;
+mod freight;
 mod input;
 mod personal;
 mod platform;

@@ -1,0 +1,291 @@
+//! The freight loop through the API on the manual clock: pre-report, check-in with
+//! classification, escort, destination, exit; every breach kind raised by the deadline
+//! watcher and escalated up the ladder; out-of-order and foreign transitions refused.
+use baton_testkit::{Backend, Session, TestApp, both, spawn_app};
+use chrono::Duration;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn unit(s: &Session, name: &str) -> String {
+    let (_, v) = s.get(&format!("/api/v1/units?q={name}")).await;
+    v["units"].as_array().unwrap().iter().find(|u| u["name"] == name).unwrap_or_else(|| panic!("no unit {name}: {v}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn now(app: &TestApp) -> chrono::DateTime<chrono::Utc> {
+    baton_domain::clock::Clock::now(&*app.clock)
+}
+
+fn crew(code: &str) -> Value {
+    json!([{"name": "张师傅", "id_number": "11010519491231002X", "phone": "13912345678", "health_code": code}])
+}
+
+struct Parties {
+    cmd: Session,
+    checkpoint: Session,
+    escort: Session,
+    enterprise: Session,
+    dest: String,
+    escort_unit: String,
+    checkpoint_unit: String,
+}
+
+async fn parties(app: &TestApp) -> Parties {
+    let cmd = app.login("commander").await;
+    let dest = unit(&cmd, "壶关县太行钢材贸易有限公司").await;
+    let escort_unit = unit(&cmd, "壶关县交通运输局").await;
+    let checkpoint_unit = unit(&cmd, "龙泉高速出口卡口").await;
+    Parties {
+        checkpoint: app.login("checkpoint").await,
+        escort: app.login("escort").await,
+        enterprise: app.login("enterprise").await,
+        cmd,
+        dest,
+        escort_unit,
+        checkpoint_unit,
+    }
+}
+
+async fn check_in(app: &TestApp, p: &Parties, plate: &str, code: &str, eta_h: i64) -> Value {
+    let body = json!({"plate": plate, "destination_id": p.dest, "eta": (now(app) + Duration::hours(eta_h)).to_rfc3339(), "crew": crew(code),
+                      "test_taken_at": (now(app) - Duration::hours(10)).to_rfc3339(), "risk": "none", "landing_tube": "LT-000001"});
+    let (s, v) = p.checkpoint.post("/api/v1/trips/check-in", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    v
+}
+
+async fn act(s: &Session, id: &str, action: Value) -> (StatusCode, Value) {
+    s.post(&format!("/api/v1/trips/{id}/actions"), action).await
+}
+
+async fn closed_loop_walk(b: Backend) {
+    let app = spawn_app(b).await;
+    let p = parties(&app).await;
+    // The cargo owner pre-reports; the checkpoint finds it by plate.
+    let (s, r) = p.enterprise.post("/api/v1/trips", json!({"plate": "晋D12345", "destination_id": p.dest, "expected_at": (now(&app) + Duration::hours(2)).to_rfc3339(), "crew": crew("green")})).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(r["state"], "reported");
+    assert_eq!(r["crew"][0]["id_number"], "110105********002X");
+    let v = check_in(&app, &p, "晋D12345", "yellow", 3).await;
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(id, r["id"].as_str().unwrap(), "the reported trip is checked in, not a new one");
+    assert_eq!(v["class"], "closed_loop");
+    assert_eq!(v["reasons"][0]["code"], "yellow_code");
+    assert_eq!(v["custodian"], p.checkpoint_unit);
+    assert_eq!(v["landing_tube"], "LT-000001");
+    // Exit before arrival is refused and changes nothing.
+    let (s, e) = act(&p.checkpoint, &id, json!({"action": "exit_scan"})).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(e["error"].as_str().unwrap().starts_with("exit_before"), "{e}");
+    // Checkpoint → escort: proposed, then accepted by the escort only.
+    let (s, v) = act(&p.checkpoint, &id, json!({"action": "propose_handoff", "to": p.escort_unit, "purpose": "escort"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["custodian"], p.checkpoint_unit, "the sender stays custodian until acceptance");
+    let (s, e) = act(&p.enterprise, &id, json!({"action": "accept_handoff"})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "a handoff meant for another unit");
+    assert!(e["error"].as_str().unwrap().contains("not_for_you") || e["error"] == "no_pending_handoff", "{e}");
+    let (s, v) = act(&p.escort, &id, json!({"action": "accept_handoff"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["state"], "escort_assigned");
+    assert_eq!(v["custodian"], p.escort_unit);
+    let (s, _) = act(&p.escort, &id, json!({"action": "accept_handoff"})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "a second acceptance");
+    // Destination confirms arrival and departure; the exit checkpoint closes the loop.
+    app.clock.advance(Duration::hours(1));
+    let (s, v) = act(&p.enterprise, &id, json!({"action": "confirm_arrival"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["state"], "at_destination");
+    assert_eq!(v["custodian"], p.dest);
+    app.clock.advance(Duration::hours(2));
+    let (_, v) = act(&p.enterprise, &id, json!({"action": "confirm_departure"})).await;
+    assert_eq!(v["state"], "departed");
+    app.clock.advance(Duration::minutes(40));
+    let (s, v) = act(&p.checkpoint, &id, json!({"action": "exit_scan"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["state"], "exited");
+    assert!(v["deadline"].is_null());
+    // The chain: who held it, from when to when, with no gap.
+    let chain = v["chain"].as_array().unwrap();
+    let holders: Vec<&str> = chain.iter().map(|s| s["unit"].as_str().unwrap_or_else(|| panic!("{chain:?}"))).collect();
+    assert_eq!(holders, [p.enterprise.body["user"]["unit_id"].as_str().unwrap(), &p.checkpoint_unit, &p.escort_unit, &p.dest, &p.checkpoint_unit]);
+    for w in chain.windows(2) {
+        assert_eq!(w[0]["to"], w[1]["from"]);
+    }
+    // A closed trip cannot change; nothing was breached, so the watcher raises nothing.
+    let (s, e) = act(&p.enterprise, &id, json!({"action": "confirm_departure"})).await;
+    assert_eq!((s, e["error"].as_str()), (StatusCode::CONFLICT, Some("trip_closed")));
+    app.clock.advance(Duration::days(2));
+    let r = baton_store::alerts::sweep(&app.store, now(&app)).await.unwrap();
+    assert_eq!(r.raised, 0);
+    let cmd = app.login("commander").await;
+    let (_, a) = cmd.get(&format!("/api/v1/audit?object_id={id}")).await;
+    let actions: Vec<&str> = a["entries"].as_array().unwrap().iter().rev().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        [
+            "trip.report",
+            "trip.check_in",
+            "trip.propose_handoff",
+            "trip.accept_handoff",
+            "trip.confirm_arrival",
+            "trip.confirm_departure",
+            "trip.exit_scan"
+        ]
+    );
+    app.stop().await;
+}
+both!(a_closed_loop_truck_walks_from_check_in_to_exit, closed_loop_walk);
+
+async fn classes_and_retries(b: Backend) {
+    let app = spawn_app(b).await;
+    let p = parties(&app).await;
+    let v = check_in(&app, &p, "晋D00001", "green", 2).await;
+    assert_eq!(v["class"], "pass");
+    let v = check_in(&app, &p, "晋D00002", "red", 2).await;
+    assert_eq!(v["class"], "isolate");
+    assert_eq!(v["reasons"][0]["code"], "red_code");
+    // The same truck again: refused, no second trip.
+    let body = json!({"plate": "晋D00001", "destination_id": p.dest, "eta": (now(&app) + Duration::hours(2)).to_rfc3339(), "crew": crew("green"), "risk": "none", "landing_tube": "LT-2"});
+    let (s, e) = p.checkpoint.post("/api/v1/trips/check-in", body.clone()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["fields"]["plate"]["code"], "trip_open_for_plate");
+    // A retried check-in with its idempotency key returns the first answer.
+    let body = json!({"plate": "晋DF12345", "destination_id": p.dest, "eta": (now(&app) + Duration::hours(2)).to_rfc3339(), "crew": crew("green"), "risk": "low", "landing_tube": "LT-3"});
+    let send = || p.checkpoint.raw(reqwest::Method::POST, "/api/v1/trips/check-in").header("idempotency-key", "ci-1").json(&body).send();
+    let a: Value = send().await.unwrap().json().await.unwrap();
+    let r2 = send().await.unwrap();
+    assert_eq!(r2.headers()["idempotent-replay"], "true");
+    let b2: Value = r2.json().await.unwrap();
+    assert_eq!(a["id"], b2["id"]);
+    assert_eq!(a["class"], "closed_loop");
+    let (_, list) = p.cmd.get("/api/v1/trips?plate=晋DF12345").await;
+    assert_eq!(list["trips"].as_array().unwrap().len(), 1);
+    // Bad input: plates, ID numbers, colours, unknown destination — field errors, nothing written.
+    let bad = json!({"plate": "晋D1234", "destination_id": uuid::Uuid::now_v7(), "eta": (now(&app) + Duration::hours(2)).to_rfc3339(),
+                     "crew": [{"name": "", "id_number": "110105194912310021", "health_code": "blue"}], "risk": "none", "landing_tube": ""});
+    let (s, e) = p.checkpoint.post("/api/v1/trips/check-in", bad).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    for f in ["plate", "destination_id", "crew[0].name", "crew[0].id_number", "crew[0].health_code", "landing_tube"] {
+        assert!(e["fields"][f].is_object(), "no error for {f}: {e}");
+    }
+    // Only checkpoints check trucks in; the enterprise may not.
+    let (s, _) = p
+        .enterprise
+        .post("/api/v1/trips/check-in", json!({"plate": "晋D00003", "eta": now(&app).to_rfc3339(), "risk": "none", "landing_tube": "x"}))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (_, all) = p.cmd.get("/api/v1/trips").await;
+    assert_eq!(all["trips"].as_array().unwrap().len(), 3);
+    app.stop().await;
+}
+both!(check_in_classifies_and_retries_do_not_duplicate, classes_and_retries);
+
+async fn breaches(b: Backend) {
+    let mut app = spawn_app(b).await;
+    let p = parties(&app).await;
+    let sweep = |app: &TestApp| {
+        let store = app.store.clone();
+        let t = now(app);
+        async move { baton_store::alerts::sweep(&store, t).await.unwrap() }
+    };
+    // 1. Reported but never checked in.
+    p.enterprise.post("/api/v1/trips", json!({"plate": "晋D10001", "destination_id": p.dest, "expected_at": (now(&app) + Duration::hours(1)).to_rfc3339(), "crew": crew("green")})).await;
+    // 2. Checked in, never arrives (pass: ETA + 60 min slack).
+    let noarr = check_in(&app, &p, "晋D10002", "green", 1).await["id"].as_str().unwrap().to_string();
+    // 3. A handoff nobody accepts (30 min).
+    let ho = check_in(&app, &p, "晋D10003", "yellow", 5).await["id"].as_str().unwrap().to_string();
+    act(&p.checkpoint, &ho, json!({"action": "propose_handoff", "to": p.escort_unit, "purpose": "escort"})).await;
+    // 4. Arrives and overstays (closed loop: 6 h).
+    let over = check_in(&app, &p, "晋D10004", "yellow", 1).await["id"].as_str().unwrap().to_string();
+    act(&p.checkpoint, &over, json!({"action": "propose_handoff", "to": p.escort_unit, "purpose": "escort"})).await;
+    act(&p.escort, &over, json!({"action": "accept_handoff"})).await;
+    let (s, v) = act(&p.enterprise, &over, json!({"action": "confirm_arrival"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // 5. Departs and is never seen at an exit (120 min).
+    let noexit = check_in(&app, &p, "晋D10005", "green", 1).await["id"].as_str().unwrap().to_string();
+    act(&p.enterprise, &noexit, json!({"action": "confirm_arrival"})).await;
+    let (s, v) = act(&p.enterprise, &noexit, json!({"action": "confirm_departure"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(sweep(&app).await.raised, 0, "nothing is due yet");
+    // A restart loses no pending deadline.
+    app.restart().await;
+    app.clock.advance(Duration::minutes(31));
+    assert_eq!(sweep(&app).await.raised, 1, "the handoff acceptance");
+    app.clock.advance(Duration::minutes(100));
+    let r = sweep(&app).await;
+    assert_eq!(r.raised, 3, "not checked in, no arrival, no exit: {r:?}");
+    assert_eq!(sweep(&app).await.raised, 0, "raising is idempotent");
+    app.clock.advance(Duration::hours(5));
+    let kinds = |v: &Value| {
+        let mut k: Vec<String> = v["alerts"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap().to_string()).collect();
+        k.sort();
+        k
+    };
+    sweep(&app).await;
+    let cmd = app.login("commander").await;
+    let (_, all) = cmd.get("/api/v1/alerts").await;
+    // The unaccepted escort trip also missed its arrival.
+    assert_eq!(kinds(&all), ["handoff_not_accepted", "no_arrival", "no_arrival", "no_exit", "not_checked_in", "overstay"]);
+    let trips_of = |kind: &str| {
+        let mut t: Vec<String> =
+            all["alerts"].as_array().unwrap().iter().filter(|a| a["kind"] == kind).map(|a| a["trip_id"].as_str().unwrap().to_string()).collect();
+        t.sort();
+        t
+    };
+    let trip_of = |kind: &str| trips_of(kind).join(",");
+    let mut both_late = vec![noarr.clone(), ho.clone()];
+    both_late.sort();
+    assert_eq!(trips_of("no_arrival"), both_late);
+    assert_eq!(trip_of("handoff_not_accepted"), ho);
+    assert_eq!(trip_of("overstay"), over);
+    assert_eq!(trip_of("no_exit"), noexit);
+    // Each went first to the custodian; the unacknowledged ones climbed to the command office.
+    let a = all["alerts"].as_array().unwrap().iter().find(|a| a["kind"] == "no_arrival" && a["trip_id"] == noarr.as_str()).unwrap();
+    assert_eq!(a["custodian_id"], p.checkpoint_unit);
+    assert_eq!(a["level"], 2);
+    assert_eq!(a["recipient_name"], "壶关县疫情防控指挥部办公室");
+    app.stop().await;
+}
+both!(every_breach_kind_is_raised_once_and_escalates, breaches);
+
+async fn escalation_ladder(b: Backend) {
+    let app = spawn_app(b).await;
+    let p = parties(&app).await;
+    let id = check_in(&app, &p, "晋D20001", "green", 1).await["id"].as_str().unwrap().to_string();
+    let sweep = || baton_store::alerts::sweep(&app.store, now(&app));
+    app.clock.advance(Duration::minutes(121));
+    assert_eq!(sweep().await.unwrap().raised, 1);
+    let (_, v) = p.checkpoint.get("/api/v1/alerts?mine=true").await;
+    let alert = v["alerts"][0].clone();
+    assert_eq!((alert["kind"].as_str(), alert["level"].as_i64()), (Some("no_arrival"), Some(0)));
+    let aid = alert["id"].as_str().unwrap().to_string();
+    // 30 min unacknowledged: to the checkpoint's supervising unit (交通物流专班).
+    app.clock.advance(Duration::minutes(31));
+    assert_eq!(sweep().await.unwrap().escalated, 1);
+    let (_, v) = p.cmd.get(&format!("/api/v1/alerts?trip_id={id}")).await;
+    assert_eq!(v["alerts"][0]["level"], 1);
+    assert_eq!(v["alerts"][0]["recipient_name"], "交通物流专班");
+    // Acknowledging stops the climb.
+    let (s, v) = p.checkpoint.post(&format!("/api/v1/alerts/{aid}/acknowledge"), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["acknowledged_by"], "checkpoint");
+    app.clock.advance(Duration::hours(3));
+    assert_eq!(sweep().await.unwrap().escalated, 0);
+    // Resolving needs a note; a resolved alert stays resolved.
+    let (s, e) = p.checkpoint.post(&format!("/api/v1/alerts/{aid}/resolve"), json!({"note": ""})).await;
+    assert_eq!((s, e["fields"]["note"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("required")));
+    let (s, v) = p.checkpoint.post(&format!("/api/v1/alerts/{aid}/resolve"), json!({"note": "司机手机没电，已联系上，车辆已到达"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["resolved_at"].is_string());
+    assert_eq!(p.checkpoint.post(&format!("/api/v1/alerts/{aid}/resolve"), json!({"note": "again"})).await.0, StatusCode::CONFLICT);
+    // A township outside the trip's locality and parties sees neither the trip nor its alert.
+    let baichi = app.login("baichi").await;
+    assert_eq!(baichi.get(&format!("/api/v1/trips/{id}")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(baichi.get("/api/v1/alerts").await.1["alerts"].as_array().unwrap().len(), 0);
+    assert_eq!(baichi.post(&format!("/api/v1/alerts/{aid}/acknowledge"), json!({})).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(act(&baichi, &id, json!({"action": "confirm_arrival"})).await.0, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+both!(unacknowledged_alerts_climb_the_ladder_until_someone_acts, escalation_ladder);

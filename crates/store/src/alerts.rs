@@ -1,0 +1,348 @@
+//! Breaches and escalation. The deadline watcher raises an alert for every passed
+//! deadline of an open trip (once: an alert is identified by trip, kind and due time), to
+//! the custodian; an alert nobody acknowledges climbs the ladder of the policy in force —
+//! the custodian's supervising unit, then the command office — until someone acts.
+
+use crate::db::Row;
+use crate::{Principal, Store, audit, q, scope_args, text_field};
+use baton_domain::Error;
+use baton_domain::role::Permission;
+use baton_domain::trip::Trip;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Trips looked at per pass, so that one pass never holds the writer for long.
+const BATCH: i64 = 500;
+
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct SweepReport {
+    pub trips_checked: u64,
+    pub raised: u64,
+    pub escalated: u64,
+}
+
+/// The command office of the county holding `jurisdiction` (the longest matching prefix).
+async fn command_office(tx: &mut crate::db::Tx, jurisdiction: &str) -> Result<Option<Uuid>, Error> {
+    let rows = tx.fetch_all(q!("SELECT id, jurisdiction FROM units WHERE kind = 'command_office' AND active = TRUE")).await?;
+    let mut best: Option<(usize, Uuid)> = None;
+    for r in &rows {
+        let j: String = r.get("jurisdiction")?;
+        if jurisdiction.starts_with(&j) && best.is_none_or(|(n, _)| j.len() > n) {
+            best = Some((j.len(), r.get("id")?));
+        }
+    }
+    Ok(best.map(|b| b.1))
+}
+
+fn ladder_minutes(store_policy: &baton_domain::policy::PolicyParams, level: i64) -> Option<i64> {
+    store_policy.escalation.ladder_minutes.get(usize::try_from(level).ok()?).map(|m| i64::from(*m))
+}
+
+/// One pass of the deadline watcher at `now`: raise what is due, escalate what is ignored.
+/// Safe to run concurrently and repeatedly: raising is idempotent, escalation checks `level`.
+pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<SweepReport, Error> {
+    let mut rep = SweepReport::default();
+    let policy = crate::policy::current(store, now).await?;
+    let sys = Principal::system("deadline-watcher");
+    loop {
+        let rows = store.db.fetch_all(q!("SELECT id FROM trips WHERE sweep_at <= $1 ORDER BY sweep_at LIMIT $2", now, BATCH)).await?;
+        if rows.is_empty() {
+            break;
+        }
+        let mut tx = store.db.begin().await?;
+        for r in &rows {
+            let id: Uuid = r.get("id")?;
+            let Some(t) = tx.fetch_optional(q!("SELECT data, jurisdiction FROM trips WHERE id = $1", id)).await? else { continue };
+            let data: String = t.get("data")?;
+            let jurisdiction: String = t.get("jurisdiction")?;
+            let stored: serde_json::Value = serde_json::from_str(&data).map_err(Error::internal)?;
+            let trip: Trip = serde_json::from_value(stored["trip"].clone()).map_err(Error::internal)?;
+            rep.trips_checked += 1;
+            for b in trip.due_breaches(now) {
+                let escalate_at = ladder_minutes(&policy.params, 0).map(|m| now + Duration::minutes(m));
+                let n = tx
+                    .execute(q!(
+                        "INSERT INTO alerts (id, trip_id, kind, due_at, raised_at, custodian_id, handoff_id, receiver_id, level, recipient_id, escalate_at, jurisdiction, policy_version)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $6, $9, $10, $11)
+                         ON CONFLICT (trip_id, kind, due_at) DO NOTHING",
+                        Uuid::now_v7(),
+                        trip.id,
+                        b.kind.as_str(),
+                        b.due_at,
+                        now,
+                        b.custodian,
+                        b.handoff,
+                        b.receiver,
+                        escalate_at,
+                        jurisdiction.clone(),
+                        b.policy_version
+                    ))
+                    .await?;
+                if n == 1 {
+                    rep.raised += 1;
+                    let detail = serde_json::json!({"trip": trip.id, "kind": b.kind.as_str(), "due_at": b.due_at, "custodian": b.custodian});
+                    audit::append(
+                        &mut tx,
+                        &store.vault,
+                        now,
+                        &sys,
+                        audit::Entry {
+                            action: "alert.raise",
+                            object_type: "trip",
+                            object_id: trip.id.to_string(),
+                            jurisdiction: &jurisdiction,
+                            detail,
+                        },
+                    )
+                    .await?;
+                }
+            }
+            // Next look: the earliest deadline still ahead (a passed one stays raised).
+            let next = trip.deadlines().into_iter().map(|d| d.at).filter(|at| *at > now).min();
+            tx.execute(q!("UPDATE trips SET sweep_at = $2 WHERE id = $1", id, next)).await?;
+        }
+        tx.commit().await?;
+        if (rows.len() as i64) < BATCH {
+            break;
+        }
+    }
+    // Escalation: unacknowledged, unresolved alerts whose rung has run out. A late pass
+    // (after downtime) climbs every rung that ran out meanwhile, each timed from the last.
+    for _rung in 0..3 {
+        let due = store
+            .db
+            .fetch_all(q!(
+                "SELECT id FROM alerts WHERE escalate_at <= $1 AND acknowledged_at IS NULL AND resolved_at IS NULL ORDER BY escalate_at LIMIT 5000",
+                now
+            ))
+            .await?;
+        if due.is_empty() {
+            break;
+        }
+        let mut tx = store.db.begin().await?;
+        for r in &due {
+            let id: Uuid = r.get("id")?;
+            let Some(a) = tx.fetch_optional(q!("SELECT level, recipient_id, jurisdiction, trip_id, kind, escalate_at FROM alerts WHERE id = $1 AND acknowledged_at IS NULL AND resolved_at IS NULL", id)).await? else {
+                continue;
+            };
+            let level: i64 = a.get("level")?;
+            let recipient: Uuid = a.get("recipient_id")?;
+            let jurisdiction: String = a.get("jurisdiction")?;
+            let cmd = command_office(&mut tx, &jurisdiction).await?;
+            let supervisor: Option<Uuid> = tx
+                .fetch_optional(q!("SELECT supervisor_id FROM units WHERE id = $1", recipient))
+                .await?
+                .map(|r| r.get("supervisor_id"))
+                .transpose()?
+                .flatten();
+            // Level 1 is the supervising unit (or straight to the command office if there is none); level 2 the command office.
+            let (new_level, to) = match (level, supervisor) {
+                (0, Some(s)) if Some(s) != cmd => (1, Some(s)),
+                _ => (2, cmd),
+            };
+            let Some(to) = to.filter(|t| *t != recipient || new_level == 2) else {
+                tx.execute(q!("UPDATE alerts SET escalate_at = NULL WHERE id = $1", id)).await?;
+                continue;
+            };
+            let rung_ran_out: DateTime<Utc> = a.get::<Option<DateTime<Utc>>>("escalate_at")?.unwrap_or(now);
+            let next = if new_level >= 2 { None } else { ladder_minutes(&policy.params, new_level).map(|m| rung_ran_out + Duration::minutes(m)) };
+            tx.execute(q!("UPDATE alerts SET level = $2, recipient_id = $3, escalate_at = $4 WHERE id = $1", id, new_level, to, next)).await?;
+            rep.escalated += 1;
+            let trip: Uuid = a.get("trip_id")?;
+            let kind: String = a.get("kind")?;
+            let detail = serde_json::json!({"alert": id, "kind": kind, "level": new_level, "to": to});
+            audit::append(
+                &mut tx,
+                &store.vault,
+                now,
+                &sys,
+                audit::Entry { action: "alert.escalate", object_type: "trip", object_id: trip.to_string(), jurisdiction: &jurisdiction, detail },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(rep)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub id: Uuid,
+    pub trip_id: Uuid,
+    pub plate: String,
+    pub kind: String,
+    pub due_at: DateTime<Utc>,
+    pub raised_at: DateTime<Utc>,
+    pub custodian_id: Uuid,
+    pub custodian_name: String,
+    pub level: i64,
+    pub recipient_id: Uuid,
+    pub recipient_name: String,
+    pub escalate_at: Option<DateTime<Utc>>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledged_by: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub resolved_by: Option<String>,
+    pub note: String,
+    pub policy_version: i64,
+}
+
+fn alert_from_row(r: &Row) -> Result<Alert, Error> {
+    Ok(Alert {
+        id: r.get("id")?,
+        trip_id: r.get("trip_id")?,
+        plate: r.get("plate")?,
+        kind: r.get("kind")?,
+        due_at: r.get("due_at")?,
+        raised_at: r.get("raised_at")?,
+        custodian_id: r.get("custodian_id")?,
+        custodian_name: r.get("custodian_name")?,
+        level: r.get("level")?,
+        recipient_id: r.get("recipient_id")?,
+        recipient_name: r.get("recipient_name")?,
+        escalate_at: r.get("escalate_at")?,
+        acknowledged_at: r.get("acknowledged_at")?,
+        acknowledged_by: r.get("acknowledged_by")?,
+        resolved_at: r.get("resolved_at")?,
+        resolved_by: r.get("resolved_by")?,
+        note: r.get("note")?,
+        policy_version: r.get("policy_version")?,
+    })
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertFilter {
+    /// Only unresolved alerts.
+    pub open: Option<bool>,
+    pub trip_id: Option<Uuid>,
+    /// Only alerts addressed to the caller's unit now.
+    pub mine: Option<bool>,
+    pub kind: Option<String>,
+}
+
+/// Alerts inside the caller's scope, or addressed to or about their unit.
+pub async fn list(store: &Store, who: &Principal, f: &AlertFilter) -> Result<Vec<Alert>, Error> {
+    who.require(Permission::TripsRead)?;
+    let (lo, hi, unit) = scope_args(&who.scope);
+    let mine = if f.mine == Some(true) { who.unit_id } else { None };
+    let rows = store
+        .db
+        .fetch_all(q!(
+            "SELECT a.id, a.trip_id, t.plate, a.kind, a.due_at, a.raised_at, a.custodian_id, c.name AS custodian_name, a.level, a.recipient_id,
+                    r.name AS recipient_name, a.escalate_at, a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, a.note, a.policy_version
+             FROM alerts a JOIN trips t ON t.id = a.trip_id JOIN units c ON c.id = a.custodian_id JOIN units r ON r.id = a.recipient_id
+             WHERE ((a.jurisdiction >= $1 AND a.jurisdiction < $2) OR a.recipient_id = $3 OR a.custodian_id = $3 OR a.recipient_id = $4 OR a.custodian_id = $4)
+               AND ($5 IS NULL OR ($5 = TRUE AND a.resolved_at IS NULL) OR ($5 = FALSE AND a.resolved_at IS NOT NULL))
+               AND ($6 IS NULL OR a.trip_id = $6) AND ($7 IS NULL OR a.recipient_id = $7) AND ($8 IS NULL OR a.kind = $8)
+             ORDER BY a.raised_at DESC LIMIT 1000",
+            lo,
+            hi,
+            unit,
+            who.unit_id,
+            f.open,
+            f.trip_id,
+            mine,
+            f.kind.clone().filter(|k| !k.is_empty())
+        ))
+        .await?;
+    rows.iter().map(alert_from_row).collect()
+}
+
+async fn get_visible(store: &Store, who: &Principal, id: Uuid) -> Result<Alert, Error> {
+    who.require(Permission::TripsRead)?;
+    let (lo, hi, unit) = scope_args(&who.scope);
+    let r = store
+        .db
+        .fetch_optional(q!(
+            "SELECT a.id, a.trip_id, t.plate, a.kind, a.due_at, a.raised_at, a.custodian_id, c.name AS custodian_name, a.level, a.recipient_id,
+                    r.name AS recipient_name, a.escalate_at, a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, a.note, a.policy_version
+             FROM alerts a JOIN trips t ON t.id = a.trip_id JOIN units c ON c.id = a.custodian_id JOIN units r ON r.id = a.recipient_id
+             WHERE a.id = $5 AND ((a.jurisdiction >= $1 AND a.jurisdiction < $2) OR a.recipient_id = $3 OR a.custodian_id = $3 OR a.recipient_id = $4 OR a.custodian_id = $4)",
+            lo,
+            hi,
+            unit,
+            who.unit_id,
+            id
+        ))
+        .await?
+        .ok_or(Error::NotFound("alert"))?;
+    alert_from_row(&r)
+}
+
+/// "Seen, acting on it": stops the climb up the ladder.
+pub async fn acknowledge(store: &Store, who: &Principal, id: Uuid) -> Result<Alert, Error> {
+    who.require(Permission::AlertsHandle)?;
+    let a = get_visible(store, who, id).await?;
+    if a.resolved_at.is_some() {
+        return Err(Error::conflict("alert_resolved", "告警已处置完毕", "the alert is already resolved"));
+    }
+    if a.acknowledged_at.is_some() {
+        return Ok(a);
+    }
+    let mut tx = store.db.begin().await?;
+    tx.execute(q!(
+        "UPDATE alerts SET acknowledged_at = $2, acknowledged_by = $3, escalate_at = NULL WHERE id = $1 AND acknowledged_at IS NULL",
+        id,
+        store.now(),
+        who.name.clone()
+    ))
+    .await?;
+    let j = jurisdiction_of(store, id).await?;
+    store
+        .audited(
+            who,
+            audit::Entry {
+                action: "alert.acknowledge",
+                object_type: "alert",
+                object_id: id.to_string(),
+                jurisdiction: &j,
+                detail: serde_json::json!({"trip": a.trip_id, "kind": a.kind}),
+            },
+            tx,
+        )
+        .await?;
+    get_visible(store, who, id).await
+}
+
+/// Closed with a note saying what was done.
+pub async fn resolve(store: &Store, who: &Principal, id: Uuid, note: &str) -> Result<Alert, Error> {
+    who.require(Permission::AlertsHandle)?;
+    let note = text_field("note", note, 1, 500).map_err(|e| Error::Invalid(vec![e]))?;
+    let a = get_visible(store, who, id).await?;
+    if a.resolved_at.is_some() {
+        return Err(Error::conflict("alert_resolved", "告警已处置完毕", "the alert is already resolved"));
+    }
+    let now = store.now();
+    let mut tx = store.db.begin().await?;
+    tx.execute(q!(
+        "UPDATE alerts SET resolved_at = $2, resolved_by = $3, note = $4, escalate_at = NULL,
+                acknowledged_at = COALESCE(acknowledged_at, $2), acknowledged_by = COALESCE(acknowledged_by, $3)
+         WHERE id = $1 AND resolved_at IS NULL",
+        id,
+        now,
+        who.name.clone(),
+        note.clone()
+    ))
+    .await?;
+    let j = jurisdiction_of(store, id).await?;
+    store
+        .audited(
+            who,
+            audit::Entry {
+                action: "alert.resolve",
+                object_type: "alert",
+                object_id: id.to_string(),
+                jurisdiction: &j,
+                detail: serde_json::json!({"trip": a.trip_id, "kind": a.kind, "note": note}),
+            },
+            tx,
+        )
+        .await?;
+    get_visible(store, who, id).await
+}
+
+async fn jurisdiction_of(store: &Store, id: Uuid) -> Result<String, Error> {
+    store.db.fetch_one(q!("SELECT jurisdiction FROM alerts WHERE id = $1", id)).await?.get("jurisdiction")
+}

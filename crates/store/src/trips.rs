@@ -1,0 +1,570 @@
+//! The freight loop's trips in the store. The domain's `Trip` value is the truth (kept as
+//! JSON in `data`); the columns beside it exist for queries: scope, the deadline watcher's
+//! `sweep_at`, the one-open-trip-per-plate index. Every change loads the trip, applies the
+//! domain transition, and writes it back only if nobody changed it meanwhile (`rev`), with
+//! its audit entry, in one transaction.
+
+use crate::db::{Row, Tx};
+use crate::{Check, Principal, Store, audit, q, scope_args, text_field};
+use baton_domain::classify::{CodeColour, Evidence, Reason, RiskExposure, classify};
+use baton_domain::ident::{IdNumber, PersonalKind, Phone, Plate, mask_kind};
+use baton_domain::policy::PolicyVersion;
+use baton_domain::role::Permission;
+use baton_domain::trip::{Action, CheckIn, Report, Trip, TripRules, TripState};
+use baton_domain::unit::UnitKind;
+use baton_domain::{Error, FieldError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+const ID_AAD: &str = "trip_crew.id_number";
+const PHONE_AAD: &str = "trip_crew.phone";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrewInput {
+    pub name: String,
+    pub id_number: String,
+    #[serde(default)]
+    pub phone: String,
+    /// The health-code colour the member shows (at check-in).
+    #[serde(default)]
+    pub health_code: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CrewView {
+    pub seq: i64,
+    pub name: String,
+    /// Masked; see `users::reveal` for the pattern of revealing.
+    pub id_number: String,
+    pub phone: Option<String>,
+    pub health_code: Option<String>,
+}
+
+/// A pre-report by a cargo owner or receiver (提前报备).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportInput {
+    pub plate: String,
+    #[serde(default)]
+    pub trailer: Option<String>,
+    pub destination_id: Uuid,
+    pub expected_at: DateTime<Utc>,
+    pub crew: Vec<CrewInput>,
+}
+
+/// What the checkpoint records (落地核酸 + 分类): a pre-reported truck by plate, or a walk-in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckInInput {
+    pub plate: String,
+    #[serde(default)]
+    pub trailer: Option<String>,
+    /// Required for a walk-in; for a pre-reported truck it must match the report if given.
+    #[serde(default)]
+    pub destination_id: Option<Uuid>,
+    pub eta: DateTime<Utc>,
+    /// Crew as seen at the checkpoint (for a pre-reported truck, the reported crew is kept when empty).
+    #[serde(default)]
+    pub crew: Vec<CrewInput>,
+    /// The latest negative test certificate's time, if any.
+    #[serde(default)]
+    pub test_taken_at: Option<DateTime<Utc>>,
+    /// The worst risk-area stay in the look-back window (`none`, `low`, `medium`, `high`).
+    pub risk: RiskExposure,
+    #[serde(default)]
+    pub whitelisted: bool,
+    #[serde(default)]
+    pub antigen_positive: bool,
+    /// The landing test's tube barcode (落地核酸).
+    pub landing_tube: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TripView {
+    #[serde(flatten)]
+    pub trip: Trip,
+    pub jurisdiction: String,
+    pub crew: Vec<CrewView>,
+    /// Why the class was chosen (empty before check-in).
+    pub reasons: Vec<Reason>,
+    pub landing_tube: Option<String>,
+}
+
+/// What the store keeps beside the domain value.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Extra {
+    reasons: Vec<Reason>,
+    landing_tube: Option<String>,
+    evidence: Option<Evidence>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stored {
+    trip: Trip,
+    #[serde(default)]
+    extra: Extra,
+}
+
+fn actor_unit(who: &Principal) -> Result<Uuid, Error> {
+    who.unit_id.ok_or(Error::Forbidden)
+}
+
+async fn unit_kind_and_division(tx: &mut Tx, id: Uuid) -> Result<Option<(String, String)>, Error> {
+    let r = tx.fetch_optional(q!("SELECT kind, jurisdiction FROM units WHERE id = $1 AND active = TRUE", id)).await?;
+    r.map(|r| Ok((r.get("kind")?, r.get("jurisdiction")?))).transpose()
+}
+
+async fn policy_now(store: &Store) -> Result<PolicyVersion, Error> {
+    crate::policy::current(store, store.now()).await
+}
+
+fn parse_plate(c: &mut Check, field: &str, s: &str) -> Option<Plate> {
+    c.take(Plate::parse(field, s))
+}
+
+struct CrewChecked {
+    name: String,
+    id: IdNumber,
+    phone: Option<Phone>,
+    health_code: Option<CodeColour>,
+}
+
+fn check_crew(c: &mut Check, crew: &[CrewInput], need_code: bool) -> Vec<CrewChecked> {
+    if crew.len() > 5 {
+        c.0.push(FieldError::new("crew", "too_many", "司乘人员最多 5 人", "at most 5 crew members"));
+    }
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for (i, m) in crew.iter().enumerate() {
+        let name = c.take(text_field(&format!("crew[{i}].name"), &m.name, 1, 40));
+        let id = c.take(IdNumber::parse(&format!("crew[{i}].id_number"), &m.id_number));
+        let phone = if m.phone.trim().is_empty() { None } else { c.take(Phone::parse(&format!("crew[{i}].phone"), &m.phone)) };
+        let code = match (&m.health_code, need_code) {
+            (Some(s), _) => c.take(CodeColour::parse(s.trim()).map(Some).ok_or_else(|| {
+                FieldError::new(
+                    format!("crew[{i}].health_code"),
+                    "health_code_unknown",
+                    "健康码颜色应为 green、yellow 或 red",
+                    "health code must be green, yellow or red",
+                )
+            })),
+            (None, true) => {
+                c.0.push(FieldError::required(format!("crew[{i}].health_code")));
+                None
+            }
+            (None, false) => Some(None),
+        };
+        if let Some(id) = &id {
+            if seen.contains(id) {
+                c.0.push(FieldError::new(format!("crew[{i}].id_number"), "duplicate", "同一人员重复登记", "the same person is listed twice"));
+            }
+            seen.push(id.clone());
+        }
+        if let (Some(name), Some(id), Some(health_code)) = (name, id, code) {
+            out.push(CrewChecked { name, id, phone, health_code });
+        }
+    }
+    out
+}
+
+async fn insert_crew(store: &Store, tx: &mut Tx, trip: Uuid, crew: &[CrewChecked]) -> Result<(), Error> {
+    tx.execute(q!("DELETE FROM trip_crew WHERE trip_id = $1", trip)).await?;
+    for (i, m) in crew.iter().enumerate() {
+        let phone = m.phone.as_ref().map(|p| store.vault.seal(PHONE_AAD, p.as_str())).transpose()?;
+        tx.execute(q!(
+            "INSERT INTO trip_crew (id, trip_id, seq, name, id_number_enc, id_number_bidx, phone_enc, health_code) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            Uuid::now_v7(),
+            trip,
+            i as i64,
+            m.name.clone(),
+            store.vault.seal(ID_AAD, m.id.as_str())?,
+            store.vault.blind_index("id_number", m.id.as_str()),
+            phone,
+            m.health_code.map(|c| serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+async fn add_parties(tx: &mut Tx, trip: &Trip) -> Result<(), Error> {
+    let mut units: Vec<Uuid> = trip.chain.iter().map(|s| s.unit).collect();
+    units.push(trip.destination);
+    units.extend(trip.reporter);
+    units.extend(trip.entry_checkpoint);
+    units.extend(trip.pending.as_ref().map(|p| p.to));
+    units.sort();
+    units.dedup();
+    for u in units {
+        tx.execute(q!("INSERT INTO trip_parties (trip_id, unit_id) VALUES ($1, $2) ON CONFLICT (trip_id, unit_id) DO NOTHING", trip.id, u)).await?;
+    }
+    Ok(())
+}
+
+fn sweep_at(trip: &Trip) -> Option<DateTime<Utc>> {
+    trip.next_due().map(|d| d.at)
+}
+
+async fn insert_trip(tx: &mut Tx, trip: &Trip, jurisdiction: &str, extra: &Extra, now: DateTime<Utc>) -> Result<(), Error> {
+    let data = serde_json::to_string(&Stored { trip: trip.clone(), extra: extra.clone() }).map_err(Error::internal)?;
+    tx.execute(q!(
+        "INSERT INTO trips (id, plate, state, class, destination_id, custodian_id, pending_to, deadline_at, accept_by, sweep_at, jurisdiction, policy_version, data, rev, created_at, updated_at, closed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $14, $15)",
+        trip.id,
+        trip.plate.as_str(),
+        trip.state.as_str(),
+        trip.class.map(|c| c.as_str()),
+        trip.destination,
+        trip.custodian,
+        trip.pending.as_ref().map(|p| p.to),
+        trip.deadline.map(|d| d.at),
+        trip.pending.as_ref().map(|p| p.accept_by),
+        sweep_at(trip),
+        jurisdiction,
+        trip.policy_version,
+        data,
+        now,
+        trip.closed.as_ref().map(|c| c.at)
+    ))
+    .await
+    .map_err(open_plate)?;
+    add_parties(tx, trip).await
+}
+
+fn open_plate(e: Error) -> Error {
+    match e {
+        Error::Conflict { code: "already_exists", .. } => {
+            Error::field("plate", "trip_open_for_plate", "该车辆已有未闭环的行程", "this vehicle already has an open trip")
+        }
+        e => e,
+    }
+}
+
+/// Write a changed trip back, only if it is still the revision that was read.
+async fn update_trip(tx: &mut Tx, trip: &Trip, extra: &Extra, rev: i64, now: DateTime<Utc>) -> Result<(), Error> {
+    let data = serde_json::to_string(&Stored { trip: trip.clone(), extra: extra.clone() }).map_err(Error::internal)?;
+    let n = tx
+        .execute(q!(
+            "UPDATE trips SET plate = $3, state = $4, class = $5, custodian_id = $6, pending_to = $7, deadline_at = $8, accept_by = $9, sweep_at = $10,
+                    policy_version = $11, data = $12, rev = rev + 1, updated_at = $13, closed_at = $14
+             WHERE id = $1 AND rev = $2",
+            trip.id,
+            rev,
+            trip.plate.as_str(),
+            trip.state.as_str(),
+            trip.class.map(|c| c.as_str()),
+            trip.custodian,
+            trip.pending.as_ref().map(|p| p.to),
+            trip.deadline.map(|d| d.at),
+            trip.pending.as_ref().map(|p| p.accept_by),
+            sweep_at(trip),
+            trip.policy_version,
+            data,
+            now,
+            trip.closed.as_ref().map(|c| c.at)
+        ))
+        .await
+        .map_err(open_plate)?;
+    if n != 1 {
+        return Err(Error::conflict("trip_changed", "行程已被他人更新，请刷新后重试", "the trip was changed meanwhile; reload and try again"));
+    }
+    add_parties(tx, trip).await
+}
+
+struct Loaded {
+    trip: Trip,
+    extra: Extra,
+    rev: i64,
+    jurisdiction: String,
+}
+
+fn loaded(r: &Row) -> Result<Loaded, Error> {
+    let data: String = r.get("data")?;
+    let s: Stored = serde_json::from_str(&data).map_err(Error::internal)?;
+    Ok(Loaded { trip: s.trip, extra: s.extra, rev: r.get("rev")?, jurisdiction: r.get("jurisdiction")? })
+}
+
+/// The trip if the caller may see it: inside their division scope, or their unit is a party.
+async fn load_visible(tx: &mut Tx, who: &Principal, id: Uuid) -> Result<Loaded, Error> {
+    let (lo, hi, unit) = scope_args(&who.scope);
+    let r = tx
+        .fetch_optional(q!(
+            "SELECT t.data, t.rev, t.jurisdiction FROM trips t
+             WHERE t.id = $4 AND ((t.jurisdiction >= $1 AND t.jurisdiction < $2)
+                   OR EXISTS (SELECT 1 FROM trip_parties p WHERE p.trip_id = t.id AND (p.unit_id = $3 OR p.unit_id = $5)))",
+            lo,
+            hi,
+            unit,
+            id,
+            who.unit_id
+        ))
+        .await?
+        .ok_or(Error::NotFound("trip"))?;
+    loaded(&r)
+}
+
+async fn crew_of(store: &Store, trip: Uuid) -> Result<Vec<CrewView>, Error> {
+    let rows = store
+        .db
+        .fetch_all(q!("SELECT seq, name, id_number_enc, phone_enc, health_code FROM trip_crew WHERE trip_id = $1 ORDER BY seq", trip))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let id: Vec<u8> = r.get("id_number_enc")?;
+            let phone: Option<Vec<u8>> = r.get("phone_enc")?;
+            Ok(CrewView {
+                seq: r.get("seq")?,
+                name: r.get("name")?,
+                id_number: mask_kind(PersonalKind::IdNumber, &store.vault.open(ID_AAD, &id)?),
+                phone: phone.map(|p| store.vault.open(PHONE_AAD, &p).map(|x| mask_kind(PersonalKind::Phone, &x))).transpose()?,
+                health_code: r.get("health_code")?,
+            })
+        })
+        .collect()
+}
+
+async fn view(store: &Store, l: Loaded) -> Result<TripView, Error> {
+    let crew = crew_of(store, l.trip.id).await?;
+    Ok(TripView { jurisdiction: l.jurisdiction, crew, reasons: l.extra.reasons, landing_tube: l.extra.landing_tube, trip: l.trip })
+}
+
+fn trip_audit<'a>(action: &'a str, trip: &Trip, jurisdiction: &'a str, detail: serde_json::Value) -> audit::Entry<'a> {
+    audit::Entry { action, object_type: "trip", object_id: trip.id.to_string(), jurisdiction, detail }
+}
+
+/// A cargo owner or receiver announces a truck ahead.
+pub async fn report(store: &Store, who: &Principal, input: &ReportInput) -> Result<TripView, Error> {
+    who.require(Permission::TripsReport)?;
+    let reporter = actor_unit(who)?;
+    let mut c = Check::default();
+    let plate = parse_plate(&mut c, "plate", &input.plate);
+    let trailer = input.trailer.as_deref().filter(|t| !t.trim().is_empty()).and_then(|t| parse_plate(&mut c, "trailer", t));
+    let crew = check_crew(&mut c, &input.crew, false);
+    if input.crew.is_empty() {
+        c.0.push(FieldError::required("crew"));
+    }
+    let policy = policy_now(store).await?;
+    let rules = TripRules::new(policy.version, &policy.params.truck);
+    let mut tx = store.db.begin().await?;
+    let dest = unit_kind_and_division(&mut tx, input.destination_id).await?;
+    if dest.is_none() {
+        c.0.push(FieldError::new("destination_id", "unit_unknown", "目的地单位不存在", "the destination unit does not exist"));
+    }
+    c.done()?;
+    let (Some(plate), Some((_, jurisdiction))) = (plate, dest) else { return Err(Error::internal("validation")) };
+    let now = store.now();
+    let id = Uuid::now_v7();
+    let trip = Trip::report(id, reporter, Report { plate, trailer, destination: input.destination_id, expected_at: input.expected_at }, now, &rules)?;
+    insert_trip(&mut tx, &trip, &jurisdiction, &Extra::default(), now).await?;
+    insert_crew(store, &mut tx, id, &crew).await?;
+    let detail = serde_json::json!({"plate": trip.plate, "destination": trip.destination, "expected_at": input.expected_at, "crew": crew.len(), "policy_version": policy.version});
+    store.audited(who, trip_audit("trip.report", &trip, &jurisdiction, detail), tx).await?;
+    get(store, who, id).await
+}
+
+/// A checkpoint checks a truck in: the pre-reported trip for the plate, or a walk-in.
+/// The policy in force classifies it and records why.
+pub async fn check_in(store: &Store, who: &Principal, input: &CheckInInput) -> Result<TripView, Error> {
+    who.require(Permission::TripsCheckIn)?;
+    let checkpoint = actor_unit(who)?;
+    let mut c = Check::default();
+    let plate = parse_plate(&mut c, "plate", &input.plate);
+    let trailer = input.trailer.as_deref().filter(|t| !t.trim().is_empty()).and_then(|t| parse_plate(&mut c, "trailer", t));
+    let crew = check_crew(&mut c, &input.crew, true);
+    let tube = c.take(text_field("landing_tube", &input.landing_tube, 4, 40));
+    let now = store.now();
+    if input.test_taken_at.is_some_and(|t| t > now) {
+        c.0.push(FieldError::new("test_taken_at", "in_future", "检测时间不能晚于现在", "the test cannot be in the future"));
+    }
+    let policy = policy_now(store).await?;
+    let rules = TripRules::new(policy.version, &policy.params.truck);
+    let mut tx = store.db.begin().await?;
+    match unit_kind_and_division(&mut tx, checkpoint).await? {
+        Some((kind, _)) if kind == UnitKind::Checkpoint.as_str() => {}
+        _ => return Err(Error::conflict("not_a_checkpoint", "只有卡口可以登记货车", "only a checkpoint can check trucks in")),
+    }
+    let existing = match &plate {
+        Some(p) => tx
+            .fetch_optional(q!("SELECT data, rev, jurisdiction FROM trips WHERE plate = $1 AND closed_at IS NULL", p.as_str()))
+            .await?
+            .map(|r| loaded(&r))
+            .transpose()?,
+        None => None,
+    };
+    let destination = input.destination_id.or(existing.as_ref().map(|l| l.trip.destination));
+    let dest = match destination {
+        Some(d) => unit_kind_and_division(&mut tx, d).await?.map(|x| (d, x.1)),
+        None => None,
+    };
+    if dest.is_none() {
+        c.0.push(FieldError::new("destination_id", "unit_unknown", "目的地单位不存在", "the destination unit does not exist"));
+    }
+    let reported_crew = existing.is_some() && crew.is_empty();
+    if input.crew.is_empty() && existing.is_none() {
+        c.0.push(FieldError::required("crew"));
+    }
+    c.done()?;
+    let (Some(plate), Some((destination, jurisdiction)), Some(tube)) = (plate, dest, tube) else { return Err(Error::internal("validation")) };
+    // The crew's worst colour decides (a reported crew without colours counts as green only if stated).
+    let worst = crew.iter().filter_map(|m| m.health_code).max_by_key(|c| *c as u8).unwrap_or(CodeColour::Green);
+    let test_age_hours = input.test_taken_at.map(|t| u32::try_from((now - t).num_hours().max(0)).unwrap_or(u32::MAX));
+    let evidence =
+        Evidence { health_code: worst, test_age_hours, risk: input.risk, whitelisted: input.whitelisted, antigen_positive: input.antigen_positive };
+    let (class, reasons) = classify(&evidence, &policy.params.truck);
+    let ci = CheckIn { plate, trailer, class, destination, eta: input.eta };
+    let extra = Extra { reasons: reasons.clone(), landing_tube: Some(tube.clone()), evidence: Some(evidence) };
+    let detail = serde_json::json!({"class": class.as_str(), "reasons": reasons.iter().map(|r| &r.code).collect::<Vec<_>>(), "policy_version": policy.version, "landing_tube": tube});
+    let id = match existing {
+        Some(l) if l.trip.state == TripState::Reported => {
+            let next = l.trip.apply(&baton_domain::trip::Action::CheckIn(ci), checkpoint, now, &rules)?;
+            update_trip(&mut tx, &next, &extra, l.rev, now).await?;
+            if !reported_crew {
+                insert_crew(store, &mut tx, next.id, &crew).await?;
+            }
+            store.audited(who, trip_audit("trip.check_in", &next, &jurisdiction, detail), tx).await?;
+            next.id
+        }
+        Some(_) => return Err(Error::field("plate", "trip_open_for_plate", "该车辆已有未闭环的行程", "this vehicle already has an open trip")),
+        None => {
+            let trip = Trip::walk_in(Uuid::now_v7(), checkpoint, ci, now, &rules)?;
+            insert_trip(&mut tx, &trip, &jurisdiction, &extra, now).await?;
+            insert_crew(store, &mut tx, trip.id, &crew).await?;
+            store.audited(who, trip_audit("trip.check_in", &trip, &jurisdiction, detail), tx).await?;
+            trip.id
+        }
+    };
+    get(store, who, id).await
+}
+
+/// Any other transition, done by the caller's unit: handoffs, arrival, departure, exit…
+/// A `propose_handoff` gets its id here.
+pub async fn act(store: &Store, who: &Principal, id: Uuid, action: serde_json::Value) -> Result<TripView, Error> {
+    who.require(Permission::TripsHandle)?;
+    let actor = actor_unit(who)?;
+    let mut action = action;
+    if action.get("action").and_then(|a| a.as_str()) == Some("propose_handoff") {
+        if let Some(o) = action.as_object_mut() {
+            o.insert("id".into(), serde_json::json!(Uuid::now_v7()));
+        }
+    }
+    let action: Action = serde_json::from_value(action)
+        .map_err(|e| Error::field("action", "action_invalid", format!("操作无效：{e}"), format!("invalid action: {e}")))?;
+    if matches!(action, Action::CheckIn(_)) {
+        return Err(Error::field("action", "action_invalid", "请使用卡口登记接口", "use the check-in endpoint"));
+    }
+    let policy = policy_now(store).await?;
+    let rules = TripRules::new(policy.version, &policy.params.truck);
+    let now = store.now();
+    let mut tx = store.db.begin().await?;
+    let l = load_visible(&mut tx, who, id).await?;
+    let next = l.trip.apply(&action, actor, now, &rules)?;
+    if let Action::ProposeHandoff { to, .. } = &action {
+        if unit_kind_and_division(&mut tx, *to).await?.is_none() {
+            return Err(Error::field("to", "unit_unknown", "接收单位不存在", "the receiving unit does not exist"));
+        }
+    }
+    update_trip(&mut tx, &next, &l.extra, l.rev, now).await?;
+    let name = format!("trip.{}", action.name());
+    let detail = serde_json::json!({"from": l.trip.state.as_str(), "to": next.state.as_str(), "custodian": next.custodian, "action": action});
+    store.audited(who, trip_audit(&name, &next, &l.jurisdiction, detail), tx).await?;
+    // A closed trip's open alerts need no more escalation: the link they watched is gone.
+    get(store, who, id).await
+}
+
+pub async fn get(store: &Store, who: &Principal, id: Uuid) -> Result<TripView, Error> {
+    who.require(Permission::TripsRead)?;
+    let (lo, hi, unit) = scope_args(&who.scope);
+    let r = store
+        .db
+        .fetch_optional(q!(
+            "SELECT t.data, t.rev, t.jurisdiction FROM trips t
+             WHERE t.id = $4 AND ((t.jurisdiction >= $1 AND t.jurisdiction < $2)
+                   OR EXISTS (SELECT 1 FROM trip_parties p WHERE p.trip_id = t.id AND (p.unit_id = $3 OR p.unit_id = $5)))",
+            lo,
+            hi,
+            unit,
+            id,
+            who.unit_id
+        ))
+        .await?
+        .ok_or(Error::NotFound("trip"))?;
+    view(store, loaded(&r)?).await
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TripSummary {
+    pub id: Uuid,
+    pub plate: String,
+    pub state: String,
+    pub class: Option<String>,
+    pub custodian_id: Uuid,
+    pub custodian_name: String,
+    pub destination_id: Uuid,
+    pub destination_name: String,
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub pending_to: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TripFilter {
+    pub state: Option<String>,
+    pub class: Option<String>,
+    pub plate: Option<String>,
+    /// Only trips whose custodian, or pending receiver, is the caller's unit.
+    pub mine: Option<bool>,
+    pub open: Option<bool>,
+    pub limit: Option<i64>,
+}
+
+pub async fn list(store: &Store, who: &Principal, f: &TripFilter) -> Result<Vec<TripSummary>, Error> {
+    who.require(Permission::TripsRead)?;
+    let (lo, hi, unit) = scope_args(&who.scope);
+    let mine = if f.mine == Some(true) { who.unit_id } else { None };
+    let rows = store
+        .db
+        .fetch_all(q!(
+            "SELECT t.id, t.plate, t.state, t.class, t.custodian_id, c.name AS custodian_name, t.destination_id, d.name AS destination_name,
+                    t.deadline_at, t.pending_to, t.created_at, t.closed_at
+             FROM trips t JOIN units c ON c.id = t.custodian_id JOIN units d ON d.id = t.destination_id
+             WHERE ((t.jurisdiction >= $1 AND t.jurisdiction < $2)
+                    OR EXISTS (SELECT 1 FROM trip_parties p WHERE p.trip_id = t.id AND (p.unit_id = $3 OR p.unit_id = $4)))
+               AND ($5 IS NULL OR t.state = $5) AND ($6 IS NULL OR t.class = $6) AND ($7 IS NULL OR t.plate = $7)
+               AND ($8 IS NULL OR t.custodian_id = $8 OR t.pending_to = $8)
+               AND ($9 IS NULL OR ($9 = TRUE AND t.closed_at IS NULL) OR ($9 = FALSE AND t.closed_at IS NOT NULL))
+             ORDER BY t.created_at DESC LIMIT $10",
+            lo,
+            hi,
+            unit,
+            who.unit_id,
+            f.state.clone().filter(|s| !s.is_empty()),
+            f.class.clone().filter(|s| !s.is_empty()),
+            f.plate.as_deref().map(|p| Plate::parse("plate", p).map(|p| p.as_str().to_string()).unwrap_or_else(|_| p.to_string())),
+            mine,
+            f.open,
+            f.limit.unwrap_or(200).clamp(1, 2000)
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(TripSummary {
+                id: r.get("id")?,
+                plate: r.get("plate")?,
+                state: r.get("state")?,
+                class: r.get("class")?,
+                custodian_id: r.get("custodian_id")?,
+                custodian_name: r.get("custodian_name")?,
+                destination_id: r.get("destination_id")?,
+                destination_name: r.get("destination_name")?,
+                deadline_at: r.get("deadline_at")?,
+                pending_to: r.get("pending_to")?,
+                created_at: r.get("created_at")?,
+                closed_at: r.get("closed_at")?,
+            })
+        })
+        .collect()
+}
