@@ -12,6 +12,7 @@ pub mod i18n;
 pub mod metrics;
 pub mod middleware;
 pub mod ui;
+pub mod ui_freight;
 
 use axum::Router;
 use baton_store::Store;
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(ui::routes())
+        .merge(ui_freight::routes())
         .merge(metrics::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
         .layer(axum::extract::DefaultBodyLimit::max(state.config.max_body_bytes))

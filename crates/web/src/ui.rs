@@ -86,6 +86,26 @@ pub(crate) const PAGES: &[(&str, &str, Option<Permission>, &str, &str)] = &[
         "指挥部、专班、部门、乡镇、卡口、企业、学校、检测机构……",
         "Command office, task forces, departments, townships, checkpoints, enterprises, schools, labs…",
     ),
+    (
+        "/trips",
+        "nav.trips",
+        Some(Permission::TripsRead),
+        "货车闭环：报备、落地、接返、到达、离开、核销",
+        "Truck loop: pre-report, check-in, escort, arrival, departure, exit",
+    ),
+    ("/alerts", "nav.alerts", Some(Permission::TripsRead), "断链告警与逐级上报", "Broken links and their escalation"),
+    ("/admin/users", "nav.users", Some(Permission::UsersRead), "账号、角色、数据范围", "Accounts, roles and scopes"),
+    ("/admin/roles", "nav.roles", Some(Permission::RolesWrite), "角色即权限的集合", "A role is a named set of permissions"),
+    (
+        "/admin/tokens",
+        "nav.tokens",
+        Some(Permission::TokensWrite),
+        "检测机构、设备、外县系统的接口令牌",
+        "Tokens for labs, sensors and other counties' systems",
+    ),
+    ("/grids", "nav.grids", Some(Permission::GridsWrite), "村(社区)下的网格与网格员", "Grids under villages and their members"),
+    ("/audit", "nav.audit", Some(Permission::AuditRead), "每一次写入与查看个人信息的记录", "Every write and every reveal of personal data"),
+    ("/policy", "nav.policy", Some(Permission::PolicyRead), "规则参数的版本与生效时间", "Rule parameters by version and effective time"),
     ("/admin/users", "nav.users", Some(Permission::UsersRead), "账号、角色、数据范围", "Accounts, roles and scopes"),
     ("/admin/roles", "nav.roles", Some(Permission::RolesWrite), "角色即权限的集合", "A role is a named set of permissions"),
     (
@@ -403,6 +423,11 @@ pub(crate) fn local(t: DateTime<Utc>) -> String {
 }
 
 /// A `datetime-local` value read as China time.
+/// A time as a `datetime-local` input value, in China time.
+pub(crate) fn local_input(t: DateTime<Utc>) -> String {
+    FixedOffset::east_opt(CHINA).map(|z| t.with_timezone(&z).format("%Y-%m-%dT%H:%M").to_string()).unwrap_or_default()
+}
+
 pub(crate) fn parse_local(field: &str, s: &str) -> Result<DateTime<Utc>, Error> {
     let bad = || Error::field(field, "datetime_format", "时间格式应为 2022-11-11T08:00", "use a time like 2022-11-11T08:00");
     let n = NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%dT%H:%M")

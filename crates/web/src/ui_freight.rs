@@ -1,0 +1,612 @@
+//! Freight loop pages, phone first: the checkpoint's check-in, the cargo owner's
+//! pre-report, each party's trips with the one button they need next (accept, arrived,
+//! departed, exit), the trip's whole custody chain, and the alerts to act on.
+
+use crate::AppState;
+use crate::i18n::Lang;
+use crate::ui::{
+    Field, Filter, FormCard, FormData, FormPage, TablePage, UiResult, Viewer, attach_errors, cell, form_of, link, local, parse_local, query_map,
+    render,
+};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
+use baton_domain::Error;
+use baton_domain::classify::RiskExposure;
+use baton_domain::role::{Permission, Permissions};
+use baton_domain::trip::{BreachKind, ControlClass, HandoffPurpose, TripState};
+use baton_domain::unit::UnitKind;
+use baton_store::{Principal, alerts, trips, units};
+use uuid::Uuid;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/trips", get(trips_page))
+        .route("/trips/check-in", get(check_in_page).post(check_in_submit))
+        .route("/trips/report", get(report_page).post(report_submit))
+        .route("/trips/{id}", get(trip_page))
+        .route("/trips/{id}/act", post(trip_act))
+        .route("/alerts", get(alerts_page))
+        .route("/alerts/act", post(alert_act))
+}
+
+fn state_label(s: &str, lang: Lang) -> String {
+    TripState::parse(s).map(|x| x.label(lang.zh()).to_string()).unwrap_or_else(|| s.to_string())
+}
+
+fn class_label(s: Option<&str>, lang: Lang) -> String {
+    s.and_then(ControlClass::parse).map(|x| x.label(lang.zh()).to_string()).unwrap_or_default()
+}
+
+/// Units a truck can be bound for, county-wide (their names are not personal data).
+async fn destinations(s: &AppState, v: &Viewer) -> Result<Vec<(String, String)>, Error> {
+    let sys = Principal::system(&v.who.request_id);
+    let mut out = Vec::new();
+    for kind in [UnitKind::CargoOwner, UnitKind::LogisticsPark, UnitKind::TruckServiceSite, UnitKind::KeyVenue] {
+        let list = units::list(&s.store, &sys, &units::UnitFilter { kind: Some(kind.as_str().into()), q: None }).await?;
+        out.extend(list.into_iter().filter(|u| u.active).map(|u| (u.id.to_string(), format!("{} ({})", u.name, kind.label(v.lang.zh())))));
+    }
+    Ok(out)
+}
+
+/// Every active unit (for handoff receivers), named with its kind.
+async fn all_units(s: &AppState, v: &Viewer) -> Result<Vec<(String, String)>, Error> {
+    let sys = Principal::system(&v.who.request_id);
+    let list = units::list(&s.store, &sys, &units::UnitFilter::default()).await?;
+    Ok(list
+        .into_iter()
+        .filter(|u| u.active && u.kind != "village")
+        .map(|u| (u.id.to_string(), format!("{} ({})", u.name, UnitKind::parse(&u.kind).map(|k| k.label(v.lang.zh())).unwrap_or(""))))
+        .collect())
+}
+
+async fn unit_name(s: &AppState, id: Uuid) -> String {
+    units::get(&s.store, &Principal::system("ui"), id).await.map(|u| u.name).unwrap_or_else(|_| id.to_string())
+}
+
+// ---------- list ----------
+
+async fn trips_page(State(s): State<AppState>, v: Viewer, RawQuery(q): RawQuery) -> UiResult {
+    let lang = v.lang;
+    let qm = query_map(&q);
+    let f = trips::TripFilter {
+        state: qm.get("state").cloned(),
+        plate: qm.get("plate").cloned().filter(|p| !p.is_empty()),
+        mine: Some(qm.get("mine").map(|m| m == "1").unwrap_or(!v.who.can(Permission::TripsReport) || v.who.scope.kind() == "unit")),
+        open: qm.get("open").map(|o| o == "1").or(Some(true)),
+        ..Default::default()
+    };
+    let list = trips::list(&s.store, &v.who, &f).await?;
+    let rows = list
+        .iter()
+        .map(|t| {
+            vec![
+                link(&t.plate, format!("/trips/{}", t.id)),
+                cell(state_label(&t.state, lang)),
+                cell(class_label(t.class.as_deref(), lang)),
+                cell(&t.custodian_name),
+                cell(&t.destination_name),
+                cell(t.deadline_at.map(local).unwrap_or_default()),
+            ]
+        })
+        .collect();
+    let mut state_opts = vec![(String::new(), lang.pick("全部", "All").to_string())];
+    state_opts.extend(TripState::ALL.iter().map(|x| (x.as_str().to_string(), x.label(lang.zh()).to_string())));
+    let yn = |on: &str, off: &str| vec![("1".to_string(), on.to_string()), ("0".to_string(), off.to_string())];
+    let mut shell = v.shell("nav.trips");
+    if v.who.can(Permission::TripsCheckIn) {
+        shell.flash = Some(lang.pick("卡口登记：车辆到达后点“新建”。", "Checkpoint: tap Create when a truck arrives.").to_string());
+    }
+    let page = TablePage {
+        shell,
+        create_href: if v.who.can(Permission::TripsCheckIn) {
+            Some("/trips/check-in".into())
+        } else if v.who.can(Permission::TripsReport) {
+            Some("/trips/report".into())
+        } else {
+            None
+        },
+        filters: vec![
+            Filter {
+                name: "plate",
+                label: lang.t("trip.plate").into(),
+                value: qm.get("plate").cloned().unwrap_or_default(),
+                kind: "search",
+                options: vec![],
+            },
+            Filter { name: "state", label: lang.t("trip.state").into(), value: f.state.unwrap_or_default(), kind: "text", options: state_opts },
+            Filter {
+                name: "mine",
+                label: lang.t("trip.mine").into(),
+                value: if f.mine == Some(true) { "1" } else { "0" }.into(),
+                kind: "text",
+                options: yn(lang.t("trip.mine_yes"), lang.t("trip.mine_no")),
+            },
+            Filter {
+                name: "open",
+                label: lang.t("trip.open").into(),
+                value: if f.open == Some(false) { "0" } else { "1" }.into(),
+                kind: "text",
+                options: yn(lang.t("trip.open_yes"), lang.t("trip.open_no")),
+            },
+        ],
+        columns: ["trip.plate", "trip.state", "trip.class", "trip.custodian", "trip.destination", "trip.deadline"]
+            .iter()
+            .map(|k| lang.t(k).to_string())
+            .collect(),
+        rows,
+        more_href: None,
+        forms: vec![],
+    };
+    Ok(render(&page))
+}
+
+// ---------- check-in and report ----------
+
+fn colour_options(lang: Lang) -> Vec<(String, String)> {
+    vec![
+        ("green".into(), lang.pick("绿码", "Green").into()),
+        ("yellow".into(), lang.pick("黄码", "Yellow").into()),
+        ("red".into(), lang.pick("红码", "Red").into()),
+    ]
+}
+
+fn risk_options(lang: Lang) -> Vec<(String, String)> {
+    vec![
+        ("none".into(), lang.pick("无", "None").into()),
+        ("low".into(), lang.pick("低风险地区", "Low-risk area").into()),
+        ("medium".into(), lang.pick("中风险地区", "Medium-risk area").into()),
+        ("high".into(), lang.pick("高风险地区", "High-risk area").into()),
+    ]
+}
+
+async fn check_in_form(s: &AppState, v: &Viewer, f: Option<&FormData>) -> Result<FormCard, Error> {
+    let lang = v.lang;
+    let g = |n: &str| f.map(|f| f.get(n)).unwrap_or_default();
+    let or = |n: &str, d: &str| if g(n).is_empty() { d.to_string() } else { g(n) };
+    let in_hours = |h: i64| crate::ui::local_input(s.store.now() + chrono::Duration::hours(h));
+    Ok(FormCard {
+        id: "check-in-form",
+        title: lang.t("trip.check_in").into(),
+        action: "/trips/check-in".into(),
+        fields: vec![
+            Field::new("plate", lang.t("trip.plate"), "text", g("plate"))
+                .hint(lang.pick("如 晋D12345；已报备车辆按车牌自动匹配", "e.g. 晋D12345; a pre-reported truck is found by its plate")),
+            Field::new("trailer", lang.t("trip.trailer"), "text", g("trailer")),
+            Field::select("destination_id", lang.t("trip.destination"), g("destination_id"), {
+                let mut d = vec![(String::new(), lang.pick("(已报备车辆可不选)", "(optional for a pre-reported truck)").to_string())];
+                d.extend(destinations(s, v).await?);
+                d
+            }),
+            Field::new("eta", lang.t("trip.eta"), "datetime-local", or("eta", &in_hours(2))),
+            Field::new("crew_name", lang.t("trip.crew_name"), "text", g("crew_name")),
+            Field::new("crew_id_number", lang.t("user.id_number"), "text", g("crew_id_number")),
+            Field::new("crew_phone", lang.t("user.phone"), "tel", g("crew_phone")),
+            Field::select("crew_health_code", lang.t("trip.health_code"), or("crew_health_code", "green"), colour_options(lang)),
+            Field::new("test_taken_at", lang.t("trip.test_taken_at"), "datetime-local", g("test_taken_at"))
+                .hint(lang.pick("无核酸证明则留空", "leave blank if there is no certificate")),
+            Field::select("risk", lang.t("trip.risk"), or("risk", "none"), risk_options(lang)),
+            Field::new("whitelisted", lang.t("trip.whitelisted"), "checkbox", g("whitelisted")),
+            Field::new("antigen_positive", lang.t("trip.antigen_positive"), "checkbox", g("antigen_positive")),
+            Field::new("landing_tube", lang.t("trip.landing_tube"), "text", g("landing_tube"))
+                .hint(lang.pick("扫描或输入采样管条码", "scan or type the tube's barcode")),
+        ],
+        submit: lang.t("trip.check_in").into(),
+        note: None,
+    })
+}
+
+fn crew_from(f: &FormData, need_code: bool) -> Vec<trips::CrewInput> {
+    let name = f.get("crew_name");
+    let id = f.get("crew_id_number");
+    if name.trim().is_empty() && id.trim().is_empty() {
+        return vec![];
+    }
+    vec![trips::CrewInput { name, id_number: id, phone: f.get("crew_phone"), health_code: need_code.then(|| f.get("crew_health_code")) }]
+}
+
+/// Field errors on `crew[0].x` belong to the form's `crew_x`.
+fn crew_fields(e: Error) -> Error {
+    match e {
+        Error::Invalid(fs) => Error::Invalid(
+            fs.into_iter()
+                .map(|f| {
+                    if let Some(rest) = f.field.strip_prefix("crew[0].") {
+                        let n = format!("crew_{rest}");
+                        f.at(n)
+                    } else {
+                        f
+                    }
+                })
+                .collect(),
+        ),
+        e => e,
+    }
+}
+
+async fn check_in_page(State(s): State<AppState>, v: Viewer) -> UiResult {
+    v.who.require(Permission::TripsCheckIn)?;
+    let form = check_in_form(&s, &v, None).await?;
+    Ok(render(&FormPage { shell: v.shell("trip.check_in"), forms: vec![form] }))
+}
+
+async fn check_in_submit(State(s): State<AppState>, v: Viewer, body: Bytes) -> UiResult {
+    let f = form_of(&v, &body)?;
+    let parsed = (|| -> Result<trips::CheckInInput, Error> {
+        let opt_time = |n: &str| if f.get(n).trim().is_empty() { Ok(None) } else { parse_local(n, &f.get(n)).map(Some) };
+        let dest = f.get("destination_id");
+        Ok(trips::CheckInInput {
+            plate: f.get("plate"),
+            trailer: Some(f.get("trailer")).filter(|t| !t.trim().is_empty()),
+            destination_id: if dest.is_empty() {
+                None
+            } else {
+                Some(Uuid::parse_str(&dest).map_err(|_| Error::field("destination_id", "unit_unknown", "目的地无效", "invalid destination"))?)
+            },
+            eta: parse_local("eta", &f.get("eta"))?,
+            crew: crew_from(&f, true),
+            test_taken_at: opt_time("test_taken_at")?,
+            risk: serde_json::from_value(serde_json::Value::String(f.get("risk"))).unwrap_or(RiskExposure::None),
+            whitelisted: f.get("whitelisted") == "on",
+            antigen_positive: f.get("antigen_positive") == "on",
+            landing_tube: f.get("landing_tube"),
+        })
+    })();
+    let result = match parsed {
+        Ok(input) => trips::check_in(&s.store, &v.who, &input).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(t) => Ok(Redirect::to(&format!("/trips/{}?saved=1", t.trip.id)).into_response()),
+        Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) => {
+            let mut forms = vec![check_in_form(&s, &v, Some(&f)).await?];
+            let mut shell = v.shell("trip.check_in");
+            attach_errors(&mut shell, &mut forms, &crew_fields(e));
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&FormPage { shell, forms })).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn report_form(s: &AppState, v: &Viewer, f: Option<&FormData>) -> Result<FormCard, Error> {
+    let lang = v.lang;
+    let g = |n: &str| f.map(|f| f.get(n)).unwrap_or_default();
+    let own = v.who.unit_id.map(|u| u.to_string()).unwrap_or_default();
+    Ok(FormCard {
+        id: "report-form",
+        title: lang.t("trip.report").into(),
+        action: "/trips/report".into(),
+        fields: vec![
+            Field::new("plate", lang.t("trip.plate"), "text", g("plate")),
+            Field::new("trailer", lang.t("trip.trailer"), "text", g("trailer")),
+            Field::select(
+                "destination_id",
+                lang.t("trip.destination"),
+                if g("destination_id").is_empty() { own } else { g("destination_id") },
+                destinations(s, v).await?,
+            ),
+            Field::new(
+                "expected_at",
+                lang.t("trip.expected_at"),
+                "datetime-local",
+                if g("expected_at").is_empty() { crate::ui::local_input(s.store.now() + chrono::Duration::hours(24)) } else { g("expected_at") },
+            ),
+            Field::new("crew_name", lang.t("trip.crew_name"), "text", g("crew_name")),
+            Field::new("crew_id_number", lang.t("user.id_number"), "text", g("crew_id_number")),
+            Field::new("crew_phone", lang.t("user.phone"), "tel", g("crew_phone")),
+        ],
+        submit: lang.t("trip.report").into(),
+        note: None,
+    })
+}
+
+async fn report_page(State(s): State<AppState>, v: Viewer) -> UiResult {
+    v.who.require(Permission::TripsReport)?;
+    let form = report_form(&s, &v, None).await?;
+    Ok(render(&FormPage { shell: v.shell("trip.report"), forms: vec![form] }))
+}
+
+async fn report_submit(State(s): State<AppState>, v: Viewer, body: Bytes) -> UiResult {
+    let f = form_of(&v, &body)?;
+    let parsed = (|| -> Result<trips::ReportInput, Error> {
+        Ok(trips::ReportInput {
+            plate: f.get("plate"),
+            trailer: Some(f.get("trailer")).filter(|t| !t.trim().is_empty()),
+            destination_id: Uuid::parse_str(&f.get("destination_id"))
+                .map_err(|_| Error::field("destination_id", "required", "请选择目的地", "choose a destination"))?,
+            expected_at: parse_local("expected_at", &f.get("expected_at"))?,
+            crew: crew_from(&f, false),
+        })
+    })();
+    let result = match parsed {
+        Ok(input) => trips::report(&s.store, &v.who, &input).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(t) => Ok(Redirect::to(&format!("/trips/{}?saved=1", t.trip.id)).into_response()),
+        Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) => {
+            let mut forms = vec![report_form(&s, &v, Some(&f)).await?];
+            let mut shell = v.shell("trip.report");
+            attach_errors(&mut shell, &mut forms, &crew_fields(e));
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&FormPage { shell, forms })).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+// ---------- one trip ----------
+
+#[derive(askama::Template)]
+#[template(path = "trip.html")]
+struct TripPage {
+    shell: crate::ui::Shell,
+    state: &'static str,
+    state_label: &'static str,
+    class_label: &'static str,
+    facts: Vec<(String, String)>,
+    chain: Vec<(String, String)>,
+    forms: Vec<FormCard>,
+}
+
+fn button(id: &'static str, title: String, action: String, act: &str, extra: Vec<Field>, submit: String) -> FormCard {
+    let mut fields = vec![Field::new("action", "", "hidden", act)];
+    fields.extend(extra);
+    FormCard { id, title, action, fields, submit, note: None }
+}
+
+async fn trip_view(s: &AppState, v: &Viewer, id: Uuid, err: Option<Error>, flash: Option<String>) -> UiResult {
+    let lang = v.lang;
+    let t = trips::get(&s.store, &v.who, id).await?;
+    let trip = &t.trip;
+    let me = v.who.unit_id;
+    let mut facts: Vec<(String, String)> = Vec::new();
+    let mut fact = |k: &str, val: String| facts.push((lang.t(k).to_string(), val));
+    fact("trip.plate", format!("{}{}", trip.plate.as_str(), trip.trailer.as_ref().map(|p| format!(" / {}", p.as_str())).unwrap_or_default()));
+    fact("trip.reasons", t.reasons.iter().map(|r| lang.pick(&r.zh, &r.en).to_string()).collect::<Vec<_>>().join("；"));
+    fact("trip.custodian", unit_name(s, trip.custodian).await);
+    fact("trip.destination", unit_name(s, trip.destination).await);
+    fact(
+        "trip.deadline",
+        trip.deadline.map(|d| format!("{} · {}", local(d.at), d.kind.label(lang.zh()))).unwrap_or_else(|| lang.t("trip.closed").into()),
+    );
+    if let Some(p) = &trip.pending {
+        fact(
+            "trip.pending",
+            format!("→ {} · {} · {} {}", unit_name(s, p.to).await, p.purpose.label(lang.zh()), lang.t("trip.accept_by"), local(p.accept_by)),
+        );
+    }
+    fact("trip.landing_tube", t.landing_tube.clone().unwrap_or_default());
+    let colour = |c: &str| colour_options(lang).into_iter().find(|(k, _)| k == c).map(|(_, l)| l).unwrap_or_default();
+    fact(
+        "trip.crew",
+        t.crew
+            .iter()
+            .map(|c| format!("{} {} {}", c.name, c.id_number, colour(c.health_code.as_deref().unwrap_or(""))))
+            .collect::<Vec<_>>()
+            .join("；"),
+    );
+    fact("policy.version", format!("v{}", trip.policy_version));
+    // The baton: who held it, from when to when.
+    let mut chain = Vec::new();
+    for span in &trip.chain {
+        let until = span.to.map(local).unwrap_or_else(|| lang.t("trip.now").into());
+        chain.push((unit_name(s, span.unit).await, format!("{} → {}", local(span.from), until)));
+    }
+    let mut forms = Vec::new();
+    if !trip.is_closed() && v.who.can(Permission::TripsHandle) {
+        let act = format!("/trips/{id}/act");
+        if let Some(p) = &trip.pending {
+            if Some(p.to) == me {
+                forms.push(button("accept-form", lang.t("trip.accept").into(), act.clone(), "accept_handoff", vec![], lang.t("trip.accept").into()));
+                forms.push(button(
+                    "reject-form",
+                    lang.t("trip.reject").into(),
+                    act.clone(),
+                    "reject_handoff",
+                    vec![Field::new("reason", lang.t("whitelist.reason"), "text", "")],
+                    lang.t("trip.reject").into(),
+                ));
+            }
+            if Some(p.from) == me {
+                forms.push(button(
+                    "withdraw-form",
+                    lang.t("trip.withdraw").into(),
+                    act.clone(),
+                    "withdraw_handoff",
+                    vec![],
+                    lang.t("trip.withdraw").into(),
+                ));
+            }
+        }
+        if Some(trip.destination) == me {
+            match trip.state {
+                TripState::CheckedIn | TripState::EscortAssigned => forms.push(button(
+                    "arrival-form",
+                    lang.t("trip.arrived").into(),
+                    act.clone(),
+                    "confirm_arrival",
+                    vec![],
+                    lang.t("trip.arrived").into(),
+                )),
+                TripState::AtDestination => forms.push(button(
+                    "departure-form",
+                    lang.t("trip.departed").into(),
+                    act.clone(),
+                    "confirm_departure",
+                    vec![],
+                    lang.t("trip.departed").into(),
+                )),
+                _ => {}
+            }
+        }
+        let my_kind = match me {
+            Some(u) => {
+                units::get(&s.store, &Principal { permissions: Permissions::all(), ..v.who.clone() }, u).await.map(|u| u.kind).unwrap_or_default()
+            }
+            None => String::new(),
+        };
+        if my_kind == UnitKind::Checkpoint.as_str() && trip.state == TripState::Departed {
+            forms.push(button("exit-form", lang.t("trip.exit_scan").into(), act.clone(), "exit_scan", vec![], lang.t("trip.exit_scan").into()));
+        }
+        if Some(trip.custodian) == me && trip.pending.is_none() {
+            let purposes = HandoffPurpose::ALL.iter().map(|p| (p.as_str().to_string(), p.label(lang.zh()).to_string())).collect();
+            forms.push(button(
+                "handoff-form",
+                lang.t("trip.handoff").into(),
+                act.clone(),
+                "propose_handoff",
+                vec![
+                    Field::select("to", lang.t("trip.handoff_to"), "", all_units(s, v).await?),
+                    Field::select("purpose", lang.t("trip.purpose"), "escort", purposes),
+                ],
+                lang.t("trip.handoff").into(),
+            ));
+        }
+    }
+    let mut shell = v.shell("nav.trips");
+    shell.title = format!("{} · {}", lang.t("nav.trips"), trip.plate.as_str());
+    shell.flash = flash;
+    let status = match &err {
+        Some(e) => {
+            attach_errors(&mut shell, &mut forms, e);
+            StatusCode::from_u16(crate::error::status_of(e).as_u16()).unwrap_or(StatusCode::CONFLICT)
+        }
+        None => StatusCode::OK,
+    };
+    let page = TripPage {
+        shell,
+        state: trip.state.as_str(),
+        state_label: trip.state.label(lang.zh()),
+        class_label: trip.class.map(|c| c.label(lang.zh())).unwrap_or(""),
+        facts,
+        chain,
+        forms,
+    };
+    Ok((status, render(&page)).into_response())
+}
+
+async fn trip_page(State(s): State<AppState>, v: Viewer, Path(id): Path<Uuid>, RawQuery(q): RawQuery) -> UiResult {
+    let flash = query_map(&q).contains_key("saved").then(|| v.lang.t("common.saved").to_string());
+    trip_view(&s, &v, id, None, flash).await
+}
+
+async fn trip_act(State(s): State<AppState>, v: Viewer, Path(id): Path<Uuid>, body: Bytes) -> UiResult {
+    let f = form_of(&v, &body)?;
+    let action = f.get("action");
+    let mut json = serde_json::json!({"action": action});
+    match action.as_str() {
+        "propose_handoff" => {
+            json["to"] = serde_json::json!(f.get("to"));
+            json["purpose"] = serde_json::json!(f.get("purpose"));
+        }
+        "reject_handoff" | "turn_back" | "cancel" => json["reason"] = serde_json::json!(f.get("reason")),
+        _ => {}
+    }
+    match trips::act(&s.store, &v.who, id, json).await {
+        Ok(_) => Ok(Redirect::to(&format!("/trips/{id}?saved=1")).into_response()),
+        Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) => trip_view(&s, &v, id, Some(e), None).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+// ---------- alerts ----------
+
+async fn alerts_page(State(s): State<AppState>, v: Viewer, RawQuery(q): RawQuery) -> UiResult {
+    alerts_view(&s, &v, q, None).await
+}
+
+async fn alerts_view(s: &AppState, v: &Viewer, q: Option<String>, err: Option<Error>) -> UiResult {
+    let lang = v.lang;
+    let qm = query_map(&q);
+    let open = qm.get("open").map(|o| o == "1").unwrap_or(true);
+    let list = alerts::list(&s.store, &v.who, &alerts::AlertFilter { open: Some(open), ..Default::default() }).await?;
+    let level = |l: i64| match l {
+        0 => lang.t("alert.level0"),
+        1 => lang.t("alert.level1"),
+        _ => lang.t("alert.level2"),
+    };
+    let rows = list
+        .iter()
+        .map(|a| {
+            vec![
+                link(&a.plate, format!("/trips/{}", a.trip_id)),
+                cell(BreachKind::parse(&a.kind).map(|k| k.label(lang.zh()).to_string()).unwrap_or_else(|| a.kind.clone())),
+                cell(local(a.due_at)),
+                cell(&a.custodian_name),
+                cell(format!("{} · {}", level(a.level), a.recipient_name)),
+                cell(match (&a.resolved_at, &a.acknowledged_at) {
+                    (Some(r), _) => format!("{} {} · {}", lang.t("alert.resolved"), local(*r), a.note),
+                    (None, Some(k)) => format!("{} {}", lang.t("alert.acknowledged"), local(*k)),
+                    _ => lang.t("alert.new").into(),
+                }),
+            ]
+        })
+        .collect();
+    let mut forms = Vec::new();
+    let pending: Vec<(String, String)> = list
+        .iter()
+        .filter(|a| a.resolved_at.is_none())
+        .map(|a| (a.id.to_string(), format!("{} · {}", a.plate, BreachKind::parse(&a.kind).map(|k| k.label(lang.zh())).unwrap_or(""))))
+        .collect();
+    if v.who.can(Permission::AlertsHandle) && !pending.is_empty() {
+        forms.push(FormCard {
+            id: "alert-form",
+            title: lang.t("alert.handle").into(),
+            action: "/alerts/act".into(),
+            fields: vec![
+                Field::select("id", lang.t("nav.alerts"), "", pending),
+                Field::select(
+                    "do",
+                    lang.t("common.actions"),
+                    "acknowledge",
+                    vec![("acknowledge".into(), lang.t("alert.acknowledge").into()), ("resolve".into(), lang.t("alert.resolve").into())],
+                ),
+                Field::new("note", lang.t("alert.note"), "text", ""),
+            ],
+            submit: lang.t("common.save").into(),
+            note: None,
+        });
+    }
+    let mut shell = v.shell("nav.alerts");
+    if let Some(e) = &err {
+        attach_errors(&mut shell, &mut forms, e);
+    }
+    let yn = vec![("1".to_string(), lang.t("alert.open").to_string()), ("0".to_string(), lang.t("alert.resolved").to_string())];
+    let page = TablePage {
+        shell,
+        create_href: None,
+        filters: vec![Filter {
+            name: "open",
+            label: lang.t("trip.open").into(),
+            value: if open { "1" } else { "0" }.into(),
+            kind: "text",
+            options: yn,
+        }],
+        columns: ["trip.plate", "alert.kind", "alert.due", "trip.custodian", "alert.recipient", "alert.status"]
+            .iter()
+            .map(|k| lang.t(k).to_string())
+            .collect(),
+        rows,
+        more_href: None,
+        forms,
+    };
+    Ok(render(&page))
+}
+
+async fn alert_act(State(s): State<AppState>, v: Viewer, body: Bytes) -> UiResult {
+    let f = form_of(&v, &body)?;
+    let id = Uuid::parse_str(&f.get("id")).map_err(|_| Error::NotFound("alert"))?;
+    let r = if f.get("do") == "resolve" {
+        alerts::resolve(&s.store, &v.who, id, &f.get("note")).await
+    } else {
+        alerts::acknowledge(&s.store, &v.who, id).await
+    };
+    match r {
+        Ok(_) => Ok(Redirect::to("/alerts").into_response()),
+        Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) => alerts_view(&s, &v, None, Some(e)).await,
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,100 @@
+// The freight loop in the browser, on phone screens of the four parties: the checkpoint
+// checks a closed-loop truck in and hands it to the escort, the escort accepts, the cargo
+// owner confirms arrival and departure, and the checkpoint's exit scan closes the loop.
+
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { VIEWPORTS, startServer, launchBrowser, newPage, login, screenshot, widths, text } from '../lib/harness.mjs';
+
+const phone = VIEWPORTS.find((v) => v.name === 'phone');
+
+/** Choose the option whose label contains `part`. */
+async function choose(page, selector, part) {
+  const value = await page.$eval(
+    selector,
+    (el, p) => [...el.options].find((o) => o.textContent.includes(p))?.value,
+    part,
+  );
+  assert.ok(value, `no option containing ${part} in ${selector}`);
+  await page.selectOption(selector, value);
+}
+
+async function submit(page, formId) {
+  await Promise.all([page.waitForLoadState('load'), page.click(`#${formId} button[type="submit"]`)]);
+}
+
+describe('freight loop on phones', () => {
+  let server;
+  let browser;
+  before(async () => {
+    server = await startServer();
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  test('a closed-loop truck from check-in to exit, passed from hand to hand', async () => {
+    const parties = {};
+    for (const user of ['checkpoint', 'escort', 'enterprise']) {
+      parties[user] = await newPage(browser, phone, server.baseURL);
+      await login(parties[user].page, user);
+    }
+    const cp = parties.checkpoint.page;
+    // Check-in: a walk-in with a yellow code is classified closed loop.
+    await cp.goto('/trips/check-in');
+    await cp.fill('#f-plate', '晋D66666');
+    await choose(cp, '#f-destination_id', '壶关县太行钢材贸易有限公司');
+    await cp.fill('#f-crew_name', '李师傅');
+    await cp.fill('#f-crew_id_number', '11010519491231002X');
+    await cp.fill('#f-crew_phone', '13912345678');
+    await cp.selectOption('#f-crew_health_code', 'yellow');
+    await cp.fill('#f-landing_tube', 'LT-E2E-0001');
+    await screenshot(cp, 'phone-freight-1-check-in-form');
+    await submit(cp, 'check-in-form');
+    assert.match(cp.url(), /\/trips\/[0-9a-f-]{36}/);
+    const tripUrl = new URL(cp.url()).pathname;
+    const page1 = await text(cp, 'main');
+    assert.match(page1, /闭环管控/, 'the class is shown');
+    assert.match(page1, /健康码为黄码/, 'and why');
+    assert.match(page1, /龙泉高速出口卡口/, 'the checkpoint holds it');
+    await screenshot(cp, 'phone-freight-2-checked-in');
+    // Hand to the escort; the checkpoint stays answerable until the escort accepts.
+    await choose(cp, '#handoff-form select[name="to"]', '壶关县交通运输局');
+    await cp.selectOption('#handoff-form select[name="purpose"]', 'escort');
+    await submit(cp, 'handoff-form');
+    assert.match(await text(cp, 'main'), /待接收交接/);
+    // The escort finds it among its trips and accepts.
+    const es = parties.escort.page;
+    await es.goto('/trips');
+    await es.click('text=晋D66666');
+    await es.waitForURL((u) => u.pathname === tripUrl);
+    await screenshot(es, 'phone-freight-3-escort-sees-handoff');
+    await submit(es, 'accept-form');
+    assert.match(await text(es, 'main'), /接返中/);
+    // The cargo owner confirms arrival, then departure.
+    const en = parties.enterprise.page;
+    await en.goto(tripUrl);
+    await submit(en, 'arrival-form');
+    assert.match(await text(en, 'main'), /已到达/);
+    await screenshot(en, 'phone-freight-4-arrived');
+    await submit(en, 'departure-form');
+    assert.match(await text(en, 'main'), /已离开/);
+    // The exit scan closes the loop; the chain shows every holder.
+    await cp.goto(tripUrl);
+    await submit(cp, 'exit-form');
+    const closed = await text(cp, 'main');
+    assert.match(closed, /已驶离\(闭环\)/);
+    for (const holder of ['龙泉高速出口卡口', '壶关县交通运输局', '壶关县太行钢材贸易有限公司']) {
+      assert.ok(closed.includes(holder), `${holder} is in the chain`);
+    }
+    await screenshot(cp, 'phone-freight-5-closed');
+    const w = await widths(cp);
+    assert.ok(w.scrollWidth <= w.innerWidth + 1, `no horizontal scroll (${w.scrollWidth} > ${w.innerWidth})`);
+    for (const p of Object.values(parties)) {
+      assert.deepEqual(p.problems, []);
+      await p.context.close();
+    }
+  });
+});
