@@ -14,5 +14,6 @@ pub mod role;
 pub mod scope;
 pub mod trip;
 pub mod unit;
+pub mod whitelist;
 
 pub use error::{Error, FieldError, Result};

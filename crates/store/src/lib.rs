@@ -14,6 +14,7 @@ pub mod trips;
 pub mod units;
 pub mod users;
 pub mod vault;
+pub mod whitelist;
 pub mod writer;
 
 use baton_domain::Error;

@@ -118,6 +118,13 @@ pub(crate) const PAGES: &[(&str, &str, Option<Permission>, &str, &str)] = &[
     ("/grids", "nav.grids", Some(Permission::GridsWrite), "村(社区)下的网格与网格员", "Grids under villages and their members"),
     ("/audit", "nav.audit", Some(Permission::AuditRead), "每一次写入与查看个人信息的记录", "Every write and every reveal of personal data"),
     ("/policy", "nav.policy", Some(Permission::PolicyRead), "规则参数的版本与生效时间", "Rule parameters by version and effective time"),
+    (
+        "/whitelist",
+        "nav.whitelist",
+        Some(Permission::WhitelistRead),
+        "企业、车辆、司机白名单：审核、暂停、撤销、造假标记、导入导出",
+        "Whitelisted enterprises, vehicles and drivers: review, suspend, revoke, fraud flag, import and export",
+    ),
     ("/divisions", "nav.divisions", None, "按代码或名称查找行政区划", "Find divisions by code or name"),
 ];
 

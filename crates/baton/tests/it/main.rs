@@ -11,3 +11,4 @@ mod input;
 mod personal;
 mod platform;
 mod scope;
+mod whitelist;

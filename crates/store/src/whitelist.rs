@@ -1,0 +1,1395 @@
+//! The whitelist (白名单): enterprises, vehicles and drivers, with tier, validity, a status
+//! changed only with a reason (history kept), review and a fraud flag; matched at check-in;
+//! imported from and exported to xlsx. Rules live in `baton_domain::whitelist`.
+//!
+//! Personal data: a driver's ID number and phone are sealed by the vault and found through
+//! their blind index, exactly as for users; plates and credit codes are not personal and are
+//! kept plain and indexed. Everything leaves masked unless revealed (`personal.reveal`, audited).
+//!
+//! Jurisdiction, kept simple: an entry belongs to the division of the scope of the user who
+//! made it (the county's command office makes county-wide entries, jurisdiction `140427`;
+//! a unit-scoped writer makes entries in its unit's division, owned by its unit). An entry is
+//! **visible** to everyone whose scope lies under its jurisdiction (so every checkpoint and
+//! township of the county sees the county's list) and to everyone whose scope covers it; it is
+//! **changed** only by writers whose scope covers it. The tier (province/city/county) says
+//! who approved the entry; it does not change where the entry applies.
+
+use crate::db::{Row, Tx};
+use crate::{Principal, Store, audit, q, scope_args, text_field};
+use baton_domain::ident::{IdNumber, PersonalKind, Phone, Plate, mask_kind};
+use baton_domain::role::Permission;
+use baton_domain::scope::Scope;
+use baton_domain::whitelist::{self as wl, Change, CreditCode, EntryKind, Event, EventKind, Problem, Reason, Status, Subject, Tier, WhitelistMatch};
+use baton_domain::{Error, FieldError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use uuid::Uuid;
+
+const PHONE_AAD: &str = "whitelist_entries.phone";
+const ID_AAD: &str = "whitelist_entries.id_number";
+/// Rows accepted in one import.
+pub const MAX_IMPORT_ROWS: usize = 5000;
+
+// ---------- views ----------
+
+/// An entry as the API and UI show it; personal data masked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub id: Uuid,
+    pub kind: EntryKind,
+    pub tier: Tier,
+    pub status: Status,
+    pub fraud: bool,
+    /// Enterprise name, driver name, or the vehicle's holder (may be empty).
+    pub name: String,
+    pub credit_code: Option<String>,
+    pub plate: Option<String>,
+    /// Masked (`140427********1234`).
+    pub id_number: Option<String>,
+    /// Masked (`138****1234`).
+    pub phone: Option<String>,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: DateTime<Utc>,
+    pub note: String,
+    pub jurisdiction: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Whether the entry counts at check-in now.
+    pub counts_now: bool,
+    /// Why it does not count now.
+    pub problem: Option<Problem>,
+    #[serde(skip)]
+    unit_id: Option<Uuid>,
+}
+
+impl Entry {
+    /// Whether `who` may change this entry (write permission and a scope that covers it).
+    pub fn writable_by(&self, who: &Principal) -> bool {
+        who.can(Permission::WhitelistWrite) && who.scope.covers(&self.jurisdiction, self.unit_id)
+    }
+}
+
+/// One line of an entry's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryLine {
+    pub seq: i64,
+    pub kind: String,
+    pub from: String,
+    pub to: String,
+    pub fraud: bool,
+    pub reason: String,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryDetail {
+    #[serde(flatten)]
+    pub entry: Entry,
+    pub history: Vec<HistoryLine>,
+}
+
+// ---------- inputs ----------
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryInput {
+    /// `enterprise`, `vehicle` or `driver`.
+    pub kind: String,
+    /// `province`, `city` or `county`.
+    pub tier: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub credit_code: String,
+    #[serde(default)]
+    pub plate: String,
+    #[serde(default)]
+    pub id_number: String,
+    #[serde(default)]
+    pub phone: String,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: DateTime<Utc>,
+    #[serde(default)]
+    pub note: String,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryFilter {
+    pub kind: Option<String>,
+    pub status: Option<String>,
+    pub tier: Option<String>,
+    pub fraud: Option<bool>,
+    /// Name, plate or credit code contains.
+    pub q: Option<String>,
+    pub plate: Option<String>,
+    pub credit_code: Option<String>,
+    /// Full ID number, found through the blind index.
+    pub id_number: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusInput {
+    /// `active` (reinstate), `suspended` or `revoked`.
+    pub to: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FraudInput {
+    /// Set (default) or clear the flag.
+    #[serde(default = "yes")]
+    pub fraud: bool,
+    pub reason: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewInput {
+    /// `approve` or `reject`.
+    pub decision: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchInput {
+    #[serde(default)]
+    pub plate: Option<String>,
+    #[serde(default)]
+    pub driver_id_numbers: Vec<String>,
+    #[serde(default)]
+    pub enterprise_code: Option<String>,
+}
+
+// ---------- validation ----------
+
+/// The fields of one entry before validation, from JSON, a form or a spreadsheet row.
+#[derive(Debug, Clone, Default)]
+pub struct Draft {
+    pub kind: String,
+    pub tier: String,
+    pub name: String,
+    pub credit_code: String,
+    pub plate: String,
+    pub id_number: String,
+    pub phone: String,
+    pub note: String,
+    /// `Err` when the value could not be read as a time (spreadsheets).
+    pub valid_from: Option<Result<DateTime<Utc>, FieldError>>,
+    pub valid_until: Option<Result<DateTime<Utc>, FieldError>>,
+}
+
+impl From<&EntryInput> for Draft {
+    fn from(i: &EntryInput) -> Self {
+        Draft {
+            kind: i.kind.clone(),
+            tier: i.tier.clone(),
+            name: i.name.clone(),
+            credit_code: i.credit_code.clone(),
+            plate: i.plate.clone(),
+            id_number: i.id_number.clone(),
+            phone: i.phone.clone(),
+            note: i.note.clone(),
+            valid_from: Some(Ok(i.valid_from)),
+            valid_until: Some(Ok(i.valid_until)),
+        }
+    }
+}
+
+/// A valid entry ready to store.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub subject: Subject,
+    pub tier: Tier,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: DateTime<Utc>,
+    pub note: String,
+}
+
+struct Errs<'a> {
+    prefix: &'a str,
+    v: Vec<FieldError>,
+}
+
+impl Errs<'_> {
+    fn take<T>(&mut self, r: Result<T, FieldError>, field: &str) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(err) => {
+                self.v.push(err.at(format!("{}{field}", self.prefix)));
+                None
+            }
+        }
+    }
+}
+
+/// Check a draft; field names are prefixed (`rows[3].plate`) for spreadsheet rows.
+pub fn check(d: &Draft, prefix: &str, now: DateTime<Utc>) -> Result<Checked, Vec<FieldError>> {
+    let mut e = Errs { prefix, v: Vec::new() };
+    let kind = e.take(
+        EntryKind::parse_loose(&d.kind).ok_or_else(|| {
+            FieldError::new(
+                "kind",
+                "whitelist_kind_unknown",
+                format!("未知类型“{}”，应为 企业、车辆 或 司机", d.kind.trim()),
+                format!("unknown kind \"{}\"; use enterprise, vehicle or driver", d.kind.trim()),
+            )
+        }),
+        "kind",
+    );
+    let tier = e.take(
+        Tier::parse_loose(&d.tier).ok_or_else(|| {
+            FieldError::new(
+                "tier",
+                "whitelist_tier_unknown",
+                format!("未知层级“{}”，应为 省级、市级 或 县级", d.tier.trim()),
+                format!("unknown tier \"{}\"; use province, city or county", d.tier.trim()),
+            )
+        }),
+        "tier",
+    );
+    let from = match &d.valid_from {
+        None => e.take(Err(FieldError::required("valid_from")), "valid_from"),
+        Some(r) => e.take(r.clone(), "valid_from"),
+    };
+    let until = match &d.valid_until {
+        None => e.take(Err(FieldError::required("valid_until")), "valid_until"),
+        Some(r) => e.take(r.clone(), "valid_until"),
+    };
+    if let (Some(f), Some(u)) = (from, until) {
+        e.take(wl::validity(f, u), "valid_until");
+        if u <= now {
+            e.take::<()>(Err(FieldError::new("valid_until", "validity_past", "有效期已过", "the validity has already ended")), "valid_until");
+        }
+    }
+    let note = e.take(text_field("note", &d.note, 0, 500), "note");
+    let not_for = |field: &str, v: &str, kind: EntryKind| -> Result<(), FieldError> {
+        if v.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(FieldError::new(
+                field,
+                "field_not_for_kind",
+                format!("“{}”类条目不填此项", kind.label(true)),
+                format!("not used for a {} entry", kind.as_str()),
+            ))
+        }
+    };
+    let subject = match kind {
+        Some(k @ EntryKind::Enterprise) => {
+            let name = e.take(text_field("name", &d.name, 1, 100), "name");
+            let code = e.take(
+                if d.credit_code.trim().is_empty() {
+                    Err(FieldError::required("credit_code"))
+                } else {
+                    CreditCode::parse("credit_code", &d.credit_code)
+                },
+                "credit_code",
+            );
+            e.take(not_for("plate", &d.plate, k), "plate");
+            e.take(not_for("id_number", &d.id_number, k), "id_number");
+            e.take(not_for("phone", &d.phone, k), "phone");
+            match (name, code) {
+                (Some(name), Some(credit_code)) => Some(Subject::Enterprise { name, credit_code }),
+                _ => None,
+            }
+        }
+        Some(k @ EntryKind::Vehicle) => {
+            let holder = e.take(text_field("name", &d.name, 0, 100), "name");
+            let plate = e.take(if d.plate.trim().is_empty() { Err(FieldError::required("plate")) } else { Plate::parse("plate", &d.plate) }, "plate");
+            e.take(not_for("credit_code", &d.credit_code, k), "credit_code");
+            e.take(not_for("id_number", &d.id_number, k), "id_number");
+            e.take(not_for("phone", &d.phone, k), "phone");
+            match (holder, plate) {
+                (Some(holder), Some(plate)) => Some(Subject::Vehicle { plate, holder }),
+                _ => None,
+            }
+        }
+        Some(k @ EntryKind::Driver) => {
+            let name = e.take(text_field("name", &d.name, 1, 40), "name");
+            let id = e.take(
+                if d.id_number.trim().is_empty() { Err(FieldError::required("id_number")) } else { IdNumber::parse("id_number", &d.id_number) },
+                "id_number",
+            );
+            let phone = e.take(if d.phone.trim().is_empty() { Err(FieldError::required("phone")) } else { Phone::parse("phone", &d.phone) }, "phone");
+            e.take(not_for("credit_code", &d.credit_code, k), "credit_code");
+            e.take(not_for("plate", &d.plate, k), "plate");
+            match (name, id, phone) {
+                (Some(name), Some(id_number), Some(phone)) => Some(Subject::Driver { id_number, name, phone }),
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    match (subject, tier, from, until, note) {
+        (Some(subject), Some(tier), Some(valid_from), Some(valid_until), Some(note)) if e.v.is_empty() => {
+            Ok(Checked { subject, tier, valid_from, valid_until, note })
+        }
+        _ => Err(e.v),
+    }
+}
+
+// ---------- scope ----------
+
+/// The jurisdiction and owning unit of entries made by `who`.
+fn home_of(who: &Principal) -> (String, Option<Uuid>) {
+    match &who.scope {
+        Scope::Division { code } => (code.clone(), None),
+        Scope::Unit { unit_id, division } => (division.clone(), Some(*unit_id)),
+    }
+}
+
+/// The division codes above (and at) the viewer's own division: entries there are visible.
+/// Always six values (the empty code, then prefixes of 2, 4, 6, 9 and 12 characters); unused
+/// slots hold a value no jurisdiction has.
+fn ancestors(who: &Principal) -> [String; 6] {
+    let code = match &who.scope {
+        Scope::Division { code } => code.as_str(),
+        Scope::Unit { division, .. } => division.as_str(),
+    };
+    let mut out: [String; 6] = Default::default();
+    out[0] = String::new();
+    for (i, n) in [2usize, 4, 6, 9, 12].iter().enumerate() {
+        out[i + 1] = if code.len() >= *n && code.is_char_boundary(*n) { code[..*n].to_string() } else { "-".to_string() };
+    }
+    out
+}
+
+fn parse_kind(s: &str) -> Result<EntryKind, Error> {
+    EntryKind::parse(s).ok_or_else(|| Error::internal(format!("stored whitelist kind {s}")))
+}
+fn parse_status(s: &str) -> Result<Status, Error> {
+    Status::parse(s).ok_or_else(|| Error::internal(format!("stored whitelist status {s}")))
+}
+fn parse_tier(s: &str) -> Result<Tier, Error> {
+    Tier::parse(s).ok_or_else(|| Error::internal(format!("stored whitelist tier {s}")))
+}
+
+/// The domain's view of a stored row (opens the sealed values).
+fn domain_of(store: &Store, r: &Row) -> Result<wl::Entry, Error> {
+    let kind = parse_kind(&r.get::<String>("kind")?)?;
+    let name: String = r.get("name")?;
+    let subject = match kind {
+        EntryKind::Enterprise => {
+            let code: Option<String> = r.get("credit_code")?;
+            Subject::Enterprise {
+                name,
+                credit_code: CreditCode::parse("credit_code", code.as_deref().unwrap_or("")).map_err(|e| Error::internal(e.en))?,
+            }
+        }
+        EntryKind::Vehicle => {
+            let plate: Option<String> = r.get("plate")?;
+            Subject::Vehicle { plate: Plate::parse("plate", plate.as_deref().unwrap_or("")).map_err(|e| Error::internal(e.en))?, holder: name }
+        }
+        EntryKind::Driver => {
+            let open = |col: &str, aad: &str| -> Result<String, Error> {
+                let enc: Option<Vec<u8>> = r.get(col)?;
+                store.vault.open(aad, &enc.unwrap_or_default())
+            };
+            let id = open("id_number_enc", ID_AAD)?;
+            let phone = open("phone_enc", PHONE_AAD)?;
+            Subject::Driver {
+                id_number: IdNumber::parse("id_number", &id).map_err(|e| Error::internal(e.en))?,
+                name,
+                phone: Phone::parse("phone", &phone).map_err(|e| Error::internal(e.en))?,
+            }
+        }
+    };
+    Ok(wl::Entry {
+        id: r.get("id")?,
+        subject,
+        tier: parse_tier(&r.get::<String>("tier")?)?,
+        valid_from: r.get("valid_from")?,
+        valid_until: r.get("valid_until")?,
+        status: parse_status(&r.get::<String>("status")?)?,
+        fraud: r.get("fraud")?,
+    })
+}
+
+fn view_of(store: &Store, r: &Row, now: DateTime<Utc>) -> Result<Entry, Error> {
+    let masked = |col: &str, aad: &str, kind: PersonalKind| -> Result<Option<String>, Error> {
+        let enc: Option<Vec<u8>> = r.get(col)?;
+        enc.map(|e| store.vault.open(aad, &e).map(|p| mask_kind(kind, &p))).transpose()
+    };
+    let status = parse_status(&r.get::<String>("status")?)?;
+    let fraud: bool = r.get("fraud")?;
+    let valid_from: DateTime<Utc> = r.get("valid_from")?;
+    let valid_until: DateTime<Utc> = r.get("valid_until")?;
+    // The problem depends on status, flag and validity only; the subject does not matter.
+    let probe = wl::Entry {
+        id: Uuid::nil(),
+        subject: Subject::Vehicle { plate: Plate::parse("p", "晋D00000").map_err(|e| Error::internal(e.en))?, holder: String::new() },
+        tier: Tier::County,
+        valid_from,
+        valid_until,
+        status,
+        fraud,
+    };
+    let problem = probe.problem(now);
+    Ok(Entry {
+        id: r.get("id")?,
+        kind: parse_kind(&r.get::<String>("kind")?)?,
+        tier: parse_tier(&r.get::<String>("tier")?)?,
+        status,
+        fraud,
+        name: r.get("name")?,
+        credit_code: r.get("credit_code")?,
+        plate: r.get("plate")?,
+        id_number: masked("id_number_enc", ID_AAD, PersonalKind::IdNumber)?,
+        phone: masked("phone_enc", PHONE_AAD, PersonalKind::Phone)?,
+        valid_from,
+        valid_until,
+        note: r.get("note")?,
+        jurisdiction: r.get("jurisdiction")?,
+        created_by: r.get("created_by")?,
+        created_at: r.get("created_at")?,
+        updated_at: r.get("updated_at")?,
+        counts_now: problem.is_none(),
+        problem,
+        unit_id: r.get("unit_id")?,
+    })
+}
+
+fn bad_filter(field: &str, v: &str) -> Error {
+    Error::field(field, "invalid_filter", format!("筛选值“{v}”无效"), format!("invalid filter value \"{v}\""))
+}
+
+async fn fetch_rows(store: &Store, who: &Principal, f: &EntryFilter, id: Option<Uuid>) -> Result<Vec<Row>, Error> {
+    let (lo, hi, unit) = scope_args(&who.scope);
+    let [a0, a1, a2, a3, a4, a5] = ancestors(who);
+    let nonempty = |o: &Option<String>| o.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let kind = match nonempty(&f.kind) {
+        Some(k) => Some(EntryKind::parse(&k).ok_or_else(|| bad_filter("kind", &k))?.as_str()),
+        None => None,
+    };
+    let status = match nonempty(&f.status) {
+        Some(k) => Some(Status::parse(&k).ok_or_else(|| bad_filter("status", &k))?.as_str()),
+        None => None,
+    };
+    let tier = match nonempty(&f.tier) {
+        Some(k) => Some(Tier::parse(&k).ok_or_else(|| bad_filter("tier", &k))?.as_str()),
+        None => None,
+    };
+    let plate = match nonempty(&f.plate) {
+        Some(p) => Some(Plate::parse("plate", &p).map_err(|e| Error::Invalid(vec![e]))?.as_str().to_string()),
+        None => None,
+    };
+    let code = match nonempty(&f.credit_code) {
+        Some(p) => Some(CreditCode::parse("credit_code", &p).map_err(|e| Error::Invalid(vec![e]))?.as_str().to_string()),
+        None => None,
+    };
+    let id_bidx = match nonempty(&f.id_number) {
+        Some(p) => Some(store.vault.blind_index("id_number", IdNumber::parse("id_number", &p).map_err(|e| Error::Invalid(vec![e]))?.as_str())),
+        None => None,
+    };
+    let like = nonempty(&f.q).map(|s| format!("%{}%", s.replace(['%', '_'], "")));
+    store
+        .db
+        .fetch_all(q!(
+            "SELECT id, kind, tier, status, fraud, subject_key, name, plate, credit_code, id_number_enc, phone_enc, valid_from, valid_until, note,
+                    jurisdiction, unit_id, created_by, created_at, updated_at
+             FROM whitelist_entries
+             WHERE ((jurisdiction >= $1 AND jurisdiction < $2) OR unit_id = $3 OR jurisdiction IN ($4, $5, $6, $7, $8, $9))
+               AND ($10 IS NULL OR id = $10)
+               AND ($11 IS NULL OR kind = $11)
+               AND ($12 IS NULL OR status = $12)
+               AND ($13 IS NULL OR tier = $13)
+               AND ($14 IS NULL OR fraud = $14)
+               AND ($15 IS NULL OR name LIKE $15 OR plate LIKE $15 OR credit_code LIKE $15)
+               AND ($16 IS NULL OR plate = $16)
+               AND ($17 IS NULL OR credit_code = $17)
+               AND ($18 IS NULL OR id_number_bidx = $18)
+             ORDER BY created_at DESC, id DESC LIMIT 2000",
+            lo,
+            hi,
+            unit,
+            a0,
+            a1,
+            a2,
+            a3,
+            a4,
+            a5,
+            id,
+            kind,
+            status,
+            tier,
+            f.fraud,
+            like,
+            plate,
+            code,
+            id_bidx
+        ))
+        .await
+}
+
+pub async fn list(store: &Store, who: &Principal, f: &EntryFilter) -> Result<Vec<Entry>, Error> {
+    who.require(Permission::WhitelistRead)?;
+    let now = store.now();
+    fetch_rows(store, who, f, None).await?.iter().map(|r| view_of(store, r, now)).collect()
+}
+
+async fn row_of(store: &Store, who: &Principal, id: Uuid) -> Result<Row, Error> {
+    fetch_rows(store, who, &EntryFilter::default(), Some(id)).await?.into_iter().next().ok_or(Error::NotFound("whitelist entry"))
+}
+
+pub async fn history(store: &Store, id: Uuid) -> Result<Vec<HistoryLine>, Error> {
+    let rows = store
+        .db
+        .fetch_all(q!(
+            "SELECT seq, kind, from_status, to_status, fraud, reason, actor, at FROM whitelist_history WHERE entry_id = $1 ORDER BY seq",
+            id
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(HistoryLine {
+                seq: r.get("seq")?,
+                kind: r.get("kind")?,
+                from: r.get("from_status")?,
+                to: r.get("to_status")?,
+                fraud: r.get("fraud")?,
+                reason: r.get("reason")?,
+                actor: r.get("actor")?,
+                at: r.get("at")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn get(store: &Store, who: &Principal, id: Uuid) -> Result<EntryDetail, Error> {
+    who.require(Permission::WhitelistRead)?;
+    let r = row_of(store, who, id).await?;
+    Ok(EntryDetail { entry: view_of(store, &r, store.now())?, history: history(store, id).await? })
+}
+
+// ---------- writes ----------
+
+fn subject_key(store: &Store, s: &Subject) -> String {
+    match s {
+        Subject::Enterprise { credit_code, .. } => format!("enterprise:{}", credit_code.as_str()),
+        Subject::Vehicle { plate, .. } => format!("vehicle:{}", plate.as_str()),
+        Subject::Driver { id_number, .. } => format!("driver:{}", hex::encode(store.vault.blind_index("id_number", id_number.as_str()))),
+    }
+}
+
+fn duplicate() -> Error {
+    Error::conflict(
+        "whitelist_duplicate",
+        "该对象已有待审核、有效或暂停中的白名单条目",
+        "this subject already has a pending, active or suspended whitelist entry",
+    )
+}
+
+async fn insert(store: &Store, tx: &mut Tx, who: &Principal, c: &Checked, reason: &str, now: DateTime<Utc>) -> Result<Uuid, Error> {
+    let id = Uuid::now_v7();
+    let (jurisdiction, unit) = home_of(who);
+    let key = subject_key(store, &c.subject);
+    let (name, plate, code, ie, ib, pe, pb) = match &c.subject {
+        Subject::Enterprise { name, credit_code } => (name.clone(), None, Some(credit_code.as_str().to_string()), None, None, None, None),
+        Subject::Vehicle { plate, holder } => (holder.clone(), Some(plate.as_str().to_string()), None, None, None, None, None),
+        Subject::Driver { id_number, name, phone } => (
+            name.clone(),
+            None,
+            None,
+            Some(store.vault.seal(ID_AAD, id_number.as_str())?),
+            Some(store.vault.blind_index("id_number", id_number.as_str())),
+            Some(store.vault.seal(PHONE_AAD, phone.as_str())?),
+            Some(store.vault.blind_index("phone", phone.as_str())),
+        ),
+    };
+    tx.execute(q!(
+        "INSERT INTO whitelist_entries (id, kind, tier, status, fraud, subject_key, name, plate, credit_code, id_number_enc, id_number_bidx,
+                                        phone_enc, phone_bidx, valid_from, valid_until, note, jurisdiction, unit_id, created_by, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19)",
+        id,
+        c.subject.kind().as_str(),
+        c.tier.as_str(),
+        Status::PendingReview.as_str(),
+        key,
+        name,
+        plate,
+        code,
+        ie,
+        ib,
+        pe,
+        pb,
+        c.valid_from,
+        c.valid_until,
+        c.note.clone(),
+        jurisdiction,
+        unit,
+        who.name.clone(),
+        now
+    ))
+    .await
+    .map_err(|e| match e {
+        Error::Conflict { code: "already_exists", .. } => duplicate(),
+        e => e,
+    })?;
+    tx.execute(q!(
+        "INSERT INTO whitelist_history (id, entry_id, seq, kind, from_status, to_status, fraud, reason, actor, actor_id, at)
+         VALUES ($1, $2, 1, $3, $4, $4, FALSE, $5, $6, $7, $8)",
+        Uuid::now_v7(),
+        id,
+        EventKind::Create.as_str(),
+        Status::PendingReview.as_str(),
+        reason,
+        who.name.clone(),
+        who.user_id,
+        now
+    ))
+    .await?;
+    Ok(id)
+}
+
+fn subject_detail(s: &Subject) -> serde_json::Value {
+    serde_json::json!({"kind": s.kind().as_str(), "subject": s.display_key()})
+}
+
+/// Create an entry; it starts `pending_review` and counts only once approved.
+pub async fn create(store: &Store, who: &Principal, input: &EntryInput) -> Result<EntryDetail, Error> {
+    who.require(Permission::WhitelistWrite)?;
+    let now = store.now();
+    let c = check(&Draft::from(input), "", now).map_err(Error::Invalid)?;
+    let (jurisdiction, _) = home_of(who);
+    let mut tx = store.db.begin().await?;
+    let id = insert(store, &mut tx, who, &c, "新建 / created", now).await?;
+    let mut detail = subject_detail(&c.subject);
+    detail["tier"] = serde_json::json!(c.tier.as_str());
+    store
+        .audited(
+            who,
+            audit::Entry {
+                action: "whitelist.create",
+                object_type: "whitelist_entry",
+                object_id: id.to_string(),
+                jurisdiction: &jurisdiction,
+                detail,
+            },
+            tx,
+        )
+        .await?;
+    get(store, &Principal::system(&who.request_id), id).await
+}
+
+/// Apply a change with its reason: checked by the domain's status machine, written with its
+/// history line and audit entry in one transaction.
+async fn change(store: &Store, who: &Principal, id: Uuid, c: Change, reason: &str) -> Result<EntryDetail, Error> {
+    who.require(Permission::WhitelistWrite)?;
+    let r = row_of(store, who, id).await?;
+    let jurisdiction: String = r.get("jurisdiction")?;
+    let unit: Option<Uuid> = r.get("unit_id")?;
+    if !who.scope.covers(&jurisdiction, unit) {
+        // Visible (a county-wide entry seen from a township) but not the caller's to change.
+        return Err(Error::Forbidden);
+    }
+    let reason = Reason::parse("reason", reason).map_err(|e| Error::Invalid(vec![e]))?;
+    let before = domain_of(store, &r)?;
+    let now = store.now();
+    let (after, ev): (wl::Entry, Event) = before.apply(&c, reason, &who.name, now)?;
+    let mut tx = store.db.begin().await?;
+    let n = tx
+        .execute(q!(
+            "UPDATE whitelist_entries SET status = $2, fraud = $3, updated_at = $4 WHERE id = $1 AND status = $5 AND fraud = $6",
+            id,
+            after.status.as_str(),
+            after.fraud,
+            now,
+            before.status.as_str(),
+            before.fraud
+        ))
+        .await?;
+    if n != 1 {
+        return Err(Error::conflict(
+            "whitelist_changed",
+            "该条目刚被他人修改，请刷新后重试",
+            "the entry was just changed by someone else; reload and retry",
+        ));
+    }
+    let seq: i64 = tx.fetch_one(q!("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM whitelist_history WHERE entry_id = $1", id)).await?.get("next")?;
+    tx.execute(q!(
+        "INSERT INTO whitelist_history (id, entry_id, seq, kind, from_status, to_status, fraud, reason, actor, actor_id, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        Uuid::now_v7(),
+        id,
+        seq,
+        ev.kind.as_str(),
+        ev.from.as_str(),
+        ev.to.as_str(),
+        ev.fraud,
+        ev.reason.as_str(),
+        ev.actor.clone(),
+        who.user_id,
+        now
+    ))
+    .await?;
+    let mut detail = subject_detail(&before.subject);
+    detail["from"] = serde_json::json!(ev.from.as_str());
+    detail["to"] = serde_json::json!(ev.to.as_str());
+    detail["fraud"] = serde_json::json!(ev.fraud);
+    detail["reason"] = serde_json::json!(ev.reason.as_str());
+    let action = format!("whitelist.{}", ev.kind.as_str());
+    store
+        .audited(
+            who,
+            audit::Entry { action: &action, object_type: "whitelist_entry", object_id: id.to_string(), jurisdiction: &jurisdiction, detail },
+            tx,
+        )
+        .await?;
+    get(store, &Principal::system(&who.request_id), id).await
+}
+
+pub async fn change_status(store: &Store, who: &Principal, id: Uuid, input: &StatusInput) -> Result<EntryDetail, Error> {
+    who.require(Permission::WhitelistWrite)?;
+    let to = Status::parse(input.to.trim()).ok_or_else(|| {
+        Error::field(
+            "to",
+            "whitelist_status_unknown",
+            format!("未知状态“{}”，应为 active、suspended 或 revoked", input.to),
+            format!("unknown status \"{}\"; use active, suspended or revoked", input.to),
+        )
+    })?;
+    change(store, who, id, Change::SetStatus(to), &input.reason).await
+}
+
+pub async fn flag_fraud(store: &Store, who: &Principal, id: Uuid, input: &FraudInput) -> Result<EntryDetail, Error> {
+    change(store, who, id, Change::Fraud(input.fraud), &input.reason).await
+}
+
+pub async fn review(store: &Store, who: &Principal, id: Uuid, input: &ReviewInput) -> Result<EntryDetail, Error> {
+    who.require(Permission::WhitelistWrite)?;
+    let approve = match input.decision.trim() {
+        "approve" => true,
+        "reject" => false,
+        other => {
+            return Err(Error::field(
+                "decision",
+                "review_decision_unknown",
+                format!("未知审核结论“{other}”，应为 approve 或 reject"),
+                format!("unknown decision \"{other}\"; use approve or reject"),
+            ));
+        }
+    };
+    change(store, who, id, Change::Review { approve }, &input.reason).await
+}
+
+// ---------- matching ----------
+
+/// The parsed subjects of a match request.
+pub struct MatchQuery {
+    pub plate: Option<Plate>,
+    pub driver_id_numbers: Vec<IdNumber>,
+    pub enterprise: Option<CreditCode>,
+}
+
+impl MatchQuery {
+    pub fn parse(input: &MatchInput) -> Result<MatchQuery, Error> {
+        let mut errs = Vec::new();
+        let blank = |o: &Option<String>| o.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let plate = blank(&input.plate).and_then(|p| Plate::parse("plate", &p).map_err(|e| errs.push(e)).ok());
+        let enterprise = blank(&input.enterprise_code).and_then(|p| CreditCode::parse("enterprise_code", &p).map_err(|e| errs.push(e)).ok());
+        if input.driver_id_numbers.len() > 20 {
+            errs.push(FieldError::new("driver_id_numbers", "too_many", "最多 20 名司乘人员", "at most 20 crew members"));
+        }
+        let ids: Vec<IdNumber> = input
+            .driver_id_numbers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| IdNumber::parse(&format!("driver_id_numbers[{i}]"), s).map_err(|e| errs.push(e)).ok())
+            .collect();
+        if errs.is_empty() && plate.is_none() && ids.is_empty() && enterprise.is_none() {
+            errs.push(FieldError::new(
+                "plate",
+                "match_empty",
+                "请至少提供车牌号、司机身份证号或企业信用代码之一",
+                "give at least a plate, a driver's ID number or an enterprise code",
+            ));
+        }
+        if errs.is_empty() { Ok(MatchQuery { plate, driver_id_numbers: ids, enterprise }) } else { Err(Error::Invalid(errs)) }
+    }
+}
+
+/// Match for a check-in as seen from `viewer`'s scope, without a permission check: for the
+/// check-in itself, which has checked its own permission (`trips.check_in`).
+pub async fn match_as(store: &Store, viewer: &Principal, m: &MatchQuery, now: DateTime<Utc>) -> Result<WhitelistMatch, Error> {
+    let mut keys: Vec<String> = Vec::new();
+    if let Some(p) = &m.plate {
+        keys.push(format!("vehicle:{}", p.as_str()));
+    }
+    for id in &m.driver_id_numbers {
+        keys.push(format!("driver:{}", hex::encode(store.vault.blind_index("id_number", id.as_str()))));
+    }
+    if let Some(c) = &m.enterprise {
+        keys.push(format!("enterprise:{}", c.as_str()));
+    }
+    let (lo, hi, unit) = scope_args(&viewer.scope);
+    let [a0, a1, a2, a3, a4, a5] = ancestors(viewer);
+    let mut entries = Vec::new();
+    let mut seen = HashSet::new();
+    for key in keys {
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        let rows = store
+            .db
+            .fetch_all(q!(
+                "SELECT id, kind, tier, status, fraud, subject_key, name, plate, credit_code, id_number_enc, phone_enc, valid_from, valid_until, note,
+                        jurisdiction, unit_id, created_by, created_at, updated_at
+                 FROM whitelist_entries
+                 WHERE subject_key = $10
+                   AND ((jurisdiction >= $1 AND jurisdiction < $2) OR unit_id = $3 OR jurisdiction IN ($4, $5, $6, $7, $8, $9))
+                 LIMIT 100",
+                lo.clone(),
+                hi.clone(),
+                unit,
+                a0.clone(),
+                a1.clone(),
+                a2.clone(),
+                a3.clone(),
+                a4.clone(),
+                a5.clone(),
+                key
+            ))
+            .await?;
+        for r in &rows {
+            entries.push(domain_of(store, r)?);
+        }
+    }
+    Ok(wl::match_check_in(m.plate.as_ref(), &m.driver_id_numbers, m.enterprise.as_ref(), &entries, now))
+}
+
+/// `POST /whitelist/match`: needs `whitelist.read`.
+pub async fn match_check_in(store: &Store, who: &Principal, input: &MatchInput) -> Result<WhitelistMatch, Error> {
+    who.require(Permission::WhitelistRead)?;
+    let m = MatchQuery::parse(input)?;
+    match_as(store, who, &m, store.now()).await
+}
+
+// ---------- reveal and key rotation ----------
+
+/// Show a driver's ID number or phone in full: needs `personal.reveal`, inside scope; audited.
+pub async fn reveal(store: &Store, who: &Principal, id: Uuid, kind: PersonalKind) -> Result<Option<String>, Error> {
+    who.require(Permission::PersonalReveal)?;
+    let r = row_of(store, who, id).await?;
+    let (col, aad) = match kind {
+        PersonalKind::Phone => ("phone_enc", PHONE_AAD),
+        PersonalKind::IdNumber => ("id_number_enc", ID_AAD),
+    };
+    let enc: Option<Vec<u8>> = r.get(col)?;
+    let plain = enc.map(|e| store.vault.open(aad, &e)).transpose()?;
+    let jurisdiction: String = r.get("jurisdiction")?;
+    let tx = store.db.begin().await?;
+    let detail = serde_json::json!({"field": kind.as_str(), "name": r.get::<String>("name")?});
+    store
+        .audited(
+            who,
+            audit::Entry {
+                action: "personal.reveal",
+                object_type: "whitelist_entry",
+                object_id: id.to_string(),
+                jurisdiction: &jurisdiction,
+                detail,
+            },
+            tx,
+        )
+        .await?;
+    Ok(plain)
+}
+
+/// After a key rotation: re-seal every driver's values that are not under the active key.
+pub async fn reseal_all(store: &Store) -> Result<u64, Error> {
+    let rows = store.db.fetch_all(q!("SELECT id, id_number_enc, phone_enc FROM whitelist_entries WHERE id_number_enc IS NOT NULL")).await?;
+    let active = store.vault.active_key_id().to_string();
+    let mut tx = store.db.begin().await?;
+    let mut n = 0u64;
+    for r in &rows {
+        let id: Uuid = r.get("id")?;
+        for (col, aad) in [("id_number_enc", ID_AAD), ("phone_enc", PHONE_AAD)] {
+            let Some(enc) = r.get::<Option<Vec<u8>>>(col)? else {
+                continue;
+            };
+            if crate::vault::Vault::key_id_of(&enc) == Some(active.as_str()) {
+                continue;
+            }
+            let resealed = store.vault.seal(aad, &store.vault.open(aad, &enc)?)?;
+            let sql = if col == "phone_enc" {
+                q!("UPDATE whitelist_entries SET phone_enc = $2 WHERE id = $1", id, resealed)
+            } else {
+                q!("UPDATE whitelist_entries SET id_number_enc = $2 WHERE id = $1", id, resealed)
+            };
+            tx.execute(sql).await?;
+            n += 1;
+        }
+    }
+    let who = Principal::system("keys-rotate");
+    store
+        .audited(
+            &who,
+            audit::Entry {
+                action: "keys.reseal",
+                object_type: "whitelist_entries",
+                object_id: active.clone(),
+                jurisdiction: "",
+                detail: serde_json::json!({"values": n}),
+            },
+            tx,
+        )
+        .await?;
+    Ok(n)
+}
+
+// ---------- xlsx ----------
+
+/// Spreadsheet columns: the field, then the headers accepted for it (the first is written).
+const HEADERS: &[(&str, &[&str])] = &[
+    ("kind", &["类型", "kind", "种类"]),
+    ("tier", &["层级", "tier", "级别"]),
+    ("name", &["名称/姓名", "name", "名称", "姓名", "企业名称", "车辆所有人"]),
+    ("credit_code", &["统一社会信用代码", "credit_code", "信用代码"]),
+    ("plate", &["车牌号", "plate", "车牌"]),
+    ("id_number", &["身份证号", "id_number", "身份证号码"]),
+    ("phone", &["手机号", "phone", "手机号码", "电话"]),
+    ("valid_from", &["有效期起", "valid_from", "生效日期"]),
+    ("valid_until", &["有效期止", "valid_until", "截止日期", "失效日期"]),
+    ("note", &["备注", "note"]),
+];
+const REQUIRED_HEADERS: &[&str] = &["kind", "tier", "valid_from", "valid_until"];
+
+/// A cell to write.
+#[derive(Debug, Clone)]
+pub enum XCell {
+    Text(String),
+    Number(f64),
+    /// A date cell (`yyyy-mm-dd`).
+    Date(chrono::NaiveDate),
+}
+
+/// A cell as read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RCell {
+    Empty,
+    Text(String),
+    Number(f64),
+    /// Excel serial date-time (days since 1899-12-30, fraction = time of day).
+    Date(f64),
+}
+
+impl RCell {
+    /// The text of a cell; whole numbers print without a decimal point (phones typed as numbers).
+    pub fn text(&self) -> String {
+        match self {
+            RCell::Empty => String::new(),
+            RCell::Text(s) => s.trim().to_string(),
+            RCell::Number(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
+            RCell::Number(f) => f.to_string(),
+            RCell::Date(f) => serial_to_naive(*f).map(|d| d.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+fn xlsx_err(e: impl std::fmt::Display) -> Error {
+    Error::internal(format!("xlsx: {e}"))
+}
+
+/// Write one sheet; row 0 is usually the header.
+pub fn write_sheet(name: &str, rows: &[Vec<XCell>]) -> Result<Vec<u8>, Error> {
+    use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
+    let mut wb = Workbook::new();
+    let date = Format::new().set_num_format("yyyy-mm-dd");
+    let bold = Format::new().set_bold();
+    let ws = wb.add_worksheet();
+    ws.set_name(name).map_err(xlsx_err)?;
+    for (r, row) in rows.iter().enumerate() {
+        let r = u32::try_from(r).map_err(xlsx_err)?;
+        for (c, cell) in row.iter().enumerate() {
+            let c = u16::try_from(c).map_err(xlsx_err)?;
+            match cell {
+                XCell::Text(s) if r == 0 => ws.write_string_with_format(r, c, s, &bold).map(|_| ()),
+                XCell::Text(s) => ws.write_string(r, c, s).map(|_| ()),
+                XCell::Number(n) => ws.write_number(r, c, *n).map(|_| ()),
+                XCell::Date(d) => {
+                    use chrono::Datelike;
+                    let dt = ExcelDateTime::from_ymd(
+                        u16::try_from(d.year()).map_err(xlsx_err)?,
+                        u8::try_from(d.month()).map_err(xlsx_err)?,
+                        u8::try_from(d.day()).map_err(xlsx_err)?,
+                    )
+                    .map_err(xlsx_err)?;
+                    ws.write_datetime_with_format(r, c, &dt, &date).map(|_| ())
+                }
+            }
+            .map_err(xlsx_err)?;
+        }
+    }
+    for c in 0..u16::try_from(rows.first().map(Vec::len).unwrap_or(0)).unwrap_or(0) {
+        ws.set_column_width(c, 20).map_err(xlsx_err)?;
+    }
+    wb.save_to_buffer().map_err(xlsx_err)
+}
+
+/// Read the first sheet: each row with its spreadsheet row number (1-based).
+pub fn read_sheet(bytes: &[u8]) -> Result<Vec<(usize, Vec<RCell>)>, Error> {
+    use calamine::{Data, Reader, Xlsx};
+    let unreadable =
+        |e: String| Error::field("file", "xlsx_unreadable", format!("无法读取 xlsx 文件：{e}"), format!("the file could not be read as xlsx: {e}"));
+    let mut wb: Xlsx<_> = Xlsx::new(std::io::Cursor::new(bytes)).map_err(|e| unreadable(e.to_string()))?;
+    let range = match wb.worksheet_range_at(0) {
+        Some(r) => r.map_err(|e| unreadable(e.to_string()))?,
+        None => return Err(unreadable("no worksheet".into())),
+    };
+    let first = range.start().map(|(r, _)| r as usize).unwrap_or(0);
+    let first_col = range.start().map(|(_, c)| c as usize).unwrap_or(0);
+    Ok(range
+        .rows()
+        .enumerate()
+        .map(|(i, row)| {
+            let mut cells = vec![RCell::Empty; first_col];
+            cells.extend(row.iter().map(|d| match d {
+                Data::Empty | Data::Error(_) => RCell::Empty,
+                Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => RCell::Text(s.clone()),
+                Data::Int(n) => RCell::Number(*n as f64),
+                Data::Float(f) => RCell::Number(*f),
+                Data::Bool(b) => RCell::Text(b.to_string()),
+                Data::DateTime(dt) => RCell::Date(dt.as_f64()),
+            }));
+            (first + i + 1, cells)
+        })
+        .collect())
+}
+
+fn serial_to_naive(serial: f64) -> Option<chrono::NaiveDateTime> {
+    if !(0.0..2_958_466.0).contains(&serial) {
+        return None;
+    }
+    let base = chrono::NaiveDate::from_ymd_opt(1899, 12, 30)?.and_hms_opt(0, 0, 0)?;
+    let ms = (serial * 86_400_000.0).round() as i64;
+    base.checked_add_signed(chrono::Duration::milliseconds(ms))
+}
+
+fn china() -> Option<chrono::FixedOffset> {
+    chrono::FixedOffset::east_opt(8 * 3600)
+}
+
+fn from_china(n: chrono::NaiveDateTime) -> Option<DateTime<Utc>> {
+    use chrono::TimeZone;
+    china()?.from_local_datetime(&n).single().map(|t| t.with_timezone(&Utc))
+}
+
+/// A validity bound from a cell, in China time. A date alone means the start of that day for
+/// `valid_from`, and the end of that day (the next day's start) for `valid_until`.
+fn cell_time(field: &str, cell: &RCell, end: bool) -> Option<Result<DateTime<Utc>, FieldError>> {
+    let bad = || {
+        FieldError::new(
+            field,
+            "date_format",
+            "日期格式应为 2022-11-10 或 2022-11-10 08:00",
+            "use a date like 2022-11-10 or a time like 2022-11-10 08:00",
+        )
+    };
+    let whole_day = |d: chrono::NaiveDate| -> Option<DateTime<Utc>> {
+        let d = if end { d.succ_opt()? } else { d };
+        from_china(d.and_hms_opt(0, 0, 0)?)
+    };
+    let t = match cell {
+        RCell::Empty => return None,
+        RCell::Text(s) if s.trim().is_empty() => return None,
+        RCell::Date(f) | RCell::Number(f) => match serial_to_naive(*f) {
+            Some(n) if n.time() == chrono::NaiveTime::MIN => whole_day(n.date()),
+            Some(n) => from_china(n),
+            None => None,
+        },
+        RCell::Text(s) => {
+            let s = s.trim().replace(['/', '年', '月'], "-").replace('日', "");
+            if let Ok(d) = chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d") {
+                whole_day(d)
+            } else {
+                ["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"]
+                    .iter()
+                    .find_map(|f| chrono::NaiveDateTime::parse_from_str(&s, f).ok())
+                    .and_then(from_china)
+                    .or_else(|| DateTime::parse_from_rfc3339(&s).ok().map(|t| t.with_timezone(&Utc)))
+            }
+        }
+    };
+    Some(t.ok_or_else(bad))
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportReport {
+    pub imported: usize,
+    pub ids: Vec<Uuid>,
+}
+
+/// Import a spreadsheet. Every row is checked first; if any row is bad, nothing is written and
+/// the error lists every problem by row (`rows[5].plate`, the spreadsheet's row number).
+/// Imported entries start `pending_review`.
+pub async fn import_xlsx(store: &Store, who: &Principal, bytes: &[u8]) -> Result<ImportReport, Error> {
+    who.require(Permission::WhitelistWrite)?;
+    let now = store.now();
+    let rows = read_sheet(bytes)?;
+    let mut rows = rows.into_iter().filter(|(_, cells)| cells.iter().any(|c| !c.text().is_empty()));
+    let Some((_, header)) = rows.next() else {
+        return Err(Error::field("file", "xlsx_empty", "表格是空的", "the sheet is empty"));
+    };
+    let mut col: HashMap<&str, usize> = HashMap::new();
+    for (i, h) in header.iter().enumerate() {
+        let h = h.text();
+        if let Some((field, _)) = HEADERS.iter().find(|(_, names)| names.iter().any(|n| n.eq_ignore_ascii_case(h.trim()))) {
+            col.entry(field).or_insert(i);
+        }
+    }
+    let mut errs: Vec<FieldError> = REQUIRED_HEADERS
+        .iter()
+        .filter(|f| !col.contains_key(**f))
+        .map(|f| {
+            let name = HEADERS.iter().find(|(x, _)| x == f).and_then(|(_, n)| n.first()).copied().unwrap_or(f);
+            FieldError::new(
+                format!("header.{f}"),
+                "xlsx_column_missing",
+                format!("缺少“{name}”列"),
+                format!("the column \"{name}\" ({f}) is missing"),
+            )
+        })
+        .collect();
+    if !errs.is_empty() {
+        return Err(Error::Invalid(errs));
+    }
+    let data: Vec<(usize, Vec<RCell>)> = rows.collect();
+    if data.is_empty() {
+        return Err(Error::field("file", "xlsx_empty", "表格中没有数据行", "the sheet has no data rows"));
+    }
+    if data.len() > MAX_IMPORT_ROWS {
+        return Err(Error::field(
+            "file",
+            "xlsx_too_many_rows",
+            format!("一次最多导入 {MAX_IMPORT_ROWS} 行"),
+            format!("at most {MAX_IMPORT_ROWS} rows per import"),
+        ));
+    }
+    let (jurisdiction, _) = home_of(who);
+    let existing: HashSet<String> = store
+        .db
+        .fetch_all(q!(
+            "SELECT subject_key FROM whitelist_entries WHERE jurisdiction = $1 AND status IN ('pending_review', 'active', 'suspended')",
+            jurisdiction.clone()
+        ))
+        .await?
+        .iter()
+        .map(|r| r.get::<String>("subject_key"))
+        .collect::<Result<_, _>>()?;
+    let mut first_row: HashMap<String, usize> = HashMap::new();
+    let mut good: Vec<Checked> = Vec::new();
+    for (n, cells) in &data {
+        let get = |f: &str| col.get(f).and_then(|i| cells.get(*i)).cloned().unwrap_or(RCell::Empty);
+        let prefix = format!("rows[{n}].");
+        let draft = Draft {
+            kind: get("kind").text(),
+            tier: get("tier").text(),
+            name: get("name").text(),
+            credit_code: get("credit_code").text(),
+            plate: get("plate").text(),
+            id_number: get("id_number").text(),
+            phone: get("phone").text(),
+            note: get("note").text(),
+            valid_from: cell_time("valid_from", &get("valid_from"), false),
+            valid_until: cell_time("valid_until", &get("valid_until"), true),
+        };
+        match check(&draft, &prefix, now) {
+            Ok(c) => {
+                let key = subject_key(store, &c.subject);
+                let field = match c.subject.kind() {
+                    EntryKind::Enterprise => "credit_code",
+                    EntryKind::Vehicle => "plate",
+                    EntryKind::Driver => "id_number",
+                };
+                if let Some(first) = first_row.get(&key) {
+                    errs.push(FieldError::new(
+                        format!("{prefix}{field}"),
+                        "duplicate_in_file",
+                        format!("与第 {first} 行重复"),
+                        format!("the same as row {first}"),
+                    ));
+                } else if existing.contains(&key) {
+                    errs.push(FieldError::new(
+                        format!("{prefix}{field}"),
+                        "whitelist_duplicate",
+                        "已有待审核、有效或暂停中的白名单条目",
+                        "already has a pending, active or suspended entry",
+                    ));
+                }
+                first_row.entry(key).or_insert(*n);
+                good.push(c);
+            }
+            Err(mut e) => errs.append(&mut e),
+        }
+    }
+    if !errs.is_empty() {
+        return Err(Error::Invalid(errs));
+    }
+    let reason = format!("导入 / imported ({} rows)", good.len());
+    let mut tx = store.db.begin().await?;
+    let mut ids = Vec::with_capacity(good.len());
+    let mut kinds: HashMap<&str, usize> = HashMap::new();
+    for c in &good {
+        ids.push(insert(store, &mut tx, who, c, &reason, now).await?);
+        *kinds.entry(c.subject.kind().as_str()).or_default() += 1;
+    }
+    use sha2::Digest;
+    let detail = serde_json::json!({"rows": good.len(), "kinds": kinds, "sha256": hex::encode(sha2::Sha256::digest(bytes))});
+    store
+        .audited(
+            who,
+            audit::Entry {
+                action: "whitelist.import",
+                object_type: "whitelist_entry",
+                object_id: String::new(),
+                jurisdiction: &jurisdiction,
+                detail,
+            },
+            tx,
+        )
+        .await?;
+    Ok(ImportReport { imported: ids.len(), ids })
+}
+
+fn local_text(t: DateTime<Utc>) -> String {
+    china().map(|z| t.with_timezone(&z).format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| t.to_rfc3339())
+}
+
+/// Export the entries the filter finds. Personal data is masked unless `reveal` is asked for,
+/// which needs `personal.reveal` and is audited. The columns are the import's, then status,
+/// fraud flag, id and jurisdiction, so a revealed export imports again elsewhere.
+pub async fn export_xlsx(store: &Store, who: &Principal, f: &EntryFilter, reveal: bool) -> Result<Vec<u8>, Error> {
+    who.require(Permission::WhitelistRead)?;
+    if reveal {
+        who.require(Permission::PersonalReveal)?;
+    }
+    let now = store.now();
+    let rows = fetch_rows(store, who, f, None).await?;
+    let mut out: Vec<Vec<XCell>> = Vec::with_capacity(rows.len() + 1);
+    let mut header: Vec<XCell> = HEADERS.iter().map(|(_, n)| XCell::Text(n.first().copied().unwrap_or("").to_string())).collect();
+    header.extend(["状态", "造假标记", "编号", "辖区"].iter().map(|s| XCell::Text((*s).to_string())));
+    out.push(header);
+    for r in &rows {
+        let e = view_of(store, r, now)?;
+        let (id_number, phone) = if reveal && e.kind == EntryKind::Driver {
+            let open = |col: &str, aad: &str| -> Result<String, Error> {
+                let enc: Option<Vec<u8>> = r.get(col)?;
+                enc.map(|x| store.vault.open(aad, &x)).transpose().map(Option::unwrap_or_default)
+            };
+            (open("id_number_enc", ID_AAD)?, open("phone_enc", PHONE_AAD)?)
+        } else {
+            (e.id_number.clone().unwrap_or_default(), e.phone.clone().unwrap_or_default())
+        };
+        out.push(
+            [
+                e.kind.label(true).to_string(),
+                e.tier.label(true).to_string(),
+                e.name.clone(),
+                e.credit_code.clone().unwrap_or_default(),
+                e.plate.clone().unwrap_or_default(),
+                id_number,
+                phone,
+                local_text(e.valid_from),
+                local_text(e.valid_until),
+                e.note.clone(),
+                e.status.label(true).to_string(),
+                if e.fraud { "是".to_string() } else { String::new() },
+                e.id.to_string(),
+                e.jurisdiction.clone(),
+            ]
+            .into_iter()
+            .map(XCell::Text)
+            .collect(),
+        );
+    }
+    let bytes = write_sheet("白名单", &out)?;
+    if reveal {
+        let (jurisdiction, _) = home_of(who);
+        let tx = store.db.begin().await?;
+        let detail = serde_json::json!({"rows": rows.len(), "revealed": true, "filter": {
+            "kind": f.kind, "status": f.status, "tier": f.tier, "fraud": f.fraud, "q": f.q, "plate": f.plate, "credit_code": f.credit_code,
+            "id_number": f.id_number.as_ref().map(|s| mask_kind(PersonalKind::IdNumber, s.trim())),
+        }});
+        store
+            .audited(
+                who,
+                audit::Entry {
+                    action: "whitelist.export",
+                    object_type: "whitelist_entry",
+                    object_id: String::new(),
+                    jurisdiction: &jurisdiction,
+                    detail,
+                },
+                tx,
+            )
+            .await?;
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2022-11-10T01:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn drafts_are_checked_per_kind() {
+        let d = Draft {
+            kind: "司机".into(),
+            tier: "县级".into(),
+            name: "张三".into(),
+            id_number: "11010519491231002X".into(),
+            phone: "13800134567".into(),
+            plate: "晋D12345".into(),
+            valid_from: Some(Ok(now())),
+            valid_until: Some(Ok(now())),
+            ..Default::default()
+        };
+        let e = check(&d, "rows[2].", now()).unwrap_err();
+        let codes: Vec<(&str, &str)> = e.iter().map(|f| (f.field.as_str(), f.code)).collect();
+        assert!(codes.contains(&("rows[2].plate", "field_not_for_kind")), "{codes:?}");
+        assert!(codes.contains(&("rows[2].valid_until", "validity_order")), "{codes:?}");
+        let ok = Draft { plate: String::new(), valid_until: Some(Ok(now() + chrono::Duration::days(3))), ..d };
+        assert!(matches!(check(&ok, "", now()).unwrap().subject, Subject::Driver { .. }));
+    }
+
+    #[test]
+    fn cells_become_times_in_china() {
+        let from = cell_time("f", &RCell::Text("2022-11-10".into()), false).unwrap().unwrap();
+        assert_eq!(from.to_rfc3339(), "2022-11-09T16:00:00+00:00");
+        let until = cell_time("u", &RCell::Text("2022/11/10".into()), true).unwrap().unwrap();
+        assert_eq!(until.to_rfc3339(), "2022-11-10T16:00:00+00:00");
+        // 44875 is 2022-11-10 in Excel's serial days.
+        assert_eq!(cell_time("f", &RCell::Date(44875.0), false).unwrap().unwrap(), from);
+        assert_eq!(cell_time("f", &RCell::Text("2022-11-10 08:00".into()), false).unwrap().unwrap().to_rfc3339(), "2022-11-10T00:00:00+00:00");
+        assert_eq!(cell_time("f", &RCell::Text("soon".into()), false).unwrap().unwrap_err().code, "date_format");
+        assert!(cell_time("f", &RCell::Empty, false).is_none());
+        assert_eq!(RCell::Number(13800134567.0).text(), "13800134567");
+    }
+
+    #[test]
+    fn sheets_round_trip() {
+        let d = chrono::NaiveDate::from_ymd_opt(2022, 11, 10).unwrap();
+        let bytes = write_sheet("t", &[vec![XCell::Text("a".into()), XCell::Text("b".into())], vec![XCell::Date(d), XCell::Number(1.5)]]).unwrap();
+        let rows = read_sheet(&bytes).unwrap();
+        assert_eq!(rows[0].1, vec![RCell::Text("a".into()), RCell::Text("b".into())]);
+        assert_eq!(rows[1].0, 2);
+        assert_eq!(rows[1].1, vec![RCell::Date(44875.0), RCell::Number(1.5)]);
+        assert_eq!(read_sheet(b"not a zip").unwrap_err().fields()[0].code, "xlsx_unreadable");
+    }
+}
