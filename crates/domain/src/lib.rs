@@ -10,6 +10,7 @@ pub mod division;
 pub mod error;
 pub mod ident;
 pub mod policy;
+pub mod risk;
 pub mod role;
 pub mod scope;
 pub mod trip;

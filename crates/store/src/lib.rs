@@ -10,6 +10,7 @@ pub mod grids;
 pub mod idempotency;
 pub mod policy;
 pub mod principal;
+pub mod risk_areas;
 pub mod trips;
 pub mod units;
 pub mod users;

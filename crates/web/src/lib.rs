@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod ui;
 pub mod ui_freight;
+pub mod ui_risk;
 pub mod ui_whitelist;
 
 use axum::Router;
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(ui::routes())
+        .merge(ui_risk::routes())
         .merge(ui_whitelist::routes())
         .merge(ui_freight::routes())
         .merge(metrics::routes())

@@ -125,6 +125,7 @@ pub(crate) const PAGES: &[(&str, &str, Option<Permission>, &str, &str)] = &[
         "企业、车辆、司机白名单：审核、暂停、撤销、造假标记、导入导出",
         "Whitelisted enterprises, vehicles and drivers: review, suspend, revoke, fraud flag, import and export",
     ),
+    ("/risk-areas", "nav.risk_areas", None, "现行风险地区、历史、导入与解除", "Risk areas in force, their history, imports and lifting"),
     ("/divisions", "nav.divisions", None, "按代码或名称查找行政区划", "Find divisions by code or name"),
 ];
 

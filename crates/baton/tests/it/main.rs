@@ -10,5 +10,6 @@ mod freight;
 mod input;
 mod personal;
 mod platform;
+mod risk;
 mod scope;
 mod whitelist;
