@@ -60,6 +60,25 @@ describe('freight loop on phones', () => {
     assert.match(page1, /健康码为黄码/, 'and why');
     assert.match(page1, /龙泉高速出口卡口/, 'the checkpoint holds it');
     await screenshot(cp, 'phone-freight-2-checked-in');
+    // The driver opens their code on their own phone, without an account.
+    const codeUrl = await cp.getAttribute('.code-link', 'href');
+    assert.match(codeUrl, /\/code\/[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/);
+    const driver = await newPage(browser, phone, server.baseURL);
+    await driver.page.goto(new URL(codeUrl).pathname);
+    assert.equal(await driver.page.getAttribute('#trip-code', 'data-class'), 'closed_loop');
+    assert.match(await text(driver.page, '#code-class'), /闭环管控/);
+    assert.match(await text(driver.page, '#code-instructions'), /接返人员/);
+    await screenshot(driver.page, 'phone-freight-driver-code-zh');
+    await driver.page.click('#lang-switch');
+    await driver.page.waitForSelector('html[lang="en"]', { state: 'attached' });
+    assert.match(await text(driver.page, '#code-instructions'), /escort/);
+    await screenshot(driver.page, 'phone-freight-driver-code-en');
+    // A forged code is refused with a reason.
+    const forged = new URL(codeUrl).pathname.replace(/\.[^.]+$/, '.AAAA');
+    const r = await driver.page.goto(forged);
+    assert.equal(r.status(), 409);
+    assert.match(await text(driver.page, '#error-message'), /签名无效|signature/);
+    await driver.context.close();
     // Hand to the escort; the checkpoint stays answerable until the escort accepts.
     await choose(cp, '#handoff-form select[name="to"]', '壶关县交通运输局');
     await cp.selectOption('#handoff-form select[name="purpose"]', 'escort');

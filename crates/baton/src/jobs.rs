@@ -48,7 +48,7 @@ pub async fn run(store: Store, metrics: Arc<Metrics>, mut stop: watch::Receiver<
         }
         metrics.jobs_run.fetch_add(1, Ordering::Relaxed);
         // Housekeeping once a minute.
-        if n % (60 / WATCH_SECONDS) != 0 {
+        if !n.is_multiple_of(60 / WATCH_SECONDS) {
             continue;
         }
         metrics.jobs_pending.store(1, Ordering::Relaxed);

@@ -259,7 +259,11 @@ async fn keys_cmd(cfg: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
             let id = k.rotate();
             k.save(&cfg.key_file).map_err(|e| anyhow::anyhow!("{e}"))?;
             let store = app::open_store(cfg, Arc::new(SystemClock)).await?;
-            let n = baton_store::users::reseal_all(&store).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let err = |e: baton_domain::Error| anyhow::anyhow!("{e}");
+            // Every table that seals personal data.
+            let n = baton_store::users::reseal_all(&store).await.map_err(err)?
+                + baton_store::whitelist::reseal_all(&store).await.map_err(err)?
+                + baton_store::trips::reseal_all(&store).await.map_err(err)?;
             println!("new active key {id}; re-sealed {n} values");
         }
     }

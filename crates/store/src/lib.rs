@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod auth;
+pub mod codes;
 pub mod db;
 pub mod grids;
 pub mod idempotency;

@@ -34,6 +34,8 @@ pub struct CrewInput {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CrewView {
+    /// The signed trip code the crew member opens at `/code/{code}` (no account needed).
+    pub code: Option<String>,
     pub seq: i64,
     pub name: String,
     /// Masked; see `users::reveal` for the pattern of revealing.
@@ -71,14 +73,37 @@ pub struct CheckInInput {
     /// The latest negative test certificate's time, if any.
     #[serde(default)]
     pub test_taken_at: Option<DateTime<Utc>>,
-    /// The worst risk-area stay in the look-back window (`none`, `low`, `medium`, `high`).
-    pub risk: RiskExposure,
+    /// The crew's itinerary (places in words or codes, with dates). When given, it is matched
+    /// against the risk areas in force on the dates of each stay, and the worst hit counts.
     #[serde(default)]
-    pub whitelisted: bool,
+    pub itinerary: Vec<crate::risk_areas::StayInput>,
+    /// The worst risk-area stay the checkpoint found by other means (a travel card); the worse of
+    /// this and the itinerary's match counts. `none` when only the itinerary is used.
+    #[serde(default = "no_risk")]
+    pub risk: RiskExposure,
     #[serde(default)]
     pub antigen_positive: bool,
     /// The landing test's tube barcode (落地核酸).
     pub landing_tube: String,
+}
+
+fn no_risk() -> RiskExposure {
+    RiskExposure::None
+}
+
+/// The exposure an itinerary's hits mean. An exact hit counts at its level; a possible hit
+/// (the stay was recorded less precisely than the area) counts one level lower, so that a
+/// stay recorded only as a city with one high-risk compound is escorted, not quarantined.
+pub fn exposure_of(hits: &[baton_domain::risk::RiskHit]) -> RiskExposure {
+    use baton_domain::risk::RiskLevel;
+    hits.iter()
+        .map(|h| match (h.level, h.coarse) {
+            (RiskLevel::High, false) => RiskExposure::High,
+            (RiskLevel::High, true) | (RiskLevel::Medium, false) => RiskExposure::Medium,
+            (RiskLevel::Medium, true) | (RiskLevel::Low, _) => RiskExposure::Low,
+        })
+        .max()
+        .unwrap_or(RiskExposure::None)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -90,6 +115,10 @@ pub struct TripView {
     /// Why the class was chosen (empty before check-in).
     pub reasons: Vec<Reason>,
     pub landing_tube: Option<String>,
+    /// The whitelist as matched at check-in (vehicle and every crew member).
+    pub whitelist: Option<serde_json::Value>,
+    /// The itinerary's risk-area hits found at check-in.
+    pub risk_hits: Vec<baton_domain::risk::RiskHit>,
 }
 
 /// What the store keeps beside the domain value.
@@ -98,6 +127,10 @@ struct Extra {
     reasons: Vec<Reason>,
     landing_tube: Option<String>,
     evidence: Option<Evidence>,
+    #[serde(default)]
+    whitelist: Option<serde_json::Value>,
+    #[serde(default)]
+    risk_hits: Vec<baton_domain::risk::RiskHit>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -305,29 +338,58 @@ async fn load_visible(tx: &mut Tx, who: &Principal, id: Uuid) -> Result<Loaded, 
     loaded(&r)
 }
 
-async fn crew_of(store: &Store, trip: Uuid) -> Result<Vec<CrewView>, Error> {
+/// How long a trip code stays valid after it is issued: the itinerary window.
+const CODE_DAYS: i64 = 7;
+
+async fn crew_of(store: &Store, trip: &Trip) -> Result<Vec<CrewView>, Error> {
+    let issued = trip.checked_in_at;
     let rows = store
         .db
-        .fetch_all(q!("SELECT seq, name, id_number_enc, phone_enc, health_code FROM trip_crew WHERE trip_id = $1 ORDER BY seq", trip))
+        .fetch_all(q!("SELECT seq, name, id_number_enc, phone_enc, health_code FROM trip_crew WHERE trip_id = $1 ORDER BY seq", trip.id))
         .await?;
     rows.iter()
         .map(|r| {
             let id: Vec<u8> = r.get("id_number_enc")?;
             let phone: Option<Vec<u8>> = r.get("phone_enc")?;
+            let seq: i64 = r.get("seq")?;
+            let health_code: Option<String> = r.get("health_code")?;
+            // Codes exist once the checkpoint has classified the trip.
+            let code = match (issued, trip.class) {
+                (Some(at), Some(class)) => Some(crate::codes::issue(
+                    &store.vault,
+                    &crate::codes::TripCode {
+                        t: trip.id,
+                        s: seq,
+                        k: class.as_str().into(),
+                        h: health_code.clone(),
+                        e: (at + chrono::Duration::days(CODE_DAYS)).timestamp(),
+                    },
+                )?),
+                _ => None,
+            };
             Ok(CrewView {
-                seq: r.get("seq")?,
+                code,
+                seq,
                 name: r.get("name")?,
                 id_number: mask_kind(PersonalKind::IdNumber, &store.vault.open(ID_AAD, &id)?),
                 phone: phone.map(|p| store.vault.open(PHONE_AAD, &p).map(|x| mask_kind(PersonalKind::Phone, &x))).transpose()?,
-                health_code: r.get("health_code")?,
+                health_code,
             })
         })
         .collect()
 }
 
 async fn view(store: &Store, l: Loaded) -> Result<TripView, Error> {
-    let crew = crew_of(store, l.trip.id).await?;
-    Ok(TripView { jurisdiction: l.jurisdiction, crew, reasons: l.extra.reasons, landing_tube: l.extra.landing_tube, trip: l.trip })
+    let crew = crew_of(store, &l.trip).await?;
+    Ok(TripView {
+        jurisdiction: l.jurisdiction,
+        crew,
+        reasons: l.extra.reasons,
+        landing_tube: l.extra.landing_tube,
+        whitelist: l.extra.whitelist,
+        risk_hits: l.extra.risk_hits,
+        trip: l.trip,
+    })
 }
 
 fn trip_audit<'a>(action: &'a str, trip: &Trip, jurisdiction: &'a str, detail: serde_json::Value) -> audit::Entry<'a> {
@@ -378,8 +440,20 @@ pub async fn check_in(store: &Store, who: &Principal, input: &CheckInInput) -> R
     if input.test_taken_at.is_some_and(|t| t > now) {
         c.0.push(FieldError::new("test_taken_at", "in_future", "检测时间不能晚于现在", "the test cannot be in the future"));
     }
+    let stays = match crate::risk_areas::check_stays(&input.itinerary) {
+        Ok(s) => s,
+        Err(Error::Invalid(fs)) => {
+            c.0.extend(fs.into_iter().map(|f| {
+                let name = f.field.replacen("stays", "itinerary", 1);
+                f.at(name)
+            }));
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
     let policy = policy_now(store).await?;
     let rules = TripRules::new(policy.version, &policy.params.truck);
+    let hits = crate::risk_areas::match_stays(store, &stays, &policy.params.truck, now).await?;
     let mut tx = store.db.begin().await?;
     match unit_kind_and_division(&mut tx, checkpoint).await? {
         Some((kind, _)) if kind == UnitKind::Checkpoint.as_str() => {}
@@ -407,14 +481,43 @@ pub async fn check_in(store: &Store, who: &Principal, input: &CheckInInput) -> R
     }
     c.done()?;
     let (Some(plate), Some((destination, jurisdiction)), Some(tube)) = (plate, dest, tube) else { return Err(Error::internal("validation")) };
+    // The whitelist is matched here, not declared: the vehicle and every crew member must hold
+    // an entry that counts now (a reported crew is matched by its reported ID numbers).
+    let mut ids: Vec<IdNumber> = crew.iter().map(|m| m.id.clone()).collect();
+    if ids.is_empty()
+        && let Some(l) = &existing
+    {
+        for r in tx.fetch_all(q!("SELECT id_number_enc FROM trip_crew WHERE trip_id = $1 ORDER BY seq", l.trip.id)).await? {
+            let enc: Vec<u8> = r.get("id_number_enc")?;
+            ids.push(IdNumber::parse("id_number", &store.vault.open(ID_AAD, &enc)?).map_err(|e| Error::Invalid(vec![e]))?);
+        }
+    }
+    let wl = crate::whitelist::match_as(
+        store,
+        who,
+        &crate::whitelist::MatchQuery { plate: Some(plate.clone()), driver_id_numbers: ids, enterprise: None },
+        now,
+    )
+    .await?;
     // The crew's worst colour decides (a reported crew without colours counts as green only if stated).
     let worst = crew.iter().filter_map(|m| m.health_code).max_by_key(|c| *c as u8).unwrap_or(CodeColour::Green);
     let test_age_hours = input.test_taken_at.map(|t| u32::try_from((now - t).num_hours().max(0)).unwrap_or(u32::MAX));
-    let evidence =
-        Evidence { health_code: worst, test_age_hours, risk: input.risk, whitelisted: input.whitelisted, antigen_positive: input.antigen_positive };
+    let evidence = Evidence {
+        health_code: worst,
+        test_age_hours,
+        risk: input.risk.max(exposure_of(&hits)),
+        whitelisted: wl.whitelisted,
+        antigen_positive: input.antigen_positive,
+    };
     let (class, reasons) = classify(&evidence, &policy.params.truck);
     let ci = CheckIn { plate, trailer, class, destination, eta: input.eta };
-    let extra = Extra { reasons: reasons.clone(), landing_tube: Some(tube.clone()), evidence: Some(evidence) };
+    let extra = Extra {
+        reasons: reasons.clone(),
+        landing_tube: Some(tube.clone()),
+        evidence: Some(evidence),
+        whitelist: serde_json::to_value(&wl).ok(),
+        risk_hits: hits,
+    };
     let detail = serde_json::json!({"class": class.as_str(), "reasons": reasons.iter().map(|r| &r.code).collect::<Vec<_>>(), "policy_version": policy.version, "landing_tube": tube});
     let id = match existing {
         Some(l) if l.trip.state == TripState::Reported => {
@@ -444,10 +547,10 @@ pub async fn act(store: &Store, who: &Principal, id: Uuid, action: serde_json::V
     who.require(Permission::TripsHandle)?;
     let actor = actor_unit(who)?;
     let mut action = action;
-    if action.get("action").and_then(|a| a.as_str()) == Some("propose_handoff") {
-        if let Some(o) = action.as_object_mut() {
-            o.insert("id".into(), serde_json::json!(Uuid::now_v7()));
-        }
+    if action.get("action").and_then(|a| a.as_str()) == Some("propose_handoff")
+        && let Some(o) = action.as_object_mut()
+    {
+        o.insert("id".into(), serde_json::json!(Uuid::now_v7()));
     }
     let action: Action = serde_json::from_value(action)
         .map_err(|e| Error::field("action", "action_invalid", format!("操作无效：{e}"), format!("invalid action: {e}")))?;
@@ -460,10 +563,10 @@ pub async fn act(store: &Store, who: &Principal, id: Uuid, action: serde_json::V
     let mut tx = store.db.begin().await?;
     let l = load_visible(&mut tx, who, id).await?;
     let next = l.trip.apply(&action, actor, now, &rules)?;
-    if let Action::ProposeHandoff { to, .. } = &action {
-        if unit_kind_and_division(&mut tx, *to).await?.is_none() {
-            return Err(Error::field("to", "unit_unknown", "接收单位不存在", "the receiving unit does not exist"));
-        }
+    if let Action::ProposeHandoff { to, .. } = &action
+        && unit_kind_and_division(&mut tx, *to).await?.is_none()
+    {
+        return Err(Error::field("to", "unit_unknown", "接收单位不存在", "the receiving unit does not exist"));
     }
     update_trip(&mut tx, &next, &l.extra, l.rev, now).await?;
     let name = format!("trip.{}", action.name());
@@ -567,4 +670,81 @@ pub async fn list(store: &Store, who: &Principal, f: &TripFilter) -> Result<Vec<
             })
         })
         .collect()
+}
+
+/// What the driver sees at `/code/{token}`: the trip now, without an account. The token is
+/// the credential; the page shows no personal data beyond the crew member's masked name.
+#[derive(Debug, Clone, Serialize)]
+pub struct CodeView {
+    pub code: crate::codes::TripCode,
+    pub plate: String,
+    pub state: TripState,
+    pub class: Option<baton_domain::trip::ControlClass>,
+    pub deadline: Option<baton_domain::trip::Deadline>,
+    pub destination_name: String,
+    pub custodian_name: String,
+}
+
+pub async fn open_code(store: &Store, token: &str) -> Result<CodeView, Error> {
+    let code = crate::codes::open(&store.vault, token, store.now())?;
+    let r = store.db.fetch_optional(q!("SELECT data, rev, jurisdiction FROM trips WHERE id = $1", code.t)).await?.ok_or(Error::NotFound("trip"))?;
+    let l = loaded(&r)?;
+    let name = |id: Uuid| {
+        let store = store.clone();
+        async move {
+            store
+                .db
+                .fetch_optional(q!("SELECT name FROM units WHERE id = $1", id))
+                .await
+                .map(|r| r.and_then(|r| r.get::<String>("name").ok()).unwrap_or_default())
+        }
+    };
+    Ok(CodeView {
+        plate: l.trip.plate.as_str().to_string(),
+        state: l.trip.state,
+        class: l.trip.class,
+        deadline: l.trip.deadline,
+        destination_name: name(l.trip.destination).await?,
+        custodian_name: name(l.trip.custodian).await?,
+        code,
+    })
+}
+
+/// After a key rotation: re-seal crew personal data not under the active key.
+pub async fn reseal_all(store: &Store) -> Result<u64, Error> {
+    let rows = store.db.fetch_all(q!("SELECT id, id_number_enc, phone_enc FROM trip_crew")).await?;
+    let active = store.vault.active_key_id().to_string();
+    let mut tx = store.db.begin().await?;
+    let mut n = 0u64;
+    for r in &rows {
+        let id: Uuid = r.get("id")?;
+        let idn: Vec<u8> = r.get("id_number_enc")?;
+        if crate::vault::Vault::key_id_of(&idn) != Some(active.as_str()) {
+            let v = store.vault.seal(ID_AAD, &store.vault.open(ID_AAD, &idn)?)?;
+            tx.execute(q!("UPDATE trip_crew SET id_number_enc = $2 WHERE id = $1", id, v)).await?;
+            n += 1;
+        }
+        if let Some(p) = r.get::<Option<Vec<u8>>>("phone_enc")?
+            && crate::vault::Vault::key_id_of(&p) != Some(active.as_str())
+        {
+            let v = store.vault.seal(PHONE_AAD, &store.vault.open(PHONE_AAD, &p)?)?;
+            tx.execute(q!("UPDATE trip_crew SET phone_enc = $2 WHERE id = $1", id, v)).await?;
+            n += 1;
+        }
+    }
+    let who = Principal::system("keys-rotate");
+    store
+        .audited(
+            &who,
+            audit::Entry {
+                action: "keys.reseal",
+                object_type: "trip_crew",
+                object_id: active.clone(),
+                jurisdiction: "",
+                detail: serde_json::json!({"values": n}),
+            },
+            tx,
+        )
+        .await?;
+    Ok(n)
 }

@@ -26,6 +26,10 @@ pub struct Keyring {
     pub keys: BTreeMap<String, String>,
     pub index_key: String,
     pub audit_key: String,
+    /// Ed25519 seed that signs trip and person codes, verifiable offline with its public key.
+    /// Absent in key files from before codes existed; added on the next start.
+    #[serde(default)]
+    pub signing_key: String,
     pub created_at: String,
 }
 
@@ -46,13 +50,25 @@ impl Keyring {
     pub fn generate() -> Self {
         let mut keys = BTreeMap::new();
         keys.insert("k1".to_string(), random_key());
-        Self { active: "k1".into(), keys, index_key: random_key(), audit_key: random_key(), created_at: chrono::Utc::now().to_rfc3339() }
+        Self {
+            active: "k1".into(),
+            keys,
+            index_key: random_key(),
+            audit_key: random_key(),
+            signing_key: random_key(),
+            created_at: chrono::Utc::now().to_rfc3339(),
+        }
     }
 
     /// Load the keyring, or create it if the file does not exist. Returns whether it was created.
     pub fn load_or_create(path: &Path) -> Result<(Keyring, bool), Error> {
         if path.exists() {
-            return Ok((Self::load(path)?, false));
+            let mut k = Self::load(path)?;
+            if k.signing_key.is_empty() {
+                k.signing_key = random_key();
+                k.save(path)?;
+            }
+            return Ok((k, false));
         }
         let k = Self::generate();
         k.save(path)?;
@@ -102,6 +118,7 @@ impl Keyring {
 }
 
 pub struct Vault {
+    signer: ed25519_dalek::SigningKey,
     active: String,
     ciphers: BTreeMap<String, XChaCha20Poly1305>,
     index_key: Vec<u8>,
@@ -124,7 +141,14 @@ impl Vault {
             let c = XChaCha20Poly1305::new_from_slice(&key).map_err(|_| Error::internal("bad key length"))?;
             ciphers.insert(id.clone(), c);
         }
-        Ok(Vault { active: k.active.clone(), ciphers, index_key: decode_key(&k.index_key)?, audit_key: decode_key(&k.audit_key)? })
+        let seed: [u8; 32] = decode_key(&k.signing_key)?.try_into().map_err(|_| Error::internal("signing key length"))?;
+        Ok(Vault {
+            signer: ed25519_dalek::SigningKey::from_bytes(&seed),
+            active: k.active.clone(),
+            ciphers,
+            index_key: decode_key(&k.index_key)?,
+            audit_key: decode_key(&k.audit_key)?,
+        })
     }
 
     pub fn active_key_id(&self) -> &str {
@@ -173,6 +197,23 @@ impl Vault {
         m.update(&[0]);
         m.update(normalised.as_bytes());
         m.finalize().into_bytes().to_vec()
+    }
+
+    /// An Ed25519 signature (codes: verifiable offline by anyone holding the public key).
+    pub fn sign(&self, data: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        self.signer.sign(data).to_bytes()
+    }
+
+    pub fn verify(&self, data: &[u8], sig: &[u8]) -> bool {
+        use ed25519_dalek::Verifier;
+        let Ok(sig) = ed25519_dalek::Signature::from_slice(sig) else { return false };
+        self.signer.verifying_key().verify(data, &sig).is_ok()
+    }
+
+    /// The public half, for scanners that verify codes offline.
+    pub fn code_public_key(&self) -> [u8; 32] {
+        self.signer.verifying_key().to_bytes()
     }
 
     pub fn audit_mac(&self, data: &[u8]) -> Vec<u8> {

@@ -106,18 +106,6 @@ pub(crate) const PAGES: &[(&str, &str, Option<Permission>, &str, &str)] = &[
     ("/grids", "nav.grids", Some(Permission::GridsWrite), "村(社区)下的网格与网格员", "Grids under villages and their members"),
     ("/audit", "nav.audit", Some(Permission::AuditRead), "每一次写入与查看个人信息的记录", "Every write and every reveal of personal data"),
     ("/policy", "nav.policy", Some(Permission::PolicyRead), "规则参数的版本与生效时间", "Rule parameters by version and effective time"),
-    ("/admin/users", "nav.users", Some(Permission::UsersRead), "账号、角色、数据范围", "Accounts, roles and scopes"),
-    ("/admin/roles", "nav.roles", Some(Permission::RolesWrite), "角色即权限的集合", "A role is a named set of permissions"),
-    (
-        "/admin/tokens",
-        "nav.tokens",
-        Some(Permission::TokensWrite),
-        "检测机构、设备、外县系统的接口令牌",
-        "Tokens for labs, sensors and other counties' systems",
-    ),
-    ("/grids", "nav.grids", Some(Permission::GridsWrite), "村(社区)下的网格与网格员", "Grids under villages and their members"),
-    ("/audit", "nav.audit", Some(Permission::AuditRead), "每一次写入与查看个人信息的记录", "Every write and every reveal of personal data"),
-    ("/policy", "nav.policy", Some(Permission::PolicyRead), "规则参数的版本与生效时间", "Rule parameters by version and effective time"),
     (
         "/whitelist",
         "nav.whitelist",

@@ -11,7 +11,7 @@ use crate::ui::{
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use baton_domain::Error;
@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/trips/{id}/act", post(trip_act))
         .route("/alerts", get(alerts_page))
         .route("/alerts/act", post(alert_act))
+        .route("/code/{token}", get(code_page))
 }
 
 fn state_label(s: &str, lang: Lang) -> String {
@@ -188,8 +189,11 @@ async fn check_in_form(s: &AppState, v: &Viewer, f: Option<&FormData>) -> Result
             Field::select("crew_health_code", lang.t("trip.health_code"), or("crew_health_code", "green"), colour_options(lang)),
             Field::new("test_taken_at", lang.t("trip.test_taken_at"), "datetime-local", g("test_taken_at"))
                 .hint(lang.pick("无核酸证明则留空", "leave blank if there is no certificate")),
+            Field::new("itinerary", lang.t("trip.itinerary"), "textarea", g("itinerary")).hint(lang.pick(
+                "每行一段：地点, 起, 止（如 太原市小店区, 2022-11-05, 2022-11-07 18:00），按当时的风险地区自动比对",
+                "One stay a line: place, from, to (e.g. 太原市小店区, 2022-11-05, 2022-11-07 18:00); matched against the risk areas in force then",
+            )),
             Field::select("risk", lang.t("trip.risk"), or("risk", "none"), risk_options(lang)),
-            Field::new("whitelisted", lang.t("trip.whitelisted"), "checkbox", g("whitelisted")),
             Field::new("antigen_positive", lang.t("trip.antigen_positive"), "checkbox", g("antigen_positive")),
             Field::new("landing_tube", lang.t("trip.landing_tube"), "text", g("landing_tube"))
                 .hint(lang.pick("扫描或输入采样管条码", "scan or type the tube's barcode")),
@@ -197,6 +201,22 @@ async fn check_in_form(s: &AppState, v: &Viewer, f: Option<&FormData>) -> Result
         submit: lang.t("trip.check_in").into(),
         note: None,
     })
+}
+
+/// Itinerary lines `place, from, to` (a full-width comma works too); blank lines skipped.
+fn itinerary_from(text: &str) -> Vec<baton_store::risk_areas::StayInput> {
+    text.lines()
+        .map(|l| l.replace('，', ","))
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut parts = l.splitn(3, ',').map(|p| p.trim().to_string());
+            baton_store::risk_areas::StayInput {
+                place: parts.next().unwrap_or_default(),
+                from: parts.next().unwrap_or_default(),
+                to: parts.next().unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 fn crew_from(f: &FormData, need_code: bool) -> Vec<trips::CrewInput> {
@@ -249,8 +269,8 @@ async fn check_in_submit(State(s): State<AppState>, v: Viewer, body: Bytes) -> U
             eta: parse_local("eta", &f.get("eta"))?,
             crew: crew_from(&f, true),
             test_taken_at: opt_time("test_taken_at")?,
+            itinerary: itinerary_from(&f.get("itinerary")),
             risk: serde_json::from_value(serde_json::Value::String(f.get("risk"))).unwrap_or(RiskExposure::None),
-            whitelisted: f.get("whitelisted") == "on",
             antigen_positive: f.get("antigen_positive") == "on",
             landing_tube: f.get("landing_tube"),
         })
@@ -348,7 +368,83 @@ struct TripPage {
     class_label: &'static str,
     facts: Vec<(String, String)>,
     chain: Vec<(String, String)>,
+    /// Per crew member: name, the code's link, its QR as a data URI.
+    codes: Vec<(String, String, String)>,
     forms: Vec<FormCard>,
+}
+
+#[derive(askama::Template)]
+#[template(path = "code.html")]
+struct CodePage {
+    shell: crate::ui::Shell,
+    plate: String,
+    class: &'static str,
+    class_label: &'static str,
+    colour_label: String,
+    state: &'static str,
+    state_label: &'static str,
+    deadline: String,
+    destination: String,
+    custodian: String,
+    instructions: Vec<&'static str>,
+}
+
+/// What a crew member must do, by class (the default measures of the Nov 2022 policy).
+fn instructions(class: Option<ControlClass>, lang: Lang) -> Vec<&'static str> {
+    let pairs: &[(&str, &str)] = match class {
+        Some(ControlClass::Pass) => &[
+            ("已完成落地采样，可直接驶往目的地（即采即走）。", "Your landing sample is taken: drive straight to your destination (sample and go)."),
+            ("请在时限内到达目的地，途中不随意停留。", "Reach your destination by the deadline; do not stop on the way."),
+        ],
+        Some(ControlClass::ClosedLoop) => &[
+            ("请跟随接返人员点对点前往目的地，全程不下车。", "Follow your escort point to point to the destination; stay in the cab."),
+            ("装卸期间不与他人接触，完成后按时离开。", "Avoid contact while loading or unloading; leave by the deadline."),
+            ("超时停留将转由属地社区管理。", "Staying past the limit hands you to the township's community management."),
+        ],
+        Some(ControlClass::Isolate) => &[
+            ("请留在车内等待工作人员安排，不要自行离开。", "Stay in the cab and wait for staff; do not leave on your own."),
+            (
+                "货物将在转运场地换车，司乘人员将集中隔离或劝返。",
+                "Cargo moves on at a transfer site; the crew goes to central quarantine or is turned back.",
+            ),
+        ],
+        None => &[("请到卡口完成登记。", "Check in at the checkpoint.")],
+    };
+    pairs.iter().map(|(zh, en)| lang.pick(zh, en)).collect()
+}
+
+async fn code_page(State(s): State<AppState>, Path(token): Path<String>) -> UiResult {
+    let lang = crate::middleware::req().lang;
+    let v = trips::open_code(&s.store, &token).await?;
+    let mut shell = crate::ui::shell_for(None, lang, "", &format!("/code/{token}"), lang.t("code.title").to_string());
+    shell.title = v.plate.clone();
+    let colour = v.code.h.as_deref().and_then(|c| colour_options(lang).into_iter().find(|(k, _)| k == c)).map(|(_, l)| l).unwrap_or_default();
+    let page = CodePage {
+        shell,
+        class: v.class.map(|c| c.as_str()).unwrap_or(""),
+        class_label: v.class.map(|c| c.label(lang.zh())).unwrap_or(""),
+        colour_label: colour,
+        state: v.state.as_str(),
+        state_label: v.state.label(lang.zh()),
+        deadline: v.deadline.map(|d| format!("{} · {}", local(d.at), d.kind.label(lang.zh()))).unwrap_or_else(|| lang.t("trip.closed").into()),
+        destination: v.destination_name,
+        custodian: v.custodian_name,
+        instructions: instructions(v.class, lang),
+        plate: v.plate,
+    };
+    Ok(render(&page))
+}
+
+/// A QR code as an SVG data URI (allowed by the page's CSP: `img-src 'self' data:`).
+fn qr_data_uri(text: &str) -> String {
+    use base64::Engine as _;
+    match qrcode::QrCode::new(text.as_bytes()) {
+        Ok(q) => {
+            let svg = q.render::<qrcode::render::svg::Color>().min_dimensions(160, 160).build();
+            format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(svg))
+        }
+        Err(_) => String::new(),
+    }
 }
 
 fn button(id: &'static str, title: String, action: String, act: &str, extra: Vec<Field>, submit: String) -> FormCard {
@@ -357,7 +453,7 @@ fn button(id: &'static str, title: String, action: String, act: &str, extra: Vec
     FormCard { id, title, action, fields, submit, note: None }
 }
 
-async fn trip_view(s: &AppState, v: &Viewer, id: Uuid, err: Option<Error>, flash: Option<String>) -> UiResult {
+async fn trip_view(s: &AppState, v: &Viewer, id: Uuid, host: &str, err: Option<Error>, flash: Option<String>) -> UiResult {
     let lang = v.lang;
     let t = trips::get(&s.store, &v.who, id).await?;
     let trip = &t.trip;
@@ -476,8 +572,19 @@ async fn trip_view(s: &AppState, v: &Viewer, id: Uuid, err: Option<Error>, flash
         }
         None => StatusCode::OK,
     };
+    let scheme = if s.config.secure_cookies { "https" } else { "http" };
+    let codes = t
+        .crew
+        .iter()
+        .filter_map(|c| c.code.as_ref().map(|code| (c.name.clone(), format!("{scheme}://{host}/code/{code}"))))
+        .map(|(name, url)| {
+            let qr = qr_data_uri(&url);
+            (name, url, qr)
+        })
+        .collect();
     let page = TripPage {
         shell,
+        codes,
         state: trip.state.as_str(),
         state_label: trip.state.label(lang.zh()),
         class_label: trip.class.map(|c| c.label(lang.zh())).unwrap_or(""),
@@ -488,12 +595,20 @@ async fn trip_view(s: &AppState, v: &Viewer, id: Uuid, err: Option<Error>, flash
     Ok((status, render(&page)).into_response())
 }
 
-async fn trip_page(State(s): State<AppState>, v: Viewer, Path(id): Path<Uuid>, RawQuery(q): RawQuery) -> UiResult {
-    let flash = query_map(&q).contains_key("saved").then(|| v.lang.t("common.saved").to_string());
-    trip_view(&s, &v, id, None, flash).await
+fn host_of(h: &HeaderMap) -> String {
+    h.get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.bytes().all(|b| b.is_ascii_alphanumeric() || b".:-[]".contains(&b)))
+        .unwrap_or("localhost")
+        .to_string()
 }
 
-async fn trip_act(State(s): State<AppState>, v: Viewer, Path(id): Path<Uuid>, body: Bytes) -> UiResult {
+async fn trip_page(State(s): State<AppState>, v: Viewer, Path(id): Path<Uuid>, RawQuery(q): RawQuery, h: HeaderMap) -> UiResult {
+    let flash = query_map(&q).contains_key("saved").then(|| v.lang.t("common.saved").to_string());
+    trip_view(&s, &v, id, &host_of(&h), None, flash).await
+}
+
+async fn trip_act(State(s): State<AppState>, v: Viewer, Path(id): Path<Uuid>, h: HeaderMap, body: Bytes) -> UiResult {
     let f = form_of(&v, &body)?;
     let action = f.get("action");
     let mut json = serde_json::json!({"action": action});
@@ -507,7 +622,7 @@ async fn trip_act(State(s): State<AppState>, v: Viewer, Path(id): Path<Uuid>, bo
     }
     match trips::act(&s.store, &v.who, id, json).await {
         Ok(_) => Ok(Redirect::to(&format!("/trips/{id}?saved=1")).into_response()),
-        Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) => trip_view(&s, &v, id, Some(e), None).await,
+        Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) => trip_view(&s, &v, id, &host_of(&h), Some(e), None).await,
         Err(e) => Err(e.into()),
     }
 }

@@ -75,6 +75,15 @@ async fn closed_loop_walk(b: Backend) {
     assert_eq!(v["reasons"][0]["code"], "yellow_code");
     assert_eq!(v["custodian"], p.checkpoint_unit);
     assert_eq!(v["landing_tube"], "LT-000001");
+    // Each crew member gets a signed code that opens without an account; a forged one does not.
+    let code = v["crew"][0]["code"].as_str().unwrap().to_string();
+    let page = reqwest::get(app.url(&format!("/code/{code}"))).await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("晋D12345") && html.contains("data-class=\"closed_loop\""), "{html}");
+    assert!(!html.contains("11010519491231002X") && !html.contains("13912345678"), "no personal data on the code page");
+    let forged = format!("{}.{}", code.split('.').next().unwrap(), "A".repeat(86));
+    assert_eq!(reqwest::get(app.url(&format!("/code/{forged}"))).await.unwrap().status(), StatusCode::CONFLICT);
     // Exit before arrival is refused and changes nothing.
     let (s, e) = act(&p.checkpoint, &id, json!({"action": "exit_scan"})).await;
     assert_eq!(s, StatusCode::CONFLICT);
@@ -181,6 +190,37 @@ async fn classes_and_retries(b: Backend) {
     app.stop().await;
 }
 both!(check_in_classifies_and_retries_do_not_duplicate, classes_and_retries);
+
+async fn whitelist_at_check_in(b: Backend) {
+    let app = spawn_app(b).await;
+    let p = parties(&app).await;
+    let from = (now(&app) - Duration::days(1)).to_rfc3339();
+    let until = (now(&app) + Duration::days(30)).to_rfc3339();
+    for entry in [
+        json!({"kind": "vehicle", "tier": "county", "plate": "晋D77777", "name": "太行钢贸车队", "valid_from": from, "valid_until": until}),
+        json!({"kind": "driver", "tier": "county", "name": "张师傅", "id_number": "11010519491231002X", "phone": "13912345678", "valid_from": from, "valid_until": until}),
+    ] {
+        let (s, e) = p.cmd.post("/api/v1/whitelist", entry).await;
+        assert_eq!(s, StatusCode::CREATED, "{e}");
+        let id = e["id"].as_str().unwrap();
+        let (s, r) = p.cmd.post(&format!("/api/v1/whitelist/{id}/review"), json!({"decision": "approve", "reason": "资料齐全"})).await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+    }
+    // No test certificate: whitelisted vehicle and crew go as `pass`, matched, not declared.
+    let body = |plate: &str| json!({"plate": plate, "destination_id": p.dest, "eta": (now(&app) + Duration::hours(2)).to_rfc3339(), "crew": crew("green"), "risk": "none", "landing_tube": "LT-W"});
+    let (s, v) = p.checkpoint.post("/api/v1/trips/check-in", body("晋D77777")).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["class"], "pass");
+    assert_eq!(v["reasons"][0]["code"], "whitelisted");
+    assert_eq!(v["whitelist"]["whitelisted"], true);
+    // The same driver in a vehicle that is not listed: no test, so closed loop.
+    let (_, v) = p.checkpoint.post("/api/v1/trips/check-in", body("晋D77778")).await;
+    assert_eq!(v["class"], "closed_loop");
+    assert_eq!(v["whitelist"]["whitelisted"], false);
+    assert!(v["reasons"].as_array().unwrap().iter().any(|r| r["code"] == "no_test"));
+    app.stop().await;
+}
+both!(the_whitelist_is_matched_at_check_in, whitelist_at_check_in);
 
 async fn breaches(b: Backend) {
     let mut app = spawn_app(b).await;
@@ -289,3 +329,36 @@ async fn escalation_ladder(b: Backend) {
     app.stop().await;
 }
 both!(unacknowledged_alerts_climb_the_ladder_until_someone_acts, escalation_ladder);
+
+async fn itinerary_at_check_in(b: Backend) {
+    let app = spawn_app(b).await;
+    let p = parties(&app).await;
+    let day = |d: i64| (now(&app) + Duration::days(d)).format("%Y-%m-%d").to_string();
+    let (s, a) = p.cmd.post("/api/v1/risk-areas", json!({"division": "太原市小店区", "level": "high", "from": day(-3)})).await;
+    assert_eq!(s, StatusCode::CREATED, "{a}");
+    let body = |plate: &str, place: &str| {
+        json!({"plate": plate, "destination_id": p.dest, "eta": (now(&app) + Duration::hours(2)).to_rfc3339(), "crew": crew("green"),
+               "test_taken_at": (now(&app) - Duration::hours(5)).to_rfc3339(), "landing_tube": "LT-R",
+               "itinerary": [{"place": place, "from": format!("{} 08:00", day(-2)), "to": format!("{} 20:00", day(-2))}]})
+    };
+    // A stay in the high-risk district itself: isolate, and the hit is recorded.
+    let (s, v) = p.checkpoint.post("/api/v1/trips/check-in", body("晋D30001", "山西省太原市小店区")).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["class"], "isolate");
+    assert_eq!(v["reasons"][0]["code"], "high_risk_stay");
+    assert_eq!(v["risk_hits"][0]["division_code"], "140105");
+    // A stay recorded only as the city: a possible hit, escorted rather than quarantined.
+    let (_, v) = p.checkpoint.post("/api/v1/trips/check-in", body("晋D30002", "太原市")).await;
+    assert_eq!(v["class"], "closed_loop");
+    assert_eq!(v["risk_hits"][0]["coarse"], true);
+    // Elsewhere, or a stay before the area was declared: no hit.
+    let (_, v) = p.checkpoint.post("/api/v1/trips/check-in", body("晋D30003", "长治市潞州区")).await;
+    assert_eq!(v["class"], "pass");
+    // A place that matches no division is a field error, and nothing is written.
+    let (s, e) = p.checkpoint.post("/api/v1/trips/check-in", body("晋D30004", "火星市")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["fields"]["itinerary[0].place"]["code"], "division_unknown");
+    assert_eq!(p.cmd.get("/api/v1/trips?plate=晋D30004").await.1["trips"].as_array().unwrap().len(), 0);
+    app.stop().await;
+}
+both!(the_itinerary_is_matched_against_risk_areas_at_check_in, itinerary_at_check_in);
