@@ -320,22 +320,22 @@ fn loaded(r: &Row) -> Result<Loaded, Error> {
 }
 
 /// The trip if the caller may see it: inside their division scope, or their unit is a party.
-async fn load_visible(tx: &mut Tx, who: &Principal, id: Uuid) -> Result<Loaded, Error> {
+fn visible_trip(who: &Principal, id: Uuid) -> crate::db::Q {
     let (lo, hi, unit) = scope_args(&who.scope);
-    let r = tx
-        .fetch_optional(q!(
-            "SELECT t.data, t.rev, t.jurisdiction FROM trips t
-             WHERE t.id = $4 AND ((t.jurisdiction >= $1 AND t.jurisdiction < $2)
-                   OR EXISTS (SELECT 1 FROM trip_parties p WHERE p.trip_id = t.id AND (p.unit_id = $3 OR p.unit_id = $5)))",
-            lo,
-            hi,
-            unit,
-            id,
-            who.unit_id
-        ))
-        .await?
-        .ok_or(Error::NotFound("trip"))?;
-    loaded(&r)
+    q!(
+        "SELECT t.data, t.rev, t.jurisdiction FROM trips t
+         WHERE t.id = $4 AND ((t.jurisdiction >= $1 AND t.jurisdiction < $2)
+               OR EXISTS (SELECT 1 FROM trip_parties p WHERE p.trip_id = t.id AND (p.unit_id = $3 OR p.unit_id = $5)))",
+        lo,
+        hi,
+        unit,
+        id,
+        who.unit_id
+    )
+}
+
+async fn load_visible(tx: &mut Tx, who: &Principal, id: Uuid) -> Result<Loaded, Error> {
+    loaded(&tx.fetch_optional(visible_trip(who, id)).await?.ok_or(Error::NotFound("trip"))?)
 }
 
 /// How long a trip code stays valid after it is issued: the itinerary window.
@@ -578,21 +578,7 @@ pub async fn act(store: &Store, who: &Principal, id: Uuid, action: serde_json::V
 
 pub async fn get(store: &Store, who: &Principal, id: Uuid) -> Result<TripView, Error> {
     who.require(Permission::TripsRead)?;
-    let (lo, hi, unit) = scope_args(&who.scope);
-    let r = store
-        .db
-        .fetch_optional(q!(
-            "SELECT t.data, t.rev, t.jurisdiction FROM trips t
-             WHERE t.id = $4 AND ((t.jurisdiction >= $1 AND t.jurisdiction < $2)
-                   OR EXISTS (SELECT 1 FROM trip_parties p WHERE p.trip_id = t.id AND (p.unit_id = $3 OR p.unit_id = $5)))",
-            lo,
-            hi,
-            unit,
-            id,
-            who.unit_id
-        ))
-        .await?
-        .ok_or(Error::NotFound("trip"))?;
+    let r = store.db.fetch_optional(visible_trip(who, id)).await?.ok_or(Error::NotFound("trip"))?;
     view(store, loaded(&r)?).await
 }
 
