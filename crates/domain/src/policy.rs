@@ -34,6 +34,14 @@ pub struct TruckRules {
     pub arrival_slack_minutes: u32,
     /// How long a receiver has to accept a handoff.
     pub handoff_accept_minutes: u32,
+    /// From departure to the exit checkpoint's scan.
+    pub exit_window_minutes: u32,
+    /// For an `isolate` crew to be taken by a quarantine site or turned back after check-in.
+    pub isolate_disposition_minutes: u32,
+    /// How long a `pass` crew may stay at the destination (the closed-loop limit is for `closed_loop`).
+    pub pass_stay_limit_hours: u32,
+    /// Whether `isolate` trucks may be turned back ("where the policy allows").
+    pub turn_back_allowed: bool,
 }
 
 impl Default for TruckRules {
@@ -46,6 +54,10 @@ impl Default for TruckRules {
             pre_report_lead_hours: 24,
             arrival_slack_minutes: 60,
             handoff_accept_minutes: 30,
+            exit_window_minutes: 120,
+            isolate_disposition_minutes: 120,
+            pass_stay_limit_hours: 48,
+            turn_back_allowed: true,
         }
     }
 }
@@ -108,6 +120,9 @@ impl PolicyParams {
         range("truck.pre_report_lead_hours", t.pre_report_lead_hours, 0, 72);
         range("truck.arrival_slack_minutes", t.arrival_slack_minutes, 0, 24 * 60);
         range("truck.handoff_accept_minutes", t.handoff_accept_minutes, 1, 24 * 60);
+        range("truck.exit_window_minutes", t.exit_window_minutes, 10, 24 * 60);
+        range("truck.isolate_disposition_minutes", t.isolate_disposition_minutes, 10, 24 * 60);
+        range("truck.pass_stay_limit_hours", t.pass_stay_limit_hours, 1, 168);
         let s = &self.testing;
         range("testing.single_deadline_hours", s.single_deadline_hours, 1, 72);
         range("testing.pooled_deadline_hours", s.pooled_deadline_hours, 1, 72);

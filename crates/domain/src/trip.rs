@@ -186,30 +186,24 @@ impl DeadlineKind {
     }
 }
 
-/// Documented defaults for the rule parameters `TruckRules` does not have yet.
-pub const DEFAULT_EXIT_WINDOW_MINUTES: u32 = 120;
-pub const DEFAULT_ISOLATE_DISPOSITION_MINUTES: u32 = 120;
-pub const DEFAULT_PASS_STAY_LIMIT_HOURS: u32 = 48;
-
-/// The rules a transition reads: a policy version's truck rules plus parameters that
-/// `policy.rs` should gain (until then they are explicit here, with documented defaults from
-/// [`TripRules::new`]; the caller may set them).
+/// The rules a transition reads: a policy version's truck rules, with the four the trip uses
+/// most copied out (tests may set them directly).
 #[derive(Debug, Clone, Copy)]
 pub struct TripRules<'a> {
     /// The policy version these rules come from; recorded on every deadline and handoff.
     pub version: i64,
     pub truck: &'a TruckRules,
-    /// NEW `truck.exit_window_minutes`: from departure to the exit checkpoint scan. Default 120 min:
+    /// `truck.exit_window_minutes`: from departure to the exit checkpoint scan. Default 120 min:
     /// a county is crossed in well under two hours, so later means the truck went somewhere else.
     pub exit_window_minutes: u32,
-    /// NEW `truck.isolate_disposition_minutes`: for an `isolate` crew to be accepted by a quarantine
+    /// `truck.isolate_disposition_minutes`: for an `isolate` crew to be accepted by a quarantine
     /// site or turned back after check-in. Default 120 min (arranging a transfer vehicle and a room).
     pub isolate_disposition_minutes: u32,
-    /// NEW `truck.pass_stay_limit_hours`: how long a `pass` crew may stay at the destination before it
+    /// `truck.pass_stay_limit_hours`: how long a `pass` crew may stay at the destination before it
     /// is an overstay (the 6 h closed-loop limit is for `closed_loop` only). Default 48 h, the default
     /// test-certificate validity: past it the crew needs a new test or community management.
     pub pass_stay_limit_hours: u32,
-    /// NEW `truck.turn_back_allowed`: domain.md says `isolate` trucks may be turned back "where the
+    /// `truck.turn_back_allowed`: domain.md says `isolate` trucks may be turned back "where the
     /// policy allows". Default true.
     pub turn_back_allowed: bool,
 }
@@ -219,10 +213,10 @@ impl<'a> TripRules<'a> {
         Self {
             version,
             truck,
-            exit_window_minutes: DEFAULT_EXIT_WINDOW_MINUTES,
-            isolate_disposition_minutes: DEFAULT_ISOLATE_DISPOSITION_MINUTES,
-            pass_stay_limit_hours: DEFAULT_PASS_STAY_LIMIT_HOURS,
-            turn_back_allowed: true,
+            exit_window_minutes: truck.exit_window_minutes,
+            isolate_disposition_minutes: truck.isolate_disposition_minutes,
+            pass_stay_limit_hours: truck.pass_stay_limit_hours,
+            turn_back_allowed: truck.turn_back_allowed,
         }
     }
 
