@@ -57,8 +57,9 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<SweepReport, Err
             let data: String = t.get("data")?;
             let jurisdiction: String = t.get("jurisdiction")?;
             let stored: serde_json::Value = serde_json::from_str(&data).map_err(Error::internal)?;
-            let trip: Trip = serde_json::from_value(stored["trip"].clone()).map_err(Error::internal)?;
+            let mut trip: Trip = serde_json::from_value(stored["trip"].clone()).map_err(Error::internal)?;
             rep.trips_checked += 1;
+            let mut overstayed = false;
             for b in trip.due_breaches(now) {
                 let escalate_at = ladder_minutes(&policy.params, 0).map(|m| now + Duration::minutes(m));
                 let n = tx
@@ -81,6 +82,7 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<SweepReport, Err
                     .await?;
                 if n == 1 {
                     rep.raised += 1;
+                    overstayed |= b.kind == baton_domain::trip::BreachKind::Overstay;
                     let detail = serde_json::json!({"trip": trip.id, "kind": b.kind.as_str(), "due_at": b.due_at, "custodian": b.custodian});
                     audit::append(
                         &mut tx,
@@ -96,6 +98,12 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<SweepReport, Err
                         },
                     )
                     .await?;
+                }
+            }
+            if overstayed {
+                let rules = baton_domain::trip::TripRules::new(policy.version, &policy.params.truck);
+                if let Some(next) = crate::trips::propose_conversion(store, &mut tx, id, now, &rules).await? {
+                    trip = next;
                 }
             }
             // Next look: the earliest deadline still ahead (a passed one stays raised).

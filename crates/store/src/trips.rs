@@ -734,3 +734,38 @@ pub async fn reseal_all(store: &Store) -> Result<u64, Error> {
         .await?;
     Ok(n)
 }
+
+/// The overstay rule (default 6 h for `closed_loop`): a crew that stays past the limit is
+/// handed to the township of the destination as community management. The watcher proposes
+/// that handoff on the custodian's behalf; the township must still accept it. Returns the
+/// trip as it now stands (unchanged when there is no township unit or a handoff is pending).
+pub(crate) async fn propose_conversion(
+    store: &Store,
+    tx: &mut Tx,
+    id: Uuid,
+    now: DateTime<Utc>,
+    rules: &TripRules<'_>,
+) -> Result<Option<Trip>, Error> {
+    let Some(r) = tx.fetch_optional(q!("SELECT data, rev, jurisdiction FROM trips WHERE id = $1", id)).await? else { return Ok(None) };
+    let l = loaded(&r)?;
+    if l.trip.pending.is_some() || l.trip.state != TripState::AtDestination {
+        return Ok(None);
+    }
+    let township_code: String = l.jurisdiction.chars().take(9).collect();
+    let township = tx
+        .fetch_optional(q!(
+            "SELECT id FROM units WHERE kind = 'township' AND active = TRUE AND jurisdiction = $1 ORDER BY created_at LIMIT 1",
+            township_code
+        ))
+        .await?
+        .map(|r| r.get::<Uuid>("id"))
+        .transpose()?;
+    let Some(township) = township else { return Ok(None) };
+    let action = Action::convert(Uuid::now_v7(), township);
+    let next = l.trip.apply(&action, l.trip.custodian, now, rules)?;
+    update_trip(tx, &next, &l.extra, l.rev, now).await?;
+    let who = Principal::system("deadline-watcher");
+    let detail = serde_json::json!({"from": l.trip.state.as_str(), "to": next.state.as_str(), "custodian": next.custodian, "action": action, "rule": "overstay"});
+    audit::append(tx, &store.vault, now, &who, trip_audit("trip.propose_handoff", &next, &l.jurisdiction, detail)).await?;
+    Ok(Some(next))
+}

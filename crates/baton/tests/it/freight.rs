@@ -280,6 +280,13 @@ async fn breaches(b: Backend) {
     assert_eq!(trips_of("no_arrival"), both_late);
     assert_eq!(trip_of("handoff_not_accepted"), ho);
     assert_eq!(trip_of("overstay"), over);
+    // Past the closed-loop limit the crew is handed to the destination's township: the
+    // watcher proposed it on the custodian's behalf; the township must still accept.
+    let (_, t) = cmd.get(&format!("/api/v1/trips/{over}")).await;
+    let township = unit(&cmd, "壶关县经济技术开发区管理委员会").await;
+    assert_eq!(t["pending"]["purpose"], "township", "{t}");
+    assert_eq!(t["pending"]["to"], township.as_str());
+    assert_eq!(t["custodian"], p.dest, "the destination stays answerable until the township accepts");
     assert_eq!(trip_of("no_exit"), noexit);
     // Each went first to the custodian; the unacknowledged ones climbed to the command office.
     let a = all["alerts"].as_array().unwrap().iter().find(|a| a["kind"] == "no_arrival" && a["trip_id"] == noarr.as_str()).unwrap();
