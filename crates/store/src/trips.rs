@@ -698,41 +698,12 @@ pub async fn open_code(store: &Store, token: &str) -> Result<CodeView, Error> {
 
 /// After a key rotation: re-seal crew personal data not under the active key.
 pub async fn reseal_all(store: &Store) -> Result<u64, Error> {
-    let rows = store.db.fetch_all(q!("SELECT id, id_number_enc, phone_enc FROM trip_crew")).await?;
-    let active = store.vault.active_key_id().to_string();
-    let mut tx = store.db.begin().await?;
-    let mut n = 0u64;
-    for r in &rows {
-        let id: Uuid = r.get("id")?;
-        let idn: Vec<u8> = r.get("id_number_enc")?;
-        if crate::vault::Vault::key_id_of(&idn) != Some(active.as_str()) {
-            let v = store.vault.seal(ID_AAD, &store.vault.open(ID_AAD, &idn)?)?;
-            tx.execute(q!("UPDATE trip_crew SET id_number_enc = $2 WHERE id = $1", id, v)).await?;
-            n += 1;
-        }
-        if let Some(p) = r.get::<Option<Vec<u8>>>("phone_enc")?
-            && crate::vault::Vault::key_id_of(&p) != Some(active.as_str())
-        {
-            let v = store.vault.seal(PHONE_AAD, &store.vault.open(PHONE_AAD, &p)?)?;
-            tx.execute(q!("UPDATE trip_crew SET phone_enc = $2 WHERE id = $1", id, v)).await?;
-            n += 1;
-        }
-    }
-    let who = Principal::system("keys-rotate");
-    store
-        .audited(
-            &who,
-            audit::Entry {
-                action: "keys.reseal",
-                object_type: "trip_crew",
-                object_id: active.clone(),
-                jurisdiction: "",
-                detail: serde_json::json!({"values": n}),
-            },
-            tx,
-        )
-        .await?;
-    Ok(n)
+    use crate::vault::SealedColumn;
+    let cols = [
+        SealedColumn { column: "id_number_enc", aad: ID_AAD, update: "UPDATE trip_crew SET id_number_enc = $2 WHERE id = $1" },
+        SealedColumn { column: "phone_enc", aad: PHONE_AAD, update: "UPDATE trip_crew SET phone_enc = $2 WHERE id = $1" },
+    ];
+    crate::vault::reseal(store, "trip_crew", "SELECT id, id_number_enc, phone_enc FROM trip_crew", &cols).await
 }
 
 /// The overstay rule (default 6 h for `closed_loop`): a crew that stays past the limit is

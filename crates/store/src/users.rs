@@ -571,44 +571,12 @@ pub async fn reveal(store: &Store, who: &Principal, id: Uuid, kind: PersonalKind
     Ok(plain)
 }
 
-/// After a key rotation: re-seal every personal value that is not under the active key.
+/// After a key rotation: re-seal users' phones and ID numbers not under the active key.
 pub async fn reseal_all(store: &Store) -> Result<u64, Error> {
-    let rows = store.db.fetch_all(q!("SELECT id, phone_enc, id_number_enc, jurisdiction FROM users")).await?;
-    let active = store.vault.active_key_id().to_string();
-    let mut tx = store.db.begin().await?;
-    let mut n = 0u64;
-    for r in &rows {
-        let id: Uuid = r.get("id")?;
-        for (col, aad) in [("phone_enc", PHONE_AAD), ("id_number_enc", ID_AAD)] {
-            let Some(enc) = r.get::<Option<Vec<u8>>>(col)? else {
-                continue;
-            };
-            if crate::vault::Vault::key_id_of(&enc) == Some(active.as_str()) {
-                continue;
-            }
-            let resealed = store.vault.seal(aad, &store.vault.open(aad, &enc)?)?;
-            let sql = if col == "phone_enc" {
-                q!("UPDATE users SET phone_enc = $2 WHERE id = $1", id, resealed)
-            } else {
-                q!("UPDATE users SET id_number_enc = $2 WHERE id = $1", id, resealed)
-            };
-            tx.execute(sql).await?;
-            n += 1;
-        }
-    }
-    let who = Principal::system("keys-rotate");
-    store
-        .audited(
-            &who,
-            audit::Entry {
-                action: "keys.reseal",
-                object_type: "keyring",
-                object_id: active.clone(),
-                jurisdiction: "",
-                detail: serde_json::json!({"values": n}),
-            },
-            tx,
-        )
-        .await?;
-    Ok(n)
+    use crate::vault::SealedColumn;
+    let cols = [
+        SealedColumn { column: "phone_enc", aad: PHONE_AAD, update: "UPDATE users SET phone_enc = $2 WHERE id = $1" },
+        SealedColumn { column: "id_number_enc", aad: ID_AAD, update: "UPDATE users SET id_number_enc = $2 WHERE id = $1" },
+    ];
+    crate::vault::reseal(store, "keyring", "SELECT id, phone_enc, id_number_enc FROM users", &cols).await
 }

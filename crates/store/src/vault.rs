@@ -7,6 +7,7 @@
 //! A keyed HMAC blind index finds a value without decrypting; the audit chain is keyed with
 //! a separate key so that someone holding only the database cannot re-forge it.
 
+use crate::Store;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use baton_domain::Error;
@@ -228,6 +229,45 @@ impl Vault {
 fn unreachable_hmac() -> Hmac<Sha256> {
     #[allow(clippy::unwrap_used)]
     <Hmac<Sha256> as Mac>::new_from_slice(b"").unwrap()
+}
+
+/// One sealed column to keep under the active key: its name in the row the select returns,
+/// its associated data, and the statement that writes it back (`$1` id, `$2` value).
+pub struct SealedColumn {
+    pub column: &'static str,
+    pub aad: &'static str,
+    pub update: &'static str,
+}
+
+/// After a key rotation: re-seal every value of `columns` (rows from `select`, which returns
+/// `id` and the columns) that is not under the active key, in one audited transaction.
+pub async fn reseal(store: &Store, object_type: &'static str, select: &'static str, columns: &[SealedColumn]) -> Result<u64, Error> {
+    let rows = store.db.fetch_all(crate::db::Q { sql: select, args: vec![] }).await?;
+    let active = store.vault.active_key_id().to_string();
+    let mut tx = store.db.begin().await?;
+    let mut n = 0u64;
+    for r in &rows {
+        let id: uuid::Uuid = r.get("id")?;
+        for c in columns {
+            let Some(enc) = r.get::<Option<Vec<u8>>>(c.column)? else { continue };
+            if Vault::key_id_of(&enc) == Some(active.as_str()) {
+                continue;
+            }
+            let resealed = store.vault.seal(c.aad, &store.vault.open(c.aad, &enc)?)?;
+            tx.execute(crate::db::Q { sql: c.update, args: vec![id.into(), resealed.into()] }).await?;
+            n += 1;
+        }
+    }
+    let who = crate::Principal::system("keys-rotate");
+    let entry = crate::audit::Entry {
+        action: "keys.reseal",
+        object_type,
+        object_id: active.clone(),
+        jurisdiction: "",
+        detail: serde_json::json!({"values": n}),
+    };
+    store.audited(&who, entry, tx).await?;
+    Ok(n)
 }
 
 /// A freshly generated secret token (sessions, CSRF, API tokens), URL-safe.

@@ -908,44 +908,18 @@ pub async fn reveal(store: &Store, who: &Principal, id: Uuid, kind: PersonalKind
 
 /// After a key rotation: re-seal every driver's values that are not under the active key.
 pub async fn reseal_all(store: &Store) -> Result<u64, Error> {
-    let rows = store.db.fetch_all(q!("SELECT id, id_number_enc, phone_enc FROM whitelist_entries WHERE id_number_enc IS NOT NULL")).await?;
-    let active = store.vault.active_key_id().to_string();
-    let mut tx = store.db.begin().await?;
-    let mut n = 0u64;
-    for r in &rows {
-        let id: Uuid = r.get("id")?;
-        for (col, aad) in [("id_number_enc", ID_AAD), ("phone_enc", PHONE_AAD)] {
-            let Some(enc) = r.get::<Option<Vec<u8>>>(col)? else {
-                continue;
-            };
-            if crate::vault::Vault::key_id_of(&enc) == Some(active.as_str()) {
-                continue;
-            }
-            let resealed = store.vault.seal(aad, &store.vault.open(aad, &enc)?)?;
-            let sql = if col == "phone_enc" {
-                q!("UPDATE whitelist_entries SET phone_enc = $2 WHERE id = $1", id, resealed)
-            } else {
-                q!("UPDATE whitelist_entries SET id_number_enc = $2 WHERE id = $1", id, resealed)
-            };
-            tx.execute(sql).await?;
-            n += 1;
-        }
-    }
-    let who = Principal::system("keys-rotate");
-    store
-        .audited(
-            &who,
-            audit::Entry {
-                action: "keys.reseal",
-                object_type: "whitelist_entries",
-                object_id: active.clone(),
-                jurisdiction: "",
-                detail: serde_json::json!({"values": n}),
-            },
-            tx,
-        )
-        .await?;
-    Ok(n)
+    use crate::vault::SealedColumn;
+    let cols = [
+        SealedColumn { column: "id_number_enc", aad: ID_AAD, update: "UPDATE whitelist_entries SET id_number_enc = $2 WHERE id = $1" },
+        SealedColumn { column: "phone_enc", aad: PHONE_AAD, update: "UPDATE whitelist_entries SET phone_enc = $2 WHERE id = $1" },
+    ];
+    crate::vault::reseal(
+        store,
+        "whitelist_entries",
+        "SELECT id, id_number_enc, phone_enc FROM whitelist_entries WHERE id_number_enc IS NOT NULL",
+        &cols,
+    )
+    .await
 }
 
 // ---------- xlsx ----------
