@@ -25,6 +25,7 @@ macro_rules! labelled {
 
 pub mod classify;
 pub mod clock;
+pub mod code;
 pub mod division;
 pub mod error;
 pub mod ident;

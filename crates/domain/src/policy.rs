@@ -15,6 +15,7 @@ pub struct PolicyParams {
     pub testing: TestingRules,
     pub escalation: EscalationRules,
     pub retention: RetentionRules,
+    pub codes: CodeRules,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +105,46 @@ impl Default for RetentionRules {
     }
 }
 
+/// Person codes (see `code`): look-back, companions, required tests, signed tokens, exposure search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CodeRules {
+    /// How far back a person's stays are matched against risk areas.
+    pub itinerary_days: u32,
+    /// A stay this short does not count.
+    pub pass_through_max_hours: u32,
+    /// A companion's negative sample clears the exposure when taken at least this long after it.
+    pub companion_clear_hours: u32,
+    /// A companion exposure ends by itself after this many days.
+    pub companion_days: u32,
+    /// Under a test requirement, a sample is due this long after the last one.
+    pub required_test_hours: u32,
+    /// Validity of the signed QR token a person shows (short: a screenshot soon expires).
+    pub token_minutes: u32,
+    /// Validity of the link by which a person opens their code.
+    pub link_days: u32,
+    /// Exposure search: a visit is taken to last this long; visits overlapping a case's are listed.
+    pub exposure_window_minutes: u32,
+    /// Exposure search: how far back a case's visits are taken.
+    pub exposure_days: u32,
+}
+
+impl Default for CodeRules {
+    fn default() -> Self {
+        Self {
+            itinerary_days: 7,
+            pass_through_max_hours: 4,
+            companion_clear_hours: 24,
+            companion_days: 14,
+            required_test_hours: 72,
+            token_minutes: 10,
+            link_days: 30,
+            exposure_window_minutes: 30,
+            exposure_days: 14,
+        }
+    }
+}
+
 impl PolicyParams {
     /// Every out-of-range parameter, named by its dotted path.
     pub fn validate(&self) -> Vec<FieldError> {
@@ -129,6 +170,16 @@ impl PolicyParams {
         range("testing.expedited_deadline_hours", s.expedited_deadline_hours, 1, 72);
         range("testing.round_hours", s.round_hours, 1, 168);
         range("retention.personal_data_days", self.retention.personal_data_days, 1, 3650);
+        let c = &self.codes;
+        range("codes.itinerary_days", c.itinerary_days, 1, 30);
+        range("codes.pass_through_max_hours", c.pass_through_max_hours, 0, 24);
+        range("codes.companion_clear_hours", c.companion_clear_hours, 0, 168);
+        range("codes.companion_days", c.companion_days, 1, 30);
+        range("codes.required_test_hours", c.required_test_hours, 12, 24 * 14);
+        range("codes.token_minutes", c.token_minutes, 1, 24 * 60);
+        range("codes.link_days", c.link_days, 1, 365);
+        range("codes.exposure_window_minutes", c.exposure_window_minutes, 1, 24 * 60);
+        range("codes.exposure_days", c.exposure_days, 1, 30);
         if ![24, 48, 72].contains(&t.test_validity_hours) {
             errs.push(FieldError::new("truck.test_validity_hours", "not_allowed", "只能为 24、48 或 72 小时", "must be 24, 48 or 72 hours"));
         }
