@@ -2,6 +2,7 @@
 //! `closed_loop` or `isolate` from the evidence, and says why in both languages.
 
 use crate::policy::TruckRules;
+use crate::risk::{RiskHit, RiskLevel};
 use crate::trip::ControlClass;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,22 @@ pub enum RiskExposure {
     Low,
     Medium,
     High,
+}
+
+/// The exposure an itinerary's hits mean. An exact hit counts at its level. A coarse hit (the stay
+/// was recorded less precisely than the area) counts one level lower when the policy says so
+/// (`coarse_hit_one_level_lower`, the default), so that a stay recorded only as a city with one
+/// high-risk compound is escorted, not quarantined; otherwise it counts at the area's level.
+pub fn exposure_of(hits: &[RiskHit], rules: &TruckRules) -> RiskExposure {
+    let lower = rules.coarse_hit_one_level_lower;
+    hits.iter()
+        .map(|h| match (h.level, h.coarse && lower) {
+            (RiskLevel::High, false) => RiskExposure::High,
+            (RiskLevel::High, true) | (RiskLevel::Medium, false) => RiskExposure::Medium,
+            (RiskLevel::Medium, true) | (RiskLevel::Low, _) => RiskExposure::Low,
+        })
+        .max()
+        .unwrap_or(RiskExposure::None)
 }
 
 /// What the checkpoint saw, for the whole crew (the worst member decides).
@@ -134,6 +151,31 @@ mod tests {
         assert_eq!(class(Evidence { whitelisted: true, ..ev(CodeColour::Green, None, RiskExposure::None) }), ControlClass::Pass);
         assert_eq!(class(Evidence { whitelisted: true, ..ev(CodeColour::Green, None, RiskExposure::Low) }), ControlClass::ClosedLoop);
         assert_eq!(class(Evidence { whitelisted: true, ..ev(CodeColour::Red, None, RiskExposure::None) }), ControlClass::Isolate);
+    }
+
+    #[test]
+    fn coarse_hits_count_one_level_lower_only_when_the_policy_says_so() {
+        let hit = |level, coarse| RiskHit {
+            stay: 0,
+            area_id: uuid::Uuid::nil(),
+            division_code: "140105".into(),
+            place: None,
+            level,
+            overlap_from: chrono::Utc::now(),
+            overlap_to: chrono::Utc::now(),
+            coarse,
+        };
+        let lenient = TruckRules::default();
+        let strict = TruckRules { coarse_hit_one_level_lower: false, ..TruckRules::default() };
+        assert_eq!(exposure_of(&[], &lenient), RiskExposure::None);
+        assert_eq!(exposure_of(&[hit(RiskLevel::High, false)], &lenient), RiskExposure::High);
+        assert_eq!(exposure_of(&[hit(RiskLevel::High, true)], &lenient), RiskExposure::Medium);
+        assert_eq!(exposure_of(&[hit(RiskLevel::Medium, true), hit(RiskLevel::Low, false)], &lenient), RiskExposure::Low);
+        assert_eq!(exposure_of(&[hit(RiskLevel::High, true)], &strict), RiskExposure::High);
+        assert_eq!(exposure_of(&[hit(RiskLevel::Medium, true)], &strict), RiskExposure::Medium);
+        // Old stored policy JSON without the field keeps the lenient reading.
+        let old: TruckRules = serde_json::from_str(r#"{"test_validity_hours":48}"#).unwrap();
+        assert!(old.coarse_hit_one_level_lower);
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct TruckRules {
     pub pass_stay_limit_hours: u32,
     /// Whether `isolate` trucks may be turned back ("where the policy allows").
     pub turn_back_allowed: bool,
+    /// A coarse risk-area hit (the stay was recorded less precisely than the area) counts one
+    /// level lower; when false it counts at the area's own level.
+    pub coarse_hit_one_level_lower: bool,
 }
 
 impl Default for TruckRules {
@@ -59,6 +62,7 @@ impl Default for TruckRules {
             isolate_disposition_minutes: 120,
             pass_stay_limit_hours: 48,
             turn_back_allowed: true,
+            coarse_hit_one_level_lower: true,
         }
     }
 }

@@ -91,21 +91,6 @@ fn no_risk() -> RiskExposure {
     RiskExposure::None
 }
 
-/// The exposure an itinerary's hits mean. An exact hit counts at its level; a possible hit
-/// (the stay was recorded less precisely than the area) counts one level lower, so that a
-/// stay recorded only as a city with one high-risk compound is escorted, not quarantined.
-pub fn exposure_of(hits: &[baton_domain::risk::RiskHit]) -> RiskExposure {
-    use baton_domain::risk::RiskLevel;
-    hits.iter()
-        .map(|h| match (h.level, h.coarse) {
-            (RiskLevel::High, false) => RiskExposure::High,
-            (RiskLevel::High, true) | (RiskLevel::Medium, false) => RiskExposure::Medium,
-            (RiskLevel::Medium, true) | (RiskLevel::Low, _) => RiskExposure::Low,
-        })
-        .max()
-        .unwrap_or(RiskExposure::None)
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct TripView {
     #[serde(flatten)]
@@ -505,7 +490,7 @@ pub async fn check_in(store: &Store, who: &Principal, input: &CheckInInput) -> R
     let evidence = Evidence {
         health_code: worst,
         test_age_hours,
-        risk: input.risk.max(exposure_of(&hits)),
+        risk: input.risk.max(baton_domain::classify::exposure_of(&hits, &policy.params.truck)),
         whitelisted: wl.whitelisted,
         antigen_positive: input.antigen_positive,
     };

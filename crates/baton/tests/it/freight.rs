@@ -366,6 +366,13 @@ async fn itinerary_at_check_in(b: Backend) {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(e["fields"]["itinerary[0].place"]["code"], "division_unknown");
     assert_eq!(p.cmd.get("/api/v1/trips?plate=晋D30004").await.1["trips"].as_array().unwrap().len(), 0);
+    // A policy that reads coarse hits strictly: the same city-level stay is now a high-risk stay.
+    let when = (now(&app) + Duration::minutes(5)).to_rfc3339();
+    let (s, v) = p.cmd.post("/api/v1/policy", json!({"effective_from": when, "params": {"truck": {"coarse_hit_one_level_lower": false}}, "note": "严格"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    app.clock.advance(Duration::minutes(6));
+    let (_, v) = p.checkpoint.post("/api/v1/trips/check-in", body("晋D30005", "太原市")).await;
+    assert_eq!((v["class"].as_str(), v["risk_hits"][0]["coarse"].as_bool()), (Some("isolate"), Some(true)), "{v}");
     app.stop().await;
 }
 both!(the_itinerary_is_matched_against_risk_areas_at_check_in, itinerary_at_check_in);
