@@ -263,7 +263,8 @@ async fn keys_cmd(cfg: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
             // Every table that seals personal data.
             let n = baton_store::users::reseal_all(&store).await.map_err(err)?
                 + baton_store::whitelist::reseal_all(&store).await.map_err(err)?
-                + baton_store::trips::reseal_all(&store).await.map_err(err)?;
+                + baton_store::trips::reseal_all(&store).await.map_err(err)?
+                + baton_store::persons::reseal_all(&store).await.map_err(err)?;
             println!("new active key {id}; re-sealed {n} values");
         }
     }

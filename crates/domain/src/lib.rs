@@ -29,6 +29,7 @@ pub mod code;
 pub mod division;
 pub mod error;
 pub mod ident;
+pub mod person;
 pub mod policy;
 pub mod risk;
 pub mod role;

@@ -38,6 +38,8 @@ permissions! {
     RiskAreasWrite = "risk_areas.write", "维护风险地区", "Maintain risk areas";
     WhitelistRead = "whitelist.read", "查看白名单", "View the whitelist";
     WhitelistWrite = "whitelist.write", "维护白名单", "Maintain the whitelist";
+    PersonsRead = "persons.read", "查看人员", "View persons";
+    PersonsWrite = "persons.write", "登记人员", "Register persons";
 }
 
 /// A set of permissions, stored as a sorted comma-separated list.
@@ -117,21 +119,34 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
             RiskAreasWrite,
             WhitelistRead,
             WhitelistWrite,
+            PersonsRead,
+            PersonsWrite,
         ],
     },
     BuiltinRole {
         name: "leader",
         zh: "县领导",
         en: "County leader",
-        permissions: &[UnitsRead, UsersRead, AuditRead, PolicyRead, TripsRead, WhitelistRead],
+        permissions: &[UnitsRead, UsersRead, AuditRead, PolicyRead, TripsRead, WhitelistRead, PersonsRead],
     },
     BuiltinRole {
         name: "township_staff",
         zh: "乡镇工作人员",
         en: "Township staff",
-        permissions: &[UnitsRead, UsersRead, GridsWrite, PolicyRead, PersonalReveal, TripsRead, TripsHandle, AlertsHandle],
+        permissions: &[
+            UnitsRead,
+            UsersRead,
+            GridsWrite,
+            PolicyRead,
+            PersonalReveal,
+            TripsRead,
+            TripsHandle,
+            AlertsHandle,
+            PersonsRead,
+            PersonsWrite,
+        ],
     },
-    BuiltinRole { name: "grid_member", zh: "网格员", en: "Grid member", permissions: &[UnitsRead, PolicyRead] },
+    BuiltinRole { name: "grid_member", zh: "网格员", en: "Grid member", permissions: &[UnitsRead, PolicyRead, PersonsRead, PersonsWrite] },
     BuiltinRole {
         name: "checkpoint_staff",
         zh: "卡口工作人员",
@@ -151,7 +166,7 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
         en: "Enterprise liaison",
         permissions: &[UnitsRead, TripsRead, TripsReport, TripsHandle, AlertsHandle],
     },
-    BuiltinRole { name: "sampler", zh: "采样人员", en: "Sampling staff", permissions: &[UnitsRead] },
+    BuiltinRole { name: "sampler", zh: "采样人员", en: "Sampling staff", permissions: &[UnitsRead, PersonsRead, PersonsWrite] },
     BuiltinRole { name: "lab_staff", zh: "检测机构人员", en: "Lab staff", permissions: &[UnitsRead] },
     BuiltinRole { name: "school_staff", zh: "学校防疫专员", en: "School health officer", permissions: &[UnitsRead] },
     BuiltinRole { name: "venue_staff", zh: "场所管理人员", en: "Venue manager", permissions: &[UnitsRead] },

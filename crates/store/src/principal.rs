@@ -44,6 +44,15 @@ impl Principal {
         self.permissions.has(p)
     }
 
+    /// Where what this principal creates belongs: their scope's division, and their unit when
+    /// they are scoped to it.
+    pub fn home(&self) -> (String, Option<Uuid>) {
+        match &self.scope {
+            Scope::Division { code } => (code.clone(), None),
+            Scope::Unit { unit_id, division } => (division.clone(), Some(*unit_id)),
+        }
+    }
+
     /// A row outside the scope is reported as not found, so its existence does not leak.
     pub fn require_covers(&self, jurisdiction: &str, unit: Option<Uuid>, what: &'static str) -> Result<(), Error> {
         if self.scope.covers(jurisdiction, unit) { Ok(()) } else { Err(Error::NotFound(what)) }

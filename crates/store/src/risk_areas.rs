@@ -16,6 +16,7 @@
 //! nothing is written.
 
 use crate::db::Row;
+use crate::sheet::{Format, decode_text};
 use crate::{Check, Principal, Store, audit, q, text_field};
 use baton_domain::division::{Divisions, prefix_end};
 use baton_domain::policy::TruckRules;
@@ -132,35 +133,6 @@ pub struct ImportReport {
     pub superseded: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Csv,
-    Json,
-    Xlsx,
-}
-
-pub const XLSX_MIME: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
-
-impl Format {
-    /// From a Content-Type header (parameters such as `charset` are ignored: the bytes decide).
-    pub fn from_content_type(ct: &str) -> Option<Format> {
-        let base = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        match base.as_str() {
-            "text/csv" | "application/csv" | "text/plain" => Some(Format::Csv),
-            "application/json" => Some(Format::Json),
-            XLSX_MIME => Some(Format::Xlsx),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Csv => "csv",
-            Format::Json => "json",
-            Format::Xlsx => "xlsx",
-        }
-    }
-}
 
 // ---------- times ----------
 
@@ -323,22 +295,6 @@ fn header_map(headers: &[String]) -> Result<Vec<Option<usize>>, Error> {
     }
     c.done()?;
     Ok(map)
-}
-
-/// Bytes as text: UTF-8 (a BOM is dropped), else GBK (GB 18030's common subset, as Chinese
-/// Excel saves "CSV"); anything else is refused.
-pub fn decode_text(bytes: &[u8]) -> Result<String, Error> {
-    let b = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    if let Ok(s) = std::str::from_utf8(b) {
-        return Ok(s.to_string());
-    }
-    encoding_rs::GBK.decode_without_bom_handling_and_without_replacement(b).map(|s| s.into_owned()).ok_or_else(|| {
-        file_error(
-            "encoding_unknown",
-            "文件编码无法识别，请保存为 UTF-8 或 GBK 编码的 CSV",
-            "the file is neither UTF-8 nor GBK; save the CSV as UTF-8 or GBK",
-        )
-    })
 }
 
 fn parse_csv(bytes: &[u8]) -> Result<Vec<(usize, RawRow)>, Error> {

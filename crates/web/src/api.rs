@@ -316,10 +316,11 @@ async fn reset_password(State(s): State<AppState>, c: Caller, Id(id): Id, Body(i
     ok(json!({"ok": true}))
 }
 
+/// Which personal value to show in full.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RevealInput {
-    field: PersonalKind,
+pub(crate) struct RevealInput {
+    pub field: PersonalKind,
 }
 
 async fn reveal(State(s): State<AppState>, c: Caller, Id(id): Id, Body(input, _): Body<RevealInput>) -> ApiResult {

@@ -13,7 +13,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use baton_domain::Error;
 use baton_domain::role::Permission;
-use baton_store::risk_areas::{self, Format, ImportOptions};
+use baton_store::risk_areas::{self, ImportOptions};
+use baton_store::sheet::{Format, XLSX_MIME};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -81,8 +82,8 @@ impl FromRequest<AppState> for File {
         let Some(format) = Format::from_content_type(ct) else {
             return Err(Error::conflict(
                 "unsupported_media_type",
-                format!("文件类型应为 text/csv、application/json 或 {}", risk_areas::XLSX_MIME),
-                format!("the body must be text/csv, application/json or {}", risk_areas::XLSX_MIME),
+                format!("文件类型应为 text/csv、application/json 或 {}", XLSX_MIME),
+                format!("the body must be text/csv, application/json or {}", XLSX_MIME),
             )
             .into());
         };

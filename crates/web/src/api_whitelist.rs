@@ -16,8 +16,7 @@ use baton_store::whitelist;
 use serde::Deserialize;
 use serde_json::json;
 
-/// The media type of an xlsx workbook.
-pub const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+use baton_store::sheet::XLSX_MIME as XLSX;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

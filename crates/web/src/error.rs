@@ -15,6 +15,9 @@ pub struct ApiError {
     pub request_id: String,
 }
 
+/// What a throttled client is told to wait before trying again.
+pub const RETRY_AFTER_SECONDS: u32 = 60;
+
 pub fn status_of(e: &Error) -> StatusCode {
     match e {
         Error::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -54,7 +57,20 @@ impl IntoResponse for ApiError {
             tracing::error!(request_id = %self.request_id, error = %msg, "internal error");
         }
         let status = status_of(&self.error);
-        (status, axum::Json(error_body(&self.error, self.lang, &self.request_id))).into_response()
+        let mut res = (status, axum::Json(error_body(&self.error, self.lang, &self.request_id))).into_response();
+        let headers = res.headers_mut();
+        match status {
+            // The unread rest of an oversized body is still on the wire: the connection cannot
+            // carry another request, so say so rather than let a client reuse it and fail.
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                headers.insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(RETRY_AFTER_SECONDS));
+            }
+            _ => {}
+        }
+        res
     }
 }
 

@@ -6,6 +6,7 @@ pub mod api;
 pub mod api_freight;
 pub mod api_risk;
 pub mod api_whitelist;
+pub mod api_persons;
 pub mod auth;
 pub mod error;
 pub mod i18n;
@@ -43,7 +44,11 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     // One route file per module; `tests/openapi.rs` reads them all.
-    let api = api::routes().merge(api_freight::routes()).merge(api_risk::routes()).merge(api_whitelist::routes());
+    let api = api::routes()
+        .merge(api_freight::routes())
+        .merge(api_risk::routes())
+        .merge(api_whitelist::routes())
+        .merge(api_persons::routes());
     Router::new()
         .nest("/api/v1", api)
         .merge(ui::routes())

@@ -16,7 +16,8 @@ use axum::routing::{get, post};
 use baton_domain::Error;
 use baton_domain::risk::RiskLevel;
 use baton_domain::role::Permission;
-use baton_store::risk_areas::{self, Area, Format, ImportOptions};
+use baton_store::risk_areas::{self, Area, ImportOptions};
+use baton_store::sheet::Format;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 

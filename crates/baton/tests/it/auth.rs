@@ -51,6 +51,10 @@ async fn throttling(b: Backend) {
     let (s, body) = app.login_with("leader", baton::demo::DEMO_PASSWORD).await.err().unwrap();
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(body["error"], "rate_limited");
+    let r =
+        app.anonymous().raw(reqwest::Method::POST, "/api/v1/auth/login").json(&json!({"username": "leader", "password": "x"})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "60");
     // Another user is unaffected; after the window the user may sign in again.
     app.login("commander").await;
     app.clock.advance(Duration::minutes(16));

@@ -9,6 +9,7 @@ mod concurrency;
 mod freight;
 mod input;
 mod personal;
+mod persons;
 mod platform;
 mod risk;
 mod scope;

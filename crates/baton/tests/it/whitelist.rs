@@ -2,7 +2,7 @@
 //! on the manual clock, matching at check-in, xlsx import (a bad row writes nothing) and export
 //! (masked; a reveal is audited), personal data sealed at rest, permission and scope, and bad
 //! input that never gets a 5xx. Each runs on SQLite and PostgreSQL.
-use baton_store::whitelist::{RCell, XCell, read_sheet, write_sheet};
+use baton_store::sheet::{RCell, XCell, read_sheet, write_sheet};
 use baton_testkit::{Backend, Session, both, spawn_app, t0};
 use chrono::Duration;
 use reqwest::StatusCode;

@@ -1,0 +1,322 @@
+//! The person registry: one record per person, found by an identity document through the
+//! vault's blind index. Every module that deals with people (sampling, codes, venues) names
+//! them by the id registered here, never by their ID number.
+//!
+//! `register` is the one way in: it finds the person by their document or creates them, inside
+//! the caller's transaction, so a sampling desk that scans a person into a tube registers them
+//! in the same commit (and a retry finds the record the first try made). A person belongs to a
+//! jurisdiction — where they live in the county, or else the registering user's own division —
+//! and only users whose scope covers it see them.
+
+use crate::db::{Row, Tx};
+use crate::{Check, Principal, Store, audit, q, scope_args, text_field};
+use baton_domain::division::{Divisions, Level};
+use baton_domain::ident::{PersonalKind, Phone};
+use baton_domain::person::{Document, DocumentKind};
+use baton_domain::role::Permission;
+use baton_domain::{Error, FieldError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+const DOCUMENT_AAD: &str = "persons.document";
+const PHONE_AAD: &str = "persons.phone";
+const BIDX_DOCUMENT: &str = "person_document";
+
+/// A person as lists and pages show them: personal data masked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Person {
+    pub id: Uuid,
+    pub name: String,
+    pub document_kind: DocumentKind,
+    pub document_masked: String,
+    pub phone_masked: Option<String>,
+    pub jurisdiction: String,
+    pub place: String,
+    pub unit_id: Option<Uuid>,
+    pub merged_into: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A person as typed or scanned.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonInput {
+    pub name: String,
+    /// `id_card` (the default), `passport` or `other`.
+    #[serde(default)]
+    pub document_kind: String,
+    pub document_number: String,
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// Residence in the county: a village, township or county code or name. Empty: the
+    /// registering user's own division.
+    #[serde(default)]
+    pub division: Option<String>,
+    #[serde(default)]
+    pub unit_id: Option<Uuid>,
+}
+
+/// A checked person, ready to register.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub name: String,
+    pub document: Document,
+    pub phone: Option<Phone>,
+    pub jurisdiction: String,
+    pub unit_id: Option<Uuid>,
+}
+
+/// Check a person's fields; field names are prefixed with `prefix` (e.g. `members[2].`).
+pub fn check(who: &Principal, prefix: &str, input: &PersonInput) -> Result<Draft, Vec<FieldError>> {
+    let mut c = Check::default();
+    let f = |n: &str| format!("{prefix}{n}");
+    let name = c.take(text_field(&f("name"), &input.name, 1, 50));
+    let document = c.take(Document::parse(&f("document_kind"), &f("document_number"), &input.document_kind, &input.document_number));
+    let phone = match input.phone.as_deref().map(str::trim) {
+        None | Some("") => Some(None),
+        Some(p) => c.take(Phone::parse(&f("phone"), p)).map(Some),
+    };
+    let jurisdiction = match input.division.as_deref().map(str::trim) {
+        None | Some("") => Some(who.home().0),
+        Some(d) => c.take(Divisions::get_all().resolve(&f("division"), d).and_then(|div| {
+            if !matches!(div.level, Level::County | Level::Township | Level::Village) {
+                return Err(FieldError::new(f("division"), "division_level", "请填写县、乡镇或村级行政区划", "give a county, township or village"));
+            }
+            if !who.scope.covers(div.code, None) {
+                return Err(FieldError::new(
+                    f("division"),
+                    "outside_scope",
+                    "该行政区划不在您的辖区内",
+                    "this division is outside your jurisdiction",
+                ));
+            }
+            Ok(div.code.to_string())
+        })),
+    };
+    match (name, document, phone, jurisdiction, c.0.is_empty()) {
+        (Some(name), Some(document), Some(phone), Some(jurisdiction), true) => {
+            Ok(Draft { name, document, phone, jurisdiction, unit_id: input.unit_id })
+        }
+        _ => Err(c.0),
+    }
+}
+
+fn document_index(store: &Store, d: &Document) -> Vec<u8> {
+    store.vault.blind_index(BIDX_DOCUMENT, &d.index_key())
+}
+
+/// Find the person holding a document, or register them. Returns the id and whether the record
+/// is new. A found record keeps its name and place (the registry is corrected through its own
+/// page, not by whoever scans next) but gains a phone it lacked.
+pub async fn register(tx: &mut Tx, store: &Store, who: &Principal, d: &Draft, now: DateTime<Utc>) -> Result<(Uuid, bool), Error> {
+    let bidx = document_index(store, &d.document);
+    if let Some(r) = tx.fetch_optional(q!("SELECT id, phone_enc FROM persons WHERE document_bidx = $1 AND merged_into IS NULL", bidx.clone())).await?
+    {
+        let id: Uuid = r.get("id")?;
+        let phone: Option<Vec<u8>> = r.get("phone_enc")?;
+        if let (None, Some(p)) = (phone, &d.phone) {
+            tx.execute(q!(
+                "UPDATE persons SET phone_enc = $2, phone_bidx = $3, phone_masked = $4, updated_at = $5 WHERE id = $1",
+                id,
+                store.vault.seal(PHONE_AAD, p.as_str())?,
+                store.vault.blind_index("phone", p.as_str()),
+                p.mask(),
+                now
+            ))
+            .await?;
+        }
+        return Ok((id, false));
+    }
+    let id = Uuid::now_v7();
+    // Two desks registering one person at once: the second insert yields to the first's row.
+    let n = tx
+        .execute(q!(
+            "INSERT INTO persons (id, name, document_kind, document_enc, document_bidx, document_masked, phone_enc, phone_bidx, phone_masked,
+                              jurisdiction, unit_id, created_by, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
+         ON CONFLICT (document_bidx) WHERE merged_into IS NULL DO NOTHING",
+            id,
+            d.name.clone(),
+            d.document.kind.as_str(),
+            store.vault.seal(DOCUMENT_AAD, &d.document.number)?,
+            bidx,
+            d.document.mask(),
+            d.phone.as_ref().map(|p| store.vault.seal(PHONE_AAD, p.as_str())).transpose()?,
+            d.phone.as_ref().map(|p| store.vault.blind_index("phone", p.as_str())),
+            d.phone.as_ref().map(Phone::mask),
+            d.jurisdiction.clone(),
+            d.unit_id,
+            who.name.clone(),
+            now
+        ))
+        .await?;
+    if n == 0 {
+        let r =
+            tx.fetch_one(q!("SELECT id FROM persons WHERE document_bidx = $1 AND merged_into IS NULL", document_index(store, &d.document))).await?;
+        return Ok((r.get("id")?, false));
+    }
+    Ok((id, true))
+}
+
+/// The person holding a document, following merges.
+pub async fn find_by_document(store: &Store, d: &Document) -> Result<Option<Uuid>, Error> {
+    let r = store.db.fetch_optional(q!("SELECT id FROM persons WHERE document_bidx = $1 AND merged_into IS NULL", document_index(store, d))).await?;
+    r.map(|r| r.get("id")).transpose()
+}
+
+fn from_row(r: &Row) -> Result<Person, Error> {
+    let jurisdiction: String = r.get("jurisdiction")?;
+    let kind: String = r.get("document_kind")?;
+    Ok(Person {
+        id: r.get("id")?,
+        name: r.get("name")?,
+        document_kind: DocumentKind::parse(&kind).ok_or_else(|| Error::internal(format!("stored document kind {kind}")))?,
+        document_masked: r.get("document_masked")?,
+        phone_masked: r.get("phone_masked")?,
+        place: Divisions::get_all().full_name(&jurisdiction),
+        jurisdiction,
+        unit_id: r.get("unit_id")?,
+        merged_into: r.get("merged_into")?,
+        created_at: r.get("created_at")?,
+        updated_at: r.get("updated_at")?,
+    })
+}
+
+/// One person, if the viewer's scope covers them.
+pub async fn get(store: &Store, who: &Principal, id: Uuid) -> Result<Person, Error> {
+    who.require(Permission::PersonsRead)?;
+    let (lo, hi, unit) = scope_args(&who.scope);
+    let r = store
+        .db
+        .fetch_optional(q!(
+            "SELECT id, name, document_kind, document_masked, phone_masked, jurisdiction, unit_id, merged_into, created_at, updated_at
+               FROM persons WHERE id = $1 AND ((jurisdiction >= $2 AND jurisdiction < $3) OR unit_id = $4)",
+            id,
+            lo,
+            hi,
+            unit
+        ))
+        .await?
+        .ok_or(Error::NotFound("person"))?;
+    from_row(&r)
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    /// A name prefix, or a whole document number (found through the blind index).
+    #[serde(default)]
+    pub q: Option<String>,
+    /// A division code: only people living there.
+    #[serde(default)]
+    pub division: Option<String>,
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+/// People in the viewer's scope, by name or document; merged records are left out.
+pub async fn search(store: &Store, who: &Principal, f: &Filter) -> Result<Vec<Person>, Error> {
+    who.require(Permission::PersonsRead)?;
+    let (lo, hi, unit) = scope_args(&who.scope);
+    let q = f.q.as_deref().map(str::trim).unwrap_or("");
+    // A whole document number is looked up exactly; anything else is a name prefix.
+    let bidx = ["id_card", "passport", "other"]
+        .iter()
+        .find_map(|k| Document::parse("", "", k, q).ok())
+        .map(|d| document_index(store, &d))
+        .unwrap_or_default();
+    let division = f.division.as_deref().map(str::trim).unwrap_or("");
+    let limit = f.limit.unwrap_or(100).clamp(1, 500);
+    let like = format!("{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let rows = store
+        .db
+        .fetch_all(q!(
+            "SELECT id, name, document_kind, document_masked, phone_masked, jurisdiction, unit_id, merged_into, created_at, updated_at
+               FROM persons
+              WHERE merged_into IS NULL AND ((jurisdiction >= $1 AND jurisdiction < $2) OR unit_id = $3)
+                AND ($4 = '' OR name LIKE $5 ESCAPE '\\' OR document_bidx = $6)
+                AND ($7 = '' OR jurisdiction >= $7 AND jurisdiction < $8)
+              ORDER BY jurisdiction, name, id LIMIT $9",
+            lo,
+            hi,
+            unit,
+            q,
+            like,
+            bidx,
+            division,
+            baton_domain::division::prefix_end(division),
+            limit
+        ))
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Register one person by hand (the registry page, the API), audited.
+pub async fn create(store: &Store, who: &Principal, input: &PersonInput) -> Result<(Person, bool), Error> {
+    who.require(Permission::PersonsWrite)?;
+    let d = check(who, "", input).map_err(Error::Invalid)?;
+    let mut tx = store.db.begin().await?;
+    let (id, new) = register(&mut tx, store, who, &d, store.now()).await?;
+    if new {
+        let entry = audit::Entry {
+            action: "person.register",
+            object_type: "person",
+            object_id: id.to_string(),
+            jurisdiction: &d.jurisdiction,
+            detail: serde_json::json!({"name": d.name, "document_kind": d.document.kind.as_str()}),
+        };
+        store.audited(who, entry, tx).await?;
+    } else {
+        tx.commit().await?;
+    }
+    // Whoever typed the whole document number may see the (masked) record it names, even one
+    // registered elsewhere: the person is standing at their desk.
+    let r = store
+        .db
+        .fetch_one(q!(
+            "SELECT id, name, document_kind, document_masked, phone_masked, jurisdiction, unit_id, merged_into, created_at, updated_at
+               FROM persons WHERE id = $1",
+            id
+        ))
+        .await?;
+    Ok((from_row(&r)?, new))
+}
+
+/// Show a document number or phone in full: needs the right, and leaves an audit entry.
+pub async fn reveal(store: &Store, who: &Principal, id: Uuid, kind: PersonalKind) -> Result<Option<String>, Error> {
+    who.require(Permission::PersonalReveal)?;
+    let p = get(store, who, id).await?;
+    let (col, aad) = match kind {
+        PersonalKind::IdNumber => ("document_enc", DOCUMENT_AAD),
+        PersonalKind::Phone => ("phone_enc", PHONE_AAD),
+    };
+    let sql = match kind {
+        PersonalKind::IdNumber => "SELECT document_enc FROM persons WHERE id = $1",
+        PersonalKind::Phone => "SELECT phone_enc FROM persons WHERE id = $1",
+    };
+    let r = store.db.fetch_one(q!(sql, id)).await?;
+    let enc: Option<Vec<u8>> = r.get(col)?;
+    let plain = enc.map(|e| store.vault.open(aad, &e)).transpose()?;
+    let tx = store.db.begin().await?;
+    let entry = audit::Entry {
+        action: "personal.reveal",
+        object_type: "person",
+        object_id: id.to_string(),
+        jurisdiction: &p.jurisdiction,
+        detail: serde_json::json!({"field": kind.as_str(), "name": p.name}),
+    };
+    store.audited(who, entry, tx).await?;
+    Ok(plain)
+}
+
+/// After a key rotation: re-seal every person's values not under the active key.
+pub async fn reseal_all(store: &Store) -> Result<u64, Error> {
+    use crate::vault::SealedColumn;
+    let cols = [
+        SealedColumn { column: "document_enc", aad: DOCUMENT_AAD, update: "UPDATE persons SET document_enc = $2 WHERE id = $1" },
+        SealedColumn { column: "phone_enc", aad: PHONE_AAD, update: "UPDATE persons SET phone_enc = $2 WHERE id = $1" },
+    ];
+    crate::vault::reseal(store, "persons", "SELECT id, document_enc, phone_enc FROM persons", &cols).await
+}
