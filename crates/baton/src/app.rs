@@ -69,10 +69,13 @@ impl Running {
 
 pub async fn start(store: Store, cfg: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
+    if cfg.metrics_token.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "/metrics is open to anyone who can reach this address; set BATON_METRICS_TOKEN");
+    }
     let metrics = Arc::new(baton_web::metrics::Metrics::default());
     let state = AppState {
         store: store.clone(),
-        config: Arc::new(WebConfig { secure_cookies: cfg.secure_cookies, ..WebConfig::default() }),
+        config: Arc::new(WebConfig { secure_cookies: cfg.secure_cookies, metrics_token: cfg.metrics_token.clone(), ..WebConfig::default() }),
         metrics: metrics.clone(),
     };
     let (stop, rx) = watch::channel(false);

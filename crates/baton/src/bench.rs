@@ -138,6 +138,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         secure_cookies: false,
         max_connections: 16,
         mode: Mode::Development,
+        metrics_token: None,
     };
     let store = app::open_store(&cfg, Arc::new(SystemClock)).await?;
     demo::build(&store, &demo::DemoOptions { villages: false }).await.map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -15,6 +15,7 @@ pub struct FileConfig {
     pub secure_cookies: Option<bool>,
     pub max_connections: Option<u32>,
     pub mode: Option<String>,
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,8 @@ pub struct Config {
     pub secure_cookies: bool,
     pub max_connections: u32,
     pub mode: Mode,
+    /// Bearer token that `/metrics` requires; without one it is open (bind to a private address).
+    pub metrics_token: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -46,6 +49,7 @@ impl std::fmt::Debug for Config {
             .field("secure_cookies", &self.secure_cookies)
             .field("max_connections", &self.max_connections)
             .field("mode", &self.mode)
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -91,6 +95,9 @@ pub struct Overrides {
     /// production or development.
     #[arg(long, global = true, env = "BATON_MODE")]
     pub mode: Option<String>,
+    /// Bearer token required by /metrics (Prometheus `authorization` credentials).
+    #[arg(long, global = true, env = "BATON_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// TOML configuration file (default: baton.toml in the data directory, if present).
     #[arg(long, global = true, env = "BATON_CONFIG")]
     pub config: Option<PathBuf>,
@@ -124,6 +131,7 @@ impl Overrides {
             secure_cookies: self.secure_cookies.or(file.secure_cookies).unwrap_or(false),
             max_connections: self.max_connections.or(file.max_connections).unwrap_or(8),
             mode,
+            metrics_token: self.metrics_token.clone().or(file.metrics_token).filter(|t| !t.is_empty()),
         })
     }
 }
@@ -147,7 +155,8 @@ mod tests {
         std::fs::write(&file, "nope = 1\n").unwrap();
         assert!(o.resolve().is_err());
         assert_eq!(redact_url("postgres://baton:s3cret@db:5432/baton"), "postgres://baton:***@db:5432/baton");
-        let c = Config { database_url: Some("postgres://u:pw@h/d".into()), ..c };
+        let c = Config { database_url: Some("postgres://u:pw@h/d".into()), metrics_token: Some("tok-secret".into()), ..c };
         assert!(!format!("{c:?}").contains("pw"));
+        assert!(!format!("{c:?}").contains("tok-secret"));
     }
 }

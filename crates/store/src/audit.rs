@@ -189,7 +189,8 @@ pub struct Search {
     pub limit: Option<i64>,
 }
 
-/// Entries inside the viewer's scope, newest first.
+/// Entries inside the viewer's scope, newest first. Entries with no jurisdiction record the
+/// rules everyone works under (roles, policy versions, risk-area lists): every reader sees them.
 pub async fn search(db: &Db, who: &Principal, s: &Search) -> Result<Vec<Record>, Error> {
     let (lo, hi, unit) = scope_args(&who.scope);
     let limit = s.limit.unwrap_or(100).clamp(1, 1000);
@@ -198,7 +199,7 @@ pub async fn search(db: &Db, who: &Principal, s: &Search) -> Result<Vec<Record>,
         .fetch_all(q!(
             "SELECT seq, at, request_id, actor_id, actor_name, unit_id, jurisdiction, action, object_type, object_id, detail
              FROM audit_log
-             WHERE ((jurisdiction >= $1 AND jurisdiction < $2) OR unit_id = $3)
+             WHERE ((jurisdiction >= $1 AND jurisdiction < $2) OR unit_id = $3 OR jurisdiction = '')
                AND ($4 IS NULL OR actor_name = $4)
                AND ($5 IS NULL OR action = $5)
                AND ($6 IS NULL OR object_type = $6)

@@ -74,7 +74,8 @@ fn role_name(field: &str, s: &str) -> Result<String, FieldError> {
 }
 
 /// Create or update a role by name (built-in roles keep their permissions).
-pub async fn save_role(store: &Store, who: &Principal, input: &RoleInput) -> Result<Role, Error> {
+/// Create or change a custom role; says whether it was created.
+pub async fn save_role(store: &Store, who: &Principal, input: &RoleInput) -> Result<(Role, bool), Error> {
     who.require(Permission::RolesWrite)?;
     let mut c = Check::default();
     let name = c.take(role_name("name", &input.name));
@@ -106,7 +107,7 @@ pub async fn save_role(store: &Store, who: &Principal, input: &RoleInput) -> Res
     let detail = serde_json::json!({"name": name, "permissions": perms.to_db()});
     let action = if existing.is_some() { "role.update" } else { "role.create" };
     store.audited(who, audit::Entry { action, object_type: "role", object_id: id.to_string(), jurisdiction: "", detail }, tx).await?;
-    role_by_name(store, &name).await?.ok_or(Error::NotFound("role"))
+    Ok((role_by_name(store, &name).await?.ok_or(Error::NotFound("role"))?, existing.is_none()))
 }
 
 /// Seed the built-in roles (idempotent; runs at every start so new permissions reach them).

@@ -35,6 +35,9 @@ pub struct TestApp {
 }
 
 /// 10 Nov 2022, 09:00 in Huguan: the morning of the county meeting.
+/// The bearer token the test server's `/metrics` requires.
+pub const METRICS_TOKEN: &str = "test-metrics-token";
+
 pub fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2022-11-10T09:00:00+08:00").unwrap().with_timezone(&Utc)
 }
@@ -61,6 +64,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         secure_cookies: false,
         max_connections: 4,
         mode: Mode::Development,
+        metrics_token: Some(METRICS_TOKEN.into()),
     };
     let clock = Arc::new(ManualClock::new(t0()));
     let store = app::open_store(&config, clock.clone()).await.unwrap();

@@ -339,7 +339,10 @@ async fn list_roles(State(s): State<AppState>, _c: Caller) -> ApiResult {
 }
 
 async fn save_role(State(s): State<AppState>, c: Caller, Body(input, _): Body<users::RoleInput>) -> ApiResult {
-    ok(users::save_role(&s.store, &c.who, &input).await?)
+    match users::save_role(&s.store, &c.who, &input).await? {
+        (role, true) => created(role),
+        (role, false) => ok(role),
+    }
 }
 
 async fn list_tokens(State(s): State<AppState>, c: Caller) -> ApiResult {

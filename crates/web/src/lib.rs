@@ -27,11 +27,13 @@ pub struct WebConfig {
     pub secure_cookies: bool,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Bearer token `/metrics` requires, if any.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
-        Self { secure_cookies: false, max_body_bytes: 1 << 20 }
+        Self { secure_cookies: false, max_body_bytes: 1 << 20, metrics_token: None }
     }
 }
 

@@ -96,6 +96,13 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     if s.store.db.ping().await { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "database unreachable") }
 }
 
-async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render(s.store.db.pool_stats()))
+async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> axum::response::Response {
+    if let Some(token) = &s.config.metrics_token {
+        let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        // Compare digests, so the time taken says nothing about how much of the token matched.
+        if baton_store::vault::token_hash(given) != baton_store::vault::token_hash(token) {
+            return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "metrics need the configured bearer token").into_response();
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render(s.store.db.pool_stats())).into_response()
 }

@@ -71,7 +71,9 @@ async fn operations(b: Backend) {
     assert_eq!(anon.get("/readyz").await.0, StatusCode::OK);
     let c = app.login("commander").await;
     c.get("/api/v1/units").await;
-    let (s, m) = anon.get("/metrics").await;
+    assert_eq!(anon.get("/metrics").await.0, StatusCode::UNAUTHORIZED, "metrics need the token when one is configured");
+    assert_eq!(anon.with_bearer("wrong").get("/metrics").await.0, StatusCode::UNAUTHORIZED);
+    let (s, m) = app.anonymous().with_bearer(baton_testkit::METRICS_TOKEN).get("/metrics").await;
     assert_eq!(s, StatusCode::OK);
     let m = m.as_str().unwrap();
     assert!(m.contains("baton_http_requests_total{route=\"/api/v1/units\",status=\"200\"} 1"), "{m}");
@@ -136,6 +138,7 @@ async fn production_mode_refuses_the_manual_clock() {
         secure_cookies: false,
         max_connections: 2,
         mode: baton::config::Mode::Production,
+        metrics_token: None,
     };
     let clock = std::sync::Arc::new(baton_domain::clock::ManualClock::new(baton_testkit::t0()));
     let err = baton::app::open_store(&cfg, clock).await.err().unwrap();

@@ -41,7 +41,7 @@ async fn township_scope(b: Backend) {
 
     // A township-scoped administrator, to try every write.
     let (s, r) = admin.post("/api/v1/roles", json!({"name": "township_admin", "label_zh": "乡镇管理员", "label_en": "Township admin", "permissions": ["tokens.write", "units.read", "units.write", "users.read", "users.write", "audit.read", "grids.write", "personal.reveal"]})).await;
-    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(s, StatusCode::CREATED, "{r}");
     let (s, u) = admin.post("/api/v1/users", json!({"username": "lq_admin", "display_name": "龙泉管理员", "unit_id": lq_unit, "role": "township_admin", "scope_kind": "division", "scope_code": "140427100", "password": "Longquan-admin-1"})).await;
     assert_eq!(s, StatusCode::CREATED, "{u}");
     let la = app.login_with("lq_admin", "Longquan-admin-1").await.unwrap();
@@ -131,7 +131,10 @@ async fn township_scope(b: Backend) {
     assert_eq!(e["fields"]["scope_code"]["code"], "outside_scope");
     let (_, a) = la.get("/api/v1/audit").await;
     let objs: Vec<String> = a["entries"].as_array().unwrap().iter().map(|x| x["jurisdiction"].as_str().unwrap().to_string()).collect();
-    assert!(!objs.is_empty() && objs.iter().all(|j| j.starts_with("140427100")), "{objs:?}");
+    assert!(objs.iter().any(|j| j.starts_with("140427100")), "{objs:?}");
+    // Besides the township's own entries, only the county-wide rules (here the new role).
+    assert!(objs.iter().all(|j| j.starts_with("140427100") || j.is_empty()), "{objs:?}");
+    assert!(a["entries"].as_array().unwrap().iter().any(|x| x["action"] == "role.create"), "county-wide rules are visible");
 
     // Nothing of 百尺镇 changed.
     let (_, team) = cmd.get(&format!("/api/v1/units/{baichi_team}")).await;
