@@ -139,7 +139,51 @@ labelled! {
         HandoffNotAccepted = "handoff_not_accepted", "交接未按时确认", "Handoff not accepted in time";
         Overstay = "overstay", "超时滞留", "Overstay past the limit";
         NoExit = "no_exit", "离开后未在出口卡口核销", "Departed but not seen at an exit";
+        /// Raised at once when a checkpoint sees another plate than the pre-report's (not a deadline).
+        PlateMismatch = "plate_mismatch", "车牌与报备不符", "Plate does not match the pre-report";
+        /// Raised at once when the crew checked in is not the crew pre-reported (not a deadline).
+        IdentityMismatch = "identity_mismatch", "司乘人员与报备不符", "Crew does not match the pre-report";
     }
+}
+
+labelled! {
+    /// The parties the responsibility ledger holds answerable for a trip (货主、园区、属地、司机),
+    /// each of which confirms its duty, so that a breach can be traced to who had not.
+    LedgerParty {
+        CargoOwner = "cargo_owner", "货主企业", "Cargo owner";
+        LogisticsPark = "logistics_park", "物流园区", "Logistics park";
+        Township = "township", "属地乡镇(街道)", "Township (locality)";
+        Driver = "driver", "司机", "Driver";
+    }
+}
+
+impl LedgerParty {
+    /// What the party confirms it answers for (the Huguan meeting's four duties).
+    pub fn duty(self, zh: bool) -> &'static str {
+        let (z, e) = match self {
+            LedgerParty::CargoOwner => (
+                "车辆在本企业期间落实闭环管理，按时确认到达和离开",
+                "keeps the truck in the loop on its premises; confirms arrival and departure on time",
+            ),
+            LedgerParty::LogisticsPark => {
+                ("园区内停靠、装卸全程管控，不与他人接触", "controls parking, loading and unloading in the park; no contact with others")
+            }
+            LedgerParty::Township => {
+                ("属地知晓并落实超时滞留人员的社区管理", "knows of the truck and takes an overstaying crew into community management")
+            }
+            LedgerParty::Driver => (
+                "点对点行驶，全程不下车，按时离开并接受出口核销",
+                "drives point to point, stays in the cab, leaves on time and is scanned at the exit",
+            ),
+        };
+        if zh { z } else { e }
+    }
+}
+
+/// The parties that had not confirmed by `at` (a confirmation after it does not count): who
+/// had failed when a breach was raised. Parties that do not apply to the trip are left out.
+pub fn unconfirmed_at(parties: &[(LedgerParty, Option<DateTime<Utc>>)], at: DateTime<Utc>) -> Vec<LedgerParty> {
+    parties.iter().filter(|(_, confirmed)| confirmed.is_none_or(|c| c > at)).map(|(p, _)| *p).collect()
 }
 
 labelled! {
@@ -1287,6 +1331,17 @@ mod tests {
         assert_eq!((t.state, t.custodian), (TripState::Departed, u(ESCORT)));
         let t = ok(&t, Action::ExitScan, EXIT, 150);
         assert_eq!(units(&t), [u(CP), u(ESCORT), u(ESCORT2), u(DEST), u(ESCORT), u(EXIT)]);
+    }
+
+    #[test]
+    fn the_ledger_names_who_had_not_confirmed_when_a_breach_was_raised() {
+        let parties = [(LedgerParty::CargoOwner, Some(at(10))), (LedgerParty::Township, None), (LedgerParty::Driver, Some(at(100)))];
+        assert_eq!(unconfirmed_at(&parties, at(50)), [LedgerParty::Township, LedgerParty::Driver]);
+        assert_eq!(unconfirmed_at(&parties, at(100)), [LedgerParty::Township], "confirmed at the very moment counts");
+        assert_eq!(unconfirmed_at(&parties, at(5)).len(), 3);
+        for p in LedgerParty::ALL {
+            assert!(!p.duty(true).is_empty() && p.duty(false).is_ascii());
+        }
     }
 
     #[test]

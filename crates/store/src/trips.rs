@@ -104,6 +104,8 @@ pub struct TripView {
     pub whitelist: Option<serde_json::Value>,
     /// The itinerary's risk-area hits found at check-in.
     pub risk_hits: Vec<baton_domain::risk::RiskHit>,
+    /// Its stays at truck service sites, oldest first.
+    pub site_stays: Vec<crate::sites::StayView>,
 }
 
 /// What the store keeps beside the domain value.
@@ -207,7 +209,37 @@ async fn insert_crew(store: &Store, tx: &mut Tx, trip: Uuid, crew: &[CrewChecked
     Ok(())
 }
 
+/// Let `unit` see the trip from now on (a service site that had it, a fallback escort…).
+pub(crate) async fn add_party(tx: &mut Tx, trip: Uuid, unit: Uuid) -> Result<(), Error> {
+    tx.execute(q!("INSERT INTO trip_parties (trip_id, unit_id) VALUES ($1, $2) ON CONFLICT (trip_id, unit_id) DO NOTHING", trip, unit)).await?;
+    Ok(())
+}
+
+/// Keep each handoff that ended in this transition, with how long it took (dashboards).
+async fn record_ended_handoffs(tx: &mut Tx, trip: &Trip) -> Result<(), Error> {
+    for r in trip.handoffs.iter().filter(|r| r.at == trip.last_event_at) {
+        let h = &r.handoff;
+        tx.execute(q!(
+            "INSERT INTO trip_handoffs (id, trip_id, purpose, from_id, to_id, proposed_at, ended_at, outcome, seconds, jurisdiction)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, t.jurisdiction FROM trips t WHERE t.id = $2
+             ON CONFLICT (id) DO NOTHING",
+            h.id,
+            trip.id,
+            h.purpose.as_str(),
+            h.from,
+            h.to,
+            h.proposed_at,
+            r.at,
+            r.outcome.as_str(),
+            (r.at - h.proposed_at).num_seconds()
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
 async fn add_parties(tx: &mut Tx, trip: &Trip) -> Result<(), Error> {
+    record_ended_handoffs(tx, trip).await?;
     let mut units: Vec<Uuid> = trip.chain.iter().map(|s| s.unit).collect();
     units.push(trip.destination);
     units.extend(trip.reporter);
@@ -228,8 +260,8 @@ fn sweep_at(trip: &Trip) -> Option<DateTime<Utc>> {
 async fn insert_trip(tx: &mut Tx, trip: &Trip, jurisdiction: &str, extra: &Extra, now: DateTime<Utc>) -> Result<(), Error> {
     let data = serde_json::to_string(&Stored { trip: trip.clone(), extra: extra.clone() }).map_err(Error::internal)?;
     tx.execute(q!(
-        "INSERT INTO trips (id, plate, state, class, destination_id, custodian_id, pending_to, deadline_at, accept_by, sweep_at, jurisdiction, policy_version, data, rev, created_at, updated_at, closed_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $14, $15)",
+        "INSERT INTO trips (id, plate, state, class, destination_id, custodian_id, pending_to, deadline_at, accept_by, sweep_at, jurisdiction, policy_version, data, rev, created_at, updated_at, closed_at, entry_checkpoint_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $14, $15, $16)",
         trip.id,
         trip.plate.as_str(),
         trip.state.as_str(),
@@ -244,7 +276,8 @@ async fn insert_trip(tx: &mut Tx, trip: &Trip, jurisdiction: &str, extra: &Extra
         trip.policy_version,
         data,
         now,
-        trip.closed.as_ref().map(|c| c.at)
+        trip.closed.as_ref().map(|c| c.at),
+        trip.entry_checkpoint
     ))
     .await
     .map_err(open_plate)?;
@@ -266,7 +299,7 @@ async fn update_trip(tx: &mut Tx, trip: &Trip, extra: &Extra, rev: i64, now: Dat
     let n = tx
         .execute(q!(
             "UPDATE trips SET plate = $3, state = $4, class = $5, custodian_id = $6, pending_to = $7, deadline_at = $8, accept_by = $9, sweep_at = $10,
-                    policy_version = $11, data = $12, rev = rev + 1, updated_at = $13, closed_at = $14
+                    policy_version = $11, data = $12, rev = rev + 1, updated_at = $13, closed_at = $14, entry_checkpoint_id = $15
              WHERE id = $1 AND rev = $2",
             trip.id,
             rev,
@@ -281,7 +314,8 @@ async fn update_trip(tx: &mut Tx, trip: &Trip, extra: &Extra, rev: i64, now: Dat
             trip.policy_version,
             data,
             now,
-            trip.closed.as_ref().map(|c| c.at)
+            trip.closed.as_ref().map(|c| c.at),
+            trip.entry_checkpoint
         ))
         .await
         .map_err(open_plate)?;
@@ -366,7 +400,9 @@ async fn crew_of(store: &Store, trip: &Trip) -> Result<Vec<CrewView>, Error> {
 
 async fn view(store: &Store, l: Loaded) -> Result<TripView, Error> {
     let crew = crew_of(store, &l.trip).await?;
+    let site_stays = crate::sites::stays_of_trip(store, l.trip.id).await?;
     Ok(TripView {
+        site_stays,
         jurisdiction: l.jurisdiction,
         crew,
         reasons: l.extra.reasons,
@@ -559,6 +595,13 @@ pub async fn act(store: &Store, who: &Principal, id: Uuid, action: serde_json::V
     store.audited(who, trip_audit(&name, &next, &l.jurisdiction, detail), tx).await?;
     // A closed trip's open alerts need no more escalation: the link they watched is gone.
     get(store, who, id).await
+}
+
+/// A trip and its jurisdiction, regardless of scope (for a signed code, which is its own credential).
+pub(crate) async fn by_id(store: &Store, id: Uuid) -> Result<(Trip, String), Error> {
+    let r = store.db.fetch_optional(q!("SELECT data, rev, jurisdiction FROM trips WHERE id = $1", id)).await?.ok_or(Error::NotFound("trip"))?;
+    let l = loaded(&r)?;
+    Ok((l.trip, l.jurisdiction))
 }
 
 pub async fn get(store: &Store, who: &Principal, id: Uuid) -> Result<TripView, Error> {

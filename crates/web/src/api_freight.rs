@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
-use baton_store::{alerts, trips};
+use baton_store::{alerts, ledger, trips};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -18,6 +18,8 @@ pub fn routes() -> Router<AppState> {
         .route("/trips/check-in", post(check_in))
         .route("/trips/{id}", get(get_trip))
         .route("/trips/{id}/actions", post(act))
+        .route("/trips/{id}/ledger", get(get_ledger))
+        .route("/trips/{id}/confirm", post(confirm))
         .route("/alerts", get(list_alerts))
         .route("/alerts/{id}/acknowledge", post(acknowledge))
         .route("/alerts/{id}/resolve", post(resolve))
@@ -63,4 +65,21 @@ struct ResolveInput {
 
 async fn resolve(State(s): State<AppState>, c: Caller, Id(id): Id, Body(input, _): Body<ResolveInput>) -> ApiResult {
     ok(alerts::resolve(&s.store, &c.who, id, &input.note).await?)
+}
+
+/// The trip's responsibility ledger: each party, its confirmation, and for each breach the
+/// parties that had not confirmed when it was raised.
+async fn get_ledger(State(s): State<AppState>, c: Caller, Id(id): Id) -> ApiResult {
+    ok(ledger::get(&s.store, &c.who, id).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmInput {
+    party: String,
+}
+
+/// A party's staff confirm its duty (`cargo_owner`, `logistics_park`, `township`); once.
+async fn confirm(State(s): State<AppState>, c: Caller, Id(id): Id, Body(input, _): Body<ConfirmInput>) -> ApiResult {
+    ok(ledger::confirm(&s.store, &c.who, id, &input.party).await?)
 }

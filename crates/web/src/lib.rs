@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod api_freight;
+pub mod api_sites;
 pub mod api_risk;
 pub mod api_whitelist;
 pub mod api_persons;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
     // One route file per module; `tests/openapi.rs` reads them all.
     let api = api::routes()
         .merge(api_freight::routes())
+        .merge(api_sites::routes())
         .merge(api_risk::routes())
         .merge(api_whitelist::routes())
         .merge(api_persons::routes());

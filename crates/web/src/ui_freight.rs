@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .route("/alerts", get(alerts_page))
         .route("/alerts/act", post(alert_act))
         .route("/code/{token}", get(code_page))
+        .route("/code/{token}/confirm", post(code_confirm))
 }
 
 fn state_label(s: &str, lang: Lang) -> String {
@@ -387,6 +388,9 @@ struct CodePage {
     destination: String,
     custodian: String,
     instructions: Vec<&'static str>,
+    /// The driver's own code may confirm the driver's duty (responsibility ledger).
+    confirm_href: Option<String>,
+    confirmed_at: Option<String>,
 }
 
 /// What a crew member must do, by class (the default measures of the Nov 2022 policy).
@@ -416,6 +420,7 @@ fn instructions(class: Option<ControlClass>, lang: Lang) -> Vec<&'static str> {
 async fn code_page(State(s): State<AppState>, Path(token): Path<String>) -> UiResult {
     let lang = crate::middleware::req().lang;
     let v = trips::open_code(&s.store, &token).await?;
+    let confirmed = if v.code.s == 0 { baton_store::ledger::driver_confirmed_at(&s.store, v.code.t).await? } else { None };
     let mut shell = crate::ui::shell_for(None, lang, "", &format!("/code/{token}"), lang.t("code.title").to_string());
     shell.title = v.plate.clone();
     let colour = v.code.h.as_deref().and_then(|c| colour_options(lang).into_iter().find(|(k, _)| k == c)).map(|(_, l)| l).unwrap_or_default();
@@ -430,9 +435,17 @@ async fn code_page(State(s): State<AppState>, Path(token): Path<String>) -> UiRe
         destination: v.destination_name,
         custodian: v.custodian_name,
         instructions: instructions(v.class, lang),
+        confirm_href: (v.code.s == 0 && v.deadline.is_some() && confirmed.is_none()).then(|| format!("/code/{token}/confirm")),
+        confirmed_at: confirmed.map(local),
         plate: v.plate,
     };
     Ok(render(&page))
+}
+
+/// The driver confirms their duty by their own code; the code is the credential.
+async fn code_confirm(State(s): State<AppState>, Path(token): Path<String>) -> UiResult {
+    baton_store::ledger::confirm_by_code(&s.store, &token).await?;
+    Ok(Redirect::to(&format!("/code/{token}")).into_response())
 }
 
 /// A QR code as an SVG data URI (allowed by the page's CSP: `img-src 'self' data:`).
@@ -647,7 +660,7 @@ async fn alerts_view(s: &AppState, v: &Viewer, q: Option<String>, err: Option<Er
         .iter()
         .map(|a| {
             vec![
-                link(&a.plate, format!("/trips/{}", a.trip_id)),
+                link(&a.plate, a.href()),
                 cell(BreachKind::parse(&a.kind).map(|k| k.label(lang.zh()).to_string()).unwrap_or_else(|| a.kind.clone())),
                 cell(local(a.due_at)),
                 cell(&a.custodian_name),

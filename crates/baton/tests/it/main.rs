@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod concurrency;
 mod freight;
+mod freight_ops;
 mod input;
 mod personal;
 mod persons;
