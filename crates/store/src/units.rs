@@ -110,6 +110,21 @@ async fn exists(tx: &mut crate::db::Tx, id: Uuid) -> Result<Option<(Uuid, Option
     r.map(|r| Ok((r.get("id")?, r.get("supervisor_id")?))).transpose()
 }
 
+/// A supervisor sits at the unit's own level or above it (its jurisdiction contains the
+/// unit's), or inside the caller's scope. Any other unit is answered as unknown, so that a
+/// caller cannot probe for units in another township, nor hang their unit under one.
+async fn check_supervisor(tx: &mut crate::db::Tx, who: &Principal, supervisor: Uuid, code: &str) -> Result<(), Error> {
+    let r = tx.fetch_optional(q!("SELECT jurisdiction FROM units WHERE id = $1", supervisor)).await?;
+    let allowed = match r {
+        Some(r) => {
+            let j: String = r.get("jurisdiction")?;
+            code.starts_with(&j) || who.scope.covers(&j, Some(supervisor))
+        }
+        None => false,
+    };
+    if allowed { Ok(()) } else { Err(Error::field("supervisor_id", "unit_unknown", "上级单位不存在", "the supervising unit does not exist")) }
+}
+
 fn validate(who: &Principal, input: &UnitInput) -> Result<(String, UnitKind, String, String), Error> {
     let mut c = Check::default();
     let name = c.take(text_field("name", &input.name, 1, 100));
@@ -136,10 +151,8 @@ pub async fn create(store: &Store, who: &Principal, input: &UnitInput) -> Result
     let id = Uuid::now_v7();
     let now = store.now();
     let mut tx = store.db.begin().await?;
-    if let Some(s) = input.supervisor_id
-        && exists(&mut tx, s).await?.is_none()
-    {
-        return Err(Error::field("supervisor_id", "unit_unknown", "上级单位不存在", "the supervising unit does not exist"));
+    if let Some(s) = input.supervisor_id {
+        check_supervisor(&mut tx, who, s, &code).await?;
     }
     tx.execute(q!(
         "INSERT INTO units (id, name, kind, jurisdiction, supervisor_id, address, active, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
@@ -169,6 +182,7 @@ pub async fn update(store: &Store, who: &Principal, id: Uuid, input: &UnitInput)
     let (name, kind, code, address) = validate(who, input)?;
     let mut tx = store.db.begin().await?;
     if let Some(s) = input.supervisor_id {
+        check_supervisor(&mut tx, who, s, &code).await?;
         // Walk up from the new supervisor: reaching this unit would make a cycle.
         let mut cur = Some(s);
         let mut steps = 0;

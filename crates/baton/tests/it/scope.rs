@@ -59,6 +59,18 @@ async fn township_scope(b: Backend) {
     let (s, e) = la.post("/api/v1/units", json!({"name": "越权单位", "kind": "lab", "division_code": "140427101"})).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(e["fields"]["division_code"]["code"], "outside_scope");
+    // A supervisor in another township is answered as unknown (no probing, no hanging a unit
+    // under it); one above the township (the county's testing task force) is accepted.
+    let (s, e) = la
+        .post("/api/v1/units", json!({"name": "龙泉新队", "kind": "sampling_team", "division_code": "140427100", "supervisor_id": baichi_team}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["fields"]["supervisor_id"]["code"], "unit_unknown");
+    let county_tf = unit_id(&cmd, "核酸检测专班").await;
+    let (s, e) = la
+        .post("/api/v1/units", json!({"name": "龙泉新队", "kind": "sampling_team", "division_code": "140427100", "supervisor_id": county_tf}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{e}");
     // Moving one's own unit into another township is refused too.
     let own = unit_id(&lq, "龙泉镇核酸采样队").await;
     let (s, e) =
