@@ -20,6 +20,16 @@ pub async fn housekeeping(store: &Store) -> Result<u64, baton_domain::Error> {
     Ok(n)
 }
 
+/// One pass of the deadline watcher: raise what each module finds overdue, then escalate.
+async fn watch(store: &Store) -> Result<baton_store::alerts::SweepReport, baton_domain::Error> {
+    let now = store.now();
+    let t = baton_store::testing::sweep(store, now).await?;
+    if t.tubes_overdue > 0 || t.batches_unaccepted > 0 {
+        tracing::info!(tubes = t.tubes_overdue, batches = t.batches_unaccepted, "testing deadlines");
+    }
+    baton_store::alerts::sweep(store, now).await
+}
+
 /// The deadline watcher's period: a breach is raised within this long of its deadline.
 const WATCH_SECONDS: u64 = 10;
 
@@ -34,7 +44,7 @@ pub async fn run(store: Store, metrics: Arc<Metrics>, mut stop: watch::Receiver<
         n += 1;
         // On a manual clock (tests, simulation) time moves only when told, so whoever moves it
         // runs the watcher too (`alerts::sweep`); sweeping on wall-clock ticks would race them.
-        let sweep = if store.clock.is_manual() { Ok(Default::default()) } else { baton_store::alerts::sweep(&store, store.now()).await };
+        let sweep = if store.clock.is_manual() { Ok(Default::default()) } else { watch(&store).await };
         match sweep {
             Ok(r) => {
                 if r.raised > 0 || r.escalated > 0 {

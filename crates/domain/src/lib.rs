@@ -34,6 +34,7 @@ pub mod policy;
 pub mod risk;
 pub mod role;
 pub mod scope;
+pub mod testing;
 pub mod trip;
 pub mod unit;
 pub mod whitelist;

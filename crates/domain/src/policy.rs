@@ -75,11 +75,23 @@ pub struct TestingRules {
     pub pooled_deadline_hours: u32,
     pub expedited_deadline_hours: u32,
     pub round_hours: u32,
+    /// The single-tube re-test of a positive pool's members.
+    pub recheck_deadline_hours: u32,
+    /// How long a lab has to accept (receive) a batch handed to it.
+    pub batch_accept_minutes: u32,
 }
 
 impl Default for TestingRules {
     fn default() -> Self {
-        Self { pool_sizes: vec![1, 5, 10, 20], single_deadline_hours: 6, pooled_deadline_hours: 24, expedited_deadline_hours: 4, round_hours: 24 }
+        Self {
+            pool_sizes: vec![1, 5, 10, 20],
+            single_deadline_hours: 6,
+            pooled_deadline_hours: 24,
+            expedited_deadline_hours: 4,
+            round_hours: 24,
+            recheck_deadline_hours: 4,
+            batch_accept_minutes: 120,
+        }
     }
 }
 
@@ -173,6 +185,8 @@ impl PolicyParams {
         range("testing.pooled_deadline_hours", s.pooled_deadline_hours, 1, 72);
         range("testing.expedited_deadline_hours", s.expedited_deadline_hours, 1, 72);
         range("testing.round_hours", s.round_hours, 1, 168);
+        range("testing.recheck_deadline_hours", s.recheck_deadline_hours, 1, 72);
+        range("testing.batch_accept_minutes", s.batch_accept_minutes, 5, 24 * 60);
         range("retention.personal_data_days", self.retention.personal_data_days, 1, 3650);
         let c = &self.codes;
         range("codes.itinerary_days", c.itinerary_days, 1, 30);

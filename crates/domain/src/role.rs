@@ -40,6 +40,10 @@ permissions! {
     WhitelistWrite = "whitelist.write", "维护白名单", "Maintain the whitelist";
     PersonsRead = "persons.read", "查看人员", "View persons";
     PersonsWrite = "persons.write", "登记人员", "Register persons";
+    TestingRead = "testing.read", "查看采样检测", "View sampling and testing";
+    TestingSample = "testing.sample", "采样登记与送检", "Register samples and ship them";
+    TestingResult = "testing.result", "接收样本与报告结果", "Receive samples and post results";
+    TestingManage = "testing.manage", "组织筛查轮次", "Run screening rounds";
 }
 
 /// A set of permissions, stored as a sorted comma-separated list.
@@ -121,13 +125,17 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
             WhitelistWrite,
             PersonsRead,
             PersonsWrite,
+            TestingRead,
+            TestingSample,
+            TestingResult,
+            TestingManage,
         ],
     },
     BuiltinRole {
         name: "leader",
         zh: "县领导",
         en: "County leader",
-        permissions: &[UnitsRead, UsersRead, AuditRead, PolicyRead, TripsRead, WhitelistRead, PersonsRead],
+        permissions: &[UnitsRead, UsersRead, AuditRead, PolicyRead, TripsRead, WhitelistRead, PersonsRead, TestingRead],
     },
     BuiltinRole {
         name: "township_staff",
@@ -151,7 +159,7 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
         name: "checkpoint_staff",
         zh: "卡口工作人员",
         en: "Checkpoint staff",
-        permissions: &[UnitsRead, PolicyRead, TripsRead, TripsCheckIn, TripsHandle, AlertsHandle, WhitelistRead],
+        permissions: &[UnitsRead, PolicyRead, TripsRead, TripsCheckIn, TripsHandle, AlertsHandle, WhitelistRead, TestingRead, TestingSample],
     },
     BuiltinRole { name: "escort", zh: "接返专员", en: "Escort", permissions: &[UnitsRead, TripsRead, TripsHandle, AlertsHandle] },
     BuiltinRole {
@@ -166,8 +174,13 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
         en: "Enterprise liaison",
         permissions: &[UnitsRead, TripsRead, TripsReport, TripsHandle, AlertsHandle],
     },
-    BuiltinRole { name: "sampler", zh: "采样人员", en: "Sampling staff", permissions: &[UnitsRead, PersonsRead, PersonsWrite] },
-    BuiltinRole { name: "lab_staff", zh: "检测机构人员", en: "Lab staff", permissions: &[UnitsRead] },
+    BuiltinRole {
+        name: "sampler",
+        zh: "采样人员",
+        en: "Sampling staff",
+        permissions: &[UnitsRead, PersonsRead, PersonsWrite, TestingRead, TestingSample, AlertsHandle],
+    },
+    BuiltinRole { name: "lab_staff", zh: "检测机构人员", en: "Lab staff", permissions: &[UnitsRead, TestingRead, TestingResult, AlertsHandle] },
     BuiltinRole { name: "school_staff", zh: "学校防疫专员", en: "School health officer", permissions: &[UnitsRead] },
     BuiltinRole { name: "venue_staff", zh: "场所管理人员", en: "Venue manager", permissions: &[UnitsRead] },
 ];

@@ -1,7 +1,9 @@
 //! Breaches and escalation. The deadline watcher raises an alert for every passed
-//! deadline of an open trip (once: an alert is identified by trip, kind and due time), to
-//! the custodian; an alert nobody acknowledges climbs the ladder of the policy in force —
-//! the custodian's supervising unit, then the command office — until someone acts.
+//! deadline of an open trip (once: an alert is identified by its subject, kind, due time and
+//! custodian), to the custodian; an alert nobody acknowledges climbs the ladder of the policy
+//! in force — the custodian's supervising unit (or the rung-1 unit the alert names), then the
+//! command office — until someone acts. Alerts are about a subject (`trip`, `tube`, `person`…):
+//! other modules raise theirs with [`raise`] and share the ladder and the pages.
 
 use crate::db::Row;
 use crate::{Principal, Store, audit, q, scope_args, text_field};
@@ -23,7 +25,7 @@ pub struct SweepReport {
 }
 
 /// The command office of the county holding `jurisdiction` (the longest matching prefix).
-async fn command_office(tx: &mut crate::db::Tx, jurisdiction: &str) -> Result<Option<Uuid>, Error> {
+pub async fn command_office(tx: &mut crate::db::Tx, jurisdiction: &str) -> Result<Option<Uuid>, Error> {
     let rows = tx.fetch_all(q!("SELECT id, jurisdiction FROM units WHERE kind = 'command_office' AND active = TRUE")).await?;
     let mut best: Option<(usize, Uuid)> = None;
     for r in &rows {
@@ -64,9 +66,10 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<SweepReport, Err
                 let escalate_at = ladder_minutes(&policy.params, 0).map(|m| now + Duration::minutes(m));
                 let n = tx
                     .execute(q!(
-                        "INSERT INTO alerts (id, trip_id, kind, due_at, raised_at, custodian_id, handoff_id, receiver_id, level, recipient_id, escalate_at, jurisdiction, policy_version)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $6, $9, $10, $11)
-                         ON CONFLICT (trip_id, kind, due_at) DO NOTHING",
+                        "INSERT INTO alerts (id, subject_kind, subject_id, subject, trip_id, kind, due_at, raised_at, custodian_id, handoff_id, receiver_id, level,
+                                             recipient_id, escalate_at, jurisdiction, policy_version)
+                         VALUES ($1, 'trip', $2, $12, $2, $3, $4, $5, $6, $7, $8, 0, $6, $9, $10, $11)
+                         ON CONFLICT (subject_kind, subject_id, kind, due_at, custodian_id) DO NOTHING",
                         Uuid::now_v7(),
                         trip.id,
                         b.kind.as_str(),
@@ -77,7 +80,8 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<SweepReport, Err
                         b.receiver,
                         escalate_at,
                         jurisdiction.clone(),
-                        b.policy_version
+                        b.policy_version,
+                        trip.plate.as_str()
                     ))
                     .await?;
                 if n == 1 {
@@ -131,19 +135,30 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<SweepReport, Err
         let mut tx = store.db.begin().await?;
         for r in &due {
             let id: Uuid = r.get("id")?;
-            let Some(a) = tx.fetch_optional(q!("SELECT level, recipient_id, jurisdiction, trip_id, kind, escalate_at FROM alerts WHERE id = $1 AND acknowledged_at IS NULL AND resolved_at IS NULL", id)).await? else {
+            let Some(a) = tx
+                .fetch_optional(q!(
+                    "SELECT level, recipient_id, rung1_id, jurisdiction, subject_kind, subject_id, kind, escalate_at FROM alerts
+                     WHERE id = $1 AND acknowledged_at IS NULL AND resolved_at IS NULL",
+                    id
+                ))
+                .await?
+            else {
                 continue;
             };
             let level: i64 = a.get("level")?;
             let recipient: Uuid = a.get("recipient_id")?;
             let jurisdiction: String = a.get("jurisdiction")?;
             let cmd = command_office(&mut tx, &jurisdiction).await?;
-            let supervisor: Option<Uuid> = tx
-                .fetch_optional(q!("SELECT supervisor_id FROM units WHERE id = $1", recipient))
-                .await?
-                .map(|r| r.get("supervisor_id"))
-                .transpose()?
-                .flatten();
+            let rung1: Option<Uuid> = a.get("rung1_id")?;
+            let supervisor: Option<Uuid> = match rung1 {
+                Some(u) => Some(u),
+                None => tx
+                    .fetch_optional(q!("SELECT supervisor_id FROM units WHERE id = $1", recipient))
+                    .await?
+                    .map(|r| r.get("supervisor_id"))
+                    .transpose()?
+                    .flatten(),
+            };
             // Level 1 is the supervising unit (or straight to the command office if there is none); level 2 the command office.
             let (new_level, to) = match (level, supervisor) {
                 (0, Some(s)) if Some(s) != cmd => (1, Some(s)),
@@ -157,7 +172,8 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<SweepReport, Err
             let next = if new_level >= 2 { None } else { ladder_minutes(&policy.params, new_level).map(|m| rung_ran_out + Duration::minutes(m)) };
             tx.execute(q!("UPDATE alerts SET level = $2, recipient_id = $3, escalate_at = $4 WHERE id = $1", id, new_level, to, next)).await?;
             rep.escalated += 1;
-            let trip: Uuid = a.get("trip_id")?;
+            let subject: Uuid = a.get("subject_id")?;
+            let subject_kind: String = a.get("subject_kind")?;
             let kind: String = a.get("kind")?;
             let detail = serde_json::json!({"alert": id, "kind": kind, "level": new_level, "to": to});
             audit::append(
@@ -165,7 +181,13 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<SweepReport, Err
                 &store.vault,
                 now,
                 &sys,
-                audit::Entry { action: "alert.escalate", object_type: "trip", object_id: trip.to_string(), jurisdiction: &jurisdiction, detail },
+                audit::Entry {
+                    action: "alert.escalate",
+                    object_type: &subject_kind,
+                    object_id: subject.to_string(),
+                    jurisdiction: &jurisdiction,
+                    detail,
+                },
             )
             .await?;
         }
@@ -174,11 +196,95 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<SweepReport, Err
     Ok(rep)
 }
 
+/// A new alert from another module (a tube overdue, a positive pool…), raised at `level`
+/// (0: to the custodian, climbing from there; 2: straight to the command office).
+#[derive(Debug, Clone)]
+pub struct NewAlert<'a> {
+    pub subject_kind: &'a str,
+    pub subject_id: Uuid,
+    /// The subject in words, for lists (a barcode…).
+    pub subject: &'a str,
+    pub trip_id: Option<Uuid>,
+    pub kind: &'a str,
+    pub due_at: DateTime<Utc>,
+    pub custodian: Uuid,
+    pub level: i64,
+    /// Rung 1 when it is not the custodian's supervising unit.
+    pub rung1: Option<Uuid>,
+    pub emergency: bool,
+    pub jurisdiction: &'a str,
+    pub policy_version: i64,
+    pub detail: serde_json::Value,
+}
+
+/// Raise an alert once (the same subject, kind, due time and custodian is the same alert), with
+/// its audit entry, in the caller's transaction. Returns whether it is new.
+pub async fn raise(
+    tx: &mut crate::db::Tx,
+    store: &Store,
+    policy: &baton_domain::policy::PolicyParams,
+    now: DateTime<Utc>,
+    a: &NewAlert<'_>,
+) -> Result<bool, Error> {
+    let escalate_at = if a.level >= 2 { None } else { ladder_minutes(policy, a.level).map(|m| now + Duration::minutes(m)) };
+    let n = tx
+        .execute(q!(
+            "INSERT INTO alerts (id, subject_kind, subject_id, subject, trip_id, kind, due_at, raised_at, custodian_id, level, recipient_id, rung1_id,
+                                 emergency, escalate_at, jurisdiction, policy_version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9, $11, $12, $13, $14, $15)
+             ON CONFLICT (subject_kind, subject_id, kind, due_at, custodian_id) DO NOTHING",
+            Uuid::now_v7(),
+            a.subject_kind,
+            a.subject_id,
+            a.subject,
+            a.trip_id,
+            a.kind,
+            a.due_at,
+            now,
+            a.custodian,
+            a.level,
+            a.rung1,
+            a.emergency,
+            escalate_at,
+            a.jurisdiction,
+            a.policy_version
+        ))
+        .await?;
+    if n == 1 {
+        let sys = Principal::system("alerts");
+        let mut detail = a.detail.clone();
+        if let Some(o) = detail.as_object_mut() {
+            o.insert("kind".into(), a.kind.into());
+            o.insert("custodian".into(), serde_json::json!(a.custodian));
+        }
+        audit::append(
+            tx,
+            &store.vault,
+            now,
+            &sys,
+            audit::Entry {
+                action: "alert.raise",
+                object_type: a.subject_kind,
+                object_id: a.subject_id.to_string(),
+                jurisdiction: a.jurisdiction,
+                detail,
+            },
+        )
+        .await?;
+    }
+    Ok(n == 1)
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Alert {
     pub id: Uuid,
-    pub trip_id: Uuid,
+    /// `trip`, `tube`, `person`…
+    pub subject_kind: String,
+    pub subject_id: Uuid,
+    pub trip_id: Option<Uuid>,
+    /// The subject in words: a trip's plate, a tube's barcode…
     pub plate: String,
+    pub emergency: bool,
     pub kind: String,
     pub due_at: DateTime<Utc>,
     pub raised_at: DateTime<Utc>,
@@ -199,8 +305,11 @@ pub struct Alert {
 fn alert_from_row(r: &Row) -> Result<Alert, Error> {
     Ok(Alert {
         id: r.get("id")?,
+        subject_kind: r.get("subject_kind")?,
+        subject_id: r.get("subject_id")?,
         trip_id: r.get("trip_id")?,
         plate: r.get("plate")?,
+        emergency: r.get("emergency")?,
         kind: r.get("kind")?,
         due_at: r.get("due_at")?,
         raised_at: r.get("raised_at")?,
@@ -228,22 +337,42 @@ pub struct AlertFilter {
     /// Only alerts addressed to the caller's unit now.
     pub mine: Option<bool>,
     pub kind: Option<String>,
+    pub subject_kind: Option<String>,
+    pub subject_id: Option<Uuid>,
+}
+
+impl Alert {
+    /// The page of the alert's subject.
+    pub fn href(&self) -> String {
+        match (self.subject_kind.as_str(), self.trip_id) {
+            (_, Some(t)) => format!("/trips/{t}"),
+            ("tube", _) => format!("/testing/tubes/{}", self.subject_id),
+            ("person", _) => format!("/testing/persons/{}", self.subject_id),
+            _ => "/alerts".into(),
+        }
+    }
+}
+
+/// Alerts are read by whoever follows trips or testing.
+fn require_read(who: &Principal) -> Result<(), Error> {
+    if who.can(Permission::TripsRead) || who.can(Permission::TestingRead) { Ok(()) } else { Err(Error::Forbidden) }
 }
 
 /// Alerts inside the caller's scope, or addressed to or about their unit.
 pub async fn list(store: &Store, who: &Principal, f: &AlertFilter) -> Result<Vec<Alert>, Error> {
-    who.require(Permission::TripsRead)?;
+    require_read(who)?;
     let (lo, hi, unit) = scope_args(&who.scope);
     let mine = if f.mine == Some(true) { who.unit_id } else { None };
     let rows = store
         .db
         .fetch_all(q!(
-            "SELECT a.id, a.trip_id, t.plate, a.kind, a.due_at, a.raised_at, a.custodian_id, c.name AS custodian_name, a.level, a.recipient_id,
+            "SELECT a.id, a.subject_kind, a.subject_id, a.trip_id, COALESCE(t.plate, a.subject) AS plate, a.emergency, a.kind, a.due_at, a.raised_at, a.custodian_id, c.name AS custodian_name, a.level, a.recipient_id,
                     r.name AS recipient_name, a.escalate_at, a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, a.note, a.policy_version
-             FROM alerts a JOIN trips t ON t.id = a.trip_id JOIN units c ON c.id = a.custodian_id JOIN units r ON r.id = a.recipient_id
+             FROM alerts a LEFT JOIN trips t ON t.id = a.trip_id JOIN units c ON c.id = a.custodian_id JOIN units r ON r.id = a.recipient_id
              WHERE ((a.jurisdiction >= $1 AND a.jurisdiction < $2) OR a.recipient_id = $3 OR a.custodian_id = $3 OR a.recipient_id = $4 OR a.custodian_id = $4)
                AND ($5 IS NULL OR ($5 = TRUE AND a.resolved_at IS NULL) OR ($5 = FALSE AND a.resolved_at IS NOT NULL))
                AND ($6 IS NULL OR a.trip_id = $6) AND ($7 IS NULL OR a.recipient_id = $7) AND ($8 IS NULL OR a.kind = $8)
+               AND ($9 IS NULL OR a.subject_kind = $9) AND ($10 IS NULL OR a.subject_id = $10)
              ORDER BY a.raised_at DESC LIMIT 1000",
             lo,
             hi,
@@ -252,21 +381,23 @@ pub async fn list(store: &Store, who: &Principal, f: &AlertFilter) -> Result<Vec
             f.open,
             f.trip_id,
             mine,
-            f.kind.clone().filter(|k| !k.is_empty())
+            f.kind.clone().filter(|k| !k.is_empty()),
+            f.subject_kind.clone().filter(|k| !k.is_empty()),
+            f.subject_id
         ))
         .await?;
     rows.iter().map(alert_from_row).collect()
 }
 
 async fn get_visible(store: &Store, who: &Principal, id: Uuid) -> Result<Alert, Error> {
-    who.require(Permission::TripsRead)?;
+    require_read(who)?;
     let (lo, hi, unit) = scope_args(&who.scope);
     let r = store
         .db
         .fetch_optional(q!(
-            "SELECT a.id, a.trip_id, t.plate, a.kind, a.due_at, a.raised_at, a.custodian_id, c.name AS custodian_name, a.level, a.recipient_id,
+            "SELECT a.id, a.subject_kind, a.subject_id, a.trip_id, COALESCE(t.plate, a.subject) AS plate, a.emergency, a.kind, a.due_at, a.raised_at, a.custodian_id, c.name AS custodian_name, a.level, a.recipient_id,
                     r.name AS recipient_name, a.escalate_at, a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, a.note, a.policy_version
-             FROM alerts a JOIN trips t ON t.id = a.trip_id JOIN units c ON c.id = a.custodian_id JOIN units r ON r.id = a.recipient_id
+             FROM alerts a LEFT JOIN trips t ON t.id = a.trip_id JOIN units c ON c.id = a.custodian_id JOIN units r ON r.id = a.recipient_id
              WHERE a.id = $5 AND ((a.jurisdiction >= $1 AND a.jurisdiction < $2) OR a.recipient_id = $3 OR a.custodian_id = $3 OR a.recipient_id = $4 OR a.custodian_id = $4)",
             lo,
             hi,
@@ -306,7 +437,7 @@ pub async fn acknowledge(store: &Store, who: &Principal, id: Uuid) -> Result<Ale
                 object_type: "alert",
                 object_id: id.to_string(),
                 jurisdiction: &j,
-                detail: serde_json::json!({"trip": a.trip_id, "kind": a.kind}),
+                detail: serde_json::json!({"subject_kind": a.subject_kind, "subject": a.subject_id, "kind": a.kind}),
             },
             tx,
         )
@@ -343,7 +474,7 @@ pub async fn resolve(store: &Store, who: &Principal, id: Uuid, note: &str) -> Re
                 object_type: "alert",
                 object_id: id.to_string(),
                 jurisdiction: &j,
-                detail: serde_json::json!({"trip": a.trip_id, "kind": a.kind, "note": note}),
+                detail: serde_json::json!({"subject_kind": a.subject_kind, "subject": a.subject_id, "kind": a.kind, "note": note}),
             },
             tx,
         )

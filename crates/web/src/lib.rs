@@ -8,6 +8,7 @@ pub mod api_sites;
 pub mod api_risk;
 pub mod api_whitelist;
 pub mod api_persons;
+pub mod api_testing;
 pub mod auth;
 pub mod error;
 pub mod i18n;
@@ -52,7 +53,8 @@ pub fn router(state: AppState) -> Router {
         .merge(api_sites::routes())
         .merge(api_risk::routes())
         .merge(api_whitelist::routes())
-        .merge(api_persons::routes());
+        .merge(api_persons::routes())
+        .merge(api_testing::routes());
     Router::new()
         .nest("/api/v1", api)
         .merge(ui::routes())

@@ -14,4 +14,5 @@ mod persons;
 mod platform;
 mod risk;
 mod scope;
+mod testing;
 mod whitelist;
