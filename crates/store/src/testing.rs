@@ -585,7 +585,7 @@ pub async fn add_members(store: &Store, who: &Principal, id: Uuid, members: &[Me
             tx,
         )
         .await?;
-    Ok(get_tube(store, who, id).await?)
+    get_tube(store, who, id).await
 }
 
 /// Close a tube that is not full (the queue ran out).
