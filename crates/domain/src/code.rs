@@ -107,6 +107,18 @@ labelled! {
     }
 }
 
+labelled! {
+    /// What a venue is.
+    VenueKind {
+        Enterprise = "enterprise", "企业", "Enterprise";
+        ConstructionSite = "construction_site", "建筑工地", "Construction site";
+        Market = "market", "农贸市场/商超", "Market";
+        Hotel = "hotel", "宾馆酒店", "Hotel";
+        School = "school", "学校", "School";
+        Other = "other", "其他场所", "Other";
+    }
+}
+
 /// The latest result of a person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TestResult {
@@ -174,11 +186,12 @@ pub fn evaluate(inputs: &CodeInputs, rules: &CodeRules, now: DateTime<Utc>) -> C
     // Boundaries where a rule not yet in force starts to apply (a test deadline, a future order).
     let mut next: Option<DateTime<Utc>> = None;
     // The same reason twice (two orders, two stays in one area) is one reason lasting as long as the longer.
-    let push = |reasons: &mut Vec<Reason>, code, colour, until: Option<DateTime<Utc>>, detail: String| {
-        match reasons.iter_mut().find(|r| r.code == code && r.detail == detail) {
-            Some(r) => r.until = r.until.zip(until).map(|(a, b)| a.max(b)),
-            None => reasons.push(Reason { code, colour, until, detail }),
-        }
+    let push = |reasons: &mut Vec<Reason>, code, colour, until: Option<DateTime<Utc>>, detail: String| match reasons
+        .iter_mut()
+        .find(|r| r.code == code && r.detail == detail)
+    {
+        Some(r) => r.until = r.until.zip(until).map(|(a, b)| a.max(b)),
+        None => reasons.push(Reason { code, colour, until, detail }),
     };
 
     if let Some(r) = &inputs.result {

@@ -40,6 +40,9 @@ permissions! {
     WhitelistWrite = "whitelist.write", "维护白名单", "Maintain the whitelist";
     PersonsRead = "persons.read", "查看人员", "View persons";
     PersonsWrite = "persons.write", "登记人员", "Register persons";
+    VenuesWrite = "venues.write", "管理场所码", "Manage venues and venue codes";
+    VenuesScan = "venues.scan", "场所扫码登记", "Scan codes at a venue";
+    ExposureSearch = "exposure.search", "时空伴随排查", "Search exposures of a case";
     TestingRead = "testing.read", "查看采样检测", "View sampling and testing";
     TestingSample = "testing.sample", "采样登记与送检", "Register samples and ship them";
     TestingResult = "testing.result", "接收样本与报告结果", "Receive samples and post results";
@@ -129,6 +132,9 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
             TestingSample,
             TestingResult,
             TestingManage,
+            VenuesWrite,
+            VenuesScan,
+            ExposureSearch,
         ],
     },
     BuiltinRole {
@@ -152,6 +158,8 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
             AlertsHandle,
             PersonsRead,
             PersonsWrite,
+            VenuesWrite,
+            ExposureSearch,
         ],
     },
     BuiltinRole { name: "grid_member", zh: "网格员", en: "Grid member", permissions: &[UnitsRead, PolicyRead, PersonsRead, PersonsWrite] },
@@ -182,7 +190,7 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
     },
     BuiltinRole { name: "lab_staff", zh: "检测机构人员", en: "Lab staff", permissions: &[UnitsRead, TestingRead, TestingResult, AlertsHandle] },
     BuiltinRole { name: "school_staff", zh: "学校防疫专员", en: "School health officer", permissions: &[UnitsRead] },
-    BuiltinRole { name: "venue_staff", zh: "场所管理人员", en: "Venue manager", permissions: &[UnitsRead] },
+    BuiltinRole { name: "venue_staff", zh: "场所管理人员", en: "Venue manager", permissions: &[UnitsRead, VenuesScan] },
 ];
 
 #[cfg(test)]

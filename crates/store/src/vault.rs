@@ -31,6 +31,9 @@ pub struct Keyring {
     /// Absent in key files from before codes existed; added on the next start.
     #[serde(default)]
     pub signing_key: String,
+    /// Earlier signing seeds, newest first: codes they signed still verify until they expire.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_signing_keys: Vec<String>,
     pub created_at: String,
 }
 
@@ -57,6 +60,7 @@ impl Keyring {
             index_key: random_key(),
             audit_key: random_key(),
             signing_key: random_key(),
+            retired_signing_keys: Vec::new(),
             created_at: chrono::Utc::now().to_rfc3339(),
         }
     }
@@ -120,6 +124,8 @@ impl Keyring {
 
 pub struct Vault {
     signer: ed25519_dalek::SigningKey,
+    /// Public halves of retired signing keys, by key id.
+    retired: Vec<([u8; 4], ed25519_dalek::VerifyingKey)>,
     active: String,
     ciphers: BTreeMap<String, XChaCha20Poly1305>,
     index_key: Vec<u8>,
@@ -143,8 +149,15 @@ impl Vault {
             ciphers.insert(id.clone(), c);
         }
         let seed: [u8; 32] = decode_key(&k.signing_key)?.try_into().map_err(|_| Error::internal("signing key length"))?;
+        let mut retired = Vec::new();
+        for b64 in &k.retired_signing_keys {
+            let seed: [u8; 32] = decode_key(b64)?.try_into().map_err(|_| Error::internal("signing key length"))?;
+            let pk = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+            retired.push((signing_key_id(&pk.to_bytes()), pk));
+        }
         Ok(Vault {
             signer: ed25519_dalek::SigningKey::from_bytes(&seed),
+            retired,
             active: k.active.clone(),
             ciphers,
             index_key: decode_key(&k.index_key)?,
@@ -221,6 +234,40 @@ impl Vault {
         let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.audit_key).unwrap_or_else(|_| unreachable_hmac());
         m.update(data);
         m.finalize().into_bytes().to_vec()
+    }
+}
+
+/// A signing key's id: the first 4 bytes of SHA-256 of its public key. Tokens name the key that
+/// signed them, so scanners holding several public keys pick the right one.
+pub fn signing_key_id(public: &[u8; 32]) -> [u8; 4] {
+    use sha2::Digest;
+    let h = Sha256::digest(public);
+    [h[0], h[1], h[2], h[3]]
+}
+
+impl Keyring {
+    /// A new signing key; the old one is kept for verifying what it signed. Returns the new key id (hex).
+    pub fn rotate_signing(&mut self) -> Result<String, Error> {
+        let old = std::mem::replace(&mut self.signing_key, random_key());
+        if !old.is_empty() {
+            self.retired_signing_keys.insert(0, old);
+        }
+        let seed: [u8; 32] = decode_key(&self.signing_key)?.try_into().map_err(|_| Error::internal("signing key length"))?;
+        Ok(hex::encode(signing_key_id(&ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes())))
+    }
+}
+
+impl Vault {
+    /// The id of the key that signs now.
+    pub fn signing_key_id(&self) -> [u8; 4] {
+        signing_key_id(&self.code_public_key())
+    }
+
+    /// Every public key a scanner needs, by id: the active one first, then the retired ones.
+    pub fn signing_public_keys(&self) -> Vec<([u8; 4], [u8; 32])> {
+        let mut out = vec![(self.signing_key_id(), self.code_public_key())];
+        out.extend(self.retired.iter().map(|(id, pk)| (*id, pk.to_bytes())));
+        out
     }
 }
 

@@ -3,12 +3,14 @@
 //! binary; no external CDN.
 
 pub mod api;
+pub mod api_codes;
 pub mod api_freight;
 pub mod api_sites;
 pub mod api_risk;
 pub mod api_whitelist;
 pub mod api_persons;
 pub mod api_testing;
+pub mod api_venues;
 pub mod auth;
 pub mod error;
 pub mod i18n;
@@ -54,7 +56,9 @@ pub fn router(state: AppState) -> Router {
         .merge(api_risk::routes())
         .merge(api_whitelist::routes())
         .merge(api_persons::routes())
-        .merge(api_testing::routes());
+        .merge(api_testing::routes())
+        .merge(api_codes::routes())
+        .merge(api_venues::routes());
     Router::new()
         .nest("/api/v1", api)
         .merge(ui::routes())

@@ -5,6 +5,7 @@
 mod audit;
 mod auth;
 mod cli;
+mod codes;
 mod concurrency;
 mod freight;
 mod freight_ops;

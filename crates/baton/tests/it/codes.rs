@@ -1,0 +1,499 @@
+//! Person codes, venues and exposure on SQLite and PostgreSQL: each rule of the default policy
+//! through the API (control orders, stays in risk areas, results from the testing module, missed
+//! tests on the manual clock), the person's link and signed tokens (forged, truncated, expired,
+//! unknown person), recompute after a risk-area change touching only the affected persons and
+//! resuming after a restart, scans with the door's answer and replays, batch ingest with bad rows
+//! listed, and the exposure search at the window's edges with its xlsx export.
+use baton_domain::clock::Clock;
+use baton_domain::code::Colour;
+use baton_domain::ident::IdNumber;
+use baton_store::person_codes;
+use baton_testkit::{Backend, Session, TestApp, both, spawn_app};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn id_number(seq: u32) -> String {
+    let first17 = format!("140427{}{:02}{:02}{:03}", 1960 + seq % 40, 1 + seq % 12, 1 + seq % 28, seq % 1000);
+    let c = IdNumber::check_char(first17.as_bytes()) as char;
+    format!("{first17}{c}")
+}
+
+fn hex_bytes(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+/// base64url without padding, decoded by hand: a scanner needs nothing from us but the keys.
+fn b64url(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'-' => 62,
+        _ => 63,
+    };
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in s.bytes() {
+        bits = (bits << 6) | u32::from(val(c));
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    out
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+async fn person(s: &Session, seq: u32) -> String {
+    let (st, v) = s.post("/api/v1/persons", json!({"name": format!("居民{seq}"), "document_number": id_number(seq)})).await;
+    assert!(st.is_success(), "{st} {v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
+async fn code(s: &Session, id: &str) -> Value {
+    let (st, v) = s.get(&format!("/api/v1/persons/{id}/code")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v
+}
+
+fn reasons(v: &Value) -> Vec<String> {
+    v["reasons"].as_array().unwrap().iter().map(|r| r["code"].as_str().unwrap().to_string()).collect()
+}
+
+async fn control(s: &Session, id: &str, body: Value) -> Value {
+    let (st, v) = s.post(&format!("/api/v1/persons/{id}/controls"), body).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v
+}
+
+async fn sweep(app: &TestApp) -> baton_store::recompute::SweepReport {
+    baton_store::recompute::sweep(&app.store, usize::MAX).await.unwrap()
+}
+
+async fn unit_of(app: &TestApp, user: &str) -> String {
+    app.login(user).await.body["user"]["unit_id"].as_str().unwrap().to_string()
+}
+
+async fn rules_of_the_default_policy(b: Backend) {
+    let app = spawn_app(b).await;
+    let c = app.login("commander").await;
+    let now = app.clock.now();
+
+    // Nothing known: green, for ever, under policy version 1, with its inputs on record.
+    let p = person(&c, 1).await;
+    let v = code(&c, &p).await;
+    assert_eq!((v["colour"].as_str(), v["until"].is_null(), v["policy_version"].as_i64()), (Some("green"), true, Some(1)), "{v}");
+
+    // Control orders: red while in force, green at their end.
+    for (seq, kind, colour) in [(2, "central_quarantine", "red"), (3, "confirmed_case", "red"), (4, "home_isolation", "yellow")] {
+        let id = person(&c, seq).await;
+        let v = control(&c, &id, json!({"kind": kind, "to": ts(now + Duration::days(5))})).await;
+        assert_eq!((v["colour"].as_str(), reasons(&v)), (Some(colour), vec![kind.to_string()]), "{kind}");
+        assert_eq!(v["reasons"][0]["colour"], colour);
+    }
+    // A companion: yellow.
+    let comp = person(&c, 5).await;
+    assert_eq!(reasons(&control(&c, &comp, json!({"kind": "companion"})).await), ["companion"]);
+    // A test requirement: green until 72 h without a sample, then yellow (the watcher recomputes at `until`).
+    let req = person(&c, 6).await;
+    let v = control(&c, &req, json!({"kind": "test_required"})).await;
+    assert_eq!(
+        (v["colour"].as_str(), v["until"].as_str().map(|u| u.parse::<DateTime<Utc>>().unwrap())),
+        (Some("green"), Some(now + Duration::hours(72)))
+    );
+    app.clock.advance(Duration::hours(72));
+    let r = sweep(&app).await;
+    assert!(r.expired >= 1, "{r:?}");
+    // Sessions last 12 h: sign in again after the days passed.
+    let c = app.login("commander").await;
+    let v = code(&c, &req).await;
+    assert_eq!((v["colour"].as_str(), reasons(&v)), (Some("yellow"), vec!["missed_test".to_string()]));
+    // The quarantine ended after 5 days: at that `until` the code turns green again.
+    app.clock.advance(Duration::hours(48));
+    sweep(&app).await;
+    let c = app.login("commander").await;
+    assert_eq!(code(&c, &person(&c, 2).await).await["colour"], "green");
+
+    // Stays: an exact stay in a high-risk area is red; a low-risk one yellow.
+    let now = app.clock.now();
+    let (st, _) = c.post("/api/v1/risk-areas", json!({"division": "140105", "level": "high", "from": ts(now - Duration::days(3))})).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, _) = c.post("/api/v1/risk-areas", json!({"division": "140106", "level": "low", "from": ts(now - Duration::days(3))})).await;
+    assert_eq!(st, StatusCode::CREATED);
+    for (seq, place, colour, reason) in [(7, "140105", "red", "high_risk_stay"), (8, "140106", "yellow", "risk_area_stay")] {
+        let id = person(&c, seq).await;
+        let (st, v) = c
+            .post(
+                &format!("/api/v1/persons/{id}/stays"),
+                json!({"stays": [{"place": place, "from": ts(now - Duration::days(2)), "to": ts(now - Duration::days(1))}]}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!((v["colour"].as_str(), reasons(&v)), (Some(colour), vec![reason.to_string()]), "{v}");
+        assert_eq!(v["reasons"][0]["detail"], place);
+        assert_eq!(v["inputs"]["hits"][0]["division_code"], place);
+    }
+    // A pass-through (4 h or less) does not count.
+    let short = person(&c, 9).await;
+    let (_, v) = c
+        .post(
+            &format!("/api/v1/persons/{short}/stays"),
+            json!({"stays": [{"place": "140105", "from": ts(now - Duration::hours(10)), "to": ts(now - Duration::hours(6))}]}),
+        )
+        .await;
+    assert_eq!(v["colour"], "green", "{v}");
+
+    // Results from the testing module: a positive single tube is red; a positive pool's members pending re-check (yellow).
+    let sampler = app.login("sampler").await;
+    let lab = app.login("lab").await;
+    let (_, units) = c.get("/api/v1/units?q=壶关县人民医院核酸检测实验室").await;
+    let lab_id = units["units"][0]["id"].as_str().unwrap().to_string();
+    let mk = |seq: u32| json!({"name": format!("居民{seq}"), "document_number": id_number(seq)});
+    let (st, single) = sampler.post("/api/v1/testing/tubes", json!({"barcode": "HG-C0001", "pool_size": 1, "members": [mk(20)]})).await;
+    assert_eq!(st, StatusCode::CREATED, "{single}");
+    let (st, pool) = sampler.post("/api/v1/testing/tubes", json!({"barcode": "HG-C0002", "pool_size": 5, "members": [mk(21), mk(22)]})).await;
+    assert_eq!(st, StatusCode::CREATED, "{pool}");
+    // A full single tube seals itself; the pool is sealed part-full.
+    let (st, v) = sampler.post(&format!("/api/v1/testing/tubes/{}/seal", pool["id"].as_str().unwrap()), json!({})).await;
+    assert!(st.is_success(), "{v}");
+    let (st, batch) = sampler.post("/api/v1/testing/batches", json!({"lab_id": lab_id, "barcodes": ["HG-C0001", "HG-C0002"]})).await;
+    assert_eq!(st, StatusCode::CREATED, "{batch}");
+    let (st, v) =
+        lab.post(&format!("/api/v1/testing/batches/{}/receive", batch["id"].as_str().unwrap()), json!({"barcodes": ["HG-C0001", "HG-C0002"]})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = lab
+        .post(
+            "/api/v1/testing/results",
+            json!({"results": [{"barcode": "HG-C0001", "result": "positive"}, {"barcode": "HG-C0002", "result": "positive"}]}),
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    let r = sweep(&app).await;
+    assert!(r.results >= 3, "{r:?}");
+    let pos = single["member_list"][0]["person_id"].as_str().unwrap();
+    assert_eq!(reasons(&code(&c, pos).await), ["positive"]);
+    let member = pool["member_list"][1]["person_id"].as_str().unwrap();
+    let v = code(&c, member).await;
+    assert_eq!((v["colour"].as_str(), reasons(&v)), (Some("yellow"), vec!["pending_recheck".to_string()]));
+
+    // History: each change with its cause and policy version; the first code is rev 1.
+    let (_, h) = c.get(&format!("/api/v1/persons/{req}/code/history")).await;
+    let h = h["history"].as_array().unwrap();
+    let causes: Vec<&str> = h.iter().map(|e| e["cause"].as_str().unwrap()).collect();
+    assert_eq!(causes.first(), Some(&"expiry"), "{causes:?}");
+    assert_eq!(h.last().unwrap()["rev"], 1);
+    assert!(h.iter().all(|e| e["policy_version"] == 1));
+
+    // Bad input: unknown kind, end before start, bad stay; another person's scope sees nothing.
+    let (st, e) = c.post(&format!("/api/v1/persons/{p}/controls"), json!({"kind": "vacation", "from": "2022-11-10", "to": "2022-11-09"})).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    let fields: Vec<&str> = e["fields"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert!(fields.contains(&"kind") && fields.contains(&"to"), "{e}");
+    let (st, e) = c.post(&format!("/api/v1/persons/{p}/stays"), json!({"stays": [{"place": "火星", "from": "x", "to": "2022-11-09"}]})).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    let (st, _) = c.get(&format!("/api/v1/persons/{}/code", Uuid::now_v7())).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let venue = app.login("venue").await;
+    let (st, _) = venue.get(&format!("/api/v1/persons/{p}/code")).await;
+    assert!(st == StatusCode::FORBIDDEN || st == StatusCode::NOT_FOUND, "{st}");
+    app.stop().await;
+}
+both!(rules_of_the_default_policy, rules_of_the_default_policy);
+
+async fn links_and_signed_tokens(b: Backend) {
+    let app = spawn_app(b).await;
+    let c = app.login("commander").await;
+    let p = person(&c, 30).await;
+    control(&c, &p, json!({"kind": "home_isolation"})).await;
+    let (st, l) = c.post(&format!("/api/v1/persons/{p}/code/link"), json!({})).await;
+    assert_eq!(st, StatusCode::OK, "{l}");
+    let link = l["link"].as_str().unwrap();
+    assert_eq!(l["path"].as_str().unwrap(), format!("/c/{link}"));
+
+    // Without an account: the code and a fresh token; no personal data but the family name.
+    let anon = app.anonymous();
+    let (st, shown) = anon.get(&format!("/api/v1/codes/show/{link}")).await;
+    assert_eq!(st, StatusCode::OK, "{shown}");
+    assert_eq!((shown["colour"].as_str(), shown["name_masked"].as_str()), (Some("yellow"), Some("居***")));
+    assert!(!shown.to_string().contains(&id_number(30)[6..14]));
+    let token = shown["token"].as_str().unwrap().to_string();
+    assert_eq!(token.len(), 120);
+
+    // The public keys verify it offline, exactly as a scanner would.
+    let (_, keys) = anon.get("/api/v1/codes/keys").await;
+    let key = &keys["keys"][0];
+    assert_eq!((key["active"].as_bool(), key["key_id"].as_str()), (Some(true), shown["public_key_id"].as_str()));
+    let published: Vec<([u8; 4], [u8; 32])> = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            let id: [u8; 4] = hex_bytes(k["key_id"].as_str().unwrap()).try_into().unwrap();
+            let pk: [u8; 32] = b64url(k["public_key"].as_str().unwrap()).try_into().unwrap();
+            (id, pk)
+        })
+        .collect();
+    let offline = person_codes::verify_offline(&published, &token, app.clock.now()).unwrap();
+    assert_eq!((offline.person_ref.to_string(), offline.colour), (p.clone(), Some(Colour::Yellow)));
+    let (st, v) = anon.post("/api/v1/codes/verify", json!({"token": token})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!((v["colour"].as_str(), v["admission"].as_str(), v["person_ref"].as_str()), (Some("yellow"), Some("restricted"), Some(p.as_str())));
+
+    // Forged (one character changed), truncated, a link shown as a code, another county's.
+    let mut forged: Vec<u8> = token.clone().into_bytes();
+    forged[40] = if forged[40] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let other = baton_store::Vault::new(&baton_store::Keyring::generate()).unwrap();
+    let foreign = person_codes::sign_token(&other, Uuid::parse_str(&p).unwrap(), Colour::Green, app.clock.now() + Duration::minutes(5)).unwrap();
+    for (t, code) in
+        [(forged.as_str(), "code_forged"), (&token[..100], "code_malformed"), (link, "code_malformed"), (foreign.as_str(), "code_unknown_key")]
+    {
+        let (st, e) = anon.post("/api/v1/codes/verify", json!({"token": t})).await;
+        assert_eq!((st, e["error"].as_str()), (StatusCode::CONFLICT, Some(code)), "{e}");
+    }
+    // Expired: the token lives `token_minutes` (10).
+    app.clock.advance(Duration::minutes(10));
+    let (st, e) = anon.post("/api/v1/codes/verify", json!({"token": token})).await;
+    assert_eq!((st, e["error"].as_str()), (StatusCode::CONFLICT, Some("code_expired")), "{e}");
+    // The link gives a new one.
+    let (_, again) = anon.get(&format!("/api/v1/codes/show/{link}")).await;
+    assert_ne!(again["token"], token.as_str());
+    // A bad link is refused, never a 5xx.
+    let (st, _) = anon.get("/api/v1/codes/show/garbage").await;
+    assert_eq!(st, StatusCode::CONFLICT);
+
+    // Keys rotate: after a restart with a new signing key, the old key still verifies what it signed.
+    let old_key = key["key_id"].as_str().unwrap().to_string();
+    let (_, before) = anon.get(&format!("/api/v1/codes/show/{link}")).await;
+    let mut ring = baton_store::Keyring::load(&app.config.key_file).unwrap();
+    let new_key = ring.rotate_signing().unwrap();
+    ring.save(&app.config.key_file).unwrap();
+    let mut app = app;
+    app.restart().await;
+    let anon = app.anonymous();
+    let (_, keys) = anon.get("/api/v1/codes/keys").await;
+    let ids: Vec<&str> = keys["keys"].as_array().unwrap().iter().map(|k| k["key_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [new_key.as_str(), old_key.as_str()]);
+    let (st, v) = anon.post("/api/v1/codes/verify", json!({"token": before["token"]})).await;
+    assert_eq!((st, v["key_id"].as_str()), (StatusCode::OK, Some(old_key.as_str())), "{v}");
+    let (_, after) = anon.get(&format!("/api/v1/codes/show/{link}")).await;
+    let (_, v) = anon.post("/api/v1/codes/verify", json!({"token": after["token"]})).await;
+    assert_eq!(v["key_id"].as_str(), Some(new_key.as_str()));
+    app.stop().await;
+}
+both!(links_and_signed_tokens, links_and_signed_tokens);
+
+async fn stays_in(c: &Session, id: &str, place: &str, now: DateTime<Utc>) {
+    let (st, v) = c
+        .post(
+            &format!("/api/v1/persons/{id}/stays"),
+            json!({"stays": [{"place": place, "from": ts(now - Duration::days(2)), "to": ts(now - Duration::days(1))}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+}
+
+async fn recompute_after_a_risk_area_change(b: Backend) {
+    let mut app = spawn_app(b).await;
+    let c = app.login("commander").await;
+    let now = app.clock.now();
+    let a = person(&c, 40).await;
+    let bb = person(&c, 41).await;
+    let cc = person(&c, 42).await;
+    let d = person(&c, 43).await;
+    stays_in(&c, &a, "140105", now).await;
+    stays_in(&c, &bb, "140427", now).await;
+    // `d` recorded only the city: an area inside it is a possible hit.
+    stays_in(&c, &d, "1401", now).await;
+    code(&c, &cc).await;
+    sweep(&app).await;
+    let revs = |v: &Value| v["rev"].as_i64().unwrap();
+    let before: Vec<i64> = [&a, &bb, &cc, &d].iter().map(|_| 0).collect();
+    let mut rev_before = before.clone();
+    for (i, id) in [&a, &bb, &cc, &d].iter().enumerate() {
+        rev_before[i] = revs(&code(&c, id).await);
+    }
+
+    let (st, _) = c.post("/api/v1/risk-areas", json!({"division": "140105", "level": "high", "from": ts(now - Duration::days(3))})).await;
+    assert_eq!(st, StatusCode::CREATED);
+    // Stored codes do not change until the background run.
+    assert_eq!(code(&c, &a).await["colour"], "green");
+    let r = sweep(&app).await;
+    assert_eq!((r.queued, r.processed, r.changed), (1, 2, 2), "{r:?}");
+    assert_eq!(reasons(&code(&c, &a).await), ["high_risk_stay"]);
+    assert_eq!(reasons(&code(&c, &d).await), ["risk_area_stay"]);
+    // Only the affected persons were touched.
+    assert_eq!(revs(&code(&c, &bb).await), rev_before[1]);
+    assert_eq!(revs(&code(&c, &cc).await), rev_before[2]);
+    let (_, runs) = c.get("/api/v1/codes/recomputes").await;
+    let run = &runs["runs"][0];
+    assert_eq!(
+        (run["cause"].as_str(), run["state"].as_str(), run["total"].as_i64(), run["processed"].as_i64(), run["changed"].as_i64()),
+        (Some("risk_areas"), Some("done"), Some(2), Some(2), Some(2)),
+        "{runs}"
+    );
+    // Nothing new: nothing queued.
+    assert_eq!(sweep(&app).await.queued, 0);
+
+    // A change queued, then the server restarts before the run: it resumes and finishes.
+    let (st, _) = c.post("/api/v1/risk-areas", json!({"division": "140427", "level": "low", "from": ts(now - Duration::days(3))})).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let r = baton_store::recompute::sweep(&app.store, 0).await.unwrap();
+    assert_eq!((r.queued, r.processed), (1, 0));
+    app.restart().await;
+    let c = app.login("commander").await;
+    let r = sweep(&app).await;
+    assert_eq!((r.queued, r.processed, r.changed), (0, 1, 1), "{r:?}");
+    assert_eq!(reasons(&code(&c, &bb).await), ["risk_area_stay"]);
+    assert_eq!(revs(&code(&c, &a).await), rev_before[0] + 1);
+
+    // A new policy version is a run over everyone: codes carry the new version.
+    let (st, v) =
+        c.post("/api/v1/policy", json!({"effective_from": ts(app.clock.now()), "params": {"codes": {"itinerary_days": 1}}, "note": "1天"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let r = sweep(&app).await;
+    assert!(r.processed >= 4, "{r:?}");
+    let v = code(&c, &a).await;
+    assert_eq!((v["policy_version"].as_i64(), v["colour"].as_str()), (Some(2), Some("green")), "stays a day old fall out of a 1-day look-back: {v}");
+    app.stop().await;
+}
+both!(recompute_after_a_risk_area_change, recompute_after_a_risk_area_change);
+
+fn token_for(app: &TestApp, person: &str, colour: Colour, valid_until: DateTime<Utc>) -> String {
+    person_codes::sign_token(&app.store.vault, Uuid::parse_str(person).unwrap(), colour, valid_until).unwrap()
+}
+
+async fn venues_scans_and_exposure(b: Backend) {
+    let app = spawn_app(b).await;
+    let c = app.login("commander").await;
+    let staff = app.login("venue").await;
+    let market_unit = unit_of(&app, "venue").await;
+    let (st, market) =
+        c.post("/api/v1/venues", json!({"name": "龙泉农贸市场", "kind": "market", "unit_id": market_unit, "division": "140427100"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{market}");
+    let (st, hotel) = c.post("/api/v1/venues", json!({"name": "太行宾馆", "kind": "hotel", "division": "140427100"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{hotel}");
+    let (st, e) = c.post("/api/v1/venues", json!({"name": "", "kind": "spaceport"})).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    let m = market["id"].as_str().unwrap().to_string();
+    let h = hotel["id"].as_str().unwrap().to_string();
+    // The venue's staff see their own venue only.
+    let (_, mine) = staff.get("/api/v1/venues").await;
+    assert_eq!(mine["venues"].as_array().unwrap().len(), 1);
+
+    // The door's answer by the current code: green passes, yellow restricted, red barred.
+    let green = person(&c, 50).await;
+    let yellow = person(&c, 51).await;
+    let red = person(&c, 52).await;
+    control(&c, &yellow, json!({"kind": "companion"})).await;
+    control(&c, &red, json!({"kind": "central_quarantine"})).await;
+    let now = app.clock.now();
+    for (p, admission) in [(&green, "pass"), (&yellow, "restricted"), (&red, "barred")] {
+        // A token showing green: the online answer follows the code as it is now.
+        let t = token_for(&app, p, Colour::Green, now + Duration::minutes(10));
+        let (st, v) = staff.post(&format!("/api/v1/venues/{m}/scan"), json!({"token": t})).await;
+        assert_eq!((st, v["admission"].as_str(), v["replayed"].as_bool()), (StatusCode::OK, Some(admission), Some(false)), "{v}");
+        // Replayed at the same door: the first answer, nothing added.
+        let (_, again) = staff.post(&format!("/api/v1/venues/{m}/scan"), json!({"token": t})).await;
+        assert_eq!((again["replayed"].as_bool(), again["scan_id"].clone()), (Some(true), v["scan_id"].clone()));
+    }
+    let (_, log) = staff.get(&format!("/api/v1/venues/{m}/visits")).await;
+    let log = log["visits"].as_array().unwrap();
+    assert_eq!(log.len(), 3);
+    assert!(log.iter().all(|v| v["name_masked"].as_str().unwrap().ends_with('*')));
+    // Another venue's door is not this staff's; unknown persons, forged and expired tokens are refused.
+    let t = token_for(&app, &green, Colour::Green, now + Duration::minutes(10));
+    let (st, _) = staff.post(&format!("/api/v1/venues/{h}/scan"), json!({"token": t})).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let ghost = token_for(&app, &Uuid::now_v7().to_string(), Colour::Green, now + Duration::minutes(10));
+    let (st, e) = staff.post(&format!("/api/v1/venues/{m}/scan"), json!({"token": ghost})).await;
+    assert_eq!((st, e["error"].as_str()), (StatusCode::CONFLICT, Some("person_unknown")));
+    let old = token_for(&app, &green, Colour::Green, now);
+    let (_, e) = staff.post(&format!("/api/v1/venues/{m}/scan"), json!({"token": old})).await;
+    assert_eq!(e["error"], "code_expired");
+
+    // Exposure: the case at the hotel at T; others at T ± just under the 30-minute window (in),
+    // exactly the window (out), and at another venue at T (out).
+    let t0 = now - Duration::hours(3);
+    let w = Duration::minutes(30);
+    let case = person(&c, 60).await;
+    let before = person(&c, 61).await;
+    let after = person(&c, 62).await;
+    let edge = person(&c, 63).await;
+    let elsewhere = person(&c, 64).await;
+    let edge_before = person(&c, 65).await;
+    let rows = [
+        (h.clone(), &case, t0),
+        (h.clone(), &before, t0 - w + Duration::seconds(1)),
+        (h.clone(), &after, t0 + w - Duration::seconds(1)),
+        (h.clone(), &edge, t0 + w),
+        (h.clone(), &edge_before, t0 - w),
+        (m.clone(), &elsewhere, t0),
+    ];
+    let mut scans: Vec<Value> = rows
+        .iter()
+        .map(|(v, p, at)| json!({"venue_id": v, "token": token_for(&app, p, Colour::Green, *at + Duration::minutes(10)), "at": ts(*at)}))
+        .collect();
+    // Bad rows are listed by index and do not stop the good ones.
+    scans.push(json!({"venue_id": Uuid::now_v7(), "token": token_for(&app, &case, Colour::Green, now + Duration::minutes(10)), "at": ts(now)}));
+    scans.push(json!({"venue_id": h, "token": "forged", "at": ts(now)}));
+    scans.push(json!({"venue_id": h, "token": ghost, "at": ts(now)}));
+    scans.push(json!({"venue_id": h, "token": token_for(&app, &case, Colour::Green, t0), "at": ts(t0 + Duration::minutes(1))}));
+    let (st, rep) = c.post("/api/v1/scans/batch", json!({"scans": scans})).await;
+    assert_eq!(st, StatusCode::OK, "{rep}");
+    assert_eq!(rep["accepted"], 6, "{rep}");
+    let bad: Vec<(String, String)> = rep["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["field"].as_str().unwrap().to_string(), f["code"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        bad,
+        [
+            ("scans[6].venue_id".to_string(), "venue_unknown".to_string()),
+            ("scans[7].token".into(), "code_malformed".into()),
+            ("scans[8].token".into(), "person_unknown".into()),
+            ("scans[9].token".into(), "code_expired".into())
+        ]
+    );
+    // The same upload again: duplicates, nothing added.
+    let (_, rep) = c.post("/api/v1/scans/batch", json!({"scans": scans[..6]})).await;
+    assert_eq!((rep["accepted"].as_i64(), rep["duplicates"].as_i64()), (Some(0), Some(6)), "{rep}");
+
+    let (st, x) = c.get(&format!("/api/v1/persons/{case}/exposure")).await;
+    assert_eq!(st, StatusCode::OK, "{x}");
+    let found: Vec<(&str, f64)> =
+        x["contacts"].as_array().unwrap().iter().map(|k| (k["person_id"].as_str().unwrap(), k["overlap_minutes"].as_f64().unwrap())).collect();
+    let mut ids: Vec<&str> = found.iter().map(|f| f.0).collect();
+    ids.sort();
+    let mut want = vec![before.as_str(), after.as_str()];
+    want.sort();
+    assert_eq!(ids, want, "{x}");
+    assert!(found.iter().all(|f| (f.1 - 1.0 / 60.0).abs() < 1e-6), "{found:?}");
+    assert_eq!(x["contacts"][0]["venue_name"], "太行宾馆");
+    // A wider window takes in the edge cases; bad windows are field errors.
+    let (_, x) = c.get(&format!("/api/v1/persons/{case}/exposure?window_minutes=31")).await;
+    assert_eq!(x["contacts"].as_array().unwrap().len(), 4, "{x}");
+    let (st, e) = c.get(&format!("/api/v1/persons/{case}/exposure?window_minutes=0")).await;
+    assert_eq!((st, e["fields"]["window_minutes"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("out_of_range")), "{e}");
+    // The tracing request as xlsx.
+    let r = c.raw(reqwest::Method::GET, &format!("/api/v1/persons/{case}/exposure.xlsx")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], baton_store::sheet::XLSX_MIME);
+    let bytes = r.bytes().await.unwrap();
+    let rows = baton_store::sheet::read_sheet(&bytes).unwrap();
+    assert_eq!(rows.len(), 3, "header and two contacts");
+    // Venue staff may not search.
+    let (st, _) = staff.get(&format!("/api/v1/persons/{case}/exposure")).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    app.stop().await;
+}
+both!(venues_scans_and_exposure, venues_scans_and_exposure);

@@ -1,0 +1,792 @@
+//! Person codes (精准赋码): each person's current code, decided by `baton_domain::code` from
+//! the facts as they stand — the latest result (`person_results`, the testing module's), stays
+//! matched against the risk areas, control orders — under the policy version in force. Every
+//! code stored keeps its inputs and policy version; every change adds a history row with its
+//! cause. Codes are recomputed in sets ([`recompute`]): only rows whose code changed are written.
+//!
+//! The QR a person shows is a compact signed token ([`sign_token`]): `base64url(payload ‖ sig)`,
+//! payload = kind `P`, the signing key id (4 bytes), the person id (16), the colour (1) and the
+//! expiry (unix seconds, 4) — no personal data; Ed25519 over the payload. A scanner holding the
+//! county's public keys (`GET /api/v1/codes/keys`) verifies it offline. A person opens their code
+//! by a link that carries a token of kind `L` (longer-lived, never accepted as a code).
+
+use crate::db::{Q, Row, Tx, Val};
+use crate::{Principal, Store, audit, q, scope_args};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use baton_domain::Error;
+use baton_domain::code::{Code, CodeInputs, Colour, Control, ControlKind, Reason, ResultStatus, TestResult};
+use baton_domain::division::prefix_end;
+use baton_domain::policy::CodeRules;
+use baton_domain::risk::{RiskArea, RiskLevel, Stay};
+use baton_domain::role::Permission;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
+use uuid::Uuid;
+
+// ---------- tokens ----------
+
+const KIND_CODE: u8 = b'P';
+const KIND_LINK: u8 = b'L';
+const PAYLOAD_CODE: usize = 1 + 4 + 16 + 1 + 4;
+const PAYLOAD_LINK: usize = 1 + 4 + 16 + 4;
+const SIG: usize = 64;
+
+/// What a verified token says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Token {
+    /// Hex id of the key that signed it.
+    pub key_id: String,
+    pub person_ref: Uuid,
+    /// For a code token; a link has none.
+    pub colour: Option<Colour>,
+    pub expires_at: DateTime<Utc>,
+    /// The first 16 bytes of the signature: one scan per token per venue.
+    #[serde(skip)]
+    pub tag: Vec<u8>,
+}
+
+fn colour_byte(c: Colour) -> u8 {
+    c.rank()
+}
+
+fn expiry_secs(t: DateTime<Utc>) -> Result<u32, Error> {
+    u32::try_from(t.timestamp()).map_err(|_| Error::internal("token expiry out of range"))
+}
+
+fn sign(store_vault: &crate::Vault, mut payload: Vec<u8>) -> String {
+    let sig = store_vault.sign(&payload);
+    payload.extend_from_slice(&sig);
+    B64.encode(payload)
+}
+
+/// A code token for the QR.
+pub fn sign_token(vault: &crate::Vault, person: Uuid, colour: Colour, expires: DateTime<Utc>) -> Result<String, Error> {
+    let mut p = Vec::with_capacity(PAYLOAD_CODE);
+    p.push(KIND_CODE);
+    p.extend_from_slice(&vault.signing_key_id());
+    p.extend_from_slice(person.as_bytes());
+    p.push(colour_byte(colour));
+    p.extend_from_slice(&expiry_secs(expires)?.to_be_bytes());
+    Ok(sign(vault, p))
+}
+
+/// A link by which a person opens their code without an account.
+pub fn sign_link(vault: &crate::Vault, person: Uuid, expires: DateTime<Utc>) -> Result<String, Error> {
+    let mut p = Vec::with_capacity(PAYLOAD_LINK);
+    p.push(KIND_LINK);
+    p.extend_from_slice(&vault.signing_key_id());
+    p.extend_from_slice(person.as_bytes());
+    p.extend_from_slice(&expiry_secs(expires)?.to_be_bytes());
+    Ok(sign(vault, p))
+}
+
+fn refused(code: &'static str, zh: &str, en: &str) -> Error {
+    Error::conflict(code, zh, en)
+}
+
+fn malformed() -> Error {
+    refused("code_malformed", "码格式无效（不完整或不是本系统的码）", "the code is malformed (truncated or not one of ours)")
+}
+
+/// The keys a verifier holds: id and Ed25519 public key.
+pub type PublicKeys = [([u8; 4], [u8; 32])];
+
+fn verify(keys: &PublicKeys, token: &str, kind: u8, now: DateTime<Utc>) -> Result<Token, Error> {
+    use ed25519_dalek::Verifier;
+    let len = if kind == KIND_CODE { PAYLOAD_CODE } else { PAYLOAD_LINK };
+    let t = token.trim();
+    if t.len() > 200 {
+        return Err(malformed());
+    }
+    let bytes = B64.decode(t).map_err(|_| malformed())?;
+    if bytes.len() != len + SIG {
+        return Err(malformed());
+    }
+    let (payload, sig) = bytes.split_at(len);
+    if payload.first() != Some(&kind) {
+        return Err(refused("code_wrong_kind", "这不是健康码（可能是链接或其他码）", "this is not a code of the expected kind"));
+    }
+    let kid: [u8; 4] = payload.get(1..5).and_then(|s| s.try_into().ok()).ok_or_else(malformed)?;
+    let Some((_, pk)) = keys.iter().find(|(id, _)| *id == kid) else {
+        return Err(refused("code_unknown_key", "签名密钥未知：码不是本县签发的", "signed by an unknown key: not issued by this county"));
+    };
+    let forged = || refused("code_forged", "码签名无效，可能被伪造或篡改", "the code's signature is invalid: forged or altered");
+    let key = ed25519_dalek::VerifyingKey::from_bytes(pk).map_err(|_| forged())?;
+    let signature = ed25519_dalek::Signature::from_slice(sig).map_err(|_| forged())?;
+    key.verify(payload, &signature).map_err(|_| forged())?;
+    let person = payload.get(5..21).and_then(|s| Uuid::from_slice(s).ok()).ok_or_else(malformed)?;
+    let (colour, exp) = if kind == KIND_CODE {
+        let c = match payload.get(21) {
+            Some(0) => Colour::Green,
+            Some(1) => Colour::Yellow,
+            Some(2) => Colour::Red,
+            _ => return Err(malformed()),
+        };
+        (Some(c), payload.get(22..26))
+    } else {
+        (None, payload.get(21..25))
+    };
+    let exp: [u8; 4] = exp.and_then(|s| s.try_into().ok()).ok_or_else(malformed)?;
+    let expires_at = DateTime::from_timestamp(i64::from(u32::from_be_bytes(exp)), 0).ok_or_else(malformed)?;
+    if now >= expires_at {
+        return Err(refused("code_expired", "码已过期，请刷新后重新出示", "the code has expired; refresh it and show it again"));
+    }
+    Ok(Token { key_id: hex::encode(kid), person_ref: person, colour, expires_at, tag: sig.get(..16).unwrap_or(sig).to_vec() })
+}
+
+/// Verify a code token offline: well formed, signed by one of this county's keys, not expired.
+pub fn verify_token(vault: &crate::Vault, token: &str, now: DateTime<Utc>) -> Result<Token, Error> {
+    verify(&vault.signing_public_keys(), token, KIND_CODE, now)
+}
+
+/// Verify a code token with public keys only, as a scanner does offline.
+pub fn verify_offline(keys: &PublicKeys, token: &str, now: DateTime<Utc>) -> Result<Token, Error> {
+    verify(keys, token, KIND_CODE, now)
+}
+
+pub fn open_link(vault: &crate::Vault, link: &str, now: DateTime<Utc>) -> Result<Token, Error> {
+    verify(&vault.signing_public_keys(), link, KIND_LINK, now)
+}
+
+// ---------- stored codes ----------
+
+/// A person's current code as pages and the API show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CodeView {
+    pub person_id: Uuid,
+    pub colour: Colour,
+    pub reasons: Vec<Reason>,
+    pub until: Option<DateTime<Utc>>,
+    pub policy_version: i64,
+    pub inputs: CodeInputs,
+    pub rev: i64,
+    pub computed_at: DateTime<Utc>,
+    pub changed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub rev: i64,
+    pub colour: Colour,
+    pub reasons: Vec<Reason>,
+    pub until: Option<DateTime<Utc>>,
+    pub policy_version: i64,
+    pub inputs: CodeInputs,
+    pub cause: String,
+    pub at: DateTime<Utc>,
+}
+
+fn colour_of(s: &str) -> Result<Colour, Error> {
+    Colour::parse(s).ok_or_else(|| Error::internal(format!("stored colour {s}")))
+}
+
+fn json_of<T: serde::de::DeserializeOwned>(r: &Row, col: &str) -> Result<T, Error> {
+    let s: String = r.get(col)?;
+    serde_json::from_str(&s).map_err(|e| Error::internal(format!("{col}: {e}")))
+}
+
+fn view_of(r: &Row) -> Result<CodeView, Error> {
+    Ok(CodeView {
+        person_id: r.get("person_id")?,
+        colour: colour_of(&r.get::<String>("colour")?)?,
+        reasons: json_of(r, "reasons")?,
+        until: r.get("valid_until")?,
+        policy_version: r.get("policy_version")?,
+        inputs: json_of(r, "inputs")?,
+        rev: r.get("rev")?,
+        computed_at: r.get("computed_at")?,
+        changed_at: r.get("changed_at")?,
+    })
+}
+
+/// The stored code of a person (no scope check: callers check the person first).
+async fn stored(store: &Store, person: Uuid) -> Result<Option<CodeView>, Error> {
+    let r = store
+        .db
+        .fetch_optional(q!(
+            "SELECT person_id, colour, reasons, valid_until, policy_version, inputs, rev, computed_at, changed_at FROM person_codes WHERE person_id = $1",
+            person
+        ))
+        .await?;
+    r.as_ref().map(view_of).transpose()
+}
+
+/// A person's current code; computed now if the person has none yet or it has passed its `until`,
+/// so that no request finds a person without a current code.
+pub async fn current(store: &Store, person: Uuid) -> Result<CodeView, Error> {
+    let now = store.now();
+    if let Some(v) = stored(store, person).await?
+        && v.until.is_none_or(|u| u > now)
+    {
+        return Ok(v);
+    }
+    recompute_ids(store, &[person], "on_demand").await?;
+    stored(store, person).await?.ok_or(Error::NotFound("person"))
+}
+
+/// A person's code for a signed-in viewer whose scope covers the person.
+pub async fn get(store: &Store, who: &Principal, person: Uuid) -> Result<CodeView, Error> {
+    crate::persons::get(store, who, person).await?;
+    current(store, person).await
+}
+
+pub async fn history(store: &Store, who: &Principal, person: Uuid) -> Result<Vec<HistoryEntry>, Error> {
+    crate::persons::get(store, who, person).await?;
+    let rows = store
+        .db
+        .fetch_all(q!(
+            "SELECT rev, colour, reasons, valid_until, policy_version, inputs, cause, at FROM person_code_history
+              WHERE person_id = $1 ORDER BY rev DESC LIMIT 200",
+            person
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(HistoryEntry {
+                rev: r.get("rev")?,
+                colour: colour_of(&r.get::<String>("colour")?)?,
+                reasons: json_of(r, "reasons")?,
+                until: r.get("valid_until")?,
+                policy_version: r.get("policy_version")?,
+                inputs: json_of(r, "inputs")?,
+                cause: r.get("cause")?,
+                at: r.get("at")?,
+            })
+        })
+        .collect()
+}
+
+// ---------- gathering inputs in sets ----------
+
+/// Persons per statement when reading or writing in sets.
+pub const CHUNK: usize = 500;
+
+/// `prefix ($first, …, $first+n-1) suffix`, built once per statement and kept for the process:
+/// the statement layer takes static SQL, and a set-based read needs a list of ids.
+fn in_list(prefix: &str, first: usize, suffix: &str) -> &'static str {
+    let ph: Vec<String> = (first..first + CHUNK).map(|i| format!("${i}")).collect();
+    Box::leak(format!("{prefix} ({}) {suffix}", ph.join(", ")).into_boxed_str())
+}
+
+static SQL_PERSONS: LazyLock<&'static str> = LazyLock::new(|| in_list("SELECT id, jurisdiction, merged_into FROM persons WHERE id IN", 1, ""));
+static SQL_STAYS: LazyLock<&'static str> =
+    LazyLock::new(|| in_list("SELECT person_id, division_code, stay_from, stay_to FROM person_stays WHERE stay_to > $1 AND person_id IN", 2, ""));
+static SQL_CONTROLS: LazyLock<&'static str> =
+    LazyLock::new(|| in_list("SELECT person_id, kind, valid_from, valid_to FROM person_controls WHERE lifted_at IS NULL AND person_id IN", 1, ""));
+static SQL_RESULTS: LazyLock<&'static str> =
+    LazyLock::new(|| in_list("SELECT person_id, status, sampled_at, resulted_at FROM person_results WHERE person_id IN", 1, ""));
+static SQL_CODES: LazyLock<&'static str> =
+    LazyLock::new(|| in_list("SELECT person_id, colour, reasons, valid_until, policy_version, rev FROM person_codes WHERE person_id IN", 1, ""));
+
+/// Bind `ids` padded to `CHUNK` with the nil id (which names no person).
+fn id_args(lead: Vec<Val>, ids: &[Uuid]) -> Vec<Val> {
+    let mut args = lead;
+    args.extend(ids.iter().map(|i| Val::from(*i)));
+    args.extend(std::iter::repeat_n(Val::from(Uuid::nil()), CHUNK.saturating_sub(ids.len())));
+    args
+}
+
+/// The risk areas that can matter for stays in the look-back window, as known now, indexed by division.
+pub struct AreaIndex {
+    by_code: BTreeMap<String, Vec<RiskArea>>,
+}
+
+impl AreaIndex {
+    pub async fn load(store: &Store, rules: &CodeRules, now: DateTime<Utc>) -> Result<AreaIndex, Error> {
+        let start = now - Duration::days(i64::from(rules.itinerary_days));
+        let rows = store
+            .db
+            .fetch_all(q!(
+                "SELECT id, division_code, place, level, valid_from, valid_to FROM risk_areas
+                  WHERE created_at <= $1 AND (superseded_at IS NULL OR superseded_at > $1)
+                    AND valid_from < $1 AND (valid_to IS NULL OR valid_to > $2)",
+                now,
+                start
+            ))
+            .await?;
+        let mut by_code: BTreeMap<String, Vec<RiskArea>> = BTreeMap::new();
+        for r in &rows {
+            let code: String = r.get("division_code")?;
+            let place: String = r.get("place")?;
+            let level: String = r.get("level")?;
+            by_code.entry(code.clone()).or_default().push(RiskArea {
+                id: r.get("id")?,
+                division_code: code,
+                place: if place.is_empty() { None } else { Some(place) },
+                level: RiskLevel::parse(&level).ok_or_else(|| Error::internal(format!("risk level {level}")))?,
+                from: r.get("valid_from")?,
+                to: r.get("valid_to")?,
+            });
+        }
+        Ok(AreaIndex { by_code })
+    }
+
+    /// Areas at a stay's division or an ancestor, or inside it (see `risk::place_relation`).
+    fn candidates(&self, code: &str) -> Vec<RiskArea> {
+        let mut out = Vec::new();
+        for n in [2usize, 4, 6, 9] {
+            if n < code.len()
+                && let Some(v) = code.get(..n).and_then(|p| self.by_code.get(p))
+            {
+                out.extend(v.iter().cloned());
+            }
+        }
+        for (_, v) in self.by_code.range(code.to_string()..prefix_end(code)) {
+            out.extend(v.iter().cloned());
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_code.is_empty()
+    }
+}
+
+/// What one computation needs besides the facts.
+pub struct Context {
+    pub rules: CodeRules,
+    pub policy_version: i64,
+    pub areas: AreaIndex,
+    pub now: DateTime<Utc>,
+}
+
+impl Context {
+    pub async fn load(store: &Store) -> Result<Context, Error> {
+        let now = store.now();
+        let policy = crate::policy::current(store, now).await?;
+        let rules = policy.params.codes.clone();
+        let areas = AreaIndex::load(store, &rules, now).await?;
+        Ok(Context { rules, policy_version: policy.version, areas, now })
+    }
+}
+
+/// The facts of up to `CHUNK` persons: (jurisdiction, inputs) by person; merged-away records are left out.
+async fn gather(store: &Store, ctx: &Context, ids: &[Uuid]) -> Result<HashMap<Uuid, (String, CodeInputs)>, Error> {
+    let mut out: HashMap<Uuid, (String, CodeInputs)> = HashMap::with_capacity(ids.len());
+    for r in store.db.fetch_all(Q { sql: &SQL_PERSONS, args: id_args(vec![], ids) }).await? {
+        if r.get::<Option<Uuid>>("merged_into")?.is_none() {
+            out.insert(r.get("id")?, (r.get("jurisdiction")?, CodeInputs::default()));
+        }
+    }
+    let start = ctx.now - Duration::days(i64::from(ctx.rules.itinerary_days));
+    let mut stays: HashMap<Uuid, Vec<Stay>> = HashMap::new();
+    for r in store.db.fetch_all(Q { sql: &SQL_STAYS, args: id_args(vec![start.into()], ids) }).await? {
+        stays.entry(r.get("person_id")?).or_default().push(Stay { place: r.get("division_code")?, from: r.get("stay_from")?, to: r.get("stay_to")? });
+    }
+    for r in store.db.fetch_all(Q { sql: &SQL_CONTROLS, args: id_args(vec![], ids) }).await? {
+        let id: Uuid = r.get("person_id")?;
+        let kind: String = r.get("kind")?;
+        if let (Some(e), Some(kind)) = (out.get_mut(&id), ControlKind::parse(&kind)) {
+            e.1.controls.push(Control { kind, from: r.get("valid_from")?, to: r.get("valid_to")? });
+        }
+    }
+    for r in store.db.fetch_all(Q { sql: &SQL_RESULTS, args: id_args(vec![], ids) }).await? {
+        let id: Uuid = r.get("person_id")?;
+        let status: String = r.get("status")?;
+        if let (Some(e), Some(status)) = (out.get_mut(&id), ResultStatus::parse(&status)) {
+            e.1.result = Some(TestResult { status, sampled_at: r.get("sampled_at")?, resulted_at: r.get("resulted_at")? });
+        }
+    }
+    let itinerary = ctx.rules.itinerary();
+    for (id, s) in stays {
+        let Some(e) = out.get_mut(&id) else { continue };
+        let mut areas: Vec<RiskArea> = Vec::new();
+        for stay in &s {
+            for a in ctx.areas.candidates(&stay.place) {
+                if !areas.iter().any(|x| x.id == a.id) {
+                    areas.push(a);
+                }
+            }
+        }
+        if !areas.is_empty() {
+            e.1.hits = baton_domain::risk::match_itinerary(&s, &areas, &itinerary, ctx.now);
+        }
+    }
+    // A stable order, so that equal facts give equal stored inputs.
+    for (_, i) in out.values_mut() {
+        i.controls.sort_by(|a, b| (a.from, a.kind.as_str(), a.to).cmp(&(b.from, b.kind.as_str(), b.to)));
+    }
+    Ok(out)
+}
+
+struct Old {
+    colour: String,
+    reasons: String,
+    until: Option<DateTime<Utc>>,
+    policy_version: i64,
+    rev: i64,
+}
+
+/// Recompute up to `CHUNK` persons in one transaction; returns how many codes changed.
+/// A code whose colour, reasons, `until` and policy version are unchanged is not written.
+pub(crate) async fn recompute_chunk(store: &Store, ctx: &Context, ids: &[Uuid], cause: &str, tx: &mut Tx) -> Result<usize, Error> {
+    let facts = gather(store, ctx, ids).await?;
+    let mut old: HashMap<Uuid, Old> = HashMap::new();
+    for r in store.db.fetch_all(Q { sql: &SQL_CODES, args: id_args(vec![], ids) }).await? {
+        old.insert(
+            r.get("person_id")?,
+            Old {
+                colour: r.get("colour")?,
+                reasons: r.get("reasons")?,
+                until: r.get("valid_until")?,
+                policy_version: r.get("policy_version")?,
+                rev: r.get("rev")?,
+            },
+        );
+    }
+    let mut changed = 0usize;
+    let mut ordered: Vec<(&Uuid, &(String, CodeInputs))> = facts.iter().collect();
+    ordered.sort_by_key(|(id, _)| **id);
+    for (id, (jurisdiction, inputs)) in ordered {
+        let code: Code = baton_domain::code::evaluate(inputs, &ctx.rules, ctx.now);
+        let reasons = serde_json::to_string(&code.reasons).map_err(Error::internal)?;
+        let until = code.until.map(audit::micros);
+        let prev = old.get(id);
+        if let Some(o) = prev
+            && o.colour == code.colour.as_str()
+            && o.reasons == reasons
+            && o.until == until
+            && o.policy_version == ctx.policy_version
+        {
+            continue;
+        }
+        let inputs = serde_json::to_string(inputs).map_err(Error::internal)?;
+        let rev = prev.map_or(1, |o| o.rev + 1);
+        let colour_changed = prev.is_none_or(|o| o.colour != code.colour.as_str());
+        tx.execute(q!(
+            "INSERT INTO person_codes (person_id, colour, reasons, valid_until, policy_version, inputs, jurisdiction, rev, computed_at, changed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+             ON CONFLICT (person_id) DO UPDATE SET colour = excluded.colour, reasons = excluded.reasons, valid_until = excluded.valid_until,
+                policy_version = excluded.policy_version, inputs = excluded.inputs, jurisdiction = excluded.jurisdiction, rev = excluded.rev,
+                computed_at = excluded.computed_at,
+                changed_at = CASE WHEN $10 THEN excluded.changed_at ELSE person_codes.changed_at END",
+            *id,
+            code.colour.as_str(),
+            reasons.clone(),
+            until,
+            ctx.policy_version,
+            inputs.clone(),
+            jurisdiction.clone(),
+            rev,
+            ctx.now,
+            colour_changed
+        ))
+        .await?;
+        tx.execute(q!(
+            "INSERT INTO person_code_history (id, person_id, rev, colour, reasons, valid_until, policy_version, inputs, cause, at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            Uuid::now_v7(),
+            *id,
+            rev,
+            code.colour.as_str(),
+            reasons,
+            until,
+            ctx.policy_version,
+            inputs,
+            cause,
+            ctx.now
+        ))
+        .await?;
+        changed += 1;
+    }
+    Ok(changed)
+}
+
+/// Recompute the codes of `ids` now, in transactions of `CHUNK`, with one audit entry per call.
+pub async fn recompute_ids(store: &Store, ids: &[Uuid], cause: &str) -> Result<usize, Error> {
+    let ctx = Context::load(store).await?;
+    let mut changed = 0;
+    for chunk in ids.chunks(CHUNK) {
+        let mut tx = store.db.begin().await?;
+        let n = recompute_chunk(store, &ctx, chunk, cause, &mut tx).await?;
+        changed += n;
+        let who = Principal::system("codes");
+        let entry = audit::Entry {
+            action: "code.recompute",
+            object_type: "person_code",
+            object_id: chunk.first().map(Uuid::to_string).unwrap_or_default(),
+            jurisdiction: "",
+            detail: serde_json::json!({"cause": cause, "persons": chunk.len(), "changed": n}),
+        };
+        store.audited(&who, entry, tx).await?;
+    }
+    Ok(changed)
+}
+
+// ---------- facts this module keeps ----------
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaysInput {
+    pub stays: Vec<crate::risk_areas::StayInput>,
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlInput {
+    pub kind: String,
+    /// Default now.
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+async fn writable(store: &Store, who: &Principal, person: Uuid) -> Result<String, Error> {
+    who.require(Permission::PersonsWrite)?;
+    let p = crate::persons::get(store, who, person).await?;
+    if p.merged_into.is_some() {
+        return Err(Error::conflict("person_merged", "该人员记录已合并到另一记录", "this record was merged into another"));
+    }
+    Ok(p.jurisdiction)
+}
+
+/// Add declared stays to a person's itinerary; the code follows at once.
+pub async fn add_stays(store: &Store, who: &Principal, person: Uuid, input: &StaysInput) -> Result<CodeView, Error> {
+    let jurisdiction = writable(store, who, person).await?;
+    let stays = crate::risk_areas::check_stays(&input.stays)?;
+    if stays.is_empty() {
+        return Err(Error::field("stays", "required", "请至少填写一段行程", "at least one stay is required"));
+    }
+    let source = crate::text_field("source", input.source.as_deref().unwrap_or("declared"), 1, 50).map_err(|e| Error::Invalid(vec![e]))?;
+    let now = store.now();
+    let mut tx = store.db.begin().await?;
+    for s in &stays {
+        tx.execute(q!(
+            "INSERT INTO person_stays (id, person_id, division_code, stay_from, stay_to, source, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            Uuid::now_v7(),
+            person,
+            s.place.clone(),
+            s.from,
+            s.to,
+            source.clone(),
+            now
+        ))
+        .await?;
+    }
+    let entry = audit::Entry {
+        action: "person.stays_add",
+        object_type: "person",
+        object_id: person.to_string(),
+        jurisdiction: &jurisdiction,
+        detail: serde_json::json!({"stays": stays.len(), "source": source}),
+    };
+    store.audited(who, entry, tx).await?;
+    recompute_ids(store, &[person], "stays").await?;
+    current(store, person).await
+}
+
+/// Put a control order or flag on a person; the code follows at once.
+pub async fn add_control(store: &Store, who: &Principal, person: Uuid, input: &ControlInput) -> Result<CodeView, Error> {
+    let jurisdiction = writable(store, who, person).await?;
+    let now = store.now();
+    let mut c = crate::Check::default();
+    let kind = c.take(ControlKind::parse(input.kind.trim()).ok_or_else(|| {
+        baton_domain::FieldError::new(
+            "kind",
+            "control_kind_unknown",
+            "类别应为 confirmed_case、central_quarantine、home_isolation、companion 或 test_required",
+            "kind must be confirmed_case, central_quarantine, home_isolation, companion or test_required",
+        )
+    }));
+    let from = match input.from.as_deref().filter(|s| !s.trim().is_empty()) {
+        Some(s) => c.take(crate::risk_areas::parse_time("from", s)),
+        None => Some(now),
+    };
+    let to = match input.to.as_deref().filter(|s| !s.trim().is_empty()) {
+        Some(s) => c.take(crate::risk_areas::parse_time("to", s)).map(Some),
+        None => Some(None),
+    };
+    if let (Some(f), Some(Some(t))) = (from, to)
+        && t <= f
+    {
+        c.0.push(baton_domain::FieldError::new("to", "to_before_from", "结束时间应晚于开始时间", "must be later than the start"));
+    }
+    let note = c.take(crate::text_field("note", input.note.as_deref().unwrap_or(""), 0, 500));
+    c.done()?;
+    let (Some(kind), Some(from), Some(to), Some(note)) = (kind, from, to, note) else {
+        return Err(Error::internal("validation"));
+    };
+    let id = Uuid::now_v7();
+    let mut tx = store.db.begin().await?;
+    tx.execute(q!(
+        "INSERT INTO person_controls (id, person_id, kind, valid_from, valid_to, note, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        id,
+        person,
+        kind.as_str(),
+        from,
+        to,
+        note,
+        who.name.clone(),
+        now
+    ))
+    .await?;
+    let entry = audit::Entry {
+        action: "person.control_add",
+        object_type: "person",
+        object_id: person.to_string(),
+        jurisdiction: &jurisdiction,
+        detail: serde_json::json!({"control": id, "kind": kind.as_str(), "from": from, "to": to}),
+    };
+    store.audited(who, entry, tx).await?;
+    recompute_ids(store, &[person], kind.as_str()).await?;
+    current(store, person).await
+}
+
+// ---------- what a person sees ----------
+
+/// A link for the person to open their code without an account.
+#[derive(Debug, Clone, Serialize)]
+pub struct Link {
+    pub link: String,
+    pub path: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub async fn issue_link(store: &Store, who: &Principal, person: Uuid) -> Result<Link, Error> {
+    let jurisdiction = writable(store, who, person).await?;
+    let now = store.now();
+    let rules = crate::policy::current(store, now).await?.params.codes;
+    let expires_at = now + Duration::days(i64::from(rules.link_days));
+    let link = sign_link(&store.vault, person, expires_at)?;
+    let tx = store.db.begin().await?;
+    let entry = audit::Entry {
+        action: "person.code_link",
+        object_type: "person",
+        object_id: person.to_string(),
+        jurisdiction: &jurisdiction,
+        detail: serde_json::json!({"expires_at": expires_at}),
+    };
+    store.audited(who, entry, tx).await?;
+    Ok(Link { path: format!("/c/{link}"), link, expires_at })
+}
+
+/// What the person's phone shows: the code now and a fresh token for the QR, which expires after
+/// `token_minutes` or at the code's `until`, whichever is first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Shown {
+    pub person_ref: Uuid,
+    pub name_masked: String,
+    pub colour: Colour,
+    pub reasons: Vec<Reason>,
+    pub until: Option<DateTime<Utc>>,
+    pub token: String,
+    pub token_expires_at: DateTime<Utc>,
+    pub public_key_id: String,
+}
+
+pub async fn show(store: &Store, link: &str) -> Result<Shown, Error> {
+    let now = store.now();
+    let l = open_link(&store.vault, link, now)?;
+    let r =
+        store.db.fetch_optional(q!("SELECT name, merged_into FROM persons WHERE id = $1", l.person_ref)).await?.ok_or(Error::NotFound("person"))?;
+    // A link to a merged-away record shows the surviving record's code.
+    let person = r.get::<Option<Uuid>>("merged_into")?.unwrap_or(l.person_ref);
+    let name: String = r.get("name")?;
+    let code = current(store, person).await?;
+    let rules = crate::policy::current(store, now).await?.params.codes;
+    let mut exp = now + Duration::minutes(i64::from(rules.token_minutes));
+    if let Some(u) = code.until {
+        exp = exp.min(u);
+    }
+    // Whole seconds, rounded up, so the token never outlives the code.
+    let exp = DateTime::from_timestamp(exp.timestamp(), 0).unwrap_or(exp);
+    Ok(Shown {
+        person_ref: person,
+        name_masked: mask_name(&name),
+        colour: code.colour,
+        reasons: code.reasons,
+        until: code.until,
+        token: sign_token(&store.vault, person, code.colour, exp)?,
+        token_expires_at: exp,
+        public_key_id: hex::encode(store.vault.signing_key_id()),
+    })
+}
+
+/// A name as a person's own page shows it to whoever looks at the phone: the family name only.
+pub fn mask_name(name: &str) -> String {
+    let mut c = name.chars();
+    match c.next() {
+        Some(first) => std::iter::once(first).chain(c.map(|_| '*')).collect(),
+        None => String::new(),
+    }
+}
+
+/// The verification keys scanners hold: id (hex) and Ed25519 public key (base64url), active first.
+pub fn public_keys(store: &Store) -> Vec<(String, String)> {
+    store.vault.signing_public_keys().iter().map(|(id, pk)| (hex::encode(id), B64.encode(pk))).collect()
+}
+
+/// Codes in a viewer's scope by colour (for lists and pages).
+pub async fn count_by_colour(store: &Store, who: &Principal) -> Result<Vec<(Colour, i64)>, Error> {
+    who.require(Permission::PersonsRead)?;
+    let (lo, hi, _) = scope_args(&who.scope);
+    let rows = store
+        .db
+        .fetch_all(q!("SELECT colour, COUNT(*) AS n FROM person_codes WHERE jurisdiction >= $1 AND jurisdiction < $2 GROUP BY colour", lo, hi))
+        .await?;
+    rows.iter().map(|r| Ok((colour_of(&r.get::<String>("colour")?)?, r.get("n")?))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::{Keyring, Vault};
+
+    #[test]
+    fn tokens_verify_and_forged_truncated_expired_or_misused_ones_do_not() {
+        let mut ring = Keyring::generate();
+        let vault = Vault::new(&ring).unwrap();
+        let now = DateTime::from_timestamp(1_668_042_000, 0).unwrap();
+        let person = Uuid::now_v7();
+        let exp = now + Duration::minutes(10);
+        let t = sign_token(&vault, person, Colour::Yellow, exp).unwrap();
+        // Small enough for a QR a cheap phone camera reads at arm's length.
+        assert_eq!(t.len(), 120);
+        let v = verify_token(&vault, &t, now).unwrap();
+        assert_eq!((v.person_ref, v.colour, v.expires_at), (person, Some(Colour::Yellow), exp));
+        // Expiry is exclusive.
+        assert_eq!(verify_token(&vault, &t, exp - Duration::seconds(1)).unwrap().person_ref, person);
+        assert_eq!(verify_token(&vault, &t, exp).unwrap_err().code(), "code_expired");
+        // One changed payload byte (the colour) with the old signature.
+        let mut raw = B64.decode(&t).unwrap();
+        raw[21] = 0;
+        assert_eq!(verify_token(&vault, &B64.encode(&raw), now).unwrap_err().code(), "code_forged");
+        // A changed expiry.
+        let mut raw = B64.decode(&t).unwrap();
+        raw[25] ^= 0x40;
+        assert_eq!(verify_token(&vault, &B64.encode(&raw), now).unwrap_err().code(), "code_forged");
+        // Truncated, garbage, empty, oversized.
+        for bad in [&t[..t.len() - 3], "not a token", "", &"A".repeat(500)] {
+            assert_eq!(verify_token(&vault, bad, now).unwrap_err().code(), "code_malformed", "{bad}");
+        }
+        // Another county's key: unknown key id.
+        let other = Vault::new(&Keyring::generate()).unwrap();
+        assert_eq!(verify_token(&other, &t, now).unwrap_err().code(), "code_unknown_key");
+        // A link is not a code and a code is not a link.
+        let link = sign_link(&vault, person, now + Duration::days(30)).unwrap();
+        assert_eq!(open_link(&vault, &link, now).unwrap().person_ref, person);
+        assert_eq!(verify_token(&vault, &link, now).unwrap_err().code(), "code_malformed");
+        assert_eq!(open_link(&vault, &t, now).unwrap_err().code(), "code_malformed");
+
+        // After a rotation, old tokens still verify under their key id, new ones use the new key.
+        let new_id = ring.rotate_signing().unwrap();
+        let rotated = Vault::new(&ring).unwrap();
+        assert_eq!(verify_token(&rotated, &t, now).unwrap().key_id, v.key_id);
+        let t2 = sign_token(&rotated, person, Colour::Green, exp).unwrap();
+        let v2 = verify_token(&rotated, &t2, now).unwrap();
+        assert_eq!(v2.key_id, new_id);
+        assert_ne!(v2.key_id, v.key_id);
+        assert_eq!(rotated.signing_public_keys().len(), 2);
+        // The old vault never knew the new key.
+        assert_eq!(verify_token(&vault, &t2, now).unwrap_err().code(), "code_unknown_key");
+    }
+}

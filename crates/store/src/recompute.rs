@@ -1,0 +1,337 @@
+//! Background recompute of person codes: when a risk-area list, a policy version or a result
+//! changes, and when a code reaches its `until`. Only the persons a change can touch are
+//! recomputed, and of those only the codes that change are written (`person_codes::recompute`).
+//!
+//! Risk-area changes and policy versions become **runs** (`code_recomputes`): a run knows its
+//! cause, its total, how far it got (`processed`, and `cursor`, the last person id done, written
+//! in the same transaction as the codes of each chunk) and how many codes changed, so progress
+//! can be shown and a run interrupted by a restart resumes after its cursor and finishes.
+//! A risk-area run covers the lists (every risk-area change is written as a list) after the
+//! previous run's newest up to its own, and the areas they wrote or superseded; it touches the persons with a stay in the look-back window at, above or below
+//! those areas' divisions.
+
+use crate::db::Row;
+use crate::person_codes::{CHUNK, Context, recompute_chunk, recompute_ids};
+use crate::{Principal, Store, audit, q};
+use baton_domain::Error;
+use baton_domain::division::prefix_end;
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub id: Uuid,
+    pub cause: String,
+    pub cause_ref: String,
+    pub state: String,
+    pub total: i64,
+    pub processed: i64,
+    pub changed: i64,
+    pub watermark: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+fn run_of(r: &Row) -> Result<Run, Error> {
+    Ok(Run {
+        id: r.get("id")?,
+        cause: r.get("cause")?,
+        cause_ref: r.get("cause_ref")?,
+        state: r.get("state")?,
+        total: r.get("total")?,
+        processed: r.get("processed")?,
+        changed: r.get("changed")?,
+        watermark: r.get("watermark")?,
+        error: r.get("error")?,
+        created_at: r.get("created_at")?,
+        started_at: r.get("started_at")?,
+        finished_at: r.get("finished_at")?,
+    })
+}
+
+/// The latest runs, newest first.
+pub async fn list(store: &Store) -> Result<Vec<Run>, Error> {
+    let rows = store
+        .db
+        .fetch_all(q!("SELECT id, cause, cause_ref, state, total, processed, changed, watermark, error, created_at, started_at, finished_at
+               FROM code_recomputes ORDER BY created_at DESC, id DESC LIMIT 50"))
+        .await?;
+    rows.iter().map(run_of).collect()
+}
+
+async fn insert(store: &Store, who: &Principal, cause: &str, cause_ref: &str, watermark: Option<DateTime<Utc>>) -> Result<Run, Error> {
+    let id = Uuid::now_v7();
+    let now = store.now();
+    let mut tx = store.db.begin().await?;
+    tx.execute(q!(
+        "INSERT INTO code_recomputes (id, cause, cause_ref, state, watermark, created_at) VALUES ($1, $2, $3, 'queued', $4, $5)",
+        id,
+        cause,
+        cause_ref,
+        watermark,
+        now
+    ))
+    .await?;
+    let entry = audit::Entry {
+        action: "code.recompute_queued",
+        object_type: "code_recompute",
+        object_id: id.to_string(),
+        jurisdiction: "",
+        detail: serde_json::json!({"cause": cause, "ref": cause_ref, "watermark": watermark}),
+    };
+    store.audited(who, entry, tx).await?;
+    get(store, id).await
+}
+
+pub async fn get(store: &Store, id: Uuid) -> Result<Run, Error> {
+    let r = store
+        .db
+        .fetch_optional(q!(
+            "SELECT id, cause, cause_ref, state, total, processed, changed, watermark, error, created_at, started_at, finished_at
+               FROM code_recomputes WHERE id = $1",
+            id
+        ))
+        .await?
+        .ok_or(Error::NotFound("code_recompute"))?;
+    run_of(&r)
+}
+
+/// Queue a recompute of every person (after a policy version, or by hand).
+pub async fn enqueue(store: &Store, who: &Principal, cause: &str, note: &str) -> Result<Run, Error> {
+    let note = crate::text_field("note", note, 0, 200).map_err(|e| Error::Invalid(vec![e]))?;
+    insert(store, who, cause, &note, None).await
+}
+
+/// The newest risk-area list (every change to the areas is written as a list; ids are time-ordered).
+async fn newest_list(store: &Store) -> Result<Option<Uuid>, Error> {
+    let r = store.db.fetch_optional(q!("SELECT id FROM risk_area_lists ORDER BY id DESC LIMIT 1")).await?;
+    r.map(|r| r.get("id")).transpose()
+}
+
+/// The newest list covered by the risk-area runs (before `run`: run ids are time-ordered).
+async fn covered_list(store: &Store, before: Option<&Run>) -> Result<Option<Uuid>, Error> {
+    let q = match before {
+        Some(r) => q!("SELECT cause_ref FROM code_recomputes WHERE cause = 'risk_areas' AND id < $1", r.id),
+        None => q!("SELECT cause_ref FROM code_recomputes WHERE cause = 'risk_areas'"),
+    };
+    let mut best: Option<Uuid> = None;
+    for r in &store.db.fetch_all(q).await? {
+        if let Ok(u) = Uuid::parse_str(&r.get::<String>("cause_ref")?) {
+            best = best.max(Some(u));
+        }
+    }
+    Ok(best)
+}
+
+async fn last_watermark(store: &Store, cause: &str) -> Result<Option<DateTime<Utc>>, Error> {
+    let r = store.db.fetch_one(q!("SELECT MAX(watermark) AS w FROM code_recomputes WHERE cause = $1", cause)).await?;
+    r.get("w")
+}
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct SweepReport {
+    pub queued: usize,
+    pub processed: usize,
+    pub changed: usize,
+    pub results: usize,
+    pub expired: usize,
+}
+
+/// One pass: queue runs for new risk-area changes and policy versions, recompute persons whose
+/// result changed or whose code reached its `until`, and work on pending runs (at most
+/// `chunks` chunks of `CHUNK` persons; `usize::MAX` to finish them).
+pub async fn sweep(store: &Store, chunks: usize) -> Result<SweepReport, Error> {
+    let mut rep = SweepReport::default();
+    let system = Principal::system("recompute");
+    let now = store.now();
+    // Risk areas: a run per batch of new lists.
+    if let Some(newest) = newest_list(store).await?
+        && covered_list(store, None).await?.is_none_or(|c| newest > c)
+    {
+        insert(store, &system, "risk_areas", &newest.to_string(), None).await?;
+        rep.queued += 1;
+    }
+    // Policy versions: one run per version that codes do not yet carry.
+    let version = crate::policy::current(store, now).await?.version;
+    let vref = version.to_string();
+    let seen = store.db.fetch_optional(q!("SELECT id FROM code_recomputes WHERE cause = 'policy' AND cause_ref = $1", vref.clone())).await?;
+    if seen.is_none() {
+        insert(store, &system, "policy", &vref, None).await?;
+        rep.queued += 1;
+    }
+    // Results changed since the last look (the testing module's `updated_at`; rows at the
+    // watermark itself are looked at again, so one written in the same instant is not missed).
+    let since = last_watermark(store, "results").await?;
+    let rows = store
+        .db
+        .fetch_all(q!(
+            "SELECT person_id, updated_at FROM person_results WHERE ($1 IS NULL OR updated_at >= $1) ORDER BY updated_at LIMIT 5000",
+            since
+        ))
+        .await?;
+    if !rows.is_empty() {
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.get("person_id")).collect::<Result<_, _>>()?;
+        let w: Option<DateTime<Utc>> = rows.last().map(|r| r.get("updated_at")).transpose()?;
+        rep.results = recompute_ids(store, &ids, "result").await?;
+        if w > since {
+            let n = i64::try_from(ids.len()).map_err(Error::internal)?;
+            store
+                .db
+                .execute(q!(
+                    "INSERT INTO code_recomputes (id, cause, cause_ref, state, total, processed, changed, watermark, created_at, started_at, finished_at)
+                     VALUES ($1, 'results', '', 'done', $2, $2, $3, $4, $5, $5, $5)",
+                    Uuid::now_v7(),
+                    n,
+                    i64::try_from(rep.results).map_err(Error::internal)?,
+                    w,
+                    now
+                ))
+                .await?;
+        }
+    }
+    // Codes that reached their `until`.
+    let due = store.db.fetch_all(q!("SELECT person_id FROM person_codes WHERE valid_until <= $1 LIMIT 5000", now)).await?;
+    if !due.is_empty() {
+        let ids: Vec<Uuid> = due.iter().map(|r| r.get("person_id")).collect::<Result<_, _>>()?;
+        rep.expired = recompute_ids(store, &ids, "expiry").await?;
+    }
+    // Pending runs, oldest first.
+    let mut budget = chunks;
+    while budget > 0 {
+        let Some(r) = store
+            .db
+            .fetch_optional(q!("SELECT id, cause, cause_ref, state, total, processed, changed, watermark, error, created_at, started_at, finished_at
+                   FROM code_recomputes WHERE state IN ('queued', 'running') ORDER BY created_at, id LIMIT 1"))
+            .await?
+        else {
+            break;
+        };
+        let run = run_of(&r)?;
+        let (p, c, used) = work(store, &run, budget).await?;
+        rep.processed += p;
+        rep.changed += c;
+        budget = budget.saturating_sub(used.max(1));
+    }
+    Ok(rep)
+}
+
+/// The persons a run must look at, in id order.
+async fn affected(store: &Store, run: &Run, ctx: &Context) -> Result<BTreeSet<Uuid>, Error> {
+    let mut ids = BTreeSet::new();
+    if run.cause != "risk_areas" {
+        let mut cursor = Uuid::nil();
+        loop {
+            let rows = store.db.fetch_all(q!("SELECT id FROM persons WHERE merged_into IS NULL AND id > $1 ORDER BY id LIMIT 10000", cursor)).await?;
+            let Some(last) = rows.last() else { break };
+            cursor = last.get("id")?;
+            for r in &rows {
+                ids.insert(r.get::<Uuid>("id")?);
+            }
+        }
+        return Ok(ids);
+    }
+    // The lists after the previous risk-area run's, up to this run's: the areas they wrote, and
+    // the areas they superseded.
+    let prev = covered_list(store, Some(run)).await?.unwrap_or(Uuid::nil());
+    let upto = Uuid::parse_str(&run.cause_ref).map_err(|_| Error::internal("risk-area run without its list"))?;
+    let mut codes: BTreeSet<String> = BTreeSet::new();
+    for r in &store.db.fetch_all(q!("SELECT DISTINCT division_code FROM risk_areas WHERE list_id > $1 AND list_id <= $2", prev, upto)).await? {
+        codes.insert(r.get("division_code")?);
+    }
+    let since = store.db.fetch_one(q!("SELECT MIN(created_at) AS t FROM risk_area_lists WHERE id > $1 AND id <= $2", prev, upto)).await?;
+    if let Some(t) = since.get::<Option<DateTime<Utc>>>("t")? {
+        for r in &store.db.fetch_all(q!("SELECT DISTINCT division_code FROM risk_areas WHERE superseded_at >= $1", t)).await? {
+            codes.insert(r.get("division_code")?);
+        }
+    }
+    let start = ctx.now - Duration::days(i64::from(ctx.rules.itinerary_days));
+    for code in &codes {
+        // Stays at the area's division or below it.
+        let rows = store
+            .db
+            .fetch_all(q!(
+                "SELECT DISTINCT person_id FROM person_stays WHERE division_code >= $1 AND division_code < $2 AND stay_to > $3",
+                code.clone(),
+                prefix_end(code),
+                start
+            ))
+            .await?;
+        for r in &rows {
+            ids.insert(r.get::<Uuid>("person_id")?);
+        }
+        // Stays recorded only at an ancestor (possible hits).
+        for n in [2usize, 4, 6, 9] {
+            if let Some(anc) = code.get(..n).filter(|_| n < code.len()) {
+                let rows = store
+                    .db
+                    .fetch_all(q!("SELECT DISTINCT person_id FROM person_stays WHERE division_code = $1 AND stay_to > $2", anc, start))
+                    .await?;
+                for r in &rows {
+                    ids.insert(r.get::<Uuid>("person_id")?);
+                }
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Work on one run for at most `budget` chunks; returns (processed, changed, chunks used).
+async fn work(store: &Store, run: &Run, budget: usize) -> Result<(usize, usize, usize), Error> {
+    let now = store.now();
+    let ctx = Context::load(store).await?;
+    let ids = affected(store, run, &ctx).await?;
+    let cursor: Option<Uuid> = store.db.fetch_one(q!("SELECT cursor FROM code_recomputes WHERE id = $1", run.id)).await?.get("cursor")?;
+    let total = i64::try_from(ids.len()).map_err(Error::internal)?;
+    store
+        .db
+        .execute(q!(
+            "UPDATE code_recomputes SET state = 'running', total = $2, started_at = COALESCE(started_at, $3) WHERE id = $1",
+            run.id,
+            total,
+            now
+        ))
+        .await?;
+    let rest: Vec<Uuid> = match cursor {
+        Some(c) => ids.range((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded)).copied().collect(),
+        None => ids.into_iter().collect(),
+    };
+    let cause = format!("{}{}", run.cause, if run.cause_ref.is_empty() { String::new() } else { format!(":{}", run.cause_ref) });
+    let (mut processed, mut changed, mut used) = (0usize, 0usize, 0usize);
+    for chunk in rest.chunks(CHUNK) {
+        if used == budget {
+            return Ok((processed, changed, used));
+        }
+        let mut tx = store.db.begin().await?;
+        let n = recompute_chunk(store, &ctx, chunk, &cause, &mut tx).await?;
+        let last = chunk.last().copied();
+        tx.execute(q!(
+            "UPDATE code_recomputes SET processed = processed + $2, changed = changed + $3, cursor = $4 WHERE id = $1",
+            run.id,
+            i64::try_from(chunk.len()).map_err(Error::internal)?,
+            i64::try_from(n).map_err(Error::internal)?,
+            last
+        ))
+        .await?;
+        tx.commit().await?;
+        processed += chunk.len();
+        changed += n;
+        used += 1;
+    }
+    let done = get(store, run.id).await?;
+    let mut tx = store.db.begin().await?;
+    tx.execute(q!("UPDATE code_recomputes SET state = 'done', finished_at = $2 WHERE id = $1", run.id, store.now())).await?;
+    let entry = audit::Entry {
+        action: "code.recompute",
+        object_type: "code_recompute",
+        object_id: run.id.to_string(),
+        jurisdiction: "",
+        detail: serde_json::json!({"cause": run.cause, "ref": run.cause_ref, "total": done.total, "processed": done.processed, "changed": done.changed}),
+    };
+    store.audited(&Principal::system("recompute"), entry, tx).await?;
+    Ok((processed, changed, used))
+}

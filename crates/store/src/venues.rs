@@ -1,0 +1,437 @@
+//! Key venues (enterprises, construction sites, markets, hotels, schools) and their venue codes
+//! (场所码). A scan at a venue's door registers the visit and answers at once by the person's
+//! current code: red barred, yellow restricted, green passes.
+//!
+//! One scan per token per venue: the scan's `tag` is taken from the token's signature, so a
+//! token replayed at the same door returns the first answer (`replayed: true`) and adds nothing.
+//! Scanners that work offline upload their scans in batches ([`ingest`]); each row is checked on
+//! its own (unknown venue, unknown person, forged or expired token) and reported by index, and
+//! the good rows are written in one transaction: a visit that happened is kept even when the
+//! row beside it is bad.
+
+use crate::db::{Q, Row, Val};
+use crate::person_codes::{self, mask_name};
+use crate::{Check, Principal, Store, audit, q, scope_args, text_field};
+use baton_domain::Error;
+use baton_domain::FieldError;
+use baton_domain::code::{Admission, Colour, VenueKind};
+use baton_domain::division::Divisions;
+use baton_domain::role::Permission;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Venue {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: VenueKind,
+    pub address: String,
+    pub jurisdiction: String,
+    pub place: String,
+    pub unit_id: Option<Uuid>,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VenueInput {
+    pub name: String,
+    pub kind: String,
+    #[serde(default)]
+    pub address: Option<String>,
+    /// A division code or name inside the caller's scope (default: the caller's own division).
+    #[serde(default)]
+    pub division: Option<String>,
+    /// The unit that runs the venue (its staff scan at the door).
+    #[serde(default)]
+    pub unit_id: Option<Uuid>,
+}
+
+fn from_row(r: &Row) -> Result<Venue, Error> {
+    let kind: String = r.get("kind")?;
+    let jurisdiction: String = r.get("jurisdiction")?;
+    Ok(Venue {
+        id: r.get("id")?,
+        name: r.get("name")?,
+        kind: VenueKind::parse(&kind).ok_or_else(|| Error::internal(format!("venue kind {kind}")))?,
+        address: r.get("address")?,
+        place: Divisions::get_all().full_name(&jurisdiction),
+        jurisdiction,
+        unit_id: r.get("unit_id")?,
+        active: r.get("active")?,
+        created_at: r.get("created_at")?,
+    })
+}
+
+pub async fn create(store: &Store, who: &Principal, input: &VenueInput) -> Result<Venue, Error> {
+    who.require(Permission::VenuesWrite)?;
+    let mut c = Check::default();
+    let name = c.take(text_field("name", &input.name, 1, 100));
+    let kind = c.take(VenueKind::parse(input.kind.trim()).ok_or_else(|| {
+        FieldError::new(
+            "kind",
+            "venue_kind_unknown",
+            "场所类别应为 enterprise、construction_site、market、hotel、school 或 other",
+            "kind must be enterprise, construction_site, market, hotel, school or other",
+        )
+    }));
+    let address = c.take(text_field("address", input.address.as_deref().unwrap_or(""), 0, 200));
+    let own = home_division(&who.scope);
+    let jurisdiction = match input.division.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(d) => c.take(Divisions::get_all().resolve("division", d).map(|x| x.code.to_string())),
+        None => Some(own),
+    };
+    if let Some(j) = &jurisdiction
+        && !who.scope.covers(j, input.unit_id)
+        && !matches!(who.scope, baton_domain::scope::Scope::Unit { .. })
+    {
+        c.0.push(FieldError::new("division", "out_of_scope", "该地区不在您的管辖范围内", "this division is outside your scope"));
+    }
+    c.done()?;
+    let (Some(name), Some(kind), Some(address), Some(jurisdiction)) = (name, kind, address, jurisdiction) else {
+        return Err(Error::internal("validation"));
+    };
+    let id = Uuid::now_v7();
+    let now = store.now();
+    let mut tx = store.db.begin().await?;
+    tx.execute(q!(
+        "INSERT INTO venues (id, name, kind, address, jurisdiction, unit_id, active, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $8)",
+        id,
+        name.clone(),
+        kind.as_str(),
+        address,
+        jurisdiction.clone(),
+        input.unit_id,
+        who.name.clone(),
+        now
+    ))
+    .await?;
+    let entry = audit::Entry {
+        action: "venue.create",
+        object_type: "venue",
+        object_id: id.to_string(),
+        jurisdiction: &jurisdiction,
+        detail: serde_json::json!({"name": name, "kind": kind.as_str(), "unit_id": input.unit_id}),
+    };
+    store.audited(who, entry, tx).await?;
+    get(store, who, id).await
+}
+
+/// Venues the viewer's scope covers (by jurisdiction, or the viewer's own unit's).
+pub async fn list(store: &Store, who: &Principal) -> Result<Vec<Venue>, Error> {
+    let (lo, hi, unit) = scope_args(&who.scope);
+    let rows = store
+        .db
+        .fetch_all(q!(
+            "SELECT id, name, kind, address, jurisdiction, unit_id, active, created_at FROM venues
+              WHERE (jurisdiction >= $1 AND jurisdiction < $2) OR unit_id = $3 ORDER BY jurisdiction, name LIMIT 1000",
+            lo,
+            hi,
+            unit
+        ))
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+pub async fn get(store: &Store, who: &Principal, id: Uuid) -> Result<Venue, Error> {
+    let r = store
+        .db
+        .fetch_optional(q!("SELECT id, name, kind, address, jurisdiction, unit_id, active, created_at FROM venues WHERE id = $1", id))
+        .await?
+        .ok_or(Error::NotFound("venue"))?;
+    let v = from_row(&r)?;
+    who.require_covers(&v.jurisdiction, v.unit_id, "venue")?;
+    Ok(v)
+}
+
+// ---------- scans ----------
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanInput {
+    /// The token from the person's QR.
+    pub token: String,
+}
+
+/// The answer at the door.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanAnswer {
+    pub scan_id: Uuid,
+    pub venue_id: Uuid,
+    pub person_ref: Uuid,
+    pub name_masked: String,
+    pub colour: Colour,
+    pub admission: Admission,
+    pub message_zh: &'static str,
+    pub message_en: &'static str,
+    pub at: DateTime<Utc>,
+    /// The same token was already scanned here: this is the first scan's answer.
+    pub replayed: bool,
+}
+
+fn unknown_person() -> Error {
+    Error::conflict("person_unknown", "码对应的人员不在登记库中", "the code names no registered person")
+}
+
+/// Scan a person's code at a venue: the visit is registered and the answer given by the
+/// person's current code (online, so a code that changed since the token was shown counts).
+pub async fn scan(store: &Store, who: &Principal, venue_id: Uuid, input: &ScanInput) -> Result<ScanAnswer, Error> {
+    who.require(Permission::VenuesScan)?;
+    let venue = get(store, who, venue_id).await?;
+    if !venue.active {
+        return Err(Error::conflict("venue_inactive", "该场所码已停用", "this venue code is no longer in use"));
+    }
+    let now = store.now();
+    let t = person_codes::verify_token(&store.vault, &input.token, now)?;
+    let p = store.db.fetch_optional(q!("SELECT name, merged_into FROM persons WHERE id = $1", t.person_ref)).await?.ok_or_else(unknown_person)?;
+    let person = p.get::<Option<Uuid>>("merged_into")?.unwrap_or(t.person_ref);
+    let name: String = p.get("name")?;
+    let prior = store.db.fetch_optional(q!("SELECT id, colour, at FROM scans WHERE venue_id = $1 AND tag = $2", venue_id, t.tag.clone())).await?;
+    if let Some(r) = prior {
+        let colour = Colour::parse(&r.get::<String>("colour")?).unwrap_or(Colour::Red);
+        return Ok(answer(r.get("id")?, venue_id, person, &name, colour, r.get("at")?, true));
+    }
+    let code = person_codes::current(store, person).await?;
+    let id = Uuid::now_v7();
+    let mut tx = store.db.begin().await?;
+    let n = tx
+        .execute(q!(
+            "INSERT INTO scans (id, venue_id, person_id, at, colour, admission, tag, jurisdiction, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $4) ON CONFLICT (venue_id, tag) DO NOTHING",
+            id,
+            venue_id,
+            person,
+            now,
+            code.colour.as_str(),
+            code.colour.admission().as_str(),
+            t.tag.clone(),
+            venue.jurisdiction.clone()
+        ))
+        .await?;
+    tx.commit().await?;
+    Ok(answer(id, venue_id, person, &name, code.colour, now, n == 0))
+}
+
+fn answer(id: Uuid, venue_id: Uuid, person: Uuid, name: &str, colour: Colour, at: DateTime<Utc>, replayed: bool) -> ScanAnswer {
+    let a = colour.admission();
+    ScanAnswer {
+        scan_id: id,
+        venue_id,
+        person_ref: person,
+        name_masked: mask_name(name),
+        colour,
+        admission: a,
+        message_zh: a.label(true),
+        message_en: a.label(false),
+        at,
+        replayed,
+    }
+}
+
+/// One scan recorded by an offline scanner.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchScan {
+    pub venue_id: Uuid,
+    pub token: String,
+    /// When the scan happened (the token must have been valid then).
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchInput {
+    pub scans: Vec<BatchScan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchReport {
+    pub accepted: usize,
+    /// Already recorded (the same token at the same venue).
+    pub duplicates: usize,
+    /// Rows refused, by index: `scans[3].token` and why.
+    pub rejected: Vec<FieldError>,
+}
+
+/// Most scans in one upload.
+pub const MAX_BATCH: usize = 10_000;
+/// Rows per INSERT statement.
+const ROWS: usize = 100;
+const COLS: usize = 8;
+
+static SQL_INSERT: LazyLock<&'static str> = LazyLock::new(|| {
+    let rows: Vec<String> = (0..ROWS)
+        .map(|r| {
+            let p: Vec<String> = (1..=COLS).map(|c| format!("${}", r * COLS + c)).collect();
+            format!("({}, ${})", p.join(", "), r * COLS + 4)
+        })
+        .collect();
+    Box::leak(
+        format!(
+            "INSERT INTO scans (id, venue_id, person_id, at, colour, admission, tag, jurisdiction, created_at) VALUES {} ON CONFLICT (venue_id, tag) DO NOTHING",
+            rows.join(", ")
+        )
+        .into_boxed_str(),
+    )
+});
+
+static SQL_PERSONS: LazyLock<&'static str> = LazyLock::new(|| {
+    let ph: Vec<String> = (1..=person_codes::CHUNK).map(|i| format!("${i}")).collect();
+    Box::leak(format!("SELECT id, merged_into FROM persons WHERE id IN ({})", ph.join(", ")).into_boxed_str())
+});
+
+/// Ingest scans recorded offline. The answer each door gave was the token's colour; it is kept.
+pub async fn ingest(store: &Store, who: &Principal, input: &BatchInput) -> Result<BatchReport, Error> {
+    who.require(Permission::VenuesScan)?;
+    if input.scans.len() > MAX_BATCH {
+        return Err(Error::field("scans", "too_many", format!("一次最多上传 {MAX_BATCH} 条"), format!("at most {MAX_BATCH} scans per upload")));
+    }
+    let now = store.now();
+    let mut rejected = Vec::new();
+    let mut venues: HashMap<Uuid, Option<String>> = HashMap::new();
+    let mut good: Vec<(usize, Uuid, person_codes::Token, DateTime<Utc>, String)> = Vec::with_capacity(input.scans.len());
+    for (i, s) in input.scans.iter().enumerate() {
+        if let std::collections::hash_map::Entry::Vacant(slot) = venues.entry(s.venue_id) {
+            slot.insert(match get(store, who, s.venue_id).await {
+                Ok(v) => Some(v.jurisdiction),
+                Err(Error::NotFound(_)) => None,
+                Err(e) => return Err(e),
+            });
+        }
+        let Some(Some(jurisdiction)) = venues.get(&s.venue_id) else {
+            rejected.push(FieldError::new(
+                format!("scans[{i}].venue_id"),
+                "venue_unknown",
+                "场所不存在或不在您的范围内",
+                "no such venue in your scope",
+            ));
+            continue;
+        };
+        if s.at > now + Duration::minutes(5) {
+            rejected.push(FieldError::new(format!("scans[{i}].at"), "in_future", "扫码时间晚于当前时间", "the scan time is in the future"));
+            continue;
+        }
+        match person_codes::verify_token(&store.vault, &s.token, s.at) {
+            Ok(t) => good.push((i, s.venue_id, t, s.at, jurisdiction.clone())),
+            Err(e) => rejected.push(FieldError::new(format!("scans[{i}].token"), e.code(), e.message(true), e.message(false))),
+        }
+    }
+    // Unknown persons, in sets.
+    let mut known: HashMap<Uuid, Uuid> = HashMap::new();
+    let ids: Vec<Uuid> = good.iter().map(|g| g.2.person_ref).collect::<HashSet<_>>().into_iter().collect();
+    for chunk in ids.chunks(person_codes::CHUNK) {
+        let mut args: Vec<Val> = chunk.iter().map(|i| Val::from(*i)).collect();
+        args.extend(std::iter::repeat_n(Val::from(Uuid::nil()), person_codes::CHUNK - chunk.len()));
+        for r in store.db.fetch_all(Q { sql: &SQL_PERSONS, args }).await? {
+            let id: Uuid = r.get("id")?;
+            known.insert(id, r.get::<Option<Uuid>>("merged_into")?.unwrap_or(id));
+        }
+    }
+    let mut rows: Vec<[Val; COLS]> = Vec::with_capacity(good.len());
+    for (i, venue, t, at, jurisdiction) in good {
+        let Some(person) = known.get(&t.person_ref) else {
+            let e = unknown_person();
+            rejected.push(FieldError::new(format!("scans[{i}].token"), e.code(), e.message(true), e.message(false)));
+            continue;
+        };
+        let colour = t.colour.unwrap_or(Colour::Red);
+        rows.push([
+            Uuid::now_v7().into(),
+            venue.into(),
+            (*person).into(),
+            at.into(),
+            colour.as_str().into(),
+            colour.admission().as_str().into(),
+            t.tag.into(),
+            jurisdiction.into(),
+        ]);
+    }
+    rejected.sort_by_key(|a| natural(&a.field));
+    let mut written = 0u64;
+    let mut tx = store.db.begin().await?;
+    let mut it = rows.chunks_exact(ROWS);
+    for chunk in it.by_ref() {
+        written += tx.execute(Q { sql: &SQL_INSERT, args: chunk.iter().flat_map(|r| r.iter().cloned()).collect() }).await?;
+    }
+    for r in it.remainder() {
+        let [id, venue, person, at, colour, admission, tag, jurisdiction] = r.clone();
+        written += tx
+            .execute(Q {
+                sql: "INSERT INTO scans (id, venue_id, person_id, at, colour, admission, tag, jurisdiction, created_at)
+                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $4) ON CONFLICT (venue_id, tag) DO NOTHING",
+                args: vec![id, venue, person, at, colour, admission, tag, jurisdiction],
+            })
+            .await?;
+    }
+    let written = usize::try_from(written).map_err(Error::internal)?;
+    let entry = audit::Entry {
+        action: "scan.ingest",
+        object_type: "scan_batch",
+        object_id: Uuid::now_v7().to_string(),
+        jurisdiction: &home_division(&who.scope),
+        detail: serde_json::json!({"rows": input.scans.len(), "accepted": written, "rejected": rejected.len()}),
+    };
+    store.audited(who, entry, tx).await?;
+    Ok(BatchReport { accepted: written, duplicates: rows.len() - written, rejected })
+}
+
+fn home_division(s: &baton_domain::scope::Scope) -> String {
+    match s {
+        baton_domain::scope::Scope::Division { code } => code.clone(),
+        baton_domain::scope::Scope::Unit { division, .. } => division.clone(),
+    }
+}
+
+/// `scans[12].token` sorts after `scans[3].token`.
+fn natural(field: &str) -> (usize, String) {
+    let n = field.split('[').nth(1).and_then(|s| s.split(']').next()).and_then(|s| s.parse().ok()).unwrap_or(usize::MAX);
+    (n, field.to_string())
+}
+
+/// One visit in a venue's log, personal data masked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Visit {
+    pub scan_id: Uuid,
+    pub person_ref: Uuid,
+    pub name_masked: String,
+    pub colour: Colour,
+    pub admission: Admission,
+    pub at: DateTime<Utc>,
+}
+
+/// A venue's visits, newest first.
+pub async fn visits(store: &Store, who: &Principal, venue_id: Uuid, limit: Option<i64>) -> Result<Vec<Visit>, Error> {
+    get(store, who, venue_id).await?;
+    let limit = limit.unwrap_or(200).clamp(1, 2000);
+    let rows = store
+        .db
+        .fetch_all(q!(
+            "SELECT s.id, s.person_id, p.name, s.colour, s.at FROM scans s JOIN persons p ON p.id = s.person_id
+              WHERE s.venue_id = $1 ORDER BY s.at DESC, s.id DESC LIMIT $2",
+            venue_id,
+            limit
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let colour = Colour::parse(&r.get::<String>("colour")?).ok_or_else(|| Error::internal("stored colour"))?;
+            Ok(Visit {
+                scan_id: r.get("id")?,
+                person_ref: r.get("person_id")?,
+                name_masked: mask_name(&r.get::<String>("name")?),
+                colour,
+                admission: colour.admission(),
+                at: r.get("at")?,
+            })
+        })
+        .collect()
+}
+
+/// For the venue-code poster: the text a phone's scanner reads.
+pub fn poster_text(base: &str, venue: &Venue) -> String {
+    format!("{base}/v/{}", venue.id)
+}
