@@ -116,4 +116,57 @@ describe('freight loop on phones', () => {
       await p.context.close();
     }
   });
+
+  test('a service site admits a truck, lists it as waiting, lets it go; the cargo owner confirms its duty', async () => {
+    const parties = {};
+    for (const user of ['checkpoint', 'site', 'enterprise']) {
+      parties[user] = await newPage(browser, phone, server.baseURL);
+      await login(parties[user].page, user);
+    }
+    const cp = parties.checkpoint.page;
+    await cp.goto('/trips/check-in');
+    await cp.fill('#f-plate', '晋D55555');
+    await choose(cp, '#f-destination_id', '壶关县太行钢材贸易有限公司');
+    await cp.fill('#f-crew_name', '王师傅');
+    await cp.fill('#f-crew_id_number', '11010519491231002X');
+    await cp.fill('#f-landing_tube', 'LT-E2E-0002');
+    await submit(cp, 'check-in-form');
+    const tripUrl = new URL(cp.url()).pathname;
+    // The site's staff land on their own gate, set a capacity of one and admit the truck.
+    const site = parties.site.page;
+    await site.goto('/sites');
+    await site.waitForSelector('#site-check-in-form');
+    await site.fill('#site-capacity-form input[name="capacity"]', '1');
+    await submit(site, 'site-capacity-form');
+    await site.fill('#site-check-in-form input[name="plate"]', '晋D55555');
+    await submit(site, 'site-check-in-form');
+    let gate = await text(site, 'main');
+    assert.match(gate, /晋D55555/);
+    assert.match(gate, /在场车辆 1 \/ 容量\(辆\) 1 · 待出结果 1/);
+    await screenshot(site, 'phone-freight-6-site-gate');
+    // A bad plate is refused next to its field, in the user's language.
+    await site.fill('#site-check-in-form input[name="plate"]', '晋D5555');
+    await submit(site, 'site-check-in-form');
+    assert.ok(await site.$('#site-check-in-form .field-error[data-field="plate"]'), 'the plate error is shown at the field');
+    // Result in, then out: the site is empty again and the stay is on the trip's record.
+    await submit(site, 'site-result-form');
+    assert.match(await text(site, 'main'), /待出结果 0/);
+    await submit(site, 'site-check-out-form');
+    assert.match(await text(site, 'main'), /在场车辆 0/);
+    const w = await widths(site);
+    assert.ok(w.scrollWidth <= w.innerWidth + 1, `no horizontal scroll (${w.scrollWidth} > ${w.innerWidth})`);
+    // The cargo owner sees the ledger on the trip and confirms its duty; the stay is listed.
+    const en = parties.enterprise.page;
+    await en.goto(tripUrl);
+    assert.match(await text(en, '#trip-stays'), /壶关县货车专用服务场地/);
+    assert.match(await text(en, '#trip-ledger'), /货主企业[\s\S]*未确认/);
+    await submit(en, 'confirm-form');
+    assert.match(await text(en, '#trip-ledger'), /货主企业[\s\S]*已确认/);
+    assert.equal(await en.$('#confirm-form'), null, 'confirmed once, the button is gone');
+    await screenshot(en, 'phone-freight-7-ledger-confirmed');
+    for (const p of Object.values(parties)) {
+      assert.deepEqual(p.problems, []);
+      await p.context.close();
+    }
+  });
 });

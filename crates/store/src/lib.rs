@@ -19,6 +19,7 @@ pub mod recompute;
 pub mod results;
 pub mod risk_areas;
 pub mod sites;
+pub mod trip_import;
 pub mod sheet;
 pub mod testing;
 pub mod testing_import;

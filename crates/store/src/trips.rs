@@ -10,7 +10,7 @@ use baton_domain::classify::{CodeColour, Evidence, Reason, RiskExposure, classif
 use baton_domain::ident::{IdNumber, PersonalKind, Phone, Plate, mask_kind};
 use baton_domain::policy::PolicyVersion;
 use baton_domain::role::Permission;
-use baton_domain::trip::{Action, CheckIn, Report, Trip, TripRules, TripState};
+use baton_domain::trip::{Action, CheckIn, Report, TransitionError, Trip, TripRules, TripState};
 use baton_domain::unit::UnitKind;
 use baton_domain::{Error, FieldError};
 use chrono::{DateTime, Utc};
@@ -136,7 +136,7 @@ async fn unit_kind_and_division(tx: &mut Tx, id: Uuid) -> Result<Option<(String,
     r.map(|r| Ok((r.get("kind")?, r.get("jurisdiction")?))).transpose()
 }
 
-async fn policy_now(store: &Store) -> Result<PolicyVersion, Error> {
+pub(crate) async fn policy_now(store: &Store) -> Result<PolicyVersion, Error> {
     crate::policy::current(store, store.now()).await
 }
 
@@ -413,7 +413,7 @@ async fn view(store: &Store, l: Loaded) -> Result<TripView, Error> {
     })
 }
 
-fn trip_audit<'a>(action: &'a str, trip: &Trip, jurisdiction: &'a str, detail: serde_json::Value) -> audit::Entry<'a> {
+pub(crate) fn trip_audit<'a>(action: &'a str, trip: &Trip, jurisdiction: &'a str, detail: serde_json::Value) -> audit::Entry<'a> {
     audit::Entry { action, object_type: "trip", object_id: trip.id.to_string(), jurisdiction, detail }
 }
 
@@ -421,6 +421,23 @@ fn trip_audit<'a>(action: &'a str, trip: &Trip, jurisdiction: &'a str, detail: s
 pub async fn report(store: &Store, who: &Principal, input: &ReportInput) -> Result<TripView, Error> {
     who.require(Permission::TripsReport)?;
     let reporter = actor_unit(who)?;
+    let policy = policy_now(store).await?;
+    let rules = TripRules::new(policy.version, &policy.params.truck);
+    let mut tx = store.db.begin().await?;
+    let (trip, jurisdiction, detail) = report_in(store, &mut tx, reporter, input, &rules, store.now()).await?;
+    store.audited(who, trip_audit("trip.report", &trip, &jurisdiction, detail), tx).await?;
+    get(store, who, trip.id).await
+}
+
+struct ReportChecked {
+    plate: Plate,
+    trailer: Option<Plate>,
+    crew: Vec<CrewChecked>,
+    jurisdiction: String,
+}
+
+/// Check one pre-report without writing (field errors name the input's fields).
+async fn report_checked(tx: &mut Tx, input: &ReportInput, now: DateTime<Utc>) -> Result<ReportChecked, Error> {
     let mut c = Check::default();
     let plate = parse_plate(&mut c, "plate", &input.plate);
     let trailer = input.trailer.as_deref().filter(|t| !t.trim().is_empty()).and_then(|t| parse_plate(&mut c, "trailer", t));
@@ -428,23 +445,43 @@ pub async fn report(store: &Store, who: &Principal, input: &ReportInput) -> Resu
     if input.crew.is_empty() {
         c.0.push(FieldError::required("crew"));
     }
-    let policy = policy_now(store).await?;
-    let rules = TripRules::new(policy.version, &policy.params.truck);
-    let mut tx = store.db.begin().await?;
-    let dest = unit_kind_and_division(&mut tx, input.destination_id).await?;
+    if input.expected_at < now {
+        let e = TransitionError::EtaInPast;
+        c.0.push(FieldError::new("expected_at", e.code(), e.zh(), e.en()));
+    }
+    let dest = unit_kind_and_division(tx, input.destination_id).await?;
     if dest.is_none() {
         c.0.push(FieldError::new("destination_id", "unit_unknown", "目的地单位不存在", "the destination unit does not exist"));
     }
     c.done()?;
-    let (Some(plate), Some((_, jurisdiction))) = (plate, dest) else { return Err(Error::internal("validation")) };
-    let now = store.now();
+    match (plate, dest) {
+        (Some(plate), Some((_, jurisdiction))) => Ok(ReportChecked { plate, trailer, crew, jurisdiction }),
+        _ => Err(Error::internal("validation")),
+    }
+}
+
+/// Only check a pre-report (the batch import checks every row before writing any).
+pub(crate) async fn report_check(tx: &mut Tx, input: &ReportInput, now: DateTime<Utc>) -> Result<(), Error> {
+    report_checked(tx, input, now).await.map(|_| ())
+}
+
+/// Check and write one pre-report inside `tx`; returns the trip, its jurisdiction and the
+/// audit detail. Used by `report` and the batch import.
+pub(crate) async fn report_in(
+    store: &Store,
+    tx: &mut Tx,
+    reporter: Uuid,
+    input: &ReportInput,
+    rules: &TripRules<'_>,
+    now: DateTime<Utc>,
+) -> Result<(Trip, String, serde_json::Value), Error> {
+    let ReportChecked { plate, trailer, crew, jurisdiction } = report_checked(tx, input, now).await?;
     let id = Uuid::now_v7();
-    let trip = Trip::report(id, reporter, Report { plate, trailer, destination: input.destination_id, expected_at: input.expected_at }, now, &rules)?;
-    insert_trip(&mut tx, &trip, &jurisdiction, &Extra::default(), now).await?;
-    insert_crew(store, &mut tx, id, &crew).await?;
-    let detail = serde_json::json!({"plate": trip.plate, "destination": trip.destination, "expected_at": input.expected_at, "crew": crew.len(), "policy_version": policy.version});
-    store.audited(who, trip_audit("trip.report", &trip, &jurisdiction, detail), tx).await?;
-    get(store, who, id).await
+    let trip = Trip::report(id, reporter, Report { plate, trailer, destination: input.destination_id, expected_at: input.expected_at }, now, rules)?;
+    insert_trip(tx, &trip, &jurisdiction, &Extra::default(), now).await?;
+    insert_crew(store, tx, id, &crew).await?;
+    let detail = serde_json::json!({"plate": trip.plate, "destination": trip.destination, "expected_at": input.expected_at, "crew": crew.len(), "policy_version": rules.version});
+    Ok((trip, jurisdiction, detail))
 }
 
 /// A checkpoint checks a truck in: the pre-reported trip for the plate, or a walk-in.

@@ -8,7 +8,8 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
-use baton_store::{alerts, ledger, trips};
+use baton_store::sheet::Format;
+use baton_store::{alerts, ledger, trip_import, trips};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -16,6 +17,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/trips", get(list_trips).post(report))
         .route("/trips/check-in", post(check_in))
+        .route("/trips/import", post(import_trips))
+        .route("/trips/import/template", get(import_template))
         .route("/trips/{id}", get(get_trip))
         .route("/trips/{id}/actions", post(act))
         .route("/trips/{id}/ledger", get(get_ledger))
@@ -82,4 +85,46 @@ struct ConfirmInput {
 /// A party's staff confirm its duty (`cargo_owner`, `logistics_park`, `township`); once.
 async fn confirm(State(s): State<AppState>, c: Caller, Id(id): Id, Body(input, _): Body<ConfirmInput>) -> ApiResult {
     ok(ledger::confirm(&s.store, &c.who, id, &input.party).await?)
+}
+
+/// A spreadsheet body: xlsx or CSV (UTF-8 or GBK) by its Content-Type; anything else, an empty
+/// or oversized body become the stable error shape.
+pub struct Sheet(pub Format, pub axum::body::Bytes);
+
+impl axum::extract::FromRequest<AppState> for Sheet {
+    type Rejection = crate::auth::AppError;
+
+    async fn from_request(r: axum::extract::Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        use baton_domain::Error;
+        let ct = r.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let Some(format) = Format::from_content_type(ct).filter(|f| *f != Format::Json) else {
+            return Err(Error::conflict(
+                "unsupported_media_type",
+                "请求体应为 xlsx 或 CSV 文件",
+                "the body must be an xlsx or CSV file (Content-Type: text/csv or the xlsx type)",
+            )
+            .into());
+        };
+        let bytes = axum::body::Bytes::from_request(r, state).await.map_err(|rej| {
+            if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                Error::conflict("payload_too_large", "请求体过大", "the request body is too large")
+            } else {
+                Error::conflict("bad_request", "无法读取请求体", "the request body could not be read")
+            }
+        })?;
+        if bytes.is_empty() {
+            return Err(Error::conflict("bad_request", "请求体为空", "the request body is empty").into());
+        }
+        Ok(Sheet(format, bytes))
+    }
+}
+
+/// Batch pre-report: one row per truck; all or nothing with a row-by-row error report.
+async fn import_trips(State(s): State<AppState>, c: Caller, h: HeaderMap, Sheet(format, bytes): Sheet) -> ApiResult {
+    once(&s, &c, "POST /trips/import", &h, &bytes, || async { created(trip_import::import(&s.store, &c.who, format, &bytes).await?) }).await
+}
+
+async fn import_template(c: Caller) -> ApiResult {
+    c.who.require(baton_domain::role::Permission::TripsReport)?;
+    Ok(crate::api_whitelist::xlsx_response(trip_import::template()?, "pre-report-template.xlsx"))
 }

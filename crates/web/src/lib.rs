@@ -19,6 +19,7 @@ pub mod middleware;
 pub mod ui;
 pub mod ui_freight;
 pub mod ui_risk;
+pub mod ui_sites;
 pub mod ui_whitelist;
 
 use axum::Router;
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .merge(ui::routes())
         .merge(ui_freight::routes())
+        .merge(ui_sites::routes())
         .merge(ui_whitelist::routes())
         .merge(ui_risk::routes())
         .merge(metrics::routes())

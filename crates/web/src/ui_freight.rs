@@ -27,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/trips", get(trips_page))
         .route("/trips/check-in", get(check_in_page).post(check_in_submit))
         .route("/trips/report", get(report_page).post(report_submit))
+        .route("/trips/import", get(import_page).post(import_submit))
         .route("/trips/{id}", get(trip_page))
         .route("/trips/{id}/act", post(trip_act))
         .route("/alerts", get(alerts_page))
@@ -101,6 +102,9 @@ async fn trips_page(State(s): State<AppState>, v: Viewer, RawQuery(q): RawQuery)
     let mut shell = v.shell("nav.trips");
     if v.who.can(Permission::TripsCheckIn) {
         shell.flash = Some(lang.pick("卡口登记：车辆到达后点“新建”。", "Checkpoint: tap Create when a truck arrives.").to_string());
+    } else if v.who.can(Permission::TripsReport) {
+        shell.flash =
+            Some(lang.pick("多辆车可在“批量报备”(/trips/import)一次上传。", "Many trucks at once: Batch pre-report (/trips/import).").to_string());
     }
     let page = TablePage {
         shell,
@@ -358,6 +362,113 @@ async fn report_submit(State(s): State<AppState>, v: Viewer, body: Bytes) -> UiR
     }
 }
 
+// ---------- batch pre-report ----------
+
+#[derive(askama::Template)]
+#[template(path = "trip_import.html")]
+struct ImportPage {
+    shell: crate::ui::Shell,
+    note: &'static str,
+    columns: Vec<&'static str>,
+    /// Spreadsheet row, column, reason.
+    errors: Vec<(String, String, String)>,
+    /// Plate and trip id of each imported row.
+    imported: Vec<(String, Uuid)>,
+}
+
+fn import_page_of(v: &Viewer, errors: Vec<(String, String, String)>, imported: Vec<(String, Uuid)>) -> ImportPage {
+    let lang = v.lang;
+    ImportPage {
+        shell: v.shell("import.title"),
+        note: lang.pick(
+            "每辆车一行：车牌号、挂车号、目的地单位(空则为本单位)、预计到达卡口时间、司机及随车人员。任何一行有误则全部不导入，并逐行列出错误；重复上传不会重复报备。",
+            "One row per truck: plate, trailer, destination unit (blank: your unit), time expected at a checkpoint, driver and second crew member. If any row is wrong nothing is imported and every error is listed by row; uploading again does not report twice.",
+        ),
+        columns: vec![lang.pick("行", "Row"), lang.pick("列", "Column"), lang.pick("原因", "Reason")],
+        errors,
+        imported,
+    }
+}
+
+async fn import_page(v: Viewer) -> UiResult {
+    v.who.require(Permission::TripsReport)?;
+    Ok(render(&import_page_of(&v, vec![], vec![])))
+}
+
+/// The parts of a `multipart/form-data` body: (name, file name, content).
+fn multipart(content_type: &str, body: &[u8]) -> Vec<(String, Option<String>, Vec<u8>)> {
+    let Some(boundary) = content_type.split(';').find_map(|p| p.trim().strip_prefix("boundary=")).map(|b| format!("--{}", b.trim_matches('"')))
+    else {
+        return vec![];
+    };
+    let find =
+        |hay: &[u8], needle: &[u8], from: usize| hay.get(from..).and_then(|h| h.windows(needle.len()).position(|w| w == needle)).map(|i| i + from);
+    let mut out = Vec::new();
+    let mut at = find(body, boundary.as_bytes(), 0);
+    while let Some(start) = at {
+        let head_from = start + boundary.len() + 2;
+        let Some(head_end) = find(body, b"\r\n\r\n", head_from) else { break };
+        let next = find(body, boundary.as_bytes(), head_end);
+        let end = next.map(|n| n.saturating_sub(2)).unwrap_or(body.len());
+        let head = String::from_utf8_lossy(&body[head_from.min(head_end)..head_end]).to_string();
+        let attr =
+            |k: &str| head.split(';').find_map(|p| p.trim().strip_prefix(&format!("{k}=\"")).map(|v| v.split('"').next().unwrap_or("").to_string()));
+        if let Some(name) = attr("name") {
+            out.push((name, attr("filename"), body.get(head_end + 4..end).unwrap_or_default().to_vec()));
+        }
+        at = next;
+    }
+    out
+}
+
+async fn import_submit(State(s): State<AppState>, v: Viewer, h: HeaderMap, body: Bytes) -> UiResult {
+    let lang = v.lang;
+    let ct = h.get(header::CONTENT_TYPE).and_then(|x| x.to_str().ok()).unwrap_or("");
+    let parts = multipart(ct, &body);
+    let csrf = parts.iter().find(|p| p.0 == "csrf").map(|p| String::from_utf8_lossy(&p.2).to_string()).unwrap_or_default();
+    if !crate::auth::constant_time_eq(csrf.as_bytes(), v.csrf.as_bytes()) {
+        return Err(Error::conflict(
+            "csrf_failed",
+            "页面已过期或请求来源不明，请刷新后重试",
+            "the form expired or the request's origin is unknown; reload and try again",
+        )
+        .into());
+    }
+    let file = parts.into_iter().find(|p| p.0 == "file" && !p.2.is_empty());
+    let result = match file {
+        None => Err(Error::field("file", "required", "请选择文件", "choose a file")),
+        Some((_, name, bytes)) => {
+            let xlsx = name.is_some_and(|n| n.to_ascii_lowercase().ends_with(".xlsx"));
+            let format = if xlsx { baton_store::sheet::Format::Xlsx } else { baton_store::sheet::Format::Csv };
+            baton_store::trip_import::import(&s.store, &v.who, format, &bytes).await
+        }
+    };
+    match result {
+        Ok(r) => {
+            let mut page = import_page_of(&v, vec![], r.trips.into_iter().map(|t| (t.plate, t.id)).collect());
+            page.shell.flash = Some(lang.t("common.saved").to_string());
+            Ok(render(&page))
+        }
+        Err(e @ Error::Invalid(_)) => {
+            let errors = e
+                .fields()
+                .iter()
+                .map(|f| {
+                    let (row, col) = match f.field.strip_prefix("rows[").and_then(|r| r.split_once("].")) {
+                        Some((n, c)) => (n.to_string(), c.to_string()),
+                        None => (String::new(), f.field.clone()),
+                    };
+                    (row, col, lang.pick(&f.zh, &f.en).to_string())
+                })
+                .collect();
+            let mut page = import_page_of(&v, errors, vec![]);
+            page.shell.error = Some(lang.t("common.fix_errors").to_string());
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 // ---------- one trip ----------
 
 #[derive(askama::Template)]
@@ -371,6 +482,12 @@ struct TripPage {
     chain: Vec<(String, String)>,
     /// Per crew member: name, the code's link, its QR as a data URI.
     codes: Vec<(String, String, String)>,
+    /// Stays at service sites: site, from → to.
+    stays: Vec<(String, String)>,
+    /// The responsibility ledger: party, name, duty, confirmation (or not).
+    ledger: Vec<(String, String, String, String)>,
+    /// Breaches: kind and time, the parties that had not confirmed then.
+    breaches: Vec<(String, String)>,
     forms: Vec<FormCard>,
 }
 
@@ -575,6 +692,48 @@ async fn trip_view(s: &AppState, v: &Viewer, id: Uuid, host: &str, err: Option<E
             ));
         }
     }
+    let stays = t
+        .site_stays
+        .iter()
+        .map(|x| (x.site_name.clone(), format!("{} → {}", local(x.arrived_at), x.left_at.map(local).unwrap_or_else(|| lang.t("trip.now").into()))))
+        .collect();
+    let book = baton_store::ledger::get(&s.store, &v.who, id).await?;
+    let ledger = book
+        .parties
+        .iter()
+        .map(|p| {
+            let status = match (&p.confirmed_at, &p.confirmed_by) {
+                (Some(at), by) => format!("{} {} {}", lang.t("ledger.confirmed"), local(*at), by.clone().unwrap_or_default()),
+                (None, _) => lang.t("ledger.unconfirmed").to_string(),
+            };
+            (p.party.label(lang.zh()).to_string(), p.name.clone(), lang.pick(p.duty_zh, p.duty_en).to_string(), status)
+        })
+        .collect();
+    let breaches = book
+        .breaches
+        .iter()
+        .map(|b| {
+            let kind = BreachKind::parse(&b.kind).map(|k| k.label(lang.zh()).to_string()).unwrap_or_else(|| b.kind.clone());
+            let who = if b.unconfirmed.is_empty() {
+                lang.t("ledger.all_confirmed").to_string()
+            } else {
+                format!("{}：{}", lang.t("ledger.unconfirmed"), b.unconfirmed.iter().map(|p| p.label(lang.zh())).collect::<Vec<_>>().join("、"))
+            };
+            (format!("{} · {}", kind, local(b.raised_at)), who)
+        })
+        .collect();
+    if !trip.is_closed() && v.who.can(Permission::TripsHandle) {
+        for p in book.parties.iter().filter(|p| p.unit_id.is_some() && p.unit_id == me && p.confirmed_at.is_none()) {
+            forms.push(button(
+                "confirm-form",
+                format!("{} · {}", lang.t("ledger.confirm"), p.party.label(lang.zh())),
+                format!("/trips/{id}/act"),
+                "confirm",
+                vec![Field::new("party", "", "hidden", p.party.as_str())],
+                lang.t("ledger.confirm").into(),
+            ));
+        }
+    }
     let mut shell = v.shell("nav.trips");
     shell.title = format!("{} · {}", lang.t("nav.trips"), trip.plate.as_str());
     shell.flash = flash;
@@ -603,6 +762,9 @@ async fn trip_view(s: &AppState, v: &Viewer, id: Uuid, host: &str, err: Option<E
         class_label: trip.class.map(|c| c.label(lang.zh())).unwrap_or(""),
         facts,
         chain,
+        stays,
+        ledger,
+        breaches,
         forms,
     };
     Ok((status, render(&page)).into_response())
@@ -633,8 +795,13 @@ async fn trip_act(State(s): State<AppState>, v: Viewer, Path(id): Path<Uuid>, h:
         "reject_handoff" | "turn_back" | "cancel" => json["reason"] = serde_json::json!(f.get("reason")),
         _ => {}
     }
-    match trips::act(&s.store, &v.who, id, json).await {
-        Ok(_) => Ok(Redirect::to(&format!("/trips/{id}?saved=1")).into_response()),
+    let done = if action == "confirm" {
+        baton_store::ledger::confirm(&s.store, &v.who, id, &f.get("party")).await.map(|_| ())
+    } else {
+        trips::act(&s.store, &v.who, id, json).await.map(|_| ())
+    };
+    match done {
+        Ok(()) => Ok(Redirect::to(&format!("/trips/{id}?saved=1")).into_response()),
         Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) => trip_view(&s, &v, id, &host_of(&h), Some(e), None).await,
         Err(e) => Err(e.into()),
     }

@@ -174,3 +174,112 @@ async fn ledger(b: Backend) {
     app.stop().await;
 }
 both!(the_ledger_records_each_partys_confirmation_and_names_who_had_not_at_a_breach, ledger);
+
+async fn import_csv(s: &Session, csv: &str, key: Option<&str>) -> (StatusCode, Value) {
+    let mut r = s.raw(reqwest::Method::POST, "/api/v1/trips/import").header("content-type", "text/csv").body(csv.to_string());
+    if let Some(k) = key {
+        r = r.header("idempotency-key", k);
+    }
+    let resp = r.send().await.unwrap();
+    (resp.status(), resp.json().await.unwrap())
+}
+
+async fn batch_pre_report(b: Backend) {
+    let app = spawn_app(b).await;
+    let cmd = app.login("commander").await;
+    let ent = app.login("enterprise").await;
+    let count = || async { cmd.get("/api/v1/trips").await.1["trips"].as_array().unwrap().len() };
+    // The template reads back as an import of its example row.
+    let r = ent.raw(reqwest::Method::GET, "/api/v1/trips/import/template").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let xlsx = r.bytes().await.unwrap();
+    let resp = ent
+        .raw(reqwest::Method::POST, "/api/v1/trips/import")
+        .header("content-type", baton_store::sheet::XLSX_MIME)
+        .body(xlsx.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!((v["imported"].as_i64(), v["trips"][0]["plate"].as_str()), (Some(1), Some("晋D12345")), "{v}");
+    assert_eq!(count().await, 1);
+    // Every bad row is reported by row and column, in both languages; nothing is written.
+    let when = (now(&app) + Duration::hours(30)).with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).format("%Y-%m-%d %H:%M");
+    let bad = format!(
+        "车牌号,目的地单位,预计到达卡口时间,司机姓名,司机身份证号,司机手机号,随车人员姓名,随车人员身份证号\n\
+         晋D60001,壶关经济技术开发区物流园,{when},李师傅,11010519491231002X,13912345678,,\n\
+         晋D6000,,{when},王师傅,110105194912310021,,,\n\
+         晋D60001,火星物流,2022/11/01,赵师傅,11010519491231002X,,钱师傅,\n"
+    );
+    let (s, e) = import_csv(&ent, &bad, None).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    for (f, code) in [
+        ("rows[3].plate", "plate_format"),
+        ("rows[3].driver_id_number", ""),
+        ("rows[4].plate", "duplicate_in_file"),
+        ("rows[4].destination", "unit_unknown"),
+        ("rows[4].expected_at", "eta_in_past"),
+        ("rows[4].co_driver_id_number", ""),
+    ] {
+        let got = &e["fields"][f];
+        assert!(got.is_object(), "no error for {f}: {e}");
+        assert!(code.is_empty() || got["code"] == code, "{f}: {got}");
+    }
+    assert!(e["fields"]["rows[2].plate"].is_null(), "a good row has no error: {e}");
+    assert_eq!(count().await, 1, "all or nothing");
+    // Fixed, it imports; the same file again reports each truck as already reported; a retry with its key replays.
+    let good = format!(
+        "plate,destination,expected_at,driver_name,driver_id_number\n晋D60001,壶关经济技术开发区物流园,{when},李师傅,11010519491231002X\n晋D60002,,{when},王师傅,11010519491231002X\n"
+    );
+    let (s, v) = import_csv(&ent, &good, Some("imp-1")).await;
+    assert_eq!((s, v["imported"].as_i64()), (StatusCode::CREATED, Some(2)), "{v}");
+    let (s, again) = import_csv(&ent, &good, Some("imp-1")).await;
+    assert_eq!((s, again["trips"][0]["id"].clone()), (StatusCode::CREATED, v["trips"][0]["id"].clone()));
+    let (s, e) = import_csv(&ent, &good, None).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        (e["fields"]["rows[2].plate"]["code"].as_str(), e["fields"]["rows[3].plate"]["code"].as_str()),
+        (Some("trip_open_for_plate"), Some("trip_open_for_plate"))
+    );
+    assert_eq!(count().await, 3);
+    let (_, t) = ent.get(&format!("/api/v1/trips/{}", v["trips"][1]["id"].as_str().unwrap())).await;
+    assert_eq!(
+        (t["state"].as_str(), t["destination"].as_str()),
+        (Some("reported"), ent.body["user"]["unit_id"].as_str()),
+        "a blank destination is the reporter"
+    );
+    // Headers missing; not a sheet; no permission.
+    let (s, e) = import_csv(&ent, "车牌号,司机姓名\n晋D60003,x\n", None).await;
+    assert_eq!((s, e["fields"]["header.expected_at"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("column_missing")));
+    let r = ent.raw(reqwest::Method::POST, "/api/v1/trips/import").header("content-type", "image/png").body("x").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let cp = app.login("checkpoint").await;
+    assert_eq!(import_csv(&cp, &good, None).await.0, StatusCode::FORBIDDEN);
+    // The page: an upload form; a bad file shows its errors by row, in the user's language.
+    let form = |csv: &str| {
+        let b = "XbatonX";
+        format!(
+            "--{b}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{}\r\n--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.csv\"\r\nContent-Type: text/csv\r\n\r\n{csv}\r\n--{b}--\r\n",
+            ent.csrf
+        )
+    };
+    let page = ent.raw(reqwest::Method::GET, "/trips/import").send().await.unwrap();
+    assert!(page.text().await.unwrap().contains("import-form"));
+    let post = |body: String| {
+        ent.raw(reqwest::Method::POST, "/trips/import").header("content-type", "multipart/form-data; boundary=XbatonX").body(body).send()
+    };
+    let r = post(form(&bad)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("import-errors") && !html.contains("duplicate_in_file") && html.contains("与第 2 行车牌重复"), "{html}");
+    let fresh = good.replace("晋D60001", "晋D60011").replace("晋D60002", "晋D60012");
+    let r = post(form(&fresh)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("晋D60011"));
+    assert_eq!(count().await, 5);
+    let (_, a) = cmd.get("/api/v1/audit?action=trip.import").await;
+    assert!(a["entries"].as_array().is_some_and(|e| e.len() >= 2), "{a}");
+    app.stop().await;
+}
+both!(a_batch_pre_report_imports_all_rows_or_none_with_errors_by_row, batch_pre_report);
