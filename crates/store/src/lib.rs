@@ -8,6 +8,7 @@ pub mod auth;
 pub mod codes;
 pub mod db;
 pub mod exposure;
+pub mod freight_stats;
 pub mod grids;
 pub mod idempotency;
 pub mod ledger;

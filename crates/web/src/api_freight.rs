@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use baton_store::sheet::Format;
-use baton_store::{alerts, ledger, trip_import, trips};
+use baton_store::{alerts, freight_stats, ledger, trip_import, trips};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -23,6 +23,8 @@ pub fn routes() -> Router<AppState> {
         .route("/trips/{id}/actions", post(act))
         .route("/trips/{id}/ledger", get(get_ledger))
         .route("/trips/{id}/confirm", post(confirm))
+        .route("/freight/stats", get(freight_stats))
+        .route("/freight/export", get(freight_export))
         .route("/alerts", get(list_alerts))
         .route("/alerts/{id}/acknowledge", post(acknowledge))
         .route("/alerts/{id}/resolve", post(resolve))
@@ -127,4 +129,21 @@ async fn import_trips(State(s): State<AppState>, c: Caller, h: HeaderMap, Sheet(
 async fn import_template(c: Caller) -> ApiResult {
     c.who.require(baton_domain::role::Permission::TripsReport)?;
     Ok(crate::api_whitelist::xlsx_response(trip_import::template()?, "pre-report-template.xlsx"))
+}
+
+/// The dashboard's lists, scoped to the caller.
+async fn freight_stats(State(s): State<AppState>, c: Caller) -> ApiResult {
+    ok(freight_stats::stats(&s.store, &c.who).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    list: String,
+}
+
+/// One dashboard list as xlsx (`list=open_by_state`, `breaches_by_unit`, `handoff_times`, …).
+async fn freight_export(State(s): State<AppState>, c: Caller, Qs(q): Qs<ExportQuery>) -> ApiResult {
+    let bytes = freight_stats::export(&s.store, &c.who, &q.list).await?;
+    Ok(crate::api_whitelist::xlsx_response(bytes, &format!("{}.xlsx", q.list)))
 }

@@ -30,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/trips/import", get(import_page).post(import_submit))
         .route("/trips/{id}", get(trip_page))
         .route("/trips/{id}/act", post(trip_act))
+        .route("/freight/dashboard", get(dashboard_page))
         .route("/alerts", get(alerts_page))
         .route("/alerts/act", post(alert_act))
         .route("/code/{token}", get(code_page))
@@ -805,6 +806,56 @@ async fn trip_act(State(s): State<AppState>, v: Viewer, Path(id): Path<Uuid>, h:
         Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) => trip_view(&s, &v, id, &host_of(&h), Some(e), None).await,
         Err(e) => Err(e.into()),
     }
+}
+
+// ---------- dashboard ----------
+
+/// A dashboard table: export name, title, columns, rows.
+type StatsTable = (&'static str, String, Vec<String>, Vec<Vec<String>>);
+
+#[derive(askama::Template)]
+#[template(path = "freight_dashboard.html")]
+struct DashboardPage {
+    shell: crate::ui::Shell,
+    tables: Vec<StatsTable>,
+}
+
+async fn dashboard_page(State(s): State<AppState>, v: Viewer) -> UiResult {
+    let lang = v.lang;
+    let st = baton_store::freight_stats::stats(&s.store, &v.who).await?;
+    let counts = |name: &'static str, key: &str, list: &[baton_store::freight_stats::Count]| -> StatsTable {
+        let rows = list.iter().map(|c| vec![lang.pick(&c.label_zh, &c.label_en).to_string(), c.count.to_string()]).collect();
+        (name, lang.t(key).to_string(), vec![lang.t(key).to_string(), lang.t("stats.count").to_string()], rows)
+    };
+    let handoffs = st
+        .handoff_times
+        .iter()
+        .map(|h| {
+            let p = HandoffPurpose::parse(&h.purpose).map(|p| p.label(lang.zh()).to_string()).unwrap_or_else(|| h.purpose.clone());
+            vec![p, h.receiver.clone(), h.accepted.to_string(), format!("{:.1}", h.avg_minutes), format!("{:.1}", h.max_minutes)]
+        })
+        .collect();
+    let tables = vec![
+        counts("open_by_state", "stats.by_state", &st.open_by_state),
+        counts("open_by_class", "stats.by_class", &st.open_by_class),
+        counts("open_by_checkpoint", "stats.by_checkpoint", &st.open_by_checkpoint),
+        counts("open_by_township", "stats.by_township", &st.open_by_township),
+        counts("breaches_by_kind", "stats.breaches_by_kind", &st.breaches_by_kind),
+        counts("breaches_by_unit", "stats.breaches_by_unit", &st.breaches_by_unit),
+        (
+            "handoff_times",
+            lang.t("stats.handoffs").to_string(),
+            vec![
+                lang.t("trip.purpose").to_string(),
+                lang.t("trip.handoff_to").to_string(),
+                lang.t("stats.count").to_string(),
+                lang.t("stats.avg_minutes").to_string(),
+                lang.t("stats.max_minutes").to_string(),
+            ],
+            handoffs,
+        ),
+    ];
+    Ok(render(&DashboardPage { shell: v.shell("stats.title"), tables }))
 }
 
 // ---------- alerts ----------

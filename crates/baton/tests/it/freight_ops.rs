@@ -283,3 +283,64 @@ async fn batch_pre_report(b: Backend) {
     app.stop().await;
 }
 both!(a_batch_pre_report_imports_all_rows_or_none_with_errors_by_row, batch_pre_report);
+
+async fn dashboard(b: Backend) {
+    let app = spawn_app(b).await;
+    let cmd = app.login("commander").await;
+    let cp = app.login("checkpoint").await;
+    let escort = app.login("escort").await;
+    let steel = unit(&cmd, "壶关县太行钢材贸易有限公司").await;
+    let food = unit(&cmd, "壶关县龙泉农产品批发有限公司").await;
+    let escort_unit = unit(&cmd, "壶关县交通运输局").await;
+    let a = check_in(&app, &cp, &steel, "晋D70001").await["id"].as_str().unwrap().to_string();
+    check_in(&app, &cp, &food, "晋D70002").await;
+    let ent = app.login("enterprise").await;
+    ent.post(
+        "/api/v1/trips",
+        json!({"plate": "晋D70003", "destination_id": steel, "expected_at": (now(&app) + Duration::hours(1)).to_rfc3339(), "crew": crew("green")}),
+    )
+    .await;
+    // An escort handoff accepted after 10 minutes.
+    cp.post(&format!("/api/v1/trips/{a}/actions"), json!({"action": "propose_handoff", "to": escort_unit, "purpose": "escort"})).await;
+    app.clock.advance(Duration::minutes(10));
+    let (s, v) = escort.post(&format!("/api/v1/trips/{a}/actions"), json!({"action": "accept_handoff"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // The reported truck never checks in: one breach, answerable by the cargo owner.
+    app.clock.advance(Duration::hours(3));
+    baton_store::alerts::sweep(&app.store, now(&app)).await.unwrap();
+    let (s, st) = cmd.get("/api/v1/freight/stats").await;
+    assert_eq!(s, StatusCode::OK, "{st}");
+    let counts = |list: &str| -> Vec<(String, i64)> {
+        let mut v: Vec<(String, i64)> =
+            st[list].as_array().unwrap().iter().map(|c| (c["key"].as_str().unwrap().to_string(), c["count"].as_i64().unwrap())).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(counts("open_by_state"), [("checked_in".into(), 1), ("escort_assigned".into(), 1), ("reported".into(), 1)]);
+    assert_eq!(counts("open_by_class"), [("".into(), 1), ("closed_loop".into(), 2)]);
+    assert_eq!(counts("open_by_checkpoint"), [("".into(), 1), ("龙泉高速出口卡口".into(), 2)]);
+    assert_eq!(counts("open_by_township"), [("140427100".into(), 1), ("140427401".into(), 2)]);
+    let kinds = counts("breaches_by_kind");
+    assert!(kinds.contains(&("not_checked_in".into(), 1)), "{kinds:?}");
+    let h = &st["handoff_times"][0];
+    assert_eq!(
+        (h["purpose"].as_str(), h["receiver"].as_str(), h["accepted"].as_i64(), h["avg_minutes"].as_f64()),
+        (Some("escort"), Some("壶关县交通运输局"), Some(1), Some(10.0))
+    );
+    // Scope: the township of 龙泉 counts only trips in its locality.
+    let longquan = app.login("longquan").await;
+    let (_, st2) = longquan.get("/api/v1/freight/stats").await;
+    let n: i64 = st2["open_by_state"].as_array().unwrap().iter().map(|c| c["count"].as_i64().unwrap()).sum();
+    assert_eq!(n, 1, "{st2}");
+    assert!(st2["handoff_times"].as_array().unwrap().is_empty());
+    // Exports: each list as xlsx; an unknown list is a field error.
+    let r = cmd.raw(reqwest::Method::GET, "/api/v1/freight/export?list=open_by_township").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let rows = baton_store::sheet::read_sheet(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(rows.len(), 3, "header and two townships");
+    assert_eq!(cmd.get("/api/v1/freight/export?list=nope").await.1["fields"]["list"]["code"], "list_unknown");
+    let page = cmd.raw(reqwest::Method::GET, "/freight/dashboard").send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("stats-handoff_times") && page.contains("壶关县交通运输局"));
+    app.stop().await;
+}
+both!(the_dashboard_counts_open_trips_breaches_and_handoff_times_in_scope, dashboard);
