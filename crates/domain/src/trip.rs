@@ -143,6 +143,8 @@ labelled! {
         PlateMismatch = "plate_mismatch", "车牌与报备不符", "Plate does not match the pre-report";
         /// Raised at once when the crew checked in is not the crew pre-reported (not a deadline).
         IdentityMismatch = "identity_mismatch", "司乘人员与报备不符", "Crew does not match the pre-report";
+        /// Raised by the testing module when a trip's landing tube is positive (an emergency).
+        PositiveLanding = "positive_landing", "落地核酸阳性(紧急)", "Positive landing test (emergency)";
     }
 }
 

@@ -10,7 +10,7 @@ use baton_domain::classify::{CodeColour, Evidence, Reason, RiskExposure, classif
 use baton_domain::ident::{IdNumber, PersonalKind, Phone, Plate, mask_kind};
 use baton_domain::policy::PolicyVersion;
 use baton_domain::role::Permission;
-use baton_domain::trip::{Action, CheckIn, Report, TransitionError, Trip, TripRules, TripState};
+use baton_domain::trip::{Action, BreachKind, CheckIn, Report, TransitionError, Trip, TripRules, TripState};
 use baton_domain::unit::UnitKind;
 use baton_domain::{Error, FieldError};
 use chrono::{DateTime, Utc};
@@ -85,6 +85,10 @@ pub struct CheckInInput {
     pub antigen_positive: bool,
     /// The landing test's tube barcode (落地核酸).
     pub landing_tube: String,
+    /// The pre-report being checked in, when the checkpoint picked it (scanned its sheet) rather
+    /// than finding it by plate: a different plate is refused and raises `plate_mismatch`.
+    #[serde(default)]
+    pub trip_id: Option<Uuid>,
 }
 
 fn no_risk() -> RiskExposure {
@@ -517,6 +521,19 @@ pub async fn check_in(store: &Store, who: &Principal, input: &CheckInInput) -> R
         Some((kind, _)) if kind == UnitKind::Checkpoint.as_str() => {}
         _ => return Err(Error::conflict("not_a_checkpoint", "只有卡口可以登记货车", "only a checkpoint can check trucks in")),
     }
+    if let (Some(id), Some(seen)) = (input.trip_id, &plate) {
+        let reported = tx.fetch_optional(q!("SELECT data, rev, jurisdiction FROM trips WHERE id = $1 AND closed_at IS NULL", id)).await?;
+        let Some(l) = reported.map(|r| loaded(&r)).transpose()? else { return Err(Error::NotFound("trip")) };
+        if l.trip.plate != *seen {
+            // Refused, and the broken link is raised at once to whoever holds the report.
+            drop(tx);
+            let mut tx = store.db.begin().await?;
+            let detail = serde_json::json!({"reported": l.trip.plate, "seen": seen, "checkpoint": checkpoint});
+            raise_now(&mut tx, store, &policy, &l.trip, &l.jurisdiction, BreachKind::PlateMismatch, l.trip.custodian, detail).await?;
+            tx.commit().await?;
+            return Err(TransitionError::PlateMismatch.into());
+        }
+    }
     let existing = match &plate {
         Some(p) => tx
             .fetch_optional(q!("SELECT data, rev, jurisdiction FROM trips WHERE plate = $1 AND closed_at IS NULL", p.as_str()))
@@ -582,6 +599,17 @@ pub async fn check_in(store: &Store, who: &Principal, input: &CheckInInput) -> R
             let next = l.trip.apply(&baton_domain::trip::Action::CheckIn(ci), checkpoint, now, &rules)?;
             update_trip(&mut tx, &next, &extra, l.rev, now).await?;
             if !reported_crew {
+                // The crew seen is not the crew reported: checked in as seen, and raised at once.
+                let bidx = |id: &str| store.vault.blind_index("id_number", id);
+                let mut seen: Vec<Vec<u8>> = crew.iter().map(|m| bidx(m.id.as_str())).collect();
+                let rows = tx.fetch_all(q!("SELECT id_number_bidx FROM trip_crew WHERE trip_id = $1", next.id)).await?;
+                let mut reported: Vec<Vec<u8>> = rows.iter().map(|r| r.get("id_number_bidx")).collect::<Result<_, _>>()?;
+                seen.sort();
+                reported.sort();
+                if seen != reported {
+                    let detail = serde_json::json!({"reported": reported.len(), "seen": seen.len()});
+                    raise_now(&mut tx, store, &policy, &next, &jurisdiction, BreachKind::IdentityMismatch, checkpoint, detail).await?;
+                }
                 insert_crew(store, &mut tx, next.id, &crew).await?;
             }
             store.audited(who, trip_audit("trip.check_in", &next, &jurisdiction, detail), tx).await?;
@@ -597,6 +625,37 @@ pub async fn check_in(store: &Store, who: &Principal, input: &CheckInInput) -> R
         }
     };
     get(store, who, id).await
+}
+
+/// Raise a breach that is a fact seen now (a mismatch), not a passed deadline, to `custodian`.
+#[allow(clippy::too_many_arguments)]
+async fn raise_now(
+    tx: &mut Tx,
+    store: &Store,
+    policy: &PolicyVersion,
+    trip: &Trip,
+    jurisdiction: &str,
+    kind: BreachKind,
+    custodian: Uuid,
+    detail: serde_json::Value,
+) -> Result<bool, Error> {
+    let now = store.now();
+    let a = crate::alerts::NewAlert {
+        subject_kind: "trip",
+        subject_id: trip.id,
+        subject: trip.plate.as_str(),
+        trip_id: Some(trip.id),
+        kind: kind.as_str(),
+        due_at: now,
+        custodian,
+        level: 0,
+        rung1: None,
+        emergency: false,
+        jurisdiction,
+        policy_version: policy.version,
+        detail,
+    };
+    crate::alerts::raise(tx, store, &policy.params, now, &a).await
 }
 
 /// Any other transition, done by the caller's unit: handoffs, arrival, departure, exit…

@@ -279,6 +279,7 @@ async fn check_in_submit(State(s): State<AppState>, v: Viewer, body: Bytes) -> U
             risk: serde_json::from_value(serde_json::Value::String(f.get("risk"))).unwrap_or(RiskExposure::None),
             antigen_positive: f.get("antigen_positive") == "on",
             landing_tube: f.get("landing_tube"),
+            trip_id: None,
         })
     })();
     let result = match parsed {

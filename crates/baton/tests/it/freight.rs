@@ -368,7 +368,10 @@ async fn itinerary_at_check_in(b: Backend) {
     assert_eq!(p.cmd.get("/api/v1/trips?plate=晋D30004").await.1["trips"].as_array().unwrap().len(), 0);
     // A policy that reads coarse hits strictly: the same city-level stay is now a high-risk stay.
     let when = (now(&app) + Duration::minutes(5)).to_rfc3339();
-    let (s, v) = p.cmd.post("/api/v1/policy", json!({"effective_from": when, "params": {"truck": {"coarse_hit_one_level_lower": false}}, "note": "严格"})).await;
+    let (s, v) = p
+        .cmd
+        .post("/api/v1/policy", json!({"effective_from": when, "params": {"truck": {"coarse_hit_one_level_lower": false}}, "note": "严格"}))
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     app.clock.advance(Duration::minutes(6));
     let (_, v) = p.checkpoint.post("/api/v1/trips/check-in", body("晋D30005", "太原市")).await;
@@ -376,3 +379,38 @@ async fn itinerary_at_check_in(b: Backend) {
     app.stop().await;
 }
 both!(the_itinerary_is_matched_against_risk_areas_at_check_in, itinerary_at_check_in);
+
+async fn mismatches(b: Backend) {
+    let app = spawn_app(b).await;
+    let p = parties(&app).await;
+    let (s, r) = p.enterprise.post("/api/v1/trips", json!({"plate": "晋D80001", "destination_id": p.dest, "expected_at": (now(&app) + Duration::hours(2)).to_rfc3339(), "crew": crew("green")})).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let id = r["id"].as_str().unwrap().to_string();
+    let body = |plate: &str, id_number: &str| {
+        json!({"plate": plate, "trip_id": id, "destination_id": p.dest, "eta": (now(&app) + Duration::hours(3)).to_rfc3339(),
+               "crew": [{"name": "张师傅", "id_number": id_number, "health_code": "green"}],
+               "test_taken_at": (now(&app) - Duration::hours(5)).to_rfc3339(), "landing_tube": "LT-M1"})
+    };
+    // The checkpoint picks the pre-report, but another truck stands there: refused, raised at once to the reporter.
+    let (s, e) = p.checkpoint.post("/api/v1/trips/check-in", body("晋D80009", "11010519491231002X")).await;
+    assert_eq!((s, e["fields"]["plate"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("plate_mismatch")), "{e}");
+    let (_, a) = p.enterprise.get(&format!("/api/v1/alerts?trip_id={id}")).await;
+    let a = &a["alerts"].as_array().unwrap();
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!((a[0]["kind"].as_str(), a[0]["custodian_id"].as_str()), (Some("plate_mismatch"), p.enterprise.body["user"]["unit_id"].as_str()));
+    assert_eq!(p.cmd.get(&format!("/api/v1/trips/{id}")).await.1["state"], "reported", "nothing changed");
+    // The right truck with another driver: checked in as seen, and the identity mismatch is raised to the checkpoint.
+    let (s, v) = p.checkpoint.post("/api/v1/trips/check-in", body("晋D80001", "110105194912310038")).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (_, a) = p.cmd.get(&format!("/api/v1/alerts?trip_id={id}&kind=identity_mismatch")).await;
+    assert_eq!(a["alerts"][0]["custodian_id"], p.checkpoint_unit, "{a}");
+    // The same crew as reported raises nothing.
+    let (_, r2) = p.enterprise.post("/api/v1/trips", json!({"plate": "晋D80002", "destination_id": p.dest, "expected_at": (now(&app) + Duration::hours(2)).to_rfc3339(), "crew": crew("green")})).await;
+    let id2 = r2["id"].as_str().unwrap();
+    let mut same = body("晋D80002", "11010519491231002X");
+    same["trip_id"] = json!(id2);
+    assert_eq!(p.checkpoint.post("/api/v1/trips/check-in", same).await.0, StatusCode::CREATED);
+    assert_eq!(p.cmd.get(&format!("/api/v1/alerts?trip_id={id2}")).await.1["alerts"].as_array().unwrap().len(), 0);
+    app.stop().await;
+}
+both!(plate_and_identity_mismatches_raise_alerts_at_once, mismatches);
