@@ -24,8 +24,8 @@ pub async fn housekeeping(store: &Store) -> Result<u64, baton_domain::Error> {
 async fn watch(store: &Store) -> Result<baton_store::alerts::SweepReport, baton_domain::Error> {
     let now = store.now();
     let t = baton_store::testing::sweep(store, now).await?;
-    if t.tubes_overdue > 0 || t.batches_unaccepted > 0 {
-        tracing::info!(tubes = t.tubes_overdue, batches = t.batches_unaccepted, "testing deadlines");
+    if t.tubes_overdue > 0 || t.batches_unaccepted > 0 || t.retests_overdue > 0 {
+        tracing::info!(tubes = t.tubes_overdue, batches = t.batches_unaccepted, retests = t.retests_overdue, "testing deadlines");
     }
     baton_store::alerts::sweep(store, now).await
 }

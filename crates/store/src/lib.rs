@@ -19,6 +19,7 @@ pub mod principal;
 pub mod recompute;
 pub mod results;
 pub mod risk_areas;
+pub mod rounds;
 pub mod sites;
 pub mod trip_import;
 pub mod sheet;

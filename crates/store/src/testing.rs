@@ -486,10 +486,21 @@ pub async fn open_tube(store: &Store, who: &Principal, input: &TubeInput) -> Res
             None => c.0.push(FieldError::new("site_id", "site_unknown", "采样点不存在或不属于本队", "no such sampling site of your team")),
         }
     }
-    if let Some(round) = input.round_id
-        && tx.fetch_optional(q!("SELECT 1 AS one FROM screening_rounds WHERE id = $1", round)).await?.is_none()
-    {
-        c.0.push(FieldError::new("round_id", "round_unknown", "筛查轮次不存在", "no such screening round"));
+    if let Some(round) = input.round_id {
+        match tx.fetch_optional(q!("SELECT starts_at, due_at, priority FROM screening_rounds WHERE id = $1", round)).await? {
+            None => c.0.push(FieldError::new("round_id", "round_unknown", "筛查轮次不存在", "no such screening round")),
+            Some(r) if now < r.get::<DateTime<Utc>>("starts_at")? => {
+                c.0.push(FieldError::new("round_id", "round_not_started", "该筛查轮次尚未开始", "the screening round has not started yet"))
+            }
+            Some(r) if now > r.get::<DateTime<Utc>>("due_at")? => {
+                c.0.push(FieldError::new("round_id", "round_closed", "该筛查轮次已结束", "the screening round is over"))
+            }
+            // A round's tubes take its priority unless the desk says otherwise.
+            Some(r) if input.trip_id.is_none() && input.priority.as_deref().is_none_or(|p| p.trim().is_empty()) => {
+                priority = Priority::parse(&r.get::<String>("priority")?).or(priority);
+            }
+            Some(_) => {}
+        }
     }
     if let Some(trip) = input.trip_id {
         match tx.fetch_optional(q!("SELECT data FROM trips WHERE id = $1", trip)).await? {
@@ -1412,15 +1423,7 @@ impl Effects {
         let mut recipients: BTreeMap<Uuid, String> = BTreeMap::new();
         for m in &members {
             let j: String = m.get("jurisdiction")?;
-            let township: String = j.chars().take(9).collect();
-            let unit = tx
-                .fetch_optional(q!(
-                    "SELECT id FROM units WHERE kind = 'township' AND active = TRUE AND jurisdiction = $1 ORDER BY created_at LIMIT 1",
-                    township
-                ))
-                .await?
-                .map(|r| r.get::<Uuid>("id"))
-                .transpose()?;
+            let unit = township_unit(tx, &j).await?;
             for u in unit.into_iter().chain(m.get::<Option<Uuid>>("unit_id")?) {
                 recipients.entry(u).or_insert_with(|| j.clone());
             }
@@ -1494,6 +1497,18 @@ impl Effects {
     }
 }
 
+/// The township government a residence belongs to (the locality that answers for its people).
+async fn township_unit(tx: &mut Tx, jurisdiction: &str) -> Result<Option<Uuid>, Error> {
+    let township: String = jurisdiction.chars().take(9).collect();
+    tx.fetch_optional(q!(
+        "SELECT id FROM units WHERE kind = 'township' AND active = TRUE AND jurisdiction = $1 ORDER BY created_at LIMIT 1",
+        township
+    ))
+    .await?
+    .map(|r| r.get::<Uuid>("id"))
+    .transpose()
+}
+
 /// Recompute one person's status from every sample they gave (`testing::person_status`).
 async fn refresh_person(tx: &mut Tx, person: Uuid, now: DateTime<Utc>) -> Result<(), Error> {
     let rows = tx
@@ -1538,12 +1553,15 @@ async fn refresh_person(tx: &mut Tx, person: Uuid, now: DateTime<Utc>) -> Result
 pub struct SweepReport {
     pub tubes_overdue: u64,
     pub batches_unaccepted: u64,
+    pub retests_overdue: u64,
 }
 
 /// One pass at `now`: a tube without its result by its deadline raises `result_overdue` to the
 /// lab holding it (the sampling team before shipment), climbing to the testing task force and
-/// the command office; a batch not received in time raises `batch_unaccepted` to the lab.
-/// Escalation itself is `alerts::sweep`'s. Safe to repeat: each is raised once.
+/// the command office; a batch not received in time raises `batch_unaccepted` to the lab; a
+/// re-test or re-sample order nobody has sampled by its deadline raises `retest_overdue` to the
+/// person's township (an emergency for a positive pool's member). Escalation itself is
+/// `alerts::sweep`'s. Safe to repeat: each is raised once.
 pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<SweepReport, Error> {
     let mut rep = SweepReport::default();
     let policy = crate::policy::current(store, now).await?;
@@ -1632,7 +1650,64 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<SweepReport, Err
         }
         tx.commit().await?;
     }
+    rep.retests_overdue = sweep_orders(store, &policy, now).await?;
     Ok(rep)
+}
+
+/// Re-test and re-sample orders past their deadline with no sample taken yet.
+async fn sweep_orders(store: &Store, policy: &PolicyVersion, now: DateTime<Utc>) -> Result<u64, Error> {
+    let orders = store
+        .db
+        .fetch_all(q!(
+            "SELECT o.id, o.kind, o.due_at, o.jurisdiction, p.name, p.document_masked, p.unit_id, t.team_id, t.barcode
+             FROM retest_orders o JOIN persons p ON p.id = o.person_id JOIN tubes t ON t.id = o.source_tube_id
+             WHERE o.resolved_at IS NULL AND o.tube_id IS NULL AND o.due_at <= $1
+               AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.subject_kind = 'retest_order' AND a.subject_id = o.id AND a.kind = 'retest_overdue')
+             ORDER BY o.due_at LIMIT 1000",
+            now
+        ))
+        .await?;
+    if orders.is_empty() {
+        return Ok(0);
+    }
+    let mut raised = 0;
+    let mut tx = store.db.begin().await?;
+    for o in &orders {
+        let jurisdiction: String = o.get("jurisdiction")?;
+        let kind: String = o.get("kind")?;
+        let barcode: String = o.get("barcode")?;
+        // The locality finds the person; without a township on record, their unit, else the team that sampled them.
+        let custodian = match township_unit(&mut tx, &jurisdiction).await? {
+            Some(u) => u,
+            None => o.get::<Option<Uuid>>("unit_id")?.map_or_else(|| o.get::<Uuid>("team_id"), Ok)?,
+        };
+        let subject = format!("{} {}", o.get::<String>("name")?, o.get::<String>("document_masked")?);
+        let new = alerts::raise(
+            &mut tx,
+            store,
+            &policy.params,
+            now,
+            &alerts::NewAlert {
+                subject_kind: "retest_order",
+                subject_id: o.get("id")?,
+                subject: &subject,
+                trip_id: None,
+                kind: "retest_overdue",
+                due_at: o.get("due_at")?,
+                custodian,
+                level: 0,
+                rung1: None,
+                emergency: kind == "recheck",
+                jurisdiction: &jurisdiction,
+                policy_version: policy.version,
+                detail: serde_json::json!({"order": kind, "source_barcode": barcode}),
+            },
+        )
+        .await?;
+        raised += u64::from(new);
+    }
+    tx.commit().await?;
+    Ok(raised)
 }
 
 /// Open re-test and re-sample orders: who still owes a sample, by when.

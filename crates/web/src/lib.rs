@@ -10,6 +10,7 @@ pub mod api_risk;
 pub mod api_whitelist;
 pub mod api_persons;
 pub mod api_testing;
+pub mod api_rounds;
 pub mod api_venues;
 pub mod auth;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod middleware;
 pub mod ui;
 pub mod ui_freight;
 pub mod ui_risk;
+pub mod ui_rounds;
 pub mod ui_sites;
 pub mod ui_whitelist;
 
@@ -58,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api_whitelist::routes())
         .merge(api_persons::routes())
         .merge(api_testing::routes())
+        .merge(api_rounds::routes())
         .merge(api_codes::routes())
         .merge(api_venues::routes());
     Router::new()
@@ -67,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ui_sites::routes())
         .merge(ui_whitelist::routes())
         .merge(ui_risk::routes())
+        .merge(ui_rounds::routes())
         .merge(metrics::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
         .layer(axum::extract::DefaultBodyLimit::max(state.config.max_body_bytes))

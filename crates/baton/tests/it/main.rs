@@ -14,6 +14,7 @@ mod personal;
 mod persons;
 mod platform;
 mod risk;
+mod rounds;
 mod scope;
 mod testing;
 mod whitelist;
