@@ -820,6 +820,34 @@ pub async fn open_code(store: &Store, token: &str) -> Result<CodeView, Error> {
     })
 }
 
+/// Bench data (`baton bench --scenario checkin`): walk-in `pass` trips at `checkpoint` bound for
+/// `destination` until `target` trips are open, written straight to the table in batches of
+/// 1,000 (no crew, no audit entries), so that the deadline watcher is measured at full load.
+/// Returns how many were added.
+pub async fn seed_open(store: &Store, checkpoint: Uuid, destination: Uuid, target: u64, eta: DateTime<Utc>) -> Result<u64, Error> {
+    let open: i64 = store.db.fetch_one(q!("SELECT COUNT(*) AS n FROM trips WHERE closed_at IS NULL")).await?.get("n")?;
+    let missing = target.saturating_sub(u64::try_from(open).unwrap_or(0));
+    let policy = policy_now(store).await?;
+    let rules = TripRules::new(policy.version, &policy.params.truck);
+    let jurisdiction: String = store.db.fetch_one(q!("SELECT jurisdiction FROM units WHERE id = $1", destination)).await?.get("jurisdiction")?;
+    let letters = ["A", "B", "C", "E", "F", "G", "H", "J", "K", "L"];
+    let now = store.now();
+    let mut done = 0;
+    while done < missing {
+        let mut tx = store.db.begin().await?;
+        for i in done..(done + 1000).min(missing) {
+            let letter = letters.get(usize::try_from(i / 100_000).unwrap_or(0) % letters.len()).copied().unwrap_or("A");
+            let plate = Plate::parse("plate", &format!("冀{letter}{:05}", i % 100_000)).map_err(|e| Error::Invalid(vec![e]))?;
+            let ci = CheckIn { plate, trailer: None, class: baton_domain::trip::ControlClass::Pass, destination, eta };
+            let trip = Trip::walk_in(Uuid::now_v7(), checkpoint, ci, now, &rules)?;
+            insert_trip(&mut tx, &trip, &jurisdiction, &Extra::default(), now).await?;
+        }
+        tx.commit().await?;
+        done = (done + 1000).min(missing);
+    }
+    Ok(missing)
+}
+
 /// After a key rotation: re-seal crew personal data not under the active key.
 pub async fn reseal_all(store: &Store) -> Result<u64, Error> {
     use crate::vault::SealedColumn;
