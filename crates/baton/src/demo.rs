@@ -4,6 +4,7 @@
 use baton_domain::Error;
 use baton_domain::division::{Divisions, Level};
 use baton_domain::ident::IdNumber;
+use baton_store::testing;
 use baton_store::units::{self, UnitInput};
 use baton_store::users::{self, UserInput};
 use baton_store::{Principal, Store};
@@ -85,6 +86,15 @@ const USERS: &[(&str, &str, &str, &str, &str)] = &[
     ("lab", "褚检测", "lab_staff", "lab_hospital", "unit"),
     ("school", "卫校医", "school_staff", "school_1", "unit"),
     ("venue", "蒋场所", "venue_staff", "venue_market", "unit"),
+];
+
+/// Where the sampling teams take samples: (team key, site, address).
+const SAMPLING_SITES: &[(&str, &str, &str)] = &[
+    ("team_longquan", "龙泉镇政府广场采样点", "龙泉镇府前街"),
+    ("team_longquan", "龙泉镇卫生院采样点", "龙泉镇卫生院门诊楼前"),
+    ("team_longquan", "龙泉农贸市场采样点", "壶关县龙泉农贸市场东门"),
+    ("team_baichi", "百尺镇便民服务中心采样点", "百尺镇便民服务中心"),
+    ("team_baichi", "百尺镇中心学校采样点", "壶关县百尺镇中心学校操场"),
 ];
 
 fn id_number(seq: u32) -> String {
@@ -169,6 +179,11 @@ pub async fn build(store: &Store, opts: &DemoOptions) -> Result<Vec<DemoLogin>, 
                 },
             )
             .await?;
+        }
+        for (team, name, address) in SAMPLING_SITES {
+            let team_id = *ids.get(*team).ok_or(Error::NotFound("demo unit"))?;
+            let who = Principal { unit_id: Some(team_id), ..sys.clone() };
+            testing::create_site(store, &who, &testing::SiteInput { name: (*name).into(), address: (*address).into() }).await?;
         }
     }
     let names: HashMap<&str, &str> = UNITS.iter().map(|(k, n, ..)| (*k, *n)).collect();

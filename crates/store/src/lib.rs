@@ -25,6 +25,7 @@ pub mod trip_import;
 pub mod sheet;
 pub mod testing;
 pub mod testing_import;
+pub mod testing_stats;
 pub mod trips;
 pub mod units;
 pub mod users;

@@ -22,6 +22,7 @@ pub mod ui_freight;
 pub mod ui_risk;
 pub mod ui_rounds;
 pub mod ui_sites;
+pub mod ui_testing;
 pub mod ui_whitelist;
 
 use axum::Router;
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ui_whitelist::routes())
         .merge(ui_risk::routes())
         .merge(ui_rounds::routes())
+        .merge(ui_testing::routes())
         .merge(metrics::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
         .layer(axum::extract::DefaultBodyLimit::max(state.config.max_body_bytes))

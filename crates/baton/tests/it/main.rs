@@ -17,4 +17,5 @@ mod risk;
 mod rounds;
 mod scope;
 mod testing;
+mod testing_pages;
 mod whitelist;
