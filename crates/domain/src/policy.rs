@@ -35,6 +35,9 @@ pub struct TruckRules {
     pub arrival_slack_minutes: u32,
     /// How long a receiver has to accept a handoff.
     pub handoff_accept_minutes: u32,
+    /// How long a checkpoint has to hand a `closed_loop` truck to an escort before the deadline
+    /// watcher proposes one on its behalf (the receiver's escort, or a fallback escort).
+    pub escort_assign_minutes: u32,
     /// From departure to the exit checkpoint's scan.
     pub exit_window_minutes: u32,
     /// For an `isolate` crew to be taken by a quarantine site or turned back after check-in.
@@ -58,6 +61,7 @@ impl Default for TruckRules {
             pre_report_lead_hours: 24,
             arrival_slack_minutes: 60,
             handoff_accept_minutes: 30,
+            escort_assign_minutes: 10,
             exit_window_minutes: 120,
             isolate_disposition_minutes: 120,
             pass_stay_limit_hours: 48,
@@ -177,6 +181,7 @@ impl PolicyParams {
         range("truck.pre_report_lead_hours", t.pre_report_lead_hours, 0, 72);
         range("truck.arrival_slack_minutes", t.arrival_slack_minutes, 0, 24 * 60);
         range("truck.handoff_accept_minutes", t.handoff_accept_minutes, 1, 24 * 60);
+        range("truck.escort_assign_minutes", t.escort_assign_minutes, 1, 240);
         range("truck.exit_window_minutes", t.exit_window_minutes, 10, 24 * 60);
         range("truck.isolate_disposition_minutes", t.isolate_disposition_minutes, 10, 24 * 60);
         range("truck.pass_stay_limit_hours", t.pass_stay_limit_hours, 1, 168);

@@ -26,6 +26,13 @@
 //!
 //! Proposing, rejecting and withdrawing a handoff change neither the state nor the custodian.
 //!
+//! Escort fallback (domain.md: "escort by the receiver (fallback: police/transport staff)"): when the
+//! receiver has no escort, or its escort rejected the handoff, or did not accept it by its `accept_by`,
+//! the custodian (in practice the deadline watcher on its behalf) sends the escort handoff to a fallback
+//! escort unit with [`Action::EscortFallback`]: an overdue pending handoff is withdrawn and the new one is
+//! proposed in the same step, marked with its [`FallbackReason`]. Like any proposal it moves neither the
+//! state nor custody, and it is refused while the escort handoff is still in time (`fallback_not_due`).
+//!
 //! Custody ("exactly one custodian unit at every moment"):
 //!
 //! * the reporter (cargo owner / receiver) holds a pre-reported trip until a checkpoint checks it in;
@@ -202,6 +209,15 @@ labelled! {
     }
 }
 
+labelled! {
+    /// Why an escort handoff went to a fallback escort unit (police or transport staff).
+    FallbackReason {
+        NoReceiverEscort = "no_receiver_escort", "接收单位无接返人员", "The receiver has no escort";
+        Rejected = "rejected", "接返交接被拒收", "The escort handoff was rejected";
+        NotAccepted = "not_accepted", "接返交接未按时确认", "The escort handoff was not accepted in time";
+    }
+}
+
 impl HandoffPurpose {
     /// Route handoffs follow the truck; an arrival or exit scan supersedes them.
     pub fn is_route(self) -> bool {
@@ -316,6 +332,9 @@ pub struct Handoff {
     /// The handoff's own acceptance deadline: proposal + `handoff_accept_minutes`.
     pub accept_by: DateTime<Utc>,
     pub policy_version: i64,
+    /// Set when this is an escort handoff to a fallback escort unit, with why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackReason>,
 }
 
 /// A handoff that is no longer pending, with how and when it ended.
@@ -396,6 +415,14 @@ pub enum Action {
     WithdrawHandoff {
         handoff: Option<Uuid>,
     },
+    /// The custodian sends the escort to a fallback escort unit `to` (police or transport staff) because
+    /// of `reason`: a pending escort handoff past its `accept_by` is withdrawn, and the escort handoff `id`
+    /// is proposed. `id` is made by the caller.
+    EscortFallback {
+        id: Uuid,
+        to: Uuid,
+        reason: FallbackReason,
+    },
     /// The destination scans the trip on arrival; takes custody (accepting a pending `destination` handoff).
     ConfirmArrival,
     ConfirmDeparture,
@@ -434,6 +461,7 @@ impl Action {
             Action::AcceptHandoff { .. } => "accept_handoff",
             Action::RejectHandoff { .. } => "reject_handoff",
             Action::WithdrawHandoff { .. } => "withdraw_handoff",
+            Action::EscortFallback { .. } => "escort_fallback",
             Action::ConfirmArrival => "confirm_arrival",
             Action::ConfirmDeparture => "confirm_departure",
             Action::ExitScan => "exit_scan",
@@ -488,6 +516,7 @@ transition_errors! {
     TurnBackNotAllowed = "turn_back_not_allowed", "现行政策不允许劝返", "the policy in force does not allow turning trucks back";
     TurnBackTooLate = "turn_back_too_late", "车辆已离开卡口，不能劝返", "the truck has left the checkpoint; it can no longer be turned back";
     ReasonRequired = "reason_required", "请填写原因", "a reason is required";
+    FallbackNotDue = "fallback_not_due", "接返交接未被拒收且仍在确认时限内，不能改派兜底接返", "the escort handoff is neither rejected nor overdue; no fallback escort is due";
 }
 
 impl fmt::Display for TransitionError {
@@ -661,6 +690,7 @@ impl Trip {
                 }
                 t.end_pending(HandoffOutcome::Withdrawn, actor, now, None);
             }
+            Action::EscortFallback { id, to, reason } => t.fallback(*id, *to, *reason, actor, now, rules)?,
             Action::ConfirmArrival => t.confirm_arrival(actor, now, rules)?,
             Action::ConfirmDeparture => t.confirm_departure(actor, now, rules)?,
             Action::ExitScan => t.exit_scan(actor, now)?,
@@ -750,7 +780,32 @@ impl Trip {
             proposed_at: now,
             accept_by: plus_minutes(now, rules.truck.handoff_accept_minutes),
             policy_version: rules.version,
+            fallback: None,
         });
+        Ok(())
+    }
+
+    /// Withdraw an overdue escort handoff (if that is the cause) and propose the escort to `to` instead.
+    fn fallback(&mut self, id: Uuid, to: Uuid, reason: FallbackReason, actor: Uuid, now: DateTime<Utc>, rules: &TripRules<'_>) -> Step {
+        self.checked_in_class()?;
+        if actor != self.custodian {
+            return Err(TransitionError::NotCustodian);
+        }
+        let last_rejected =
+            self.handoffs.last().is_some_and(|r| r.outcome == HandoffOutcome::Rejected && r.handoff.purpose == HandoffPurpose::Escort);
+        match (reason, &self.pending) {
+            (_, Some(p)) if p.purpose != HandoffPurpose::Escort => return Err(TransitionError::HandoffPending),
+            (FallbackReason::NotAccepted, None) => return Err(TransitionError::NoPendingHandoff),
+            (FallbackReason::NotAccepted, Some(p)) if now <= p.accept_by => return Err(TransitionError::FallbackNotDue),
+            (FallbackReason::NotAccepted, Some(_)) => self.end_pending(HandoffOutcome::Withdrawn, actor, now, Some(reason.as_str().into())),
+            (_, Some(_)) => return Err(TransitionError::HandoffPending),
+            (FallbackReason::Rejected, None) if !last_rejected => return Err(TransitionError::FallbackNotDue),
+            (FallbackReason::Rejected | FallbackReason::NoReceiverEscort, None) => {}
+        }
+        self.propose(id, to, HandoffPurpose::Escort, actor, now, rules)?;
+        if let Some(p) = self.pending.as_mut() {
+            p.fallback = Some(reason);
+        }
         Ok(())
     }
 
@@ -1063,6 +1118,10 @@ impl Trip {
                 return fail("the pending handoff's id is already in the history".into());
             }
         }
+        let escort_fallback = |h: &Handoff| h.fallback.is_none() || h.purpose == HandoffPurpose::Escort;
+        if !self.pending.iter().chain(self.handoffs.iter().map(|r| &r.handoff)).all(escort_fallback) {
+            return fail("a fallback mark on a handoff that is not an escort handoff".into());
+        }
         // History: unique ids; every accepted handoff began exactly one span, and every span's `via` is one.
         let mut ids: Vec<Uuid> = self.handoffs.iter().map(|r| r.handoff.id).collect();
         ids.sort_unstable();
@@ -1279,6 +1338,54 @@ mod tests {
         assert_eq!(t.chain.last().map(|s| (s.from, s.to)), Some((at(350), Some(at(350)))));
         assert_eq!(t.handoffs.iter().map(|r| r.outcome).collect::<Vec<_>>(), [HandoffOutcome::Accepted; 2]);
         assert!(t.due_breaches(at(100_000)).is_empty());
+    }
+
+    #[test]
+    fn an_overdue_or_rejected_escort_handoff_goes_to_a_fallback_escort() {
+        const POLICE: u128 = 10;
+        const TRANSPORT: u128 = 11;
+        let fb = |id, to, reason| Action::EscortFallback { id: u(id), to: u(to), reason };
+        let t = walk_in(ControlClass::ClosedLoop);
+        // No receiver escort: proposed straight to the fallback, marked with why; nothing else moves.
+        let f = ok(&t, fb(500, POLICE, FallbackReason::NoReceiverEscort), CP, 5);
+        let p = f.pending.clone().unwrap();
+        assert_eq!((p.to, p.purpose, p.fallback, p.accept_by), (u(POLICE), HandoffPurpose::Escort, Some(FallbackReason::NoReceiverEscort), at(35)));
+        assert_eq!((f.custodian, f.state, f.deadline), (t.custodian, t.state, t.deadline));
+        assert_eq!(err(&f, fb(501, TRANSPORT, FallbackReason::NoReceiverEscort), CP, 6), TransitionError::HandoffPending);
+        // The receiver's escort, in time: no fallback yet; once overdue it is withdrawn and redirected.
+        let e = ok(&t, Action::assign_escort(u(500), u(ESCORT)), CP, 5);
+        assert_eq!(err(&e, fb(501, POLICE, FallbackReason::NotAccepted), CP, 35), TransitionError::FallbackNotDue);
+        assert_eq!(err(&e, fb(501, POLICE, FallbackReason::Rejected), CP, 35), TransitionError::HandoffPending);
+        assert_eq!(err(&e, fb(501, POLICE, FallbackReason::NotAccepted), ESCORT, 36), TransitionError::NotCustodian);
+        assert_eq!(err(&e, fb(500, POLICE, FallbackReason::NotAccepted), CP, 36), TransitionError::HandoffIdReused);
+        let breaches = e.due_breaches(at(36));
+        assert_eq!(breaches.iter().map(|b| (b.kind, b.receiver)).collect::<Vec<_>>(), [(BreachKind::HandoffNotAccepted, Some(u(ESCORT)))]);
+        let r = ok(&e, fb(501, POLICE, FallbackReason::NotAccepted), CP, 36);
+        let last = r.handoffs.last().unwrap();
+        assert_eq!(
+            (last.handoff.id, last.outcome, last.by, last.reason.as_deref()),
+            (u(500), HandoffOutcome::Withdrawn, u(CP), Some("not_accepted"))
+        );
+        assert_eq!(r.pending.as_ref().map(|p| (p.to, p.fallback, p.accept_by)), Some((u(POLICE), Some(FallbackReason::NotAccepted), at(66))));
+        // The late escort can no longer accept; the fallback escort can, and the chain records it.
+        assert_eq!(err(&r, accept_id(500), ESCORT, 37), TransitionError::HandoffNotPending);
+        let a = ok(&r, accept(), POLICE, 40);
+        assert_eq!((a.state, a.custodian, a.chain.last().and_then(|s| s.via)), (TripState::EscortAssigned, u(POLICE), Some(u(501))));
+        // Rejected: only right after a rejected escort handoff.
+        assert_eq!(err(&t, fb(501, POLICE, FallbackReason::Rejected), CP, 6), TransitionError::FallbackNotDue);
+        assert_eq!(err(&t, fb(501, POLICE, FallbackReason::NotAccepted), CP, 6), TransitionError::NoPendingHandoff);
+        let rej = ok(&e, Action::RejectHandoff { handoff: None, reason: "no car".into() }, ESCORT, 10);
+        let f = ok(&rej, fb(501, TRANSPORT, FallbackReason::Rejected), CP, 11);
+        assert_eq!(f.pending.as_ref().map(|p| (p.to, p.fallback)), Some((u(TRANSPORT), Some(FallbackReason::Rejected))));
+        // Not for an isolate crew, not before check-in, not while the crew is being handed to quarantine.
+        assert_eq!(err(&walk_in(ControlClass::Isolate), fb(501, POLICE, FallbackReason::NoReceiverEscort), CP, 1), TransitionError::WrongClass);
+        assert_eq!(err(&reported(), fb(501, POLICE, FallbackReason::NoReceiverEscort), REPORTER, 1), TransitionError::NotCheckedIn);
+        let q = ok(&t, Action::isolate(u(600), u(HOTEL)), CP, 1);
+        assert_eq!(err(&q, fb(501, POLICE, FallbackReason::NotAccepted), CP, 100), TransitionError::HandoffPending);
+        // A stored trip from before the fallback existed still reads.
+        let mut old = serde_json::to_value(&e).unwrap();
+        old["pending"].as_object_mut().unwrap().remove("fallback");
+        assert_eq!(serde_json::from_value::<Trip>(old).unwrap(), e);
     }
 
     #[test]
@@ -1570,6 +1677,7 @@ mod tests {
         see(iso.apply(&Action::TurnBack { reason: "x".into() }, u(CP), at(1), &strict).unwrap_err());
         see(err(&escorted, Action::TurnBack { reason: "x".into() }, ESCORT, 3));
         see(err(&iso, Action::TurnBack { reason: "".into() }, CP, 1));
+        see(err(&cl, Action::EscortFallback { id: u(600), to: u(ESCORT), reason: FallbackReason::Rejected }, CP, 1));
         let all: BTreeSet<&str> = E::ALL.iter().map(|e| e.code()).collect();
         assert_eq!(all.len(), E::ALL.len(), "codes are unique");
         assert_eq!(seen, all, "every code is produced by some refusal");
@@ -1652,6 +1760,7 @@ mod tests {
             proposed_at: at(201),
             accept_by: at(231),
             policy_version: 7,
+            fallback: None,
         });
         assert!(t.check_invariants().is_err(), "pending handoff not from the custodian");
         let mut t = ok(&good, Action::ExitScan, EXIT, 250);
@@ -1686,6 +1795,7 @@ mod tests {
         Accept(Option<IdRef>),
         Reject(Option<IdRef>, bool),
         Withdraw(Option<IdRef>),
+        Fallback { id: usize, to: Who, reason: FallbackReason },
         Arrive,
         Depart,
         Exit,
@@ -1734,6 +1844,7 @@ mod tests {
             Gen::Accept(r) => Action::AcceptHandoff { handoff: id_of(t, *r) },
             Gen::Reject(r, ok) => Action::RejectHandoff { handoff: id_of(t, *r), reason: reason(*ok) },
             Gen::Withdraw(r) => Action::WithdrawHandoff { handoff: id_of(t, *r) },
+            Gen::Fallback { id, to, reason } => Action::EscortFallback { id: pool_id(*id), to: who(t, *to), reason: *reason },
             Gen::Arrive => Action::ConfirmArrival,
             Gen::Depart => Action::ConfirmDeparture,
             Gen::Exit => Action::ExitScan,
@@ -1762,6 +1873,7 @@ mod tests {
             4 => idref_s().prop_map(Gen::Accept),
             1 => (idref_s(), prop::bool::weighted(0.8)).prop_map(|(r, ok)| Gen::Reject(r, ok)),
             1 => idref_s().prop_map(Gen::Withdraw),
+            2 => (0..IDS, who_s(), prop::sample::select(FallbackReason::ALL.to_vec())).prop_map(|(id, to, reason)| Gen::Fallback { id, to, reason }),
             2 => Just(Gen::Arrive),
             2 => Just(Gen::Depart),
             2 => Just(Gen::Exit),
@@ -1815,8 +1927,29 @@ mod tests {
                         let moves = matches!(action, Action::CheckIn(_) | Action::AcceptHandoff { .. } | Action::ConfirmArrival | Action::ExitScan);
                         prop_assert!(moves, "{:?} moved custody", action);
                     }
-                    if matches!(action, Action::ProposeHandoff { .. } | Action::RejectHandoff { .. } | Action::WithdrawHandoff { .. }) {
+                    if matches!(
+                        action,
+                        Action::ProposeHandoff { .. } | Action::RejectHandoff { .. } | Action::WithdrawHandoff { .. } | Action::EscortFallback { .. }
+                    ) {
                         prop_assert_eq!((next.custodian, next.state, next.deadline), (t.custodian, t.state, t.deadline));
+                    }
+                    // A fallback proposes an escort handoff marked with its reason, and only when one is due:
+                    // the previous escort handoff was rejected, or is withdrawn now past its acceptance deadline.
+                    if let Action::EscortFallback { id, to, reason } = &action {
+                        let p = next.pending.as_ref();
+                        prop_assert_eq!(p.map(|p| (p.id, p.to, p.purpose, p.fallback)), Some((*id, *to, HandoffPurpose::Escort, Some(*reason))));
+                        match reason {
+                            FallbackReason::NotAccepted => {
+                                let was = t.pending.as_ref().map(|p| (p.id, p.accept_by));
+                                let ended = next.handoffs.last().map(|r| (r.handoff.id, r.outcome));
+                                prop_assert!(was.is_some_and(|(_, by)| now > by), "redirected in time");
+                                prop_assert_eq!(ended, was.map(|(id, _)| (id, HandoffOutcome::Withdrawn)));
+                            }
+                            FallbackReason::Rejected => {
+                                prop_assert!(t.pending.is_none() && t.handoffs.last().is_some_and(|r| r.outcome == HandoffOutcome::Rejected));
+                            }
+                            FallbackReason::NoReceiverEscort => prop_assert!(t.pending.is_none()),
+                        }
                     }
                     // The ledger is append-only: earlier spans and handoff records never change.
                     let n = t.chain.len() - 1;
@@ -1885,6 +2018,7 @@ mod tests {
         use proptest::test_runner::TestRunner;
         let mut runner = TestRunner::deterministic();
         let mut states = BTreeSet::new();
+        let mut fallbacks = BTreeSet::new();
         let strategy = (start_s(), steps_s());
         for _ in 0..3000 {
             let (start, steps) = strategy.new_tree(&mut runner).unwrap().current();
@@ -1894,7 +2028,11 @@ mod tests {
             states.insert(t.state.as_str());
             for (g, w, dt) in &steps {
                 now += Duration::minutes(*dt);
-                if let Ok(n) = t.apply(&resolve(&t, g, now), who(&t, *w), now, &rules) {
+                let action = resolve(&t, g, now);
+                if let Ok(n) = t.apply(&action, who(&t, *w), now, &rules) {
+                    if let Action::EscortFallback { reason, .. } = action {
+                        fallbacks.insert(reason.as_str());
+                    }
                     t = n;
                     states.insert(t.state.as_str());
                 }
@@ -1902,5 +2040,7 @@ mod tests {
         }
         let all: BTreeSet<&str> = TripState::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(states, all);
+        let reasons: BTreeSet<&str> = FallbackReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(fallbacks, reasons, "every fallback reason is reached");
     }
 }
