@@ -379,6 +379,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("testing.outcome", "结果", "Result"),
     ("testing.ct", "Ct 值", "Ct value"),
     ("testing.ct_hint", "可不填", "Optional"),
+    ("testing.choose", "请选择", "Choose"),
     ("testing.results", "结果记录", "Results"),
     ("testing.source", "来源", "Source"),
     ("testing.note", "说明", "Note"),

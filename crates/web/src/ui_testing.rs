@@ -49,7 +49,7 @@ pub fn routes() -> Router<AppState> {
 pub struct TField {
     pub name: &'static str,
     pub label: String,
-    /// text, select, radio, checkboxes, textarea, file or hidden.
+    /// text, select, checkboxes, textarea, file or hidden.
     pub kind: &'static str,
     pub value: String,
     pub options: Vec<(String, String)>,
@@ -305,8 +305,8 @@ async fn desk_view(s: &AppState, v: &Viewer, vals: DeskVals, err: Option<Error>,
         lang.t("testing.open_tube"),
         "/testing/sample",
         vec![
-            TField::choice("pool_size", lang.t("testing.pool_size"), "radio", pool, sizes),
-            TField::choice("priority", lang.t("testing.priority"), "radio", priority, priorities),
+            TField::choice("pool_size", lang.t("testing.pool_size"), "select", pool, sizes),
+            TField::choice("priority", lang.t("testing.priority"), "select", priority, priorities),
             TField::choice("site_id", lang.t("testing.site"), "select", vals.site_id.clone(), sites),
             TField::new("barcode", lang.t("testing.barcode"), "text", vals.barcode.clone()).hint(lang.t("testing.barcode_hint")).focus(),
         ],
@@ -717,14 +717,16 @@ struct ResultVals {
 }
 
 fn result_form(lang: Lang, vals: &ResultVals) -> TForm {
-    let outcomes = Outcome::ALL.iter().map(|o| (o.as_str().to_string(), o.label(lang.zh()).to_string())).collect();
+    // No result is preselected: a wrong default would be worse than a missed choice.
+    let mut outcomes = vec![(String::new(), lang.t("testing.choose").to_string())];
+    outcomes.extend(Outcome::ALL.iter().map(|o| (o.as_str().to_string(), o.label(lang.zh()).to_string())));
     TForm::new(
         "result-form",
         lang.t("testing.post_result"),
         "/testing/lab",
         vec![
             TField::new("barcode", lang.t("testing.barcode"), "text", vals.barcode.clone()).hint(lang.t("testing.barcode_hint")).focus(),
-            TField::choice("result", lang.t("testing.outcome"), "radio", vals.result.clone(), outcomes),
+            TField::choice("result", lang.t("testing.outcome"), "select", vals.result.clone(), outcomes),
             TField::new("ct", lang.t("testing.ct"), "text", vals.ct.clone()).mode("decimal").hint(lang.t("testing.ct_hint")),
         ],
         lang.t("testing.post_result"),

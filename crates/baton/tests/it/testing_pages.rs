@@ -148,7 +148,7 @@ async fn desk_to_recheck(b: Backend) {
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(field_error(&a.html, "barcode").as_deref(), Some("条码应为 4 到 40 位字母、数字、- 或 _"));
     assert_eq!(focused(&a.html), vec!["f-barcode"]);
-    assert!(a.html.contains("value=\"5\" checked"), "the chosen pool size is kept");
+    assert!(a.html.contains("value=\"5\" selected"), "the chosen pool size is kept");
     // Open a 5-in-1 tube by barcode: the tube page, focus on the document number.
     let a = sampler.post("/testing/sample", &[("pool_size", "5"), ("priority", "routine"), ("site_id", ""), ("barcode", "hg-page-0001")]).await;
     assert_eq!(a.status, StatusCode::SEE_OTHER);
@@ -198,7 +198,7 @@ async fn desk_to_recheck(b: Backend) {
     let desk = sampler.get(&a.location).await;
     assert!(desk.html.contains("HG-PAGE-0001 已封管，人数 5 / 5"), "{}", desk.html);
     assert!(desk.html.contains("value=\"HG-PAGE-0001\" checked"), "the sealed tube is ticked for the batch");
-    assert!(desk.html.contains("value=\"5\" checked"), "the pool size is kept for the next tube");
+    assert!(desk.html.contains("value=\"5\" selected"), "the pool size is kept for the next tube");
     assert!(sampler.get(&tube).await.html.contains("data-state=\"sealed\""));
     assert!(!sampler.get(&tube).await.html.contains("add-form"), "a sealed tube takes nobody");
     // Pack a batch: the lab must be chosen.
@@ -235,7 +235,7 @@ async fn desk_to_recheck(b: Backend) {
     let a = lab_ui.post("/testing/lab", &[("barcode", "HG-PAGE-0001"), ("ct", "")]).await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(field_error(&a.html, "result").is_some(), "{}", a.html);
-    assert_eq!(focused(&a.html), vec!["f-result-0"]);
+    assert_eq!(focused(&a.html), vec!["f-result"]);
     let a = lab_ui.post("/testing/lab", &[("barcode", "HG-PAGE-0001"), ("result", "positive"), ("ct", "abc")]).await;
     assert_eq!(field_error(&a.html, "ct").as_deref(), Some("Ct 值应为数字"));
     let a = Ui::of(&app, "lab", "en").await.post("/testing/lab", &[("barcode", "HG-PAGE-0001"), ("result", "positive"), ("ct", "60")]).await;
