@@ -431,6 +431,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("testing.retest", "单管复核", "Re-test"),
     ("testing.retest_owed", "待采样", "Not sampled yet"),
     ("testing.retest_taken", "已采样待结果", "Sampled, awaiting result"),
+    ("testing.pending_persons", "待复核人员及单管复核", "Persons pending re-check and their re-tests"),
     ("testing.rechecks_lead", "阳性混管的每一名人员在单管复核出结果前均为待复核，须立即管控并按时完成单管复核。", "Every member of a positive pool is pending re-check until the single-tube re-test: control them at once and re-test them in time."),
     // Mass-screening rounds and pool-size planning.
     ("nav.rounds", "全员筛查", "Mass screening"),

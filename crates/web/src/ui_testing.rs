@@ -7,7 +7,7 @@
 
 use crate::AppState;
 use crate::i18n::Lang;
-use crate::ui::{Cell, Filter, FormData, Shell, TablePage, UiResult, Viewer, cell, code, form_of, link, local, query_map, render};
+use crate::ui::{Cell, Filter, FormData, Shell, UiResult, Viewer, cell, code, form_of, link, local, query_map, render};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
@@ -424,6 +424,16 @@ async fn open_submit(State(s): State<AppState>, v: Viewer, body: Bytes) -> UiRes
     match parsed {
         Ok(input) => match testing::open_tube(&s.store, &v.who, &input).await {
             Ok(t) => Ok(Redirect::to(&format!("/testing/tubes/{}", t.id)).into_response()),
+            Err(e) if e.fields().iter().any(|f| f.code == "barcode_reused") => {
+                // The barcode of one of the team's open tubes (scanned again, or Enter pressed
+                // twice) takes the sampler back to that tube.
+                match testing::find_tube(&s.store, &v.who, &input.barcode).await {
+                    Ok(t) if Some(t.team_id) == v.who.unit_id && t.state == TubeState::Open => {
+                        Ok(Redirect::to(&format!("/testing/tubes/{}", t.id)).into_response())
+                    }
+                    _ => desk_view(&s, &v, vals, Some(e), None).await,
+                }
+            }
             Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) => desk_view(&s, &v, vals, Some(e), None).await,
             Err(e) => Err(e.into()),
         },
@@ -460,12 +470,16 @@ struct PersonVals {
     name: String,
 }
 
-async fn tube_view(s: &AppState, v: &Viewer, id: Uuid, vals: PersonVals, err: Option<Error>, flash: Option<String>) -> UiResult {
+/// One tube; `added`: say who was put in last.
+async fn tube_view(s: &AppState, v: &Viewer, id: Uuid, vals: PersonVals, err: Option<Error>, added: bool) -> UiResult {
     let lang = v.lang;
     let t = testing::get_tube(&s.store, &v.who, id).await?;
     let mut shell = v.shell("testing.tube");
     shell.title = format!("{} {}", lang.t("testing.tube"), t.barcode);
-    shell.flash = flash;
+    if added {
+        shell.flash =
+            t.member_list.iter().max_by_key(|m| m.seq).map(|m| format!("{} {} ({} / {})", lang.t("testing.added"), m.name, t.members, t.pool_size));
+    }
     let mut facts = vec![
         ("state", lang.t("testing.state").to_string(), t.state.label(lang.zh()).to_string()),
         ("fill", lang.t("testing.fill").to_string(), format!("{} / {}", t.members, t.pool_size)),
@@ -567,13 +581,7 @@ async fn tube_view(s: &AppState, v: &Viewer, id: Uuid, vals: PersonVals, err: Op
 }
 
 async fn tube_page(State(s): State<AppState>, v: Viewer, Path(id): Path<Uuid>, RawQuery(q): RawQuery) -> UiResult {
-    let flash = if query_map(&q).contains_key("added") {
-        let t = testing::get_tube(&s.store, &v.who, id).await?;
-        t.member_list.iter().max_by_key(|m| m.seq).map(|m| format!("{} {} ({} / {})", v.lang.t("testing.added"), m.name, t.members, t.pool_size))
-    } else {
-        None
-    };
-    tube_view(&s, &v, id, PersonVals::default(), None, flash).await
+    tube_view(&s, &v, id, PersonVals::default(), None, query_map(&q).contains_key("added")).await
 }
 
 /// After a tube fills up or is sealed, the desk is ready for the next barcode with the same choices.
@@ -604,7 +612,7 @@ async fn add_submit(State(s): State<AppState>, v: Viewer, Path(id): Path<Uuid>, 
         Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) => {
             // `members[0].name` is the form's `name`; `members[0]` (already in the tube) its document.
             let e = rename(e, |f| base_name(f).map(|n| if n == "members" { "document_number".to_string() } else { n }), &[]);
-            tube_view(&s, &v, id, vals, Some(e), None).await
+            tube_view(&s, &v, id, vals, Some(e), false).await
         }
         Err(e) => Err(e.into()),
     }
@@ -614,7 +622,7 @@ async fn seal_submit(State(s): State<AppState>, v: Viewer, Path(id): Path<Uuid>,
     form_of(&v, &body)?;
     match testing::seal(&s.store, &v.who, id).await {
         Ok(t) => back_to_desk(&t),
-        Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) => tube_view(&s, &v, id, PersonVals::default(), Some(e), None).await,
+        Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) => tube_view(&s, &v, id, PersonVals::default(), Some(e), false).await,
         Err(e) => Err(e.into()),
     }
 }
@@ -1100,38 +1108,32 @@ async fn rechecks_page(State(s): State<AppState>, v: Viewer, RawQuery(q): RawQue
         .collect();
     let mut kinds = vec![(String::new(), lang.pick("全部", "All").to_string())];
     kinds.extend([Purpose::Recheck, Purpose::Resample].iter().map(|p| (p.as_str().to_string(), p.label(lang.zh()).to_string())));
-    let mut shell = v.shell("nav.rechecks");
-    shell.flash = Some(lang.t("testing.rechecks_lead").to_string());
-    let page = TablePage {
-        shell,
-        create_href: None,
-        filters: vec![
-            Filter { name: "kind", label: lang.t("testing.order_kind").into(), value: kind, kind: "text", options: kinds },
-            Filter {
-                name: "overdue",
-                label: lang.t("testing.overdue").into(),
-                value: if overdue_only { "1" } else { "0" }.into(),
-                kind: "text",
-                options: vec![("0".into(), lang.pick("全部", "All").into()), ("1".into(), lang.t("testing.overdue_only").into())],
-            },
+    let mut page = Page::new(v.shell("nav.rechecks"), "rechecks-head");
+    page.lead = Some(lang.t("testing.rechecks_lead").to_string());
+    page.filters = vec![
+        Filter { name: "kind", label: lang.t("testing.order_kind").into(), value: kind, kind: "text", options: kinds },
+        Filter {
+            name: "overdue",
+            label: lang.t("testing.overdue").into(),
+            value: if overdue_only { "1" } else { "0" }.into(),
+            kind: "text",
+            options: vec![("0".into(), lang.pick("全部", "All").into()), ("1".into(), lang.t("testing.overdue_only").into())],
+        },
+    ];
+    let columns = cols(
+        lang,
+        &[
+            "testing.name",
+            "testing.document_number",
+            "common.division",
+            "testing.order_kind",
+            "testing.source_tube",
+            "testing.retest_due",
+            "testing.retest",
+            "testing.status",
         ],
-        columns: cols(
-            lang,
-            &[
-                "testing.name",
-                "testing.document_number",
-                "common.division",
-                "testing.order_kind",
-                "testing.source_tube",
-                "testing.retest_due",
-                "testing.retest",
-                "testing.status",
-            ],
-        ),
-        rows,
-        more_href: None,
-        forms: vec![],
-    };
+    );
+    page.sections.push(table("rechecks", lang.t("testing.pending_persons"), columns, rows));
     Ok(render(&page))
 }
 

@@ -153,6 +153,9 @@ async fn desk_to_recheck(b: Backend) {
     let a = sampler.post("/testing/sample", &[("pool_size", "5"), ("priority", "routine"), ("site_id", ""), ("barcode", "hg-page-0001")]).await;
     assert_eq!(a.status, StatusCode::SEE_OTHER);
     let tube = a.location.clone();
+    // The same barcode again (scanned twice, or Enter pressed twice) returns to the open tube.
+    let again = sampler.post("/testing/sample", &[("pool_size", "5"), ("priority", "routine"), ("site_id", ""), ("barcode", "HG-PAGE-0001")]).await;
+    assert_eq!((again.status, again.location.as_str()), (StatusCode::SEE_OTHER, tube.as_str()));
     let page = sampler.get(&tube).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(tag(&page.html, "tube").contains("data-state=\"open\""));
@@ -201,6 +204,8 @@ async fn desk_to_recheck(b: Backend) {
     assert!(desk.html.contains("value=\"5\" selected"), "the pool size is kept for the next tube");
     assert!(sampler.get(&tube).await.html.contains("data-state=\"sealed\""));
     assert!(!sampler.get(&tube).await.html.contains("add-form"), "a sealed tube takes nobody");
+    let a = sampler.post("/testing/sample", &[("pool_size", "5"), ("priority", "routine"), ("site_id", ""), ("barcode", "HG-PAGE-0001")]).await;
+    assert_eq!((a.status, field_error(&a.html, "barcode").as_deref()), (StatusCode::UNPROCESSABLE_ENTITY, Some("该条码已被使用")));
     // Pack a batch: the lab must be chosen.
     let a = sampler.post("/testing/ship", &[("barcodes", "HG-PAGE-0001"), ("lab_id", "")]).await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -257,6 +262,7 @@ async fn desk_to_recheck(b: Backend) {
     for user in ["longquan", "commander"] {
         let p = Ui::of(&app, user, "zh").await.get("/testing/rechecks").await;
         assert_eq!(p.status, StatusCode::OK, "{user}");
+        assert_eq!(cells(&p.html, "rechecks").len(), 5 * 8, "{user}: five persons");
         for i in 1..5 {
             assert!(p.html.contains(&format!("受检者{i}")), "{user} sees 受检者{i}");
         }
@@ -315,7 +321,9 @@ async fn dashboard(b: Backend) {
         let (_, a) = fill(&sampler, code, "1", "expedited", 100 + i as u32, 1).await;
         assert!(a.location.contains("sealed="), "a single tube seals with its person");
     }
-    fill(&sampler, "HG-DR-1", "5", "routine", 200, 5).await;
+    let (pool, _) = fill(&sampler, "HG-DR-1", "5", "routine", 200, 5).await;
+    // Not shipped yet: not the lab's to see.
+    assert_eq!(Ui::of(&app, "lab", "zh").await.get(&pool).await.status, StatusCode::NOT_FOUND);
     let a = sampler
         .post(
             "/testing/ship",
@@ -324,6 +332,7 @@ async fn dashboard(b: Backend) {
         .await;
     assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.html);
     let lab_ui = Ui::of(&app, "lab", "zh").await;
+    assert_eq!(lab_ui.get(&pool).await.status, StatusCode::OK, "shipped to the lab: now it may");
     let p = lab_ui.get("/testing/dashboard").await;
     assert_eq!(p.status, StatusCode::OK);
     // Routine: awaiting 1, received 0, pending 1, overdue 0, resulted 0, positive 0; expedited: 3 awaiting.
