@@ -27,7 +27,13 @@ async fn watch(store: &Store) -> Result<baton_store::alerts::SweepReport, baton_
     if t.tubes_overdue > 0 || t.batches_unaccepted > 0 || t.retests_overdue > 0 {
         tracing::info!(tubes = t.tubes_overdue, batches = t.batches_unaccepted, retests = t.retests_overdue, "testing deadlines");
     }
-    baton_store::alerts::sweep(store, now).await
+    let r = baton_store::alerts::sweep(store, now).await?;
+    // After the alerts: an escort handoff redirected to a fallback escort has had its breach raised.
+    let e = baton_store::escorts::sweep(store, now).await?;
+    if e.proposed + e.fallbacks + e.no_fallback > 0 {
+        tracing::info!(proposed = e.proposed, fallbacks = e.fallbacks, no_fallback = e.no_fallback, "escorts");
+    }
+    Ok(r)
 }
 
 /// The deadline watcher's period: a breach is raised within this long of its deadline.

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod codes;
 pub mod db;
+pub mod escorts;
 pub mod exposure;
 pub mod freight_stats;
 pub mod grids;

@@ -114,7 +114,7 @@ pub struct TripView {
 
 /// What the store keeps beside the domain value.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Extra {
+pub(crate) struct Extra {
     reasons: Vec<Reason>,
     landing_tube: Option<String>,
     evidence: Option<Evidence>,
@@ -298,7 +298,7 @@ fn open_plate(e: Error) -> Error {
 }
 
 /// Write a changed trip back, only if it is still the revision that was read.
-async fn update_trip(tx: &mut Tx, trip: &Trip, extra: &Extra, rev: i64, now: DateTime<Utc>) -> Result<(), Error> {
+pub(crate) async fn update_trip(tx: &mut Tx, trip: &Trip, extra: &Extra, rev: i64, now: DateTime<Utc>) -> Result<(), Error> {
     let data = serde_json::to_string(&Stored { trip: trip.clone(), extra: extra.clone() }).map_err(Error::internal)?;
     let n = tx
         .execute(q!(
@@ -329,14 +329,14 @@ async fn update_trip(tx: &mut Tx, trip: &Trip, extra: &Extra, rev: i64, now: Dat
     add_parties(tx, trip).await
 }
 
-struct Loaded {
-    trip: Trip,
-    extra: Extra,
-    rev: i64,
-    jurisdiction: String,
+pub(crate) struct Loaded {
+    pub(crate) trip: Trip,
+    pub(crate) extra: Extra,
+    pub(crate) rev: i64,
+    pub(crate) jurisdiction: String,
 }
 
-fn loaded(r: &Row) -> Result<Loaded, Error> {
+pub(crate) fn loaded(r: &Row) -> Result<Loaded, Error> {
     let data: String = r.get("data")?;
     let s: Stored = serde_json::from_str(&data).map_err(Error::internal)?;
     Ok(Loaded { trip: s.trip, extra: s.extra, rev: r.get("rev")?, jurisdiction: r.get("jurisdiction")? })
@@ -664,7 +664,7 @@ pub async fn act(store: &Store, who: &Principal, id: Uuid, action: serde_json::V
     who.require(Permission::TripsHandle)?;
     let actor = actor_unit(who)?;
     let mut action = action;
-    if action.get("action").and_then(|a| a.as_str()) == Some("propose_handoff")
+    if matches!(action.get("action").and_then(|a| a.as_str()), Some("propose_handoff" | "escort_fallback"))
         && let Some(o) = action.as_object_mut()
     {
         o.insert("id".into(), serde_json::json!(Uuid::now_v7()));
@@ -680,7 +680,7 @@ pub async fn act(store: &Store, who: &Principal, id: Uuid, action: serde_json::V
     let mut tx = store.db.begin().await?;
     let l = load_visible(&mut tx, who, id).await?;
     let next = l.trip.apply(&action, actor, now, &rules)?;
-    if let Action::ProposeHandoff { to, .. } = &action
+    if let Action::ProposeHandoff { to, .. } | Action::EscortFallback { to, .. } = &action
         && unit_kind_and_division(&mut tx, *to).await?.is_none()
     {
         return Err(Error::field("to", "unit_unknown", "接收单位不存在", "the receiving unit does not exist"));

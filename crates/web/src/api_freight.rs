@@ -7,9 +7,9 @@ use crate::auth::Caller;
 use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use baton_store::sheet::Format;
-use baton_store::{alerts, freight_stats, ledger, trip_import, trips};
+use baton_store::{alerts, escorts, freight_stats, ledger, trip_import, trips};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -28,6 +28,9 @@ pub fn routes() -> Router<AppState> {
         .route("/alerts", get(list_alerts))
         .route("/alerts/{id}/acknowledge", post(acknowledge))
         .route("/alerts/{id}/resolve", post(resolve))
+        .route("/escorts", get(escort_roster))
+        .route("/escorts/fallback", put(set_fallback))
+        .route("/escorts/receivers/{id}", put(set_receiver_escort))
 }
 
 async fn list_trips(State(s): State<AppState>, c: Caller, Qs(f): Qs<trips::TripFilter>) -> ApiResult {
@@ -146,4 +149,19 @@ struct ExportQuery {
 async fn freight_export(State(s): State<AppState>, c: Caller, Qs(q): Qs<ExportQuery>) -> ApiResult {
     let bytes = freight_stats::export(&s.store, &c.who, &q.list).await?;
     Ok(crate::api_whitelist::xlsx_response(bytes, &format!("{}.xlsx", q.list)))
+}
+
+/// Who escorts closed-loop trucks: each receiver's escort unit and the fallback roster.
+async fn escort_roster(State(s): State<AppState>, c: Caller) -> ApiResult {
+    ok(escorts::roster(&s.store, &c.who).await?)
+}
+
+/// Replace the fallback roster (police, transport departments) in priority order.
+async fn set_fallback(State(s): State<AppState>, c: Caller, Body(input, _): Body<escorts::FallbackInput>) -> ApiResult {
+    ok(escorts::set_fallback(&s.store, &c.who, &input).await?)
+}
+
+/// A receiver's escort unit (`null` removes it).
+async fn set_receiver_escort(State(s): State<AppState>, c: Caller, Id(id): Id, Body(input, _): Body<escorts::ReceiverEscortInput>) -> ApiResult {
+    ok(escorts::set_receiver_escort(&s.store, &c.who, id, &input).await?)
 }

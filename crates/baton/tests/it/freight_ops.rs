@@ -344,3 +344,132 @@ async fn dashboard(b: Backend) {
     app.stop().await;
 }
 both!(the_dashboard_counts_open_trips_breaches_and_handoff_times_in_scope, dashboard);
+
+/// Acting as a unit that has no demo login (the police bureau), straight through the store.
+fn as_unit(unit: &str) -> baton_store::Principal {
+    baton_store::Principal { unit_id: Some(unit.parse().unwrap()), ..baton_store::Principal::system("test") }
+}
+
+async fn escorts(b: Backend) {
+    let app = spawn_app(b).await;
+    let cmd = app.login("commander").await;
+    let cp = app.login("checkpoint").await;
+    let enterprise = app.login("enterprise").await;
+    let steel = unit(&cmd, "壶关县太行钢材贸易有限公司").await;
+    let build = unit(&cmd, "壶关县百尺建材有限公司").await;
+    let police = unit(&cmd, "壶关县公安局").await;
+    let transport = unit(&cmd, "壶关县交通运输局").await;
+    let checkpoint_unit = unit(&cmd, "龙泉高速出口卡口").await;
+    let store = app.store.clone();
+    let escort_sweep = |app: &TestApp| {
+        let (store, t) = (app.store.clone(), now(app));
+        async move { baton_store::escorts::sweep(&store, t).await.unwrap() }
+    };
+    let alert_sweep = |app: &TestApp| {
+        let (store, t) = (app.store.clone(), now(app));
+        async move { baton_store::alerts::sweep(&store, t).await.unwrap() }
+    };
+    let trip = |id: String| {
+        let cmd = &cmd;
+        async move { cmd.get(&format!("/api/v1/trips/{id}")).await.1 }
+    };
+    // The demo roster: police then transport behind every receiver; 太行钢材's trucks go to transport.
+    let (s, r) = cmd.get("/api/v1/escorts").await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let names: Vec<&str> = r["fallback"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["壶关县公安局", "壶关县交通运输局"]);
+    assert_eq!(
+        (r["receivers"][0]["receiver_id"].as_str(), r["receivers"][0]["escort_id"].as_str()),
+        (Some(steel.as_str()), Some(transport.as_str()))
+    );
+    // Bad rosters change nothing; only unit managers set it; a receiver sets its own escort.
+    let (s, e) = cmd.put("/api/v1/escorts/fallback", json!({"units": [checkpoint_unit, uuid::Uuid::now_v7(), police, police]})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    let codes: Vec<&str> = (0..4).map(|i| e["fields"][format!("units[{i}]")]["code"].as_str().unwrap_or("")).collect();
+    assert_eq!(codes, ["not_a_department", "unit_unknown", "", "duplicate"]);
+    let (s, _) = enterprise.put("/api/v1/escorts/fallback", json!({"units": [police]})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = enterprise.put(&format!("/api/v1/escorts/receivers/{build}"), json!({"escort_id": transport})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "another receiver's escort");
+    let (s, e) = enterprise.put(&format!("/api/v1/escorts/receivers/{steel}"), json!({"escort_id": uuid::Uuid::now_v7()})).await;
+    assert_eq!((s, e["fields"]["escort_id"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unit_unknown")));
+    let (s, r) = enterprise.put(&format!("/api/v1/escorts/receivers/{steel}"), json!({"escort_id": transport})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+
+    // A. The receiver's escort, proposed by the watcher once the checkpoint has let 10 minutes pass,
+    // is not accepted in time: the breach is raised, and the handoff goes to the police instead.
+    let a = check_in(&app, &cp, &steel, "晋D50001").await["id"].as_str().unwrap().to_string();
+    app.clock.advance(Duration::minutes(5));
+    assert_eq!(escort_sweep(&app).await.proposed, 0, "the checkpoint hands over itself within 10 minutes");
+    app.clock.advance(Duration::minutes(6));
+    let r = escort_sweep(&app).await;
+    assert_eq!((r.proposed, r.fallbacks), (1, 0), "{r:?}");
+    let t = trip(a.clone()).await;
+    assert_eq!((t["pending"]["to"].as_str(), t["pending"]["fallback"].as_str()), (Some(transport.as_str()), None), "{t}");
+    app.clock.advance(Duration::minutes(31));
+    // The escort step alone raises the breach of the handoff it redirects; the alert sweep then finds it raised.
+    let r = escort_sweep(&app).await;
+    assert_eq!(r.fallbacks, 1, "{r:?}");
+    assert_eq!(alert_sweep(&app).await.raised, 0);
+    let t = trip(a.clone()).await;
+    assert_eq!((t["pending"]["to"].as_str(), t["pending"]["fallback"].as_str()), (Some(police.as_str()), Some("not_accepted")), "{t}");
+    assert_eq!(t["custodian"], checkpoint_unit, "the checkpoint stays answerable until the fallback escort accepts");
+    let last = t["handoffs"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["handoff"]["to"].as_str(), last["outcome"].as_str(), last["reason"].as_str()),
+        (Some(transport.as_str()), Some("withdrawn"), Some("not_accepted"))
+    );
+    let (_, al) = cmd.get(&format!("/api/v1/alerts?trip_id={a}")).await;
+    let kinds: Vec<&str> = al["alerts"].as_array().unwrap().iter().map(|x| x["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["handoff_not_accepted"]);
+    // The late escort can no longer take it; the police can.
+    let late = baton_store::trips::act(&store, &as_unit(&transport), a.parse().unwrap(), json!({"action": "accept_handoff"})).await;
+    assert!(late.is_err());
+    let t = baton_store::trips::act(&store, &as_unit(&police), a.parse().unwrap(), json!({"action": "accept_handoff"})).await.unwrap();
+    let chain: Vec<String> = t.trip.chain.iter().map(|s| s.unit.to_string()).collect();
+    assert_eq!(chain, [checkpoint_unit.clone(), police.clone()]);
+    assert_eq!(t.trip.state.as_str(), "escort_assigned");
+    let acts = audit_actions(&cmd, &a).await;
+    assert_eq!(acts, ["trip.check_in", "trip.propose_handoff", "alert.raise", "trip.escort_fallback", "trip.accept_handoff"]);
+    assert_eq!(escort_sweep(&app).await.trips_checked, 0, "an escorted trip needs nothing more");
+
+    // B. A receiver without an escort: straight to the fallback; each rejection goes to the next; none left, it stays.
+    let b = check_in(&app, &cp, &build, "晋D50002").await["id"].as_str().unwrap().to_string();
+    app.clock.advance(Duration::minutes(11));
+    assert_eq!(escort_sweep(&app).await.fallbacks, 1);
+    let t = trip(b.clone()).await;
+    assert_eq!((t["pending"]["to"].as_str(), t["pending"]["fallback"].as_str()), (Some(police.as_str()), Some("no_receiver_escort")));
+    let reject = json!({"action": "reject_handoff", "reason": "警力不足"});
+    baton_store::trips::act(&store, &as_unit(&police), b.parse().unwrap(), reject.clone()).await.unwrap();
+    assert_eq!(escort_sweep(&app).await.fallbacks, 1, "a rejection is redirected at once");
+    let t = trip(b.clone()).await;
+    assert_eq!((t["pending"]["to"].as_str(), t["pending"]["fallback"].as_str()), (Some(transport.as_str()), Some("rejected")));
+    baton_store::trips::act(&store, &as_unit(&transport), b.parse().unwrap(), reject).await.unwrap();
+    let r = escort_sweep(&app).await;
+    assert_eq!((r.fallbacks, r.no_fallback), (0, 1), "nobody left on the roster: {r:?}");
+    assert!(trip(b.clone()).await["pending"].is_null());
+
+    // C. The nearest fallback: a department in the destination's township goes before county units.
+    let (s, local) = cmd.post("/api/v1/units", json!({"name": "百尺派出所", "kind": "department", "division_code": "140427101"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{local}");
+    let local = local["id"].as_str().unwrap().to_string();
+    let (s, r) = cmd.put("/api/v1/escorts/fallback", json!({"units": [police, transport, local]})).await;
+    assert_eq!((s, r["fallback"].as_array().map(Vec::len)), (StatusCode::OK, Some(3)), "{r}");
+    let c = check_in(&app, &cp, &build, "晋D50003").await["id"].as_str().unwrap().to_string();
+    app.clock.advance(Duration::minutes(11));
+    escort_sweep(&app).await;
+    assert_eq!(trip(c.clone()).await["pending"]["to"].as_str(), Some(local.as_str()));
+    // Sent to the fallback escort, it now sees the trip.
+    let seen = baton_store::trips::get(
+        &store,
+        &baton_store::Principal {
+            scope: baton_domain::scope::Scope::Unit { unit_id: local.parse().unwrap(), division: "140427101".into() },
+            ..as_unit(&local)
+        },
+        c.parse().unwrap(),
+    )
+    .await;
+    assert!(seen.is_ok());
+    app.stop().await;
+}
+both!(escorts_fall_back_to_police_and_transport, escorts);
