@@ -32,6 +32,12 @@ pub struct BenchArgs {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 5)]
     pub seconds: u64,
+    /// Scenario `codes`: persons seeded.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub persons: u64,
+    /// Scenario `codes`: scans seeded for the exposure search.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub scans: u64,
 }
 
 #[derive(Debug, Default)]
@@ -111,6 +117,9 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.scenario == "codes" {
+        return crate::bench_codes::run(&args).await;
+    }
     if args.scenario != "platform" && args.scenario != "checkin" {
         anyhow::bail!("unknown scenario {}; known: platform, checkin", args.scenario);
     }

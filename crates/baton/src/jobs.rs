@@ -39,7 +39,38 @@ async fn watch(store: &Store) -> Result<baton_store::alerts::SweepReport, baton_
 /// The deadline watcher's period: a breach is raised within this long of its deadline.
 const WATCH_SECONDS: u64 = 10;
 
+/// How often the code recompute looks for work (risk-area lists, policy versions, results, codes at their `until`).
+const RECOMPUTE_SECONDS: u64 = 2;
+
+/// Person codes follow their facts: its own loop, so that a long run never delays the deadline watcher.
+async fn recompute(store: Store, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(RECOMPUTE_SECONDS));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|v| *v) => return,
+        }
+        // On a manual clock whoever moves time runs `recompute::sweep` (as for the deadline watcher).
+        if store.clock.is_manual() {
+            continue;
+        }
+        match baton_store::recompute::sweep(&store, usize::MAX).await {
+            Ok(r) => {
+                if r.changed + r.results + r.expired > 0 {
+                    tracing::info!(processed = r.processed, changed = r.changed, results = r.results, expired = r.expired, "codes recomputed");
+                }
+            }
+            Err(e) => {
+                metrics.jobs_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "code recompute failed");
+            }
+        }
+        metrics.jobs_run.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 pub async fn run(store: Store, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(recompute(store.clone(), metrics.clone(), stop.clone()));
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(WATCH_SECONDS));
     let mut n: u64 = 0;
     loop {

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod bench_codes;
 pub mod config;
 pub mod demo;
 pub mod jobs;

@@ -147,6 +147,16 @@ pub fn verify_offline(keys: &PublicKeys, token: &str, now: DateTime<Utc>) -> Res
     verify(keys, token, KIND_CODE, now)
 }
 
+/// The Ed25519 check alone, with the active key, nothing else of `verify_offline`: the floor a
+/// verifier cannot go below (`baton bench` reports verification beside it).
+pub fn signature_only(keys: &PublicKeys, token: &str) -> bool {
+    use ed25519_dalek::Verifier;
+    let Ok(bytes) = B64.decode(token) else { return false };
+    let (payload, sig) = bytes.split_at(PAYLOAD_CODE.min(bytes.len()));
+    let (Some((_, pk)), Ok(sig)) = (keys.first(), ed25519_dalek::Signature::from_slice(sig)) else { return false };
+    ed25519_dalek::VerifyingKey::from_bytes(pk).is_ok_and(|k| k.verify(payload, &sig).is_ok())
+}
+
 pub fn open_link(vault: &crate::Vault, link: &str, now: DateTime<Utc>) -> Result<Token, Error> {
     verify(&vault.signing_public_keys(), link, KIND_LINK, now)
 }
@@ -261,13 +271,17 @@ pub async fn history(store: &Store, who: &Principal, person: Uuid) -> Result<Vec
 
 // ---------- gathering inputs in sets ----------
 
-/// Persons per statement when reading or writing in sets.
-pub const CHUNK: usize = 500;
+/// Persons per transaction when recomputing in sets.
+pub const CHUNK: usize = 2000;
+/// Ids per `IN (…)` list. Small on purpose: the SQLite driver looks each parameter up by
+/// position in a scan of the statement's parameters, so binding costs grow with the square of
+/// their number.
+pub const IN_LIST: usize = 100;
 
 /// `prefix ($first, …, $first+n-1) suffix`, built once per statement and kept for the process:
 /// the statement layer takes static SQL, and a set-based read needs a list of ids.
 fn in_list(prefix: &str, first: usize, suffix: &str) -> &'static str {
-    let ph: Vec<String> = (first..first + CHUNK).map(|i| format!("${i}")).collect();
+    let ph: Vec<String> = (first..first + IN_LIST).map(|i| format!("${i}")).collect();
     Box::leak(format!("{prefix} ({}) {suffix}", ph.join(", ")).into_boxed_str())
 }
 
@@ -281,12 +295,21 @@ static SQL_RESULTS: LazyLock<&'static str> =
 static SQL_CODES: LazyLock<&'static str> =
     LazyLock::new(|| in_list("SELECT person_id, colour, reasons, valid_until, policy_version, rev FROM person_codes WHERE person_id IN", 1, ""));
 
-/// Bind `ids` padded to `CHUNK` with the nil id (which names no person).
-fn id_args(lead: Vec<Val>, ids: &[Uuid]) -> Vec<Val> {
+/// Bind `ids` (at most `IN_LIST`) padded with the nil id (which names no person).
+pub fn id_args(lead: Vec<Val>, ids: &[Uuid]) -> Vec<Val> {
     let mut args = lead;
     args.extend(ids.iter().map(|i| Val::from(*i)));
-    args.extend(std::iter::repeat_n(Val::from(Uuid::nil()), CHUNK.saturating_sub(ids.len())));
+    args.extend(std::iter::repeat_n(Val::from(Uuid::nil()), IN_LIST.saturating_sub(ids.len())));
     args
+}
+
+/// Every row of an `IN (…)` statement over `ids`, `IN_LIST` at a time.
+async fn fetch_in(store: &Store, sql: &'static str, lead: &[Val], ids: &[Uuid]) -> Result<Vec<Row>, Error> {
+    let mut out = Vec::new();
+    for part in ids.chunks(IN_LIST) {
+        out.extend(store.db.fetch_all(Q { sql, args: id_args(lead.to_vec(), part) }).await?);
+    }
+    Ok(out)
 }
 
 /// The risk areas that can matter for stays in the look-back window, as known now, indexed by division.
@@ -363,27 +386,27 @@ impl Context {
     }
 }
 
-/// The facts of up to `CHUNK` persons: (jurisdiction, inputs) by person; merged-away records are left out.
+/// The facts of a set of persons: (jurisdiction, inputs) by person; merged-away records are left out.
 async fn gather(store: &Store, ctx: &Context, ids: &[Uuid]) -> Result<HashMap<Uuid, (String, CodeInputs)>, Error> {
     let mut out: HashMap<Uuid, (String, CodeInputs)> = HashMap::with_capacity(ids.len());
-    for r in store.db.fetch_all(Q { sql: &SQL_PERSONS, args: id_args(vec![], ids) }).await? {
+    for r in fetch_in(store, &SQL_PERSONS, &[], ids).await? {
         if r.get::<Option<Uuid>>("merged_into")?.is_none() {
             out.insert(r.get("id")?, (r.get("jurisdiction")?, CodeInputs::default()));
         }
     }
     let start = ctx.now - Duration::days(i64::from(ctx.rules.itinerary_days));
     let mut stays: HashMap<Uuid, Vec<Stay>> = HashMap::new();
-    for r in store.db.fetch_all(Q { sql: &SQL_STAYS, args: id_args(vec![start.into()], ids) }).await? {
+    for r in fetch_in(store, &SQL_STAYS, &[start.into()], ids).await? {
         stays.entry(r.get("person_id")?).or_default().push(Stay { place: r.get("division_code")?, from: r.get("stay_from")?, to: r.get("stay_to")? });
     }
-    for r in store.db.fetch_all(Q { sql: &SQL_CONTROLS, args: id_args(vec![], ids) }).await? {
+    for r in fetch_in(store, &SQL_CONTROLS, &[], ids).await? {
         let id: Uuid = r.get("person_id")?;
         let kind: String = r.get("kind")?;
         if let (Some(e), Some(kind)) = (out.get_mut(&id), ControlKind::parse(&kind)) {
             e.1.controls.push(Control { kind, from: r.get("valid_from")?, to: r.get("valid_to")? });
         }
     }
-    for r in store.db.fetch_all(Q { sql: &SQL_RESULTS, args: id_args(vec![], ids) }).await? {
+    for r in fetch_in(store, &SQL_RESULTS, &[], ids).await? {
         let id: Uuid = r.get("person_id")?;
         let status: String = r.get("status")?;
         if let (Some(e), Some(status)) = (out.get_mut(&id), ResultStatus::parse(&status)) {
@@ -425,7 +448,7 @@ struct Old {
 pub(crate) async fn recompute_chunk(store: &Store, ctx: &Context, ids: &[Uuid], cause: &str, tx: &mut Tx) -> Result<usize, Error> {
     let facts = gather(store, ctx, ids).await?;
     let mut old: HashMap<Uuid, Old> = HashMap::new();
-    for r in store.db.fetch_all(Q { sql: &SQL_CODES, args: id_args(vec![], ids) }).await? {
+    for r in fetch_in(store, &SQL_CODES, &[], ids).await? {
         old.insert(
             r.get("person_id")?,
             Old {
@@ -437,7 +460,8 @@ pub(crate) async fn recompute_chunk(store: &Store, ctx: &Context, ids: &[Uuid], 
             },
         );
     }
-    let mut changed = 0usize;
+    let mut codes: Vec<Vec<Val>> = Vec::new();
+    let mut hist: Vec<Vec<Val>> = Vec::new();
     let mut ordered: Vec<(&Uuid, &(String, CodeInputs))> = facts.iter().collect();
     ordered.sort_by_key(|(id, _)| **id);
     for (id, (jurisdiction, inputs)) in ordered {
@@ -455,44 +479,72 @@ pub(crate) async fn recompute_chunk(store: &Store, ctx: &Context, ids: &[Uuid], 
         }
         let inputs = serde_json::to_string(inputs).map_err(Error::internal)?;
         let rev = prev.map_or(1, |o| o.rev + 1);
-        let colour_changed = prev.is_none_or(|o| o.colour != code.colour.as_str());
-        tx.execute(q!(
-            "INSERT INTO person_codes (person_id, colour, reasons, valid_until, policy_version, inputs, jurisdiction, rev, computed_at, changed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
-             ON CONFLICT (person_id) DO UPDATE SET colour = excluded.colour, reasons = excluded.reasons, valid_until = excluded.valid_until,
-                policy_version = excluded.policy_version, inputs = excluded.inputs, jurisdiction = excluded.jurisdiction, rev = excluded.rev,
-                computed_at = excluded.computed_at,
-                changed_at = CASE WHEN $10 THEN excluded.changed_at ELSE person_codes.changed_at END",
-            *id,
-            code.colour.as_str(),
-            reasons.clone(),
-            until,
-            ctx.policy_version,
-            inputs.clone(),
-            jurisdiction.clone(),
-            rev,
-            ctx.now,
-            colour_changed
-        ))
-        .await?;
-        tx.execute(q!(
-            "INSERT INTO person_code_history (id, person_id, rev, colour, reasons, valid_until, policy_version, inputs, cause, at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            Uuid::now_v7(),
-            *id,
-            rev,
-            code.colour.as_str(),
-            reasons,
-            until,
-            ctx.policy_version,
-            inputs,
-            cause,
-            ctx.now
-        ))
-        .await?;
-        changed += 1;
+        codes.push(vec![
+            (*id).into(),
+            code.colour.as_str().into(),
+            reasons.clone().into(),
+            until.into(),
+            ctx.policy_version.into(),
+            inputs.clone().into(),
+            jurisdiction.clone().into(),
+            rev.into(),
+            ctx.now.into(),
+            ctx.now.into(),
+        ]);
+        hist.push(vec![
+            Uuid::now_v7().into(),
+            (*id).into(),
+            rev.into(),
+            code.colour.as_str().into(),
+            reasons.into(),
+            until.into(),
+            ctx.policy_version.into(),
+            inputs.into(),
+            cause.into(),
+            ctx.now.into(),
+        ]);
     }
+    let changed = codes.len();
+    write_rows(tx, &SQL_UPSERT_CODES, &SQL_UPSERT_CODE, codes).await?;
+    write_rows(tx, &SQL_INSERT_HISTORY, &SQL_INSERT_HIST, hist).await?;
     Ok(changed)
+}
+
+/// Rows per multi-row write.
+const WRITE_ROWS: usize = 10;
+
+/// `{head} VALUES (…), … ×rows {tail}` with `cols` parameters a row.
+fn values(head: &str, cols: usize, rows: usize, tail: &str) -> &'static str {
+    let v: Vec<String> =
+        (0..rows).map(|r| format!("({})", (1..=cols).map(|c| format!("${}", r * cols + c)).collect::<Vec<_>>().join(", "))).collect();
+    Box::leak(format!("{head} VALUES {} {tail}", v.join(", ")).into_boxed_str())
+}
+
+const CODES_HEAD: &str =
+    "INSERT INTO person_codes (person_id, colour, reasons, valid_until, policy_version, inputs, jurisdiction, rev, computed_at, changed_at)";
+// `changed_at` moves only when the colour does.
+const CODES_TAIL: &str =
+    "ON CONFLICT (person_id) DO UPDATE SET colour = excluded.colour, reasons = excluded.reasons, valid_until = excluded.valid_until,
+    policy_version = excluded.policy_version, inputs = excluded.inputs, jurisdiction = excluded.jurisdiction, rev = excluded.rev,
+    computed_at = excluded.computed_at,
+    changed_at = CASE WHEN excluded.colour <> person_codes.colour THEN excluded.changed_at ELSE person_codes.changed_at END";
+const HIST_HEAD: &str = "INSERT INTO person_code_history (id, person_id, rev, colour, reasons, valid_until, policy_version, inputs, cause, at)";
+
+static SQL_UPSERT_CODES: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 10, WRITE_ROWS, CODES_TAIL));
+static SQL_UPSERT_CODE: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 10, 1, CODES_TAIL));
+static SQL_INSERT_HISTORY: LazyLock<&'static str> = LazyLock::new(|| values(HIST_HEAD, 10, WRITE_ROWS, ""));
+static SQL_INSERT_HIST: LazyLock<&'static str> = LazyLock::new(|| values(HIST_HEAD, 10, 1, ""));
+
+/// Write rows `WRITE_ROWS` at a time, the rest one by one.
+async fn write_rows(tx: &mut Tx, many: &'static str, one: &'static str, rows: Vec<Vec<Val>>) -> Result<(), Error> {
+    let mut it = rows.chunks_exact(WRITE_ROWS);
+    for chunk in it.by_ref() {
+        tx.execute(Q { sql: many, args: chunk.iter().flatten().cloned().collect() }).await?;
+    }
+    for r in it.remainder() {
+        tx.execute(Q { sql: one, args: r.clone() }).await?;
+    }
+    Ok(())
 }
 
 /// Recompute the codes of `ids` now, in transactions of `CHUNK`, with one audit entry per call.

@@ -260,7 +260,7 @@ pub struct BatchReport {
 /// Most scans in one upload.
 pub const MAX_BATCH: usize = 10_000;
 /// Rows per INSERT statement.
-const ROWS: usize = 100;
+const ROWS: usize = 12;
 const COLS: usize = 8;
 
 static SQL_INSERT: LazyLock<&'static str> = LazyLock::new(|| {
@@ -279,8 +279,13 @@ static SQL_INSERT: LazyLock<&'static str> = LazyLock::new(|| {
     )
 });
 
+static SQL_VENUES: LazyLock<&'static str> = LazyLock::new(|| {
+    let ph: Vec<String> = (1..=person_codes::IN_LIST).map(|i| format!("${i}")).collect();
+    Box::leak(format!("SELECT id, jurisdiction, unit_id, active FROM venues WHERE id IN ({})", ph.join(", ")).into_boxed_str())
+});
+
 static SQL_PERSONS: LazyLock<&'static str> = LazyLock::new(|| {
-    let ph: Vec<String> = (1..=person_codes::CHUNK).map(|i| format!("${i}")).collect();
+    let ph: Vec<String> = (1..=person_codes::IN_LIST).map(|i| format!("${i}")).collect();
     Box::leak(format!("SELECT id, merged_into FROM persons WHERE id IN ({})", ph.join(", ")).into_boxed_str())
 });
 
@@ -292,17 +297,33 @@ pub async fn ingest(store: &Store, who: &Principal, input: &BatchInput) -> Resul
     }
     let now = store.now();
     let mut rejected = Vec::new();
-    let mut venues: HashMap<Uuid, Option<String>> = HashMap::new();
-    let mut good: Vec<(usize, Uuid, person_codes::Token, DateTime<Utc>, String)> = Vec::with_capacity(input.scans.len());
-    for (i, s) in input.scans.iter().enumerate() {
-        if let std::collections::hash_map::Entry::Vacant(slot) = venues.entry(s.venue_id) {
-            slot.insert(match get(store, who, s.venue_id).await {
-                Ok(v) => Some(v.jurisdiction),
-                Err(Error::NotFound(_)) => None,
-                Err(e) => return Err(e),
-            });
+    // The venues named, in sets; one outside the caller's scope is as unknown as a missing one.
+    let mut venues: HashMap<Uuid, String> = HashMap::new();
+    let named: Vec<Uuid> = input.scans.iter().map(|s| s.venue_id).collect::<HashSet<_>>().into_iter().collect();
+    for chunk in named.chunks(person_codes::IN_LIST) {
+        for r in store.db.fetch_all(Q { sql: &SQL_VENUES, args: person_codes::id_args(vec![], chunk) }).await? {
+            let j: String = r.get("jurisdiction")?;
+            if r.get::<bool>("active")? && who.scope.covers(&j, r.get("unit_id")?) {
+                venues.insert(r.get("id")?, j);
+            }
         }
-        let Some(Some(jurisdiction)) = venues.get(&s.venue_id) else {
+    }
+    // Signatures checked on every core: verification is most of an upload's cost.
+    let keys = store.vault.signing_public_keys();
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).clamp(1, 8);
+    let part = input.scans.len().div_ceil(threads).max(1);
+    let verified: Vec<Vec<Result<person_codes::Token, Error>>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = input
+            .scans
+            .chunks(part)
+            .map(|c| sc.spawn(|| c.iter().map(|s| person_codes::verify_offline(&keys, &s.token, s.at)).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().map(|h| h.join().map_err(|_| Error::internal("token verification failed"))).collect::<Result<_, _>>()
+    })?;
+    let verified = verified.into_iter().flatten();
+    let mut good: Vec<(usize, Uuid, person_codes::Token, DateTime<Utc>, String)> = Vec::with_capacity(input.scans.len());
+    for ((i, s), v) in input.scans.iter().enumerate().zip(verified) {
+        let Some(jurisdiction) = venues.get(&s.venue_id) else {
             rejected.push(FieldError::new(
                 format!("scans[{i}].venue_id"),
                 "venue_unknown",
@@ -315,7 +336,7 @@ pub async fn ingest(store: &Store, who: &Principal, input: &BatchInput) -> Resul
             rejected.push(FieldError::new(format!("scans[{i}].at"), "in_future", "扫码时间晚于当前时间", "the scan time is in the future"));
             continue;
         }
-        match person_codes::verify_token(&store.vault, &s.token, s.at) {
+        match v {
             Ok(t) => good.push((i, s.venue_id, t, s.at, jurisdiction.clone())),
             Err(e) => rejected.push(FieldError::new(format!("scans[{i}].token"), e.code(), e.message(true), e.message(false))),
         }
@@ -323,10 +344,8 @@ pub async fn ingest(store: &Store, who: &Principal, input: &BatchInput) -> Resul
     // Unknown persons, in sets.
     let mut known: HashMap<Uuid, Uuid> = HashMap::new();
     let ids: Vec<Uuid> = good.iter().map(|g| g.2.person_ref).collect::<HashSet<_>>().into_iter().collect();
-    for chunk in ids.chunks(person_codes::CHUNK) {
-        let mut args: Vec<Val> = chunk.iter().map(|i| Val::from(*i)).collect();
-        args.extend(std::iter::repeat_n(Val::from(Uuid::nil()), person_codes::CHUNK - chunk.len()));
-        for r in store.db.fetch_all(Q { sql: &SQL_PERSONS, args }).await? {
+    for chunk in ids.chunks(person_codes::IN_LIST) {
+        for r in store.db.fetch_all(Q { sql: &SQL_PERSONS, args: person_codes::id_args(vec![], chunk) }).await? {
             let id: Uuid = r.get("id")?;
             known.insert(id, r.get::<Option<Uuid>>("merged_into")?.unwrap_or(id));
         }
