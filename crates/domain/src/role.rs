@@ -38,15 +38,15 @@ permissions! {
     RiskAreasWrite = "risk_areas.write", "维护风险地区", "Maintain risk areas";
     WhitelistRead = "whitelist.read", "查看白名单", "View the whitelist";
     WhitelistWrite = "whitelist.write", "维护白名单", "Maintain the whitelist";
+    TestingRead = "testing.read", "查看采样检测", "View sampling and testing";
+    TestingSample = "testing.sample", "采样登记与送检", "Register samples and ship them";
+    TestingResult = "testing.result", "接收样本与报告结果", "Receive samples and post results";
+    TestingManage = "testing.manage", "组织筛查轮次", "Run screening rounds";
     PersonsRead = "persons.read", "查看人员", "View persons";
     PersonsWrite = "persons.write", "登记人员", "Register persons";
     VenuesWrite = "venues.write", "管理场所码", "Manage venues and venue codes";
     VenuesScan = "venues.scan", "场所扫码登记", "Scan codes at a venue";
     ExposureSearch = "exposure.search", "时空伴随排查", "Search exposures of a case";
-    TestingRead = "testing.read", "查看采样检测", "View sampling and testing";
-    TestingSample = "testing.sample", "采样登记与送检", "Register samples and ship them";
-    TestingResult = "testing.result", "接收样本与报告结果", "Receive samples and post results";
-    TestingManage = "testing.manage", "组织筛查轮次", "Run screening rounds";
 }
 
 /// A set of permissions, stored as a sorted comma-separated list.
@@ -126,12 +126,12 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
             RiskAreasWrite,
             WhitelistRead,
             WhitelistWrite,
-            PersonsRead,
-            PersonsWrite,
             TestingRead,
             TestingSample,
             TestingResult,
             TestingManage,
+            PersonsRead,
+            PersonsWrite,
             VenuesWrite,
             VenuesScan,
             ExposureSearch,
@@ -158,6 +158,8 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
             AlertsHandle,
             PersonsRead,
             PersonsWrite,
+            TestingRead,
+            TestingManage,
             VenuesWrite,
             ExposureSearch,
         ],
