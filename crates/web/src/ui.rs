@@ -93,7 +93,7 @@ pub(crate) const PAGES: &[(&str, &str, Option<Permission>, &str, &str)] = &[
         "货车闭环：报备、落地、接返、到达、离开、核销",
         "Truck loop: pre-report, check-in, escort, arrival, departure, exit",
     ),
-    ("/alerts", "nav.alerts", Some(Permission::TripsRead), "断链告警与逐级上报", "Broken links and their escalation"),
+    ("/alerts", "nav.alerts", Some(Permission::AlertsHandle), "断链告警与逐级上报：货车、样本", "Broken links and their escalation: trucks, samples"),
     ("/sites", "nav.sites", Some(Permission::TripsRead), "货车专用服务场地：容量、在场车辆、进出、待出结果", "Truck service sites: capacity, trucks present, in and out, waiting for results"),
     ("/freight/dashboard", "stats.title", Some(Permission::TripsRead), "在途行程、断链、交接用时，可导出", "Open trips, breaches, handoff times; exportable"),
     (
