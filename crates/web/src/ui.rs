@@ -145,6 +145,8 @@ pub(crate) const PAGES: &[(&str, &str, Option<Permission>, &str, &str)] = &[
         "Whitelisted enterprises, vehicles and drivers: review, suspend, revoke, fraud flag, import and export",
     ),
     ("/risk-areas", "nav.risk_areas", None, "现行风险地区、历史、导入与解除", "Risk areas in force, their history, imports and lifting"),
+    ("/venues", "nav.venues", None, "重点场所的场所码、扫码核验与到访记录", "Key venues: venue codes, scans at the door, visit logs"),
+    ("/exposure", "nav.exposure", Some(Permission::ExposureSearch), "病例的时空伴随人员与协查导出", "A case's companions and the tracing export"),
     ("/divisions", "nav.divisions", None, "按代码或名称查找行政区划", "Find divisions by code or name"),
 ];
 
@@ -299,6 +301,38 @@ impl FormData {
             ))
         }
     }
+}
+
+/// The parts of a `multipart/form-data` body (file uploads): name, file name, content. A body
+/// without a boundary, or cut short, yields the parts read so far.
+pub(crate) fn multipart(content_type: &str, body: &[u8]) -> Vec<(String, Option<String>, Vec<u8>)> {
+    let Some(boundary) = content_type.split(';').find_map(|p| p.trim().strip_prefix("boundary=")).map(|b| format!("\r\n--{}", b.trim_matches('"')))
+    else {
+        return vec![];
+    };
+    let find =
+        |hay: &[u8], needle: &[u8], from: usize| hay.get(from..).and_then(|h| h.windows(needle.len()).position(|w| w == needle)).map(|i| i + from);
+    // The first boundary has no line break before it.
+    let mut text = b"\r\n".to_vec();
+    text.extend_from_slice(body);
+    let mut out = Vec::new();
+    let mut at = find(&text, boundary.as_bytes(), 0);
+    while let Some(start) = at {
+        let head_from = start + boundary.len() + 2;
+        if text.get(start + boundary.len()..head_from) == Some(b"--") {
+            break;
+        }
+        let Some(head_end) = find(&text, b"\r\n\r\n", head_from) else { break };
+        let next = find(&text, boundary.as_bytes(), head_end);
+        let head = String::from_utf8_lossy(text.get(head_from..head_end).unwrap_or_default()).to_string();
+        let attr =
+            |k: &str| head.split(';').find_map(|p| p.trim().strip_prefix(&format!("{k}=\"")).map(|v| v.split('"').next().unwrap_or("").to_string()));
+        if let Some(name) = attr("name") {
+            out.push((name, attr("filename"), text.get(head_end + 4..next.unwrap_or(text.len())).unwrap_or_default().to_vec()));
+        }
+        at = next;
+    }
+    out
 }
 
 pub(crate) fn form_of(v: &Viewer, body: &Bytes) -> Result<FormData, Error> {
@@ -1434,4 +1468,21 @@ async fn asset(Path(file): Path<String>) -> Response {
         _ => return UiError(Error::NotFound("asset")).into_response(),
     };
     ([(header::CONTENT_TYPE, ty), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()
+}
+
+#[cfg(test)]
+mod multipart_tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn parts_are_read_up_to_the_closing_boundary() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\ntok\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\nContent-Type: text/csv\r\n\r\nplate\r\n\xe6\x99\x8bD1\r\n\r\n--XyZ--\r\n";
+        let parts = super::multipart("multipart/form-data; boundary=\"XyZ\"", body);
+        assert_eq!(parts.len(), 2);
+        assert_eq!((parts[0].0.as_str(), parts[0].1.as_deref(), parts[0].2.as_slice()), ("csrf", None, &b"tok"[..]));
+        assert_eq!((parts[1].0.as_str(), parts[1].1.as_deref()), ("file", Some("a.csv")));
+        assert_eq!(parts[1].2, "plate\r\n晋D1\r\n".as_bytes());
+        assert!(super::multipart("multipart/form-data", body).is_empty());
+        assert_eq!(super::multipart("multipart/form-data; boundary=XyZ", &body[..40]).len(), 0, "a cut-off head");
+    }
 }

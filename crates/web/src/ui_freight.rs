@@ -397,36 +397,10 @@ async fn import_page(v: Viewer) -> UiResult {
     Ok(render(&import_page_of(&v, vec![], vec![])))
 }
 
-/// The parts of a `multipart/form-data` body: (name, file name, content).
-fn multipart(content_type: &str, body: &[u8]) -> Vec<(String, Option<String>, Vec<u8>)> {
-    let Some(boundary) = content_type.split(';').find_map(|p| p.trim().strip_prefix("boundary=")).map(|b| format!("--{}", b.trim_matches('"')))
-    else {
-        return vec![];
-    };
-    let find =
-        |hay: &[u8], needle: &[u8], from: usize| hay.get(from..).and_then(|h| h.windows(needle.len()).position(|w| w == needle)).map(|i| i + from);
-    let mut out = Vec::new();
-    let mut at = find(body, boundary.as_bytes(), 0);
-    while let Some(start) = at {
-        let head_from = start + boundary.len() + 2;
-        let Some(head_end) = find(body, b"\r\n\r\n", head_from) else { break };
-        let next = find(body, boundary.as_bytes(), head_end);
-        let end = next.map(|n| n.saturating_sub(2)).unwrap_or(body.len());
-        let head = String::from_utf8_lossy(&body[head_from.min(head_end)..head_end]).to_string();
-        let attr =
-            |k: &str| head.split(';').find_map(|p| p.trim().strip_prefix(&format!("{k}=\"")).map(|v| v.split('"').next().unwrap_or("").to_string()));
-        if let Some(name) = attr("name") {
-            out.push((name, attr("filename"), body.get(head_end + 4..end).unwrap_or_default().to_vec()));
-        }
-        at = next;
-    }
-    out
-}
-
 async fn import_submit(State(s): State<AppState>, v: Viewer, h: HeaderMap, body: Bytes) -> UiResult {
     let lang = v.lang;
     let ct = h.get(header::CONTENT_TYPE).and_then(|x| x.to_str().ok()).unwrap_or("");
-    let parts = multipart(ct, &body);
+    let parts = crate::ui::multipart(ct, &body);
     let csrf = parts.iter().find(|p| p.0 == "csrf").map(|p| String::from_utf8_lossy(&p.2).to_string()).unwrap_or_default();
     if !crate::auth::constant_time_eq(csrf.as_bytes(), v.csrf.as_bytes()) {
         return Err(Error::conflict(
