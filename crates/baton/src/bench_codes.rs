@@ -105,7 +105,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
     let now = store.now();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(2022_11_10);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20_221_110);
 
     // ---------- seed persons with one stay each, spread over the county's villages ----------
     let d = Divisions::get_all();

@@ -18,8 +18,10 @@ pub mod i18n;
 pub mod metrics;
 pub mod middleware;
 pub mod ui;
+pub mod ui_codes;
 pub mod ui_freight;
 pub mod ui_risk;
+pub mod ui_venues;
 pub mod ui_rounds;
 pub mod ui_sites;
 pub mod ui_testing;
@@ -71,6 +73,8 @@ pub fn router(state: AppState) -> Router {
         .merge(ui_sites::routes())
         .merge(ui_whitelist::routes())
         .merge(ui_risk::routes())
+        .merge(ui_codes::routes())
+        .merge(ui_venues::routes())
         .merge(ui_rounds::routes())
         .merge(ui_testing::routes())
         .merge(metrics::routes())

@@ -1,0 +1,245 @@
+//! Venue pages: the venues in scope (and a new one), a venue's door — scan a code (typed or
+//! pasted when the camera fails) and the answer at once — with its visit log, the printable
+//! venue-code poster, and the exposure search with its tracing-request export.
+
+use crate::AppState;
+use crate::ui::{Cell, Field, Filter, FormCard, TablePage, UiResult, Viewer, attach_errors, cell, form_of, link, local, query_map, render};
+use crate::ui_codes::{colour_css, qr};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::get;
+use baton_domain::Error;
+use baton_domain::code::VenueKind;
+use baton_domain::role::Permission;
+use baton_store::{exposure, venues};
+use uuid::Uuid;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/venues", get(list_page).post(create))
+        .route("/venues/{id}", get(venue_page))
+        .route("/venues/{id}/scan", axum::routing::post(scan))
+        .route("/venues/{id}/poster", get(poster))
+        .route("/exposure", get(exposure_page))
+}
+
+fn kind_options(lang: crate::i18n::Lang) -> Vec<(String, String)> {
+    VenueKind::ALL.iter().map(|k| (k.as_str().to_string(), k.label(lang.zh()).to_string())).collect()
+}
+
+async fn list_view(s: &AppState, v: &Viewer, err: Option<Error>) -> UiResult {
+    let lang = v.lang;
+    let list = venues::list(&s.store, &v.who).await?;
+    let mut shell = v.shell("venue.list_title");
+    let rows: Vec<Vec<Cell>> = list
+        .iter()
+        .map(|x| {
+            vec![link(x.name.clone(), format!("/venues/{}", x.id)), cell(x.kind.label(lang.zh())), cell(x.place.clone()), cell(x.address.clone())]
+        })
+        .collect();
+    let mut forms = Vec::new();
+    if v.who.can(Permission::VenuesWrite) {
+        forms.push(FormCard {
+            id: "venue-form",
+            title: lang.t("venue.create").into(),
+            action: "/venues".into(),
+            fields: vec![
+                Field::new("name", lang.t("venue.name"), "text", ""),
+                Field::select("kind", lang.t("venue.kind"), "market", kind_options(lang)),
+                Field::new("division", lang.t("common.division"), "text", ""),
+                Field::new("address", lang.t("venue.address"), "text", ""),
+                Field::new("unit_id", lang.t("venue.unit"), "text", "").hint(lang.t("venue.unit_hint")),
+            ],
+            submit: lang.t("common.create").into(),
+            note: None,
+        });
+    }
+    if let Some(e) = &err {
+        attach_errors(&mut shell, &mut forms, e);
+    }
+    let page = TablePage {
+        shell,
+        create_href: None,
+        filters: vec![],
+        columns: ["venue.name", "venue.kind", "common.division", "venue.address"].iter().map(|k| lang.t(k).to_string()).collect(),
+        rows,
+        more_href: None,
+        forms,
+    };
+    Ok(render(&page))
+}
+
+async fn list_page(State(s): State<AppState>, v: Viewer) -> UiResult {
+    list_view(&s, &v, None).await
+}
+
+async fn create(State(s): State<AppState>, v: Viewer, body: Bytes) -> UiResult {
+    let f = form_of(&v, &body)?;
+    let unit = f.get("unit_id");
+    let unit_id = match unit.trim() {
+        "" => None,
+        u => match Uuid::parse_str(u) {
+            Ok(x) => Some(x),
+            Err(_) => return list_view(&s, &v, Some(Error::field("unit_id", "invalid", "单位编号格式有误", "not a unit id"))).await,
+        },
+    };
+    let input =
+        venues::VenueInput { name: f.get("name"), kind: f.get("kind"), address: Some(f.get("address")), division: Some(f.get("division")), unit_id };
+    match venues::create(&s.store, &v.who, &input).await {
+        Ok(x) => Ok(Redirect::to(&format!("/venues/{}", x.id)).into_response()),
+        Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) => list_view(&s, &v, Some(e)).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+struct Answer {
+    css: &'static str,
+    admission: &'static str,
+    colour: &'static str,
+    colour_label: &'static str,
+    label: &'static str,
+    name: String,
+    replayed: bool,
+}
+
+#[derive(askama::Template)]
+#[template(path = "venue.html")]
+struct VenuePage {
+    shell: crate::ui::Shell,
+    id: Uuid,
+    kind: &'static str,
+    place: String,
+    can_scan: bool,
+    answer: Option<Answer>,
+    /// (at, name, colour, admission code, admission label)
+    visits: Vec<(String, String, &'static str, &'static str, &'static str)>,
+}
+
+async fn venue_view(s: &AppState, v: &Viewer, id: Uuid, answer: Option<Answer>, err: Option<Error>) -> UiResult {
+    let lang = v.lang;
+    let x = venues::get(&s.store, &v.who, id).await?;
+    let visits = venues::visits(&s.store, &v.who, id, Some(50)).await?;
+    let mut shell = v.shell("venue.list_title");
+    shell.title = x.name.clone();
+    if let Some(e) = err {
+        shell.error = Some(e.message(lang.zh()));
+    }
+    let page = VenuePage {
+        shell,
+        id,
+        kind: x.kind.label(lang.zh()),
+        place: x.place,
+        can_scan: v.who.can(Permission::VenuesScan),
+        answer,
+        visits: visits
+            .iter()
+            .map(|w| (local(w.at), w.name_masked.clone(), w.colour.label(lang.zh()), w.admission.as_str(), w.admission.label(lang.zh())))
+            .collect(),
+    };
+    Ok(render(&page))
+}
+
+async fn venue_page(State(s): State<AppState>, v: Viewer, Path(id): Path<Uuid>) -> UiResult {
+    venue_view(&s, &v, id, None, None).await
+}
+
+async fn scan(State(s): State<AppState>, v: Viewer, Path(id): Path<Uuid>, body: Bytes) -> UiResult {
+    let f = form_of(&v, &body)?;
+    let lang = v.lang;
+    match venues::scan(&s.store, &v.who, id, &venues::ScanInput { token: f.get("token") }).await {
+        Ok(a) => {
+            let answer = Answer {
+                css: colour_css(a.colour),
+                admission: a.admission.as_str(),
+                colour: a.colour.as_str(),
+                colour_label: a.colour.label(lang.zh()),
+                label: a.admission.label(lang.zh()),
+                name: a.name_masked,
+                replayed: a.replayed,
+            };
+            venue_view(&s, &v, id, Some(answer), None).await
+        }
+        Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) => venue_view(&s, &v, id, None, Some(e)).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(askama::Template)]
+#[template(path = "venue_poster.html")]
+struct PosterPage {
+    shell: crate::ui::Shell,
+    qr: String,
+    url: String,
+    place: String,
+}
+
+async fn poster(State(s): State<AppState>, v: Viewer, Path(id): Path<Uuid>, h: HeaderMap) -> UiResult {
+    let x = venues::get(&s.store, &v.who, id).await?;
+    let host = h.get(axum::http::header::HOST).and_then(|x| x.to_str().ok()).unwrap_or("");
+    let url = venues::poster_text(&format!("http://{host}"), &x);
+    let mut shell = v.shell("venue.poster_title");
+    shell.title = x.name.clone();
+    Ok(render(&PosterPage { shell, qr: qr(&url), url, place: x.place }))
+}
+
+async fn exposure_page(State(s): State<AppState>, v: Viewer, RawQuery(q): RawQuery) -> UiResult {
+    let lang = v.lang;
+    let m = query_map(&q);
+    let person = m.get("person").cloned().unwrap_or_default();
+    let window = m.get("window_minutes").cloned().unwrap_or_default();
+    let mut shell = v.shell("exposure.title");
+    let mut rows = Vec::new();
+    if let Ok(id) = Uuid::parse_str(person.trim()) {
+        let input = exposure::SearchInput { window_minutes: window.trim().parse().ok(), days: None };
+        match exposure::search(&s.store, &v.who, id, &input).await {
+            Ok(x) => {
+                shell.flash = Some(format!(
+                    "{} {} · {} {} · {} {}",
+                    lang.t("exposure.visits"),
+                    x.case_visits,
+                    lang.t("exposure.window"),
+                    x.window_minutes,
+                    lang.t("exposure.found"),
+                    x.contacts.len()
+                ));
+                rows = x
+                    .contacts
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            link(c.name_masked.clone(), format!("/persons/{}/code", c.person_id)),
+                            cell(baton_domain::division::Divisions::get_all().full_name(&c.jurisdiction)),
+                            link(c.venue_name.clone(), format!("/venues/{}", c.venue_id)),
+                            cell(local(c.case_at)),
+                            cell(local(c.contact_at)),
+                            cell(format!("{:.1}", c.overlap_minutes)),
+                        ]
+                    })
+                    .collect();
+            }
+            Err(e @ (Error::Invalid(_) | Error::Conflict { .. } | Error::NotFound(_))) => shell.error = Some(e.message(lang.zh())),
+            Err(e) => return Err(e.into()),
+        }
+    } else if !person.trim().is_empty() {
+        shell.error = Some(lang.t("exposure.bad_person").into());
+    }
+    let page = TablePage {
+        shell,
+        create_href: None,
+        filters: vec![
+            Filter { name: "person", label: lang.t("exposure.person").into(), value: person, kind: "search", options: vec![] },
+            Filter { name: "window_minutes", label: lang.t("exposure.window").into(), value: window, kind: "number", options: vec![] },
+        ],
+        columns: ["venue.person", "common.division", "venue.name", "exposure.case_at", "exposure.contact_at", "exposure.overlap"]
+            .iter()
+            .map(|k| lang.t(k).to_string())
+            .collect(),
+        rows,
+        more_href: None,
+        forms: vec![],
+    };
+    Ok(render(&page))
+}
