@@ -897,42 +897,11 @@ async fn import_page(v: Viewer) -> UiResult {
     Ok(render(&import_view(&v)))
 }
 
-/// The parts of a `multipart/form-data` body: name, file name, content.
-fn multipart(content_type: &str, body: &[u8]) -> Vec<(String, Option<String>, Vec<u8>)> {
-    let Some(boundary) = content_type.split(';').find_map(|p| p.trim().strip_prefix("boundary=")).map(|b| format!("\r\n--{}", b.trim_matches('"')))
-    else {
-        return vec![];
-    };
-    let find =
-        |hay: &[u8], needle: &[u8], from: usize| hay.get(from..).and_then(|h| h.windows(needle.len()).position(|w| w == needle)).map(|i| i + from);
-    // The first boundary has no line break before it.
-    let mut text = b"\r\n".to_vec();
-    text.extend_from_slice(body);
-    let mut out = Vec::new();
-    let mut at = find(&text, boundary.as_bytes(), 0);
-    while let Some(start) = at {
-        let head_from = start + boundary.len() + 2;
-        if text.get(start + boundary.len()..head_from) == Some(b"--") {
-            break;
-        }
-        let Some(head_end) = find(&text, b"\r\n\r\n", head_from) else { break };
-        let next = find(&text, boundary.as_bytes(), head_end);
-        let head = String::from_utf8_lossy(text.get(head_from..head_end).unwrap_or_default()).to_string();
-        let attr =
-            |k: &str| head.split(';').find_map(|p| p.trim().strip_prefix(&format!("{k}=\"")).map(|v| v.split('"').next().unwrap_or("").to_string()));
-        if let Some(name) = attr("name") {
-            out.push((name, attr("filename"), text.get(head_end + 4..next.unwrap_or(text.len())).unwrap_or_default().to_vec()));
-        }
-        at = next;
-    }
-    out
-}
-
 async fn import_submit(State(s): State<AppState>, v: Viewer, h: HeaderMap, body: Bytes) -> UiResult {
     v.who.require(Permission::TestingResult)?;
     let lang = v.lang;
     let ct = h.get(header::CONTENT_TYPE).and_then(|x| x.to_str().ok()).unwrap_or("");
-    let parts = multipart(ct, &body);
+    let parts = crate::ui::multipart(ct, &body);
     let csrf = parts.iter().find(|p| p.0 == "csrf").map(|p| String::from_utf8_lossy(&p.2).to_string()).unwrap_or_default();
     let token = serde_urlencoded::to_string([("csrf", csrf)]).unwrap_or_default();
     FormData::parse(&Bytes::from(token))?.check_csrf(&v.csrf)?;
@@ -1142,17 +1111,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use baton_domain::FieldError;
-
-    #[test]
-    fn multipart_parts_are_read() {
-        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\ntok\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"lis.csv\"\r\nContent-Type: text/csv\r\n\r\nbarcode,result\r\nHG-1,\xe9\x98\xb4\xe6\x80\xa7\r\n\r\n--XyZ--\r\n";
-        let parts = multipart("multipart/form-data; boundary=XyZ", body);
-        assert_eq!(parts.len(), 2);
-        assert_eq!((parts[0].0.as_str(), parts[0].1.as_deref(), parts[0].2.as_slice()), ("csrf", None, &b"tok"[..]));
-        assert_eq!((parts[1].0.as_str(), parts[1].1.as_deref()), ("file", Some("lis.csv")));
-        assert_eq!(parts[1].2, "barcode,result\r\nHG-1,阴性\r\n".as_bytes());
-        assert!(multipart("multipart/form-data", body).is_empty());
-    }
 
     #[test]
     fn scanned_barcodes_and_field_names() {
