@@ -227,6 +227,8 @@ async fn stored(store: &Store, person: Uuid) -> Result<Option<CodeView>, Error> 
 /// A person's current code; computed now if the person has none yet or it has passed its `until`,
 /// so that no request finds a person without a current code.
 pub async fn current(store: &Store, person: Uuid) -> Result<CodeView, Error> {
+    // A merged-away record's code is its survivor's.
+    let person = crate::persons::survivor(store, person).await?;
     let now = store.now();
     if let Some(v) = stored(store, person).await?
         && v.until.is_none_or(|u| u > now)

@@ -129,6 +129,19 @@ pub async fn register(tx: &mut Tx, store: &Store, who: &Principal, d: &Draft, no
         }
         return Ok((id, false));
     }
+    // A document of a record merged into another finds the survivor.
+    if let Some(r) =
+        tx.fetch_optional(q!("SELECT merged_into FROM persons WHERE document_bidx = $1 AND merged_into IS NOT NULL", bidx.clone())).await?
+    {
+        let mut id: Uuid = r.get("merged_into")?;
+        for _ in 0..MAX_MERGE_CHAIN {
+            match tx.fetch_optional(q!("SELECT merged_into FROM persons WHERE id = $1", id)).await?.map(|r| r.get::<Option<Uuid>>("merged_into")) {
+                Some(Ok(Some(next))) => id = next,
+                _ => break,
+            }
+        }
+        return Ok((id, false));
+    }
     let id = Uuid::now_v7();
     // Two desks registering one person at once: the second insert yields to the first's row.
     let n = tx
@@ -162,8 +175,148 @@ pub async fn register(tx: &mut Tx, store: &Store, who: &Principal, d: &Draft, no
 
 /// The person holding a document, following merges.
 pub async fn find_by_document(store: &Store, d: &Document) -> Result<Option<Uuid>, Error> {
-    let r = store.db.fetch_optional(q!("SELECT id FROM persons WHERE document_bidx = $1 AND merged_into IS NULL", document_index(store, d))).await?;
-    r.map(|r| r.get("id")).transpose()
+    let bidx = document_index(store, d);
+    if let Some(r) = store.db.fetch_optional(q!("SELECT id FROM persons WHERE document_bidx = $1 AND merged_into IS NULL", bidx.clone())).await? {
+        return Ok(Some(r.get("id")?));
+    }
+    match store.db.fetch_optional(q!("SELECT id FROM persons WHERE document_bidx = $1 AND merged_into IS NOT NULL", bidx)).await? {
+        Some(r) => survivor(store, r.get("id")?).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Merges chain at most this deep (a merged record's survivor merged again, and so on).
+const MAX_MERGE_CHAIN: usize = 16;
+
+/// The record a person's data now lives in: itself, or the record it was merged into.
+pub async fn survivor(store: &Store, id: Uuid) -> Result<Uuid, Error> {
+    let mut id = id;
+    for _ in 0..MAX_MERGE_CHAIN {
+        match store.db.fetch_optional(q!("SELECT merged_into FROM persons WHERE id = $1", id)).await? {
+            Some(r) => match r.get::<Option<Uuid>>("merged_into")? {
+                Some(next) => id = next,
+                None => return Ok(id),
+            },
+            None => return Err(Error::NotFound("person")),
+        }
+    }
+    Ok(id)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeInput {
+    /// The duplicate record, merged into the one in the path.
+    pub duplicate: Uuid,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// One merge, as the history shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Merge {
+    pub id: Uuid,
+    pub kept_id: Uuid,
+    pub merged_id: Uuid,
+    pub merged_name: String,
+    pub merged_document: String,
+    pub note: String,
+    pub moved: serde_json::Value,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Merge a duplicate record into `keep`: its stays, control orders and scans move to `keep`, its
+/// row stays (marked `merged_into`) so its document still finds `keep`, the merge is kept in the
+/// history and audited, and `keep`'s code is recomputed from the joined facts. Results stay with
+/// the testing module's record of the duplicate.
+pub async fn merge(store: &Store, who: &Principal, keep: Uuid, input: &MergeInput) -> Result<Merge, Error> {
+    who.require(Permission::PersonsWrite)?;
+    let dup = input.duplicate;
+    if dup == keep {
+        return Err(Error::field("duplicate", "same_person", "不能与自身合并", "a record cannot be merged into itself"));
+    }
+    let note = text_field("note", input.note.as_deref().unwrap_or(""), 0, 500).map_err(|e| Error::Invalid(vec![e]))?;
+    let k = get(store, who, keep).await?;
+    let d = get(store, who, dup).await.map_err(|e| match e {
+        Error::NotFound(_) => Error::field("duplicate", "person_unknown", "要合并的人员不存在或不在您的范围内", "no such person in your scope"),
+        e => e,
+    })?;
+    if k.merged_into.is_some() || d.merged_into.is_some() {
+        return Err(Error::conflict("person_merged", "该人员记录已合并到另一记录", "this record was merged into another"));
+    }
+    let now = store.now();
+    let mut tx = store.db.begin().await?;
+    // Only if neither was merged meanwhile.
+    let n = tx.execute(q!("UPDATE persons SET merged_into = $1, updated_at = $2 WHERE id = $3 AND merged_into IS NULL", keep, now, dup)).await?;
+    if n == 0 || tx.fetch_optional(q!("SELECT id FROM persons WHERE id = $1 AND merged_into IS NULL", keep)).await?.is_none() {
+        return Err(Error::conflict("person_merged", "该人员记录已合并到另一记录", "this record was merged into another"));
+    }
+    let stays = tx.execute(q!("UPDATE person_stays SET person_id = $1 WHERE person_id = $2", keep, dup)).await?;
+    let controls = tx.execute(q!("UPDATE person_controls SET person_id = $1 WHERE person_id = $2", keep, dup)).await?;
+    let scans = tx.execute(q!("UPDATE scans SET person_id = $1 WHERE person_id = $2", keep, dup)).await?;
+    tx.execute(q!("DELETE FROM person_codes WHERE person_id = $1", dup)).await?;
+    let moved = serde_json::json!({"stays": stays, "controls": controls, "scans": scans});
+    let id = Uuid::now_v7();
+    tx.execute(q!(
+        "INSERT INTO person_merges (id, kept_id, merged_id, note, moved, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        id,
+        keep,
+        dup,
+        note.clone(),
+        moved.to_string(),
+        who.name.clone(),
+        now
+    ))
+    .await?;
+    let entry = audit::Entry {
+        action: "person.merge",
+        object_type: "person",
+        object_id: keep.to_string(),
+        jurisdiction: &k.jurisdiction,
+        detail: serde_json::json!({"merged": dup, "moved": moved, "note": note}),
+    };
+    store.audited(who, entry, tx).await?;
+    crate::person_codes::recompute_ids(store, &[keep], "merge").await?;
+    Ok(Merge {
+        id,
+        kept_id: keep,
+        merged_id: dup,
+        merged_name: d.name,
+        merged_document: d.document_masked,
+        note,
+        moved,
+        created_by: who.name.clone(),
+        created_at: now,
+    })
+}
+
+/// The records merged into a person, newest first.
+pub async fn merges(store: &Store, who: &Principal, keep: Uuid) -> Result<Vec<Merge>, Error> {
+    get(store, who, keep).await?;
+    let rows = store
+        .db
+        .fetch_all(q!(
+            "SELECT m.id, m.kept_id, m.merged_id, p.name, p.document_masked, m.note, m.moved, m.created_by, m.created_at
+               FROM person_merges m JOIN persons p ON p.id = m.merged_id WHERE m.kept_id = $1 ORDER BY m.created_at DESC, m.id DESC",
+            keep
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Merge {
+                id: r.get("id")?,
+                kept_id: r.get("kept_id")?,
+                merged_id: r.get("merged_id")?,
+                merged_name: r.get("name")?,
+                merged_document: r.get("document_masked")?,
+                note: r.get("note")?,
+                moved: serde_json::from_str(&r.get::<String>("moved")?).map_err(Error::internal)?,
+                created_by: r.get("created_by")?,
+                created_at: r.get("created_at")?,
+            })
+        })
+        .collect()
 }
 
 fn from_row(r: &Row) -> Result<Person, Error> {

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use baton_domain::role::Permission;
-use baton_store::person_codes;
+use baton_store::{person_codes, persons};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -24,6 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/persons/{id}/code/link", post(link))
         .route("/persons/{id}/stays", post(stays))
         .route("/persons/{id}/controls", post(controls))
+        .route("/persons/{id}/merges", get(merges).post(merge))
 }
 
 /// Public: the keys a scanner needs to verify codes offline.
@@ -95,4 +96,13 @@ struct RecomputeInput {
 async fn recompute(State(s): State<AppState>, c: Caller, Body(input, _): Body<RecomputeInput>) -> ApiResult {
     c.who.require(Permission::PolicyWrite)?;
     ok(baton_store::recompute::enqueue(&s.store, &c.who, "manual", &input.note).await?)
+}
+
+/// Merge a duplicate record into this one (its facts move; its document finds this one).
+async fn merge(State(s): State<AppState>, c: Caller, Id(id): Id, Body(input, _): Body<persons::MergeInput>) -> ApiResult {
+    ok(persons::merge(&s.store, &c.who, id, &input).await?)
+}
+
+async fn merges(State(s): State<AppState>, c: Caller, Id(id): Id) -> ApiResult {
+    ok(json!({"merges": persons::merges(&s.store, &c.who, id).await?}))
 }

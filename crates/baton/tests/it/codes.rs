@@ -497,3 +497,52 @@ async fn venues_scans_and_exposure(b: Backend) {
     app.stop().await;
 }
 both!(venues_scans_and_exposure, venues_scans_and_exposure);
+
+async fn merging_duplicates(b: Backend) {
+    let app = spawn_app(b).await;
+    let c = app.login("commander").await;
+    let now = app.clock.now();
+    // One man registered twice: by ID card, and by passport at a venue desk.
+    let keep = person(&c, 70).await;
+    let (st, dup) = c.post("/api/v1/persons", json!({"name": "居民70", "document_kind": "passport", "document_number": "E12345678"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{dup}");
+    let dup = dup["id"].as_str().unwrap().to_string();
+    let (st, _) = c.post("/api/v1/risk-areas", json!({"division": "140105", "level": "high", "from": ts(now - Duration::days(3))})).await;
+    assert_eq!(st, StatusCode::CREATED);
+    stays_in(&c, &dup, "140105", now).await;
+    assert_eq!(code(&c, &keep).await["colour"], "green");
+    assert_eq!(code(&c, &dup).await["colour"], "red");
+
+    // Bad merges change nothing.
+    let (st, e) = c.post(&format!("/api/v1/persons/{keep}/merges"), json!({"duplicate": keep})).await;
+    assert_eq!((st, e["fields"]["duplicate"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("same_person")), "{e}");
+    let (st, e) = c.post(&format!("/api/v1/persons/{keep}/merges"), json!({"duplicate": Uuid::now_v7()})).await;
+    assert_eq!((st, e["fields"]["duplicate"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("person_unknown")), "{e}");
+
+    let (st, m) = c.post(&format!("/api/v1/persons/{keep}/merges"), json!({"duplicate": dup, "note": "护照与身份证为同一人"})).await;
+    assert_eq!(st, StatusCode::OK, "{m}");
+    assert_eq!(m["moved"]["stays"], 1);
+    // The stay moved: the survivor's code is red now, and the duplicate's code is the survivor's.
+    let v = code(&c, &keep).await;
+    assert_eq!((v["colour"].as_str(), reasons(&v)), (Some("red"), vec!["high_risk_stay".to_string()]));
+    let (_, h) = c.get(&format!("/api/v1/persons/{keep}/code/history")).await;
+    assert_eq!(h["history"][0]["cause"], "merge");
+    assert_eq!(code(&c, &dup).await["person_id"].as_str(), Some(keep.as_str()));
+    // The passport now finds the survivor; the duplicate is out of searches.
+    let (st, again) = c.post("/api/v1/persons", json!({"name": "居民70", "document_kind": "passport", "document_number": "E12345678"})).await;
+    assert_eq!((st, again["id"].as_str()), (StatusCode::OK, Some(keep.as_str())), "{again}");
+    let (_, found) = c.get("/api/v1/persons?q=居民70").await;
+    assert_eq!(found["persons"].as_array().unwrap().len(), 1, "{found}");
+    // The history, and no second merge of the same record.
+    let (_, hist) = c.get(&format!("/api/v1/persons/{keep}/merges")).await;
+    let hist = hist["merges"].as_array().unwrap();
+    assert_eq!((hist.len(), hist[0]["merged_id"].as_str(), hist[0]["note"].as_str()), (1, Some(dup.as_str()), Some("护照与身份证为同一人")));
+    let (st, e) = c.post(&format!("/api/v1/persons/{keep}/merges"), json!({"duplicate": dup})).await;
+    assert_eq!((st, e["error"].as_str()), (StatusCode::CONFLICT, Some("person_merged")), "{e}");
+    // Outside the scope: the venue's staff may not merge.
+    let staff = app.login("venue").await;
+    let (st, _) = staff.post(&format!("/api/v1/persons/{keep}/merges"), json!({"duplicate": dup})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    app.stop().await;
+}
+both!(merging_duplicates, merging_duplicates);

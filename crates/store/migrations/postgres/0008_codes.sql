@@ -111,3 +111,18 @@ CREATE TABLE scans (
 CREATE UNIQUE INDEX scans_tag ON scans (venue_id, tag);
 CREATE INDEX scans_venue_at ON scans (venue_id, at);
 CREATE INDEX scans_person_at ON scans (person_id, at);
+
+-- Duplicates merged into one record: the history. The merged record keeps its row (and its
+-- document's index) with `persons.merged_into` set, so its document still finds the survivor.
+CREATE TABLE person_merges (
+    id UUID PRIMARY KEY,
+    kept_id UUID NOT NULL REFERENCES persons(id),
+    merged_id UUID NOT NULL REFERENCES persons(id),
+    note TEXT NOT NULL DEFAULT '',
+    -- What moved: stays, controls, scans.
+    moved TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX person_merges_kept ON person_merges (kept_id, created_at);
+CREATE UNIQUE INDEX person_merges_merged ON person_merges (merged_id);
