@@ -23,7 +23,8 @@ pub struct BenchArgs {
     pub pg_url: String,
     /// Scenario: `platform` (authenticated reads and audited writes) or `checkin` (checkpoint
     /// check-ins: classification, whitelist and risk matching, code signing, audit; then one
-    /// deadline-watcher sweep over every open trip).
+    /// deadline-watcher sweep over every open trip) or `mass-screening` (person-samples registered
+    /// at sampling desks, a 100,000-row lab file imported, a positive pool flagged and alerted).
     #[arg(long, default_value = "platform")]
     pub scenario: String,
     /// Concurrent clients.
@@ -56,7 +57,7 @@ impl Figures {
         if self.secs > 0.0 { self.ops as f64 / self.secs } else { 0.0 }
     }
 
-    fn from_latencies(name: &str, mut lat: Vec<u64>, errors: u64, secs: f64) -> Figures {
+    pub(crate) fn from_latencies(name: &str, mut lat: Vec<u64>, errors: u64, secs: f64) -> Figures {
         lat.sort_unstable();
         let pick = |q: f64| lat.get(((lat.len() as f64 - 1.0) * q).round() as usize).map(|v| *v as f64 / 1000.0).unwrap_or(0.0);
         Figures {
@@ -120,8 +121,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.scenario == "codes" {
         return crate::bench_codes::run(&args).await;
     }
-    if args.scenario != "platform" && args.scenario != "checkin" {
-        anyhow::bail!("unknown scenario {}; known: platform, checkin", args.scenario);
+    if args.scenario != "platform" && args.scenario != "checkin" && args.scenario != "mass-screening" {
+        anyhow::bail!("unknown scenario {}; known: platform, checkin, mass-screening", args.scenario);
     }
     let tmp = std::env::temp_dir().join(format!("baton-bench-{}", uuid::Uuid::now_v7()));
     let (database_url, drop_db) = match args.backend.as_str() {
@@ -185,6 +186,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     .await;
     if args.scenario == "checkin" {
         check_ins(&args, &store, &client, &base, dur, &health, &raw).await?;
+    } else if args.scenario == "mass-screening" {
+        crate::bench_testing::run(&args, &store, &client, &base, dur, &raw).await?;
     } else {
         platform(&args, &client, &base, dur, &health, &raw).await?;
     }
@@ -201,12 +204,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn header() {
+pub(crate) fn header() {
     println!();
     println!("{:<46} {:>10} {:>8} {:>9} {:>9} {:>9} {:>8}", "measure", "ops/s", "errors", "p50 ms", "p99 ms", "max ms", "ratio");
 }
 
-fn line(f: &Figures, ceiling: Option<&Figures>) {
+pub(crate) fn line(f: &Figures, ceiling: Option<&Figures>) {
     let ratio = ceiling.map(|c| format!("{:.2}", f.rate() / c.rate().max(1e-9))).unwrap_or_else(|| "—".into());
     println!("{:<46} {:>10.0} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>8}", f.name, f.rate(), f.errors, f.p50_ms, f.p99_ms, f.max_ms, ratio);
 }
@@ -339,7 +342,7 @@ async fn raw_insert(s: &Store, n: u64) -> bool {
 
 /// An API token made by the demo administrator: for its own unit with county scope, or for
 /// `unit` with that unit's scope.
-async fn bench_token(client: &reqwest::Client, base: &str, unit: Option<uuid::Uuid>, permissions: &[&str]) -> anyhow::Result<String> {
+pub(crate) async fn bench_token(client: &reqwest::Client, base: &str, unit: Option<uuid::Uuid>, permissions: &[&str]) -> anyhow::Result<String> {
     let login = client
         .post(format!("{base}/api/v1/auth/login"))
         .json(&serde_json::json!({"username": "admin", "password": demo::DEMO_PASSWORD}))

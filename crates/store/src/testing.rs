@@ -15,7 +15,7 @@ use baton_domain::testing::{self as t, Event, Outcome, PersonStatus, Priority, P
 use baton_domain::{Error, FieldError};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use uuid::Uuid;
 
 /// Rows per results submission (an API post or one lab file).
@@ -308,10 +308,12 @@ fn ct_of(centi: Option<i64>) -> Option<f64> {
     centi.map(|c| c as f64 / 100.0)
 }
 
-/// A member resolved to a person: id and residence.
+/// A member resolved to a person: id and residence, and whether registered just now (a new
+/// person is in no tube and owes no re-test: their checks are skipped).
 struct Resolved {
     person: Uuid,
     jurisdiction: String,
+    new: bool,
 }
 
 async fn resolve_member(
@@ -331,9 +333,9 @@ async fn resolve_member(
         let merged: Option<Uuid> = r.get("merged_into")?;
         if let Some(to) = merged {
             let r = tx.fetch_one(q!("SELECT id, jurisdiction FROM persons WHERE id = $1", to)).await?;
-            return Ok(Ok(Resolved { person: r.get("id")?, jurisdiction: r.get("jurisdiction")? }));
+            return Ok(Ok(Resolved { person: r.get("id")?, jurisdiction: r.get("jurisdiction")?, new: false }));
         }
-        return Ok(Ok(Resolved { person: id, jurisdiction: r.get("jurisdiction")? }));
+        return Ok(Ok(Resolved { person: id, jurisdiction: r.get("jurisdiction")?, new: false }));
     }
     if m.document_number.trim().is_empty() {
         return Ok(Err(vec![FieldError::new(
@@ -352,7 +354,7 @@ async fn resolve_member(
         return match persons::find_by_document(store, &doc).await? {
             Some(id) => {
                 let r = tx.fetch_one(q!("SELECT jurisdiction FROM persons WHERE id = $1", id)).await?;
-                Ok(Ok(Resolved { person: id, jurisdiction: r.get("jurisdiction")? }))
+                Ok(Ok(Resolved { person: id, jurisdiction: r.get("jurisdiction")?, new: false }))
             }
             None => Ok(Err(vec![FieldError::new(
                 f("name"),
@@ -374,9 +376,12 @@ async fn resolve_member(
         Ok(d) => d,
         Err(e) => return Ok(Err(e)),
     };
-    let (id, _) = persons::register(tx, store, who, &draft, now).await?;
+    let (id, new) = persons::register(tx, store, who, &draft, now).await?;
+    if new {
+        return Ok(Ok(Resolved { person: id, jurisdiction: draft.jurisdiction, new }));
+    }
     let r = tx.fetch_one(q!("SELECT jurisdiction FROM persons WHERE id = $1", id)).await?;
-    Ok(Ok(Resolved { person: id, jurisdiction: r.get("jurisdiction")? }))
+    Ok(Ok(Resolved { person: id, jurisdiction: r.get("jurisdiction")?, new }))
 }
 
 /// Put persons into an open tube (inside the caller's transaction); returns the tube after.
@@ -391,10 +396,11 @@ async fn add_in_tx(tx: &mut Tx, store: &Store, who: &Principal, row: &TubeRow, m
     for (i, m) in members.iter().enumerate() {
         match resolve_member(tx, store, who, i, m, now).await? {
             Ok(r) => {
-                let already = tx
-                    .fetch_optional(q!("SELECT 1 AS one FROM tube_members WHERE tube_id = $1 AND person_id = $2", row.id, r.person))
-                    .await?
-                    .is_some();
+                let already = !r.new
+                    && tx
+                        .fetch_optional(q!("SELECT 1 AS one FROM tube_members WHERE tube_id = $1 AND person_id = $2", row.id, r.person))
+                        .await?
+                        .is_some();
                 if already || !seen.insert(r.person) {
                     errs.push(FieldError::new(format!("members[{i}]"), "already_in_tube", "此人已在该管中", "this person is already in the tube"));
                 }
@@ -424,8 +430,14 @@ async fn add_in_tx(tx: &mut Tx, store: &Store, who: &Principal, row: &TubeRow, m
         ))
         .await?;
         // The person's open re-test or re-sample order is met by this sample.
-        tx.execute(q!("UPDATE retest_orders SET tube_id = $2 WHERE person_id = $1 AND resolved_at IS NULL AND tube_id IS NULL", r.person, row.id))
+        if !r.new {
+            tx.execute(q!(
+                "UPDATE retest_orders SET tube_id = $2 WHERE person_id = $1 AND resolved_at IS NULL AND tube_id IS NULL",
+                r.person,
+                row.id
+            ))
             .await?;
+        }
     }
     let sealed_at = (next.state == TubeState::Sealed).then_some(now);
     tx.execute(q!(
@@ -524,9 +536,7 @@ pub async fn open_tube(store: &Store, who: &Principal, input: &TubeInput) -> Res
     let (Some(barcode), Some(purpose), Some(priority), Some(pool_size)) = (barcode, purpose, priority, pool_size) else {
         return Err(Error::internal("validation"));
     };
-    if tx.fetch_optional(q!("SELECT 1 AS one FROM tubes WHERE barcode = $1", barcode.clone())).await?.is_some() {
-        return Err(Error::field("barcode", "barcode_reused", "该条码已被使用", "this barcode is already used"));
-    }
+    // A reused barcode is refused by the unique index (mapped below): no look-up first.
     let id = Uuid::now_v7();
     let due = t::result_due(rules, now, pool_size, priority, purpose);
     tx.execute(q!(
@@ -1185,70 +1195,14 @@ pub async fn apply_results(
     let mut rep = ResultReport { rows: rows.len(), ..Default::default() };
     let mut tx = store.db.begin().await?;
     let mut effects = Effects::new(&mut tx, Some(lab)).await?;
-    for (n, r) in rows {
-        let f = format!("rows[{n}].barcode");
-        let Some(row) = tube_by_barcode(&mut tx, &r.barcode).await? else {
-            errs.push(FieldError::new(f, "tube_unknown", "条码未登记", "no tube has this barcode"));
-            continue;
-        };
-        if row.lab_id != Some(lab) {
-            errs.push(FieldError::new(f, "tube_not_shipped", "该管未送检到本机构", "the tube was never shipped to your lab"));
-            continue;
+    // A lab file is up to 200,000 rows: tubes are read a chunk at a time, and the common
+    // result (a first negative) has its person and order updates made a chunk at a time.
+    for chunk in rows.chunks(CHUNK) {
+        let found = tubes_by_barcodes(&mut tx, chunk.iter().map(|(_, r)| r.barcode.clone()).collect()).await?;
+        for (n, r) in chunk {
+            apply_row(&mut tx, store, who, &policy, &mut effects, &found, (*n, r), lab, source, now, &mut rep, &mut errs).await?;
         }
-        if row.tube.outcome == Some(r.outcome) && row.ct_centi == r.ct_centi {
-            rep.unchanged += 1;
-            continue;
-        }
-        let next = match row.tube.apply(Event::Result(r.outcome)) {
-            Ok(n) => n,
-            Err(e) => {
-                errs.push(FieldError::new(f, e.code(), e.zh(), e.en()));
-                continue;
-            }
-        };
-        if !errs.is_empty() {
-            // Something is already wrong: keep checking, write nothing more.
-            continue;
-        }
-        let prev = tx
-            .fetch_optional(q!("SELECT id FROM tube_results WHERE tube_id = $1 ORDER BY recorded_at DESC, id DESC LIMIT 1", row.id))
-            .await?
-            .map(|x| x.get::<Uuid>("id"))
-            .transpose()?;
-        tx.execute(q!(
-            "INSERT INTO tube_results (id, tube_id, outcome, ct_centi, lab_id, source, tested_at, recorded_at, recorded_by, supersedes)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            Uuid::now_v7(),
-            row.id,
-            r.outcome.as_str(),
-            r.ct_centi,
-            lab,
-            source,
-            r.tested_at.unwrap_or(now),
-            now,
-            who.name.clone(),
-            prev
-        ))
-        .await?;
-        tx.execute(q!(
-            "UPDATE tubes SET state = $2, outcome = $3, ct_centi = $4, resulted_at = $5, received_at = COALESCE(received_at, $5), watch_at = NULL, updated_at = $5
-             WHERE id = $1",
-            row.id,
-            next.state.as_str(),
-            r.outcome.as_str(),
-            r.ct_centi,
-            now
-        ))
-        .await?;
-        if prev.is_some() {
-            rep.corrected += 1;
-        } else {
-            rep.applied += 1;
-        }
-        if r.outcome == Outcome::Positive {
-            rep.positive.push(row.barcode.clone());
-        }
-        rep.pending_recheck += effects.apply(&mut tx, store, &policy, &row, row.tube.outcome, r.outcome, now).await?;
+        effects.flush(&mut tx, now).await?;
     }
     if !errs.is_empty() {
         return Err(Error::Invalid(errs));
@@ -1261,6 +1215,107 @@ pub async fn apply_results(
         .audited(who, audit::Entry { action: "testing.results", object_type: "lab", object_id: lab.to_string(), jurisdiction: &home, detail }, tx)
         .await?;
     Ok(rep)
+}
+
+/// Barcodes looked up per statement (the same text for both databases; unused slots repeat the first).
+const CHUNK: usize = 32;
+
+/// The tubes holding these barcodes (at most `CHUNK`), by barcode.
+async fn tubes_by_barcodes(tx: &mut Tx, mut barcodes: Vec<String>) -> Result<HashMap<String, TubeRow>, Error> {
+    let Some(first) = barcodes.first().cloned() else { return Ok(HashMap::new()) };
+    barcodes.resize(CHUNK, first);
+    let mut q = q!(
+        "SELECT id, barcode, pool_size, members, state, outcome, priority, purpose, team_id, trip_id, lab_id, ct_centi, jurisdiction FROM tubes
+         WHERE barcode IN ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)"
+    );
+    q.args = barcodes.into_iter().map(crate::db::Val::from).collect();
+    tx.fetch_all(q).await?.iter().map(|r| tube_row(r).map(|t| (t.barcode.clone(), t))).collect()
+}
+
+/// Check one result row against its tube and, while nothing is wrong, write it.
+#[allow(clippy::too_many_arguments)]
+async fn apply_row(
+    tx: &mut Tx,
+    store: &Store,
+    who: &Principal,
+    policy: &PolicyVersion,
+    effects: &mut Effects,
+    found: &HashMap<String, TubeRow>,
+    (n, r): (usize, &CheckedResult),
+    lab: Uuid,
+    source: &str,
+    now: DateTime<Utc>,
+    rep: &mut ResultReport,
+    errs: &mut Vec<FieldError>,
+) -> Result<(), Error> {
+    let f = format!("rows[{n}].barcode");
+    let Some(row) = found.get(&r.barcode) else {
+        errs.push(FieldError::new(f, "tube_unknown", "条码未登记", "no tube has this barcode"));
+        return Ok(());
+    };
+    if row.lab_id != Some(lab) {
+        errs.push(FieldError::new(f, "tube_not_shipped", "该管未送检到本机构", "the tube was never shipped to your lab"));
+        return Ok(());
+    }
+    if row.tube.outcome == Some(r.outcome) && row.ct_centi == r.ct_centi {
+        rep.unchanged += 1;
+        return Ok(());
+    }
+    let next = match row.tube.apply(Event::Result(r.outcome)) {
+        Ok(n) => n,
+        Err(e) => {
+            errs.push(FieldError::new(f, e.code(), e.zh(), e.en()));
+            return Ok(());
+        }
+    };
+    if !errs.is_empty() {
+        // Something is already wrong: keep checking, write nothing more.
+        return Ok(());
+    }
+    // Only a tube with an outcome has results to supersede.
+    let prev = match row.tube.outcome {
+        None => None,
+        Some(_) => tx
+            .fetch_optional(q!("SELECT id FROM tube_results WHERE tube_id = $1 ORDER BY recorded_at DESC, id DESC LIMIT 1", row.id))
+            .await?
+            .map(|x| x.get::<Uuid>("id"))
+            .transpose()?,
+    };
+    tx.execute(q!(
+        "INSERT INTO tube_results (id, tube_id, outcome, ct_centi, lab_id, source, tested_at, recorded_at, recorded_by, supersedes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        Uuid::now_v7(),
+        row.id,
+        r.outcome.as_str(),
+        r.ct_centi,
+        lab,
+        source,
+        r.tested_at.unwrap_or(now),
+        now,
+        who.name.clone(),
+        prev
+    ))
+    .await?;
+    tx.execute(q!(
+            "UPDATE tubes SET state = $2, outcome = $3, ct_centi = $4, resulted_at = $5, received_at = COALESCE(received_at, $5), watch_at = NULL, updated_at = $5
+             WHERE id = $1",
+            row.id,
+            next.state.as_str(),
+            r.outcome.as_str(),
+            r.ct_centi,
+            now
+        ))
+        .await?;
+    if prev.is_some() {
+        rep.corrected += 1;
+    } else {
+        rep.applied += 1;
+    }
+    if r.outcome == Outcome::Positive {
+        rep.positive.push(row.barcode.clone());
+    }
+    rep.pending_recheck += effects.apply(tx, store, policy, row, row.tube.outcome, r.outcome, now).await?;
+    Ok(())
 }
 
 /// The testing task force: rung 1 of a tube's ladder. The lab's own supervising unit when it is
@@ -1287,11 +1342,37 @@ async fn testing_task_force(tx: &mut Tx, lab: Option<Uuid>) -> Result<Option<Uui
 /// What a result does beyond the tube: person statuses, re-test orders and alerts.
 struct Effects {
     rung1: Option<Uuid>,
+    /// Tubes whose first result is negative, not yet written through to persons and orders.
+    negatives: Vec<Uuid>,
 }
 
 impl Effects {
     async fn new(tx: &mut Tx, lab: Option<Uuid>) -> Result<Self, Error> {
-        Ok(Effects { rung1: testing_task_force(tx, lab).await? })
+        Ok(Effects { rung1: testing_task_force(tx, lab).await?, negatives: Vec::new() })
+    }
+
+    /// Write the pending first negatives: their members (whose latest sample they are) turn
+    /// negative and the re-test orders they met are resolved, `CHUNK` tubes per statement.
+    async fn flush(&mut self, tx: &mut Tx, now: DateTime<Utc>) -> Result<(), Error> {
+        for chunk in self.negatives.chunks(CHUNK) {
+            let mut ids: Vec<crate::db::Val> = chunk.iter().map(|id| crate::db::Val::from(*id)).collect();
+            ids.resize(CHUNK, crate::db::Val::from(chunk[0]));
+            ids.push(crate::db::Val::from(now));
+            let mut q = q!(
+                "UPDATE person_results SET status = 'negative', resulted_at = $33, updated_at = $33
+                 WHERE tube_id IN ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)"
+            );
+            q.args = ids.clone();
+            tx.execute(q).await?;
+            let mut q = q!(
+                "UPDATE retest_orders SET resolved_at = $33 WHERE resolved_at IS NULL
+                   AND tube_id IN ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)"
+            );
+            q.args = ids;
+            tx.execute(q).await?;
+        }
+        self.negatives.clear();
+        Ok(())
     }
 
     /// Returns how many persons went on pending re-check.
@@ -1306,6 +1387,12 @@ impl Effects {
         outcome: Outcome,
         now: DateTime<Utc>,
     ) -> Result<usize, Error> {
+        if before.is_none() && outcome == Outcome::Negative {
+            self.negatives.push(row.id);
+            return Ok(0);
+        }
+        // Anything else is applied in order, after the first negatives before it.
+        self.flush(tx, now).await?;
         let status = t::member_status(row.tube.pool_size, outcome);
         // The members whose latest sample this tube is take its status at once.
         tx.execute(q!("UPDATE person_results SET status = $2, resulted_at = $3, updated_at = $3 WHERE tube_id = $1", row.id, status.as_str(), now))
