@@ -21,7 +21,8 @@ pub async fn housekeeping(store: &Store) -> Result<u64, baton_domain::Error> {
 }
 
 /// One pass of the deadline watcher: raise what each module finds overdue, then escalate.
-async fn watch(store: &Store) -> Result<baton_store::alerts::SweepReport, baton_domain::Error> {
+/// Also run by `baton sim` after each step of its clock.
+pub async fn watch(store: &Store) -> Result<baton_store::alerts::SweepReport, baton_domain::Error> {
     let now = store.now();
     let t = baton_store::testing::sweep(store, now).await?;
     if t.tubes_overdue > 0 || t.batches_unaccepted > 0 || t.retests_overdue > 0 {

@@ -8,3 +8,4 @@ pub mod bench_testing;
 pub mod config;
 pub mod demo;
 pub mod jobs;
+pub mod sim;

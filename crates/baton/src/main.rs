@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use baton::config::{Config, Overrides};
-use baton::{app, bench, demo};
+use baton::{app, bench, demo, sim};
 use baton_domain::clock::SystemClock;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
@@ -39,6 +39,8 @@ enum Command {
     Audit(AuditCmd),
     /// Measure throughput and latency against ceilings measured in the same run.
     Bench(bench::BenchArgs),
+    /// A day of trucks on the manual clock with injected faults: every injected breach raised, and nothing else.
+    Sim(sim::SimArgs),
 }
 
 #[derive(Subcommand)]
@@ -146,6 +148,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Sim(args) => sim::run(args).await,
     }
 }
 

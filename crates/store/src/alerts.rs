@@ -110,8 +110,9 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<SweepReport, Err
                     trip = next;
                 }
             }
-            // Next look: the earliest deadline still ahead (a passed one stays raised).
-            let next = trip.deadlines().into_iter().map(|d| d.at).filter(|at| *at > now).min();
+            // Next look: the earliest deadline not yet passed (a passed one stays raised; one due
+            // exactly now is not a breach yet and must be looked at again).
+            let next = trip.deadlines().into_iter().map(|d| d.at).filter(|at| *at >= now).min();
             tx.execute(q!("UPDATE trips SET sweep_at = $2 WHERE id = $1", id, next)).await?;
         }
         tx.commit().await?;

@@ -473,3 +473,22 @@ async fn escorts(b: Backend) {
     app.stop().await;
 }
 both!(escorts_fall_back_to_police_and_transport, escorts);
+
+/// A sweep that runs exactly at a deadline raises nothing (met on time is not a breach) and must
+/// look again: the next sweep after it raises the breach (found by `baton sim`).
+async fn sweep_at_the_deadline(b: Backend) {
+    let app = spawn_app(b).await;
+    let cmd = app.login("commander").await;
+    let cp = app.login("checkpoint").await;
+    let dest = unit(&cmd, "壶关县太行钢材贸易有限公司").await;
+    let body = json!({"plate": "晋D60001", "destination_id": dest, "eta": (now(&app) + Duration::hours(2)).to_rfc3339(), "crew": crew("green"),
+                      "test_taken_at": (now(&app) - Duration::hours(10)).to_rfc3339(), "landing_tube": "LT-600001"});
+    let (s, v) = cp.post("/api/v1/trips/check-in", body).await;
+    assert_eq!((s, v["class"].as_str()), (StatusCode::CREATED, Some("pass")), "{v}");
+    let due: chrono::DateTime<chrono::Utc> = v["deadline"]["at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(baton_store::alerts::sweep(&app.store, due).await.unwrap().raised, 0, "met exactly on time");
+    let r = baton_store::alerts::sweep(&app.store, due + Duration::seconds(1)).await.unwrap();
+    assert_eq!(r.raised, 1, "no arrival, once it is late: {r:?}");
+    app.stop().await;
+}
+both!(a_sweep_exactly_at_a_deadline_looks_again, sweep_at_the_deadline);

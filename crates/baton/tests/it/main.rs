@@ -16,6 +16,7 @@ mod platform;
 mod risk;
 mod rounds;
 mod scope;
+mod sim;
 mod testing;
 mod testing_pages;
 mod whitelist;
