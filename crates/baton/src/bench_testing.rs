@@ -4,6 +4,8 @@
 //!    scans one person at a time (ID card: document and name, registered on first sight) into
 //!    its open 10-in-1 tube, and opens the next tube when one fills and seals itself. Rate and
 //!    latency per person-sample, beside the raw-insert ceiling of the same run.
+//!    Then desks that upload a whole tube at once (a desk app that queues scans offline and sends
+//!    each full tube: one request with its ten persons), counted in person-samples too.
 //! 2. A lab imports a 100,000-row LIS file (CSV) through the API: 100,000 single tubes shipped
 //!    to it (seeded straight into the tables, one registered person each), all or nothing.
 //! 3. A positive pool: from posting the result to its ten members on pending re-check with
@@ -66,6 +68,14 @@ pub async fn run(args: &BenchArgs, store: &Store, client: &reqwest::Client, base
         desks.p50_ms,
         desks.p99_ms,
         100.0 * desks.rate() / raw.rate().max(1e-9)
+    );
+    let tubes = register_tubes(args.clients, dur, client, base, &sampler, &run_id).await;
+    line(&tubes, Some(raw));
+    println!(
+        "person-samples registered a tube ({POOL}) per request: {:.0}/s, p50 {:.1} ms, p99 {:.1} ms per tube (aim ≥ 3000/s, p99 < 100 ms on SQLite)",
+        tubes.rate() * POOL as f64,
+        tubes.p50_ms,
+        tubes.p99_ms
     );
 
     // The lab file.
@@ -167,6 +177,51 @@ async fn register(clients: usize, dur: Duration, client: &reqwest::Client, base:
         }
     }
     Figures::from_latencies("person-sample POST /testing/tubes[/{id}/members]", all, errors.load(Ordering::Relaxed), start.elapsed().as_secs_f64())
+}
+
+/// Desks sending each tube with its ten persons in one request (the tube fills and seals).
+async fn register_tubes(clients: usize, dur: Duration, client: &reqwest::Client, base: &str, token: &str, run_id: &str) -> Figures {
+    // Persons of this phase are numbered after any the one-by-one phase could have reached.
+    let counter = Arc::new(AtomicU64::new(50_000_000));
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for desk in 0..clients {
+        let (client, counter, errors) = (client.clone(), counter.clone(), errors.clone());
+        let (base, token, run_id) = (base.to_string(), token.to_string(), run_id.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(1024);
+            let mut opened = 0u64;
+            while start.elapsed() < dur {
+                let first = counter.fetch_add(POOL, Ordering::Relaxed);
+                let members: Vec<_> =
+                    (first..first + POOL).map(|n| serde_json::json!({"name": format!("居民{n}"), "document_number": id_number(n)})).collect();
+                opened += 1;
+                let body = serde_json::json!({"barcode": format!("MT{run_id}-{desk}-{opened}"), "pool_size": POOL, "members": members});
+                let t = Instant::now();
+                let ok = client
+                    .post(format!("{base}/api/v1/testing/tubes"))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == reqwest::StatusCode::CREATED);
+                if ok {
+                    lat.push(t.elapsed().as_micros() as u64);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        if let Ok(l) = t.await {
+            all.extend(l);
+        }
+    }
+    Figures::from_latencies("full tube POST /testing/tubes (10 persons)", all, errors.load(Ordering::Relaxed), start.elapsed().as_secs_f64())
 }
 
 /// 100,000 persons, each in a single tube shipped to `lab`; returns the LIS file (CSV) for them,
