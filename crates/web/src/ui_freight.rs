@@ -577,7 +577,15 @@ async fn trip_view(s: &AppState, v: &Viewer, id: Uuid, host: &str, err: Option<E
     if let Some(p) = &trip.pending {
         fact(
             "trip.pending",
-            format!("→ {} · {} · {} {}", unit_name(s, p.to).await, p.purpose.label(lang.zh()), lang.t("trip.accept_by"), local(p.accept_by)),
+            format!(
+                "→ {} · {}{} · {} {}",
+                unit_name(s, p.to).await,
+                p.purpose.label(lang.zh()),
+                // A fallback escort says why the receiver's escort was passed over.
+                p.fallback.map(|f| format!(" ({})", f.label(lang.zh()))).unwrap_or_default(),
+                lang.t("trip.accept_by"),
+                local(p.accept_by)
+            ),
         );
     }
     fact("trip.landing_tube", t.landing_tube.clone().unwrap_or_default());
@@ -655,13 +663,18 @@ async fn trip_view(s: &AppState, v: &Viewer, id: Uuid, host: &str, err: Option<E
         }
         if Some(trip.custodian) == me && trip.pending.is_none() {
             let purposes = HandoffPurpose::ALL.iter().map(|p| (p.as_str().to_string(), p.label(lang.zh()).to_string())).collect();
+            // At the checkpoint the receiver's own escort is the one to hand to.
+            let escort = match trip.state {
+                TripState::CheckedIn => baton_store::escorts::escort_of(&s.store, trip.destination).await?.map(|e| e.to_string()).unwrap_or_default(),
+                _ => String::new(),
+            };
             forms.push(button(
                 "handoff-form",
                 lang.t("trip.handoff").into(),
                 act.clone(),
                 "propose_handoff",
                 vec![
-                    Field::select("to", lang.t("trip.handoff_to"), "", all_units(s, v).await?),
+                    Field::select("to", lang.t("trip.handoff_to"), &escort, all_units(s, v).await?),
                     Field::select("purpose", lang.t("trip.purpose"), "escort", purposes),
                 ],
                 lang.t("trip.handoff").into(),
