@@ -359,8 +359,6 @@ pub async fn simulate(store: &Store, clock: &ManualClock, opts: &SimOptions) -> 
             }
         }
         for (cp, barcodes) in std::mem::take(&mut to_ship) {
-            // A batch's code is its hand-over time to the millisecond: two checkpoints never hand over at the same instant.
-            clock.advance(Duration::seconds(1));
             let b = testing::ship(store, &as_unit(cp), &BatchInput { lab_id: u.lab, barcodes: barcodes.clone() }).await?;
             batches.push((now + minutes(&mut rng, 30, 90), b.id, barcodes, false));
         }

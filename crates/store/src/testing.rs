@@ -892,7 +892,10 @@ pub async fn ship(store: &Store, who: &Principal, input: &BatchInput) -> Result<
     c.done()?;
     let (_, jurisdiction, _) = unit_row(&mut tx, team).await?.ok_or(Error::Forbidden)?;
     let id = Uuid::now_v7();
-    let code = format!("B{}", now.format("%Y%m%d%H%M%S%3f"));
+    // Readable on a label: the hand-over second, then the id's random tail, so that teams
+    // shipping in the same instant still get different codes.
+    let tail = id.simple().to_string();
+    let code = format!("B{}-{}", now.format("%Y%m%d%H%M%S"), tail[tail.len() - 6..].to_ascii_uppercase());
     let accept_by = now + Duration::minutes(i64::from(policy.params.testing.batch_accept_minutes));
     tx.execute(q!(
         "INSERT INTO test_batches (id, code, team_id, lab_id, state, tubes, handed_at, accept_by, jurisdiction) VALUES ($1, $2, $3, $4, 'handed', $5, $6, $7, $8)",

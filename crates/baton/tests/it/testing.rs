@@ -357,6 +357,10 @@ async fn receipt(b: Backend) {
     let (s, e) = p.sampler.post("/api/v1/testing/batches", json!({"lab_id": unit(&p.cmd, "核酸检测专班").await, "barcodes": ["HG-B1"]})).await;
     assert_eq!((s, e["fields"]["lab_id"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("not_a_lab")));
     let batch = ship(&p, &["HG-B1", "HG-B2"]).await;
+    // Another batch handed over in the same instant (the manual clock stands still) gets its own code.
+    tube(&p, "HG-B4", 1, 1003, 1).await;
+    let other = ship(&p, &["HG-B4"]).await;
+    assert_ne!(other["code"], batch["code"]);
     // Only the receiving lab may receive it.
     let (s, _) = p.sampler.post(&format!("/api/v1/testing/batches/{}/receive", batch["id"].as_str().unwrap()), json!({"barcodes": ["HG-B1"]})).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
