@@ -147,8 +147,6 @@ pub(crate) const PAGES: &[(&str, &str, Option<Permission>, &str, &str)] = &[
     ("/risk-areas", "nav.risk_areas", None, "现行风险地区、历史、导入与解除", "Risk areas in force, their history, imports and lifting"),
     ("/venues", "nav.venues", None, "重点场所的场所码、扫码核验与到访记录", "Key venues: venue codes, scans at the door, visit logs"),
     ("/exposure", "nav.exposure", Some(Permission::ExposureSearch), "病例的时空伴随人员与协查导出", "A case's companions and the tracing export"),
-    ("/venues", "nav.venues", None, "重点场所的场所码、扫码核验与到访记录", "Key venues: venue codes, scans at the door, visit logs"),
-    ("/exposure", "nav.exposure", Some(Permission::ExposureSearch), "病例的时空伴随人员与协查导出", "A case's companions and the tracing export"),
     ("/divisions", "nav.divisions", None, "按代码或名称查找行政区划", "Find divisions by code or name"),
 ];
 
