@@ -1552,9 +1552,15 @@ impl Effects {
             let r = tx.fetch_one(q!("SELECT custodian_id, jurisdiction, plate FROM trips WHERE id = $1", trip)).await?;
             let tj: String = r.get("jurisdiction")?;
             let plate: String = r.get("plate")?;
+            // An emergency: the custodian, the trip's township (its locality) and the command office, at once.
             let mut to = vec![(r.get::<Uuid>("custodian_id")?, 0)];
+            if let Some(t) = township_unit(tx, &tj).await?
+                && to.iter().all(|(u, _)| *u != t)
+            {
+                to.push((t, 1));
+            }
             if let Some(c) = alerts::command_office(tx, &tj).await?
-                && c != to[0].0
+                && to.iter().all(|(u, _)| *u != c)
             {
                 to.push((c, 2));
             }

@@ -473,12 +473,19 @@ async fn landing(b: Backend) {
     assert_eq!(s, StatusCode::CREATED, "{batch}");
     let (s, r) = results(&p, json!([{"barcode": "LT-7777", "result": "positive", "ct": 22.0}])).await;
     assert_eq!(s, StatusCode::OK, "{r}");
-    // A positive landing test is an emergency on the trip: to its custodian and the command office.
+    // A positive landing test is an emergency on the trip: to its custodian, its township and
+    // the command office, at once.
     let (_, a) = p.cmd.get(&format!("/api/v1/alerts?trip_id={trip_id}")).await;
     let mut got: Vec<(String, i64)> =
         a["alerts"].as_array().unwrap().iter().map(|x| (x["kind"].as_str().unwrap().to_string(), x["level"].as_i64().unwrap())).collect();
     got.sort();
-    assert_eq!(got, [("positive_landing".to_string(), 0), ("positive_landing".to_string(), 2)], "{a}");
+    assert_eq!(got, [("positive_landing".to_string(), 0), ("positive_landing".to_string(), 1), ("positive_landing".to_string(), 2)], "{a}");
+    // The township is the trip's locality (its destination's), as in the responsibility ledger.
+    let to_township = a["alerts"].as_array().unwrap().iter().find(|x| x["level"] == 1).unwrap();
+    let (_, unit) = p.cmd.get(&format!("/api/v1/units/{}", to_township["recipient_id"].as_str().unwrap())).await;
+    assert_eq!(unit["kind"], "township", "{unit}");
+    let (_, trip) = p.cmd.get(&format!("/api/v1/trips/{trip_id}")).await;
+    assert!(trip["jurisdiction"].as_str().unwrap().starts_with(unit["division_code"].as_str().unwrap()), "{trip} {unit}");
     let landings = baton_store::results::positive_landings(&app.store, now(&app) - Duration::hours(1)).await.unwrap();
     assert_eq!(landings.iter().map(|l| l.trip_id.to_string()).collect::<Vec<_>>(), [trip_id.to_string()]);
     app.stop().await;
