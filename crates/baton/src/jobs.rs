@@ -43,6 +43,9 @@ const WATCH_SECONDS: u64 = 10;
 /// How often the code recompute looks for work (risk-area lists, policy versions, results, codes at their `until`).
 const RECOMPUTE_SECONDS: u64 = 2;
 
+/// Chunks of persons one recompute pass works on before it looks whether to stop.
+const RECOMPUTE_CHUNKS: usize = 8;
+
 /// Person codes follow their facts: its own loop, so that a long run never delays the deadline watcher.
 async fn recompute(store: Store, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(RECOMPUTE_SECONDS));
@@ -55,29 +58,44 @@ async fn recompute(store: Store, metrics: Arc<Metrics>, mut stop: watch::Receive
         if store.clock.is_manual() {
             continue;
         }
-        match baton_store::recompute::sweep(&store, usize::MAX).await {
-            Ok(r) => {
-                if r.changed + r.results + r.expired > 0 {
-                    tracing::info!(processed = r.processed, changed = r.changed, results = r.results, expired = r.expired, "codes recomputed");
+        // Bounded passes until the work is done, so that a stop waits for one pass at most (an
+        // unfinished run resumes at the next start).
+        loop {
+            let pass = baton_store::recompute::sweep(&store, RECOMPUTE_CHUNKS).await;
+            metrics.jobs_run.fetch_add(1, Ordering::Relaxed);
+            match pass {
+                Ok(r) => {
+                    if r.changed + r.results + r.expired > 0 {
+                        tracing::info!(processed = r.processed, changed = r.changed, results = r.results, expired = r.expired, "codes recomputed");
+                    }
+                    let stopping = *stop.borrow();
+                    if r.processed == 0 || stopping {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    metrics.jobs_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, "code recompute failed");
+                    break;
                 }
             }
-            Err(e) => {
-                metrics.jobs_failed.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "code recompute failed");
-            }
         }
-        metrics.jobs_run.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 pub async fn run(store: Store, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
-    tokio::spawn(recompute(store.clone(), metrics.clone(), stop.clone()));
+    let codes = tokio::spawn(recompute(store.clone(), metrics.clone(), stop.clone()));
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(WATCH_SECONDS));
     let mut n: u64 = 0;
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|v| *v) => return,
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.wait_for(|v| *v) => true,
+        };
+        if stopping {
+            // The database closes after this returns: let the recompute pass finish first.
+            let _ = codes.await;
+            return;
         }
         n += 1;
         // On a manual clock (tests, simulation) time moves only when told, so whoever moves it
