@@ -1,5 +1,6 @@
 //! The freight dashboard: open trips by state, class, entry checkpoint and township; breaches
-//! by kind and by the unit answerable; handoff acceptance times by purpose and receiver; and
+//! by kind and by the unit answerable; handoff acceptance times by purpose and receiver; the
+//! loop-closure rate by class; the time each kind of holder kept a trip (its link); and
 //! each list as an xlsx sheet. Everything is scoped like the lists it counts: trips in the
 //! viewer's jurisdiction or with the viewer's unit as a party, alerts as `alerts::list` shows them.
 
@@ -30,6 +31,36 @@ pub struct HandoffTime {
     pub max_minutes: f64,
 }
 
+/// Of the trips checked in with a class, how many have closed their loop.
+#[derive(Debug, Clone, Serialize)]
+pub struct Closure {
+    pub class: String,
+    pub label_zh: String,
+    pub label_en: String,
+    pub checked_in: i64,
+    pub closed: i64,
+    /// `closed / checked_in`, 0 to 1.
+    pub rate: f64,
+}
+
+/// How long holders of one unit kind kept trips (ended custody spans).
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkTime {
+    pub kind: String,
+    pub label_zh: String,
+    pub label_en: String,
+    pub spans: i64,
+    pub avg_minutes: f64,
+    pub max_minutes: f64,
+}
+
+/// Trips looked at for link times: those changed in this many days.
+const LINK_DAYS: i64 = 30;
+
+fn minutes(secs: f64) -> f64 {
+    (secs / 60.0 * 10.0).round() / 10.0
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
     pub open_by_state: Vec<Count>,
@@ -39,11 +70,22 @@ pub struct Stats {
     pub breaches_by_kind: Vec<Count>,
     pub breaches_by_unit: Vec<Count>,
     pub handoff_times: Vec<HandoffTime>,
+    pub closure_by_class: Vec<Closure>,
+    pub link_times: Vec<LinkTime>,
 }
 
 /// The lists, by the name the export takes.
-pub const LISTS: &[&str] =
-    &["open_by_state", "open_by_class", "open_by_checkpoint", "open_by_township", "breaches_by_kind", "breaches_by_unit", "handoff_times"];
+pub const LISTS: &[&str] = &[
+    "open_by_state",
+    "open_by_class",
+    "open_by_checkpoint",
+    "open_by_township",
+    "breaches_by_kind",
+    "breaches_by_unit",
+    "handoff_times",
+    "closure_by_class",
+    "link_times",
+];
 
 fn count(key: String, zh: &str, en: &str, n: i64) -> Count {
     Count { key, label_zh: zh.to_string(), label_en: en.to_string(), count: n }
@@ -153,7 +195,103 @@ pub async fn stats(store: &Store, who: &Principal) -> Result<Stats, Error> {
             })
         })
         .collect::<Result<_, Error>>()?;
-    Ok(Stats { open_by_state, open_by_class, open_by_checkpoint, open_by_township, breaches_by_kind, breaches_by_unit, handoff_times })
+    let rows = store
+        .db
+        .fetch_all(q!(
+            "SELECT t.class AS k, COUNT(*) AS n, SUM(CASE WHEN t.closed_at IS NULL THEN 0 ELSE 1 END) AS closed FROM trips t
+             WHERE t.class IS NOT NULL AND ((t.jurisdiction >= $1 AND t.jurisdiction < $2)
+               OR EXISTS (SELECT 1 FROM trip_parties p WHERE p.trip_id = t.id AND (p.unit_id = $3 OR p.unit_id = $4)))
+             GROUP BY t.class ORDER BY t.class",
+            lo.clone(),
+            hi.clone(),
+            unit,
+            me
+        ))
+        .await?;
+    let closure_by_class = rows
+        .iter()
+        .map(|r| {
+            let k: String = r.get("k")?;
+            let n: i64 = r.get("n")?;
+            let closed: i64 = r.get("closed")?;
+            let c = ControlClass::parse(&k);
+            Ok(Closure {
+                label_zh: c.map(|c| c.label(true)).unwrap_or(&k).to_string(),
+                label_en: c.map(|c| c.label(false)).unwrap_or(&k).to_string(),
+                class: k,
+                checked_in: n,
+                closed,
+                rate: ((closed as f64 / n.max(1) as f64) * 1000.0).round() / 1000.0,
+            })
+        })
+        .collect::<Result<_, Error>>()?;
+    let link_times = link_times(store, (lo, hi, unit, me)).await?;
+    Ok(Stats {
+        open_by_state,
+        open_by_class,
+        open_by_checkpoint,
+        open_by_township,
+        breaches_by_kind,
+        breaches_by_unit,
+        handoff_times,
+        closure_by_class,
+        link_times,
+    })
+}
+
+/// Every ended custody span of the trips in scope changed lately, by the holder's unit kind:
+/// how long a checkpoint, an escort, a destination… keeps a truck before the next takes it.
+async fn link_times(store: &Store, (lo, hi, unit, me): (String, String, uuid::Uuid, Option<uuid::Uuid>)) -> Result<Vec<LinkTime>, Error> {
+    let since = store.now() - chrono::Duration::days(LINK_DAYS);
+    let kinds: BTreeMap<uuid::Uuid, String> = store
+        .db
+        .fetch_all(q!("SELECT id, kind FROM units"))
+        .await?
+        .iter()
+        .map(|r| Ok((r.get("id")?, r.get("kind")?)))
+        .collect::<Result<_, Error>>()?;
+    let rows = store
+        .db
+        .fetch_all(q!(
+            "SELECT t.data FROM trips t
+             WHERE t.updated_at >= $5 AND ((t.jurisdiction >= $1 AND t.jurisdiction < $2)
+               OR EXISTS (SELECT 1 FROM trip_parties p WHERE p.trip_id = t.id AND (p.unit_id = $3 OR p.unit_id = $4)))",
+            lo,
+            hi,
+            unit,
+            me,
+            since
+        ))
+        .await?;
+    // kind → (spans, total seconds, longest seconds)
+    let mut by_kind: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
+    for r in &rows {
+        let data: String = r.get("data")?;
+        let stored: serde_json::Value = serde_json::from_str(&data).map_err(Error::internal)?;
+        let trip: baton_domain::trip::Trip = serde_json::from_value(stored["trip"].clone()).map_err(Error::internal)?;
+        for span in &trip.chain {
+            let Some(to) = span.to else { continue };
+            let secs = (to - span.from).num_seconds().max(0);
+            let e = by_kind.entry(kinds.get(&span.unit).cloned().unwrap_or_default()).or_default();
+            e.0 += 1;
+            e.1 += secs;
+            e.2 = e.2.max(secs);
+        }
+    }
+    Ok(by_kind
+        .into_iter()
+        .map(|(kind, (n, total, longest))| {
+            let k = baton_domain::unit::UnitKind::parse(&kind);
+            LinkTime {
+                label_zh: k.map(|k| k.label(true)).unwrap_or(&kind).to_string(),
+                label_en: k.map(|k| k.label(false)).unwrap_or(&kind).to_string(),
+                kind,
+                spans: n,
+                avg_minutes: minutes(total as f64 / n.max(1) as f64),
+                max_minutes: minutes(longest as f64),
+            }
+        })
+        .collect())
 }
 
 /// One list of the dashboard as an xlsx sheet (headers in Chinese and English).
@@ -180,6 +318,26 @@ pub async fn export(store: &Store, who: &Principal, list: &str) -> Result<Vec<u8
         "open_by_township" => counts(&s.open_by_township),
         "breaches_by_kind" => counts(&s.breaches_by_kind),
         "breaches_by_unit" => counts(&s.breaches_by_unit),
+        "closure_by_class" => {
+            let mut rows = vec![vec![text("类别/class"), text("名称/name"), text("已落地/checked_in"), text("已闭环/closed"), text("闭环率/rate")]];
+            rows.extend(s.closure_by_class.iter().map(|c| {
+                vec![text(&c.class), text(&c.label_zh), XCell::Number(c.checked_in as f64), XCell::Number(c.closed as f64), XCell::Number(c.rate)]
+            }));
+            rows
+        }
+        "link_times" => {
+            let mut rows = vec![vec![
+                text("单位类型/kind"),
+                text("名称/name"),
+                text("环节数/spans"),
+                text("平均分钟/avg_minutes"),
+                text("最长分钟/max_minutes"),
+            ]];
+            rows.extend(s.link_times.iter().map(|l| {
+                vec![text(&l.kind), text(&l.label_zh), XCell::Number(l.spans as f64), XCell::Number(l.avg_minutes), XCell::Number(l.max_minutes)]
+            }));
+            rows
+        }
         _ => {
             let mut rows = vec![vec![
                 text("交接类型/purpose"),

@@ -823,7 +823,37 @@ async fn dashboard_page(State(s): State<AppState>, v: Viewer) -> UiResult {
             vec![p, h.receiver.clone(), h.accepted.to_string(), format!("{:.1}", h.avg_minutes), format!("{:.1}", h.max_minutes)]
         })
         .collect();
+    let closure = st
+        .closure_by_class
+        .iter()
+        .map(|c| {
+            vec![lang.pick(&c.label_zh, &c.label_en).to_string(), c.checked_in.to_string(), c.closed.to_string(), format!("{:.1}%", c.rate * 100.0)]
+        })
+        .collect();
+    let links = st
+        .link_times
+        .iter()
+        .map(|l| {
+            vec![
+                lang.pick(&l.label_zh, &l.label_en).to_string(),
+                l.spans.to_string(),
+                format!("{:.1}", l.avg_minutes),
+                format!("{:.1}", l.max_minutes),
+            ]
+        })
+        .collect();
     let tables = vec![
+        (
+            "closure_by_class",
+            lang.t("stats.closure").to_string(),
+            vec![
+                lang.t("stats.by_class").to_string(),
+                lang.t("stats.checked_in").to_string(),
+                lang.t("stats.closed").to_string(),
+                lang.t("stats.rate").to_string(),
+            ],
+            closure,
+        ),
         counts("open_by_state", "stats.by_state", &st.open_by_state),
         counts("open_by_class", "stats.by_class", &st.open_by_class),
         counts("open_by_checkpoint", "stats.by_checkpoint", &st.open_by_checkpoint),
@@ -841,6 +871,17 @@ async fn dashboard_page(State(s): State<AppState>, v: Viewer) -> UiResult {
                 lang.t("stats.max_minutes").to_string(),
             ],
             handoffs,
+        ),
+        (
+            "link_times",
+            lang.t("stats.links").to_string(),
+            vec![
+                lang.t("stats.holder").to_string(),
+                lang.t("stats.spans").to_string(),
+                lang.t("stats.avg_minutes").to_string(),
+                lang.t("stats.max_minutes").to_string(),
+            ],
+            links,
         ),
     ];
     Ok(render(&DashboardPage { shell: v.shell("stats.title"), tables }))

@@ -327,6 +327,20 @@ async fn dashboard(b: Backend) {
         (h["purpose"].as_str(), h["receiver"].as_str(), h["accepted"].as_i64(), h["avg_minutes"].as_f64()),
         (Some("escort"), Some("壶关县交通运输局"), Some(1), Some(10.0))
     );
+    // Loop closure by class: two closed-loop trucks checked in, none closed yet.
+    let c = &st["closure_by_class"][0];
+    assert_eq!(
+        (c["class"].as_str(), c["checked_in"].as_i64(), c["closed"].as_i64(), c["rate"].as_f64()),
+        (Some("closed_loop"), Some(2), Some(0), Some(0.0)),
+        "{st}"
+    );
+    // Time in each link: the checkpoint held the escorted truck ten minutes; open spans do not count.
+    let l = &st["link_times"];
+    assert_eq!(l.as_array().unwrap().len(), 1, "{l}");
+    assert_eq!((l[0]["kind"].as_str(), l[0]["spans"].as_i64(), l[0]["avg_minutes"].as_f64()), (Some("checkpoint"), Some(1), Some(10.0)), "{l}");
+    let r = cmd.raw(reqwest::Method::GET, "/api/v1/freight/export?list=link_times").send().await.unwrap();
+    let rows = baton_store::sheet::read_sheet(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(rows.len(), 2, "header and the checkpoint's line");
     // Scope: the township of 龙泉 counts only trips in its locality.
     let longquan = app.login("longquan").await;
     let (_, st2) = longquan.get("/api/v1/freight/stats").await;
@@ -341,6 +355,7 @@ async fn dashboard(b: Backend) {
     assert_eq!(cmd.get("/api/v1/freight/export?list=nope").await.1["fields"]["list"]["code"], "list_unknown");
     let page = cmd.raw(reqwest::Method::GET, "/freight/dashboard").send().await.unwrap().text().await.unwrap();
     assert!(page.contains("stats-handoff_times") && page.contains("壶关县交通运输局"));
+    assert!(page.contains("stats-closure_by_class") && page.contains("stats-link_times") && page.contains("闭环率"));
     app.stop().await;
 }
 both!(the_dashboard_counts_open_trips_breaches_and_handoff_times_in_scope, dashboard);
