@@ -4,8 +4,8 @@
 use baton_domain::Error;
 use baton_domain::division::{Divisions, Level};
 use baton_domain::ident::IdNumber;
-use baton_store::testing;
 use baton_store::escorts;
+use baton_store::testing;
 use baton_store::units::{self, UnitInput};
 use baton_store::users::{self, UserInput};
 use baton_store::{Principal, Store};
@@ -188,7 +188,8 @@ pub async fn build(store: &Store, opts: &DemoOptions) -> Result<Vec<DemoLogin>, 
         }
         // Escorts: the transport bureau's team escorts 太行钢材's trucks; police, then transport, stand behind every receiver.
         let unit = |k: &str| ids.get(k).copied().ok_or(Error::NotFound("demo unit"));
-        escorts::set_receiver_escort(store, &sys, unit("ent_steel")?, &escorts::ReceiverEscortInput { escort_id: Some(unit("d_transport")?) }).await?;
+        escorts::set_receiver_escort(store, &sys, unit("ent_steel")?, &escorts::ReceiverEscortInput { escort_id: Some(unit("d_transport")?) })
+            .await?;
         escorts::set_fallback(store, &sys, &escorts::FallbackInput { units: vec![unit("d_police")?, unit("d_transport")?] }).await?;
     }
     let names: HashMap<&str, &str> = UNITS.iter().map(|(k, n, ..)| (*k, *n)).collect();

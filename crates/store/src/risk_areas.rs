@@ -133,7 +133,6 @@ pub struct ImportReport {
     pub superseded: usize,
 }
 
-
 // ---------- times ----------
 
 /// A time as people write it in lists: a date (00:00 China time), a date and time (China

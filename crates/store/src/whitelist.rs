@@ -1175,5 +1175,4 @@ mod tests {
         let ok = Draft { plate: String::new(), valid_until: Some(Ok(now() + chrono::Duration::days(3))), ..d };
         assert!(matches!(check(&ok, "", now()).unwrap().subject, Subject::Driver { .. }));
     }
-
-    }
+}

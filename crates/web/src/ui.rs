@@ -94,8 +94,20 @@ pub(crate) const PAGES: &[(&str, &str, Option<Permission>, &str, &str)] = &[
         "Truck loop: pre-report, check-in, escort, arrival, departure, exit",
     ),
     ("/alerts", "nav.alerts", Some(Permission::AlertsHandle), "断链告警与逐级上报：货车、样本", "Broken links and their escalation: trucks, samples"),
-    ("/sites", "nav.sites", Some(Permission::TripsRead), "货车专用服务场地：容量、在场车辆、进出、待出结果", "Truck service sites: capacity, trucks present, in and out, waiting for results"),
-    ("/freight/dashboard", "stats.title", Some(Permission::TripsRead), "在途行程、断链、交接用时，可导出", "Open trips, breaches, handoff times; exportable"),
+    (
+        "/sites",
+        "nav.sites",
+        Some(Permission::TripsRead),
+        "货车专用服务场地：容量、在场车辆、进出、待出结果",
+        "Truck service sites: capacity, trucks present, in and out, waiting for results",
+    ),
+    (
+        "/freight/dashboard",
+        "stats.title",
+        Some(Permission::TripsRead),
+        "在途行程、断链、交接用时，可导出",
+        "Open trips, breaches, handoff times; exportable",
+    ),
     (
         "/testing/sample",
         "nav.testing_sample",
@@ -124,7 +136,13 @@ pub(crate) const PAGES: &[(&str, &str, Option<Permission>, &str, &str)] = &[
         "阳性混管人员的单管复核与时限",
         "Members of positive pools, their re-tests and deadlines",
     ),
-    ("/rounds", "nav.rounds", Some(Permission::TestingRead), "全员筛查轮次：逐村应检、已采、已出结果，未采名单导出，混采规格建议", "Screening rounds: expected, sampled, resulted by village; missing lists; pool-size advice"),
+    (
+        "/rounds",
+        "nav.rounds",
+        Some(Permission::TestingRead),
+        "全员筛查轮次：逐村应检、已采、已出结果，未采名单导出，混采规格建议",
+        "Screening rounds: expected, sampled, resulted by village; missing lists; pool-size advice",
+    ),
     ("/admin/users", "nav.users", Some(Permission::UsersRead), "账号、角色、数据范围", "Accounts, roles and scopes"),
     ("/admin/roles", "nav.roles", Some(Permission::RolesWrite), "角色即权限的集合", "A role is a named set of permissions"),
     (
