@@ -4,7 +4,6 @@
 //! transactional inserts into the same store.
 
 use crate::app;
-use crate::config::{Config, Mode};
 use crate::demo;
 use anyhow::Context;
 use baton_domain::clock::SystemClock;
@@ -124,36 +123,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.scenario != "platform" && args.scenario != "checkin" && args.scenario != "mass-screening" {
         anyhow::bail!("unknown scenario {}; known: platform, checkin, mass-screening", args.scenario);
     }
-    let tmp = std::env::temp_dir().join(format!("baton-bench-{}", uuid::Uuid::now_v7()));
-    let (database_url, drop_db) = match args.backend.as_str() {
-        "sqlite" => (None, None),
-        "postgres" => {
-            let name = format!("baton_bench_{}", uuid::Uuid::now_v7().simple());
-            let admin = baton_store::Db::open_postgres(&args.pg_url, &Default::default()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            admin.execute_raw(&format!("CREATE DATABASE {name}")).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            let url = match args.pg_url.rfind('/') {
-                Some(i) => format!("{}/{name}", &args.pg_url[..i]),
-                None => anyhow::bail!("pg url has no database name"),
-            };
-            (Some(url), Some((admin, name)))
-        }
-        other => anyhow::bail!("backend must be sqlite or postgres, not {other}"),
-    };
-    let cfg = Config {
-        listen: "127.0.0.1:0".into(),
-        data_dir: tmp.clone(),
-        database_url,
-        key_file: tmp.join("keys.json"),
-        log_format: "text".into(),
-        secure_cookies: false,
-        max_connections: 16,
-        mode: Mode::Development,
-        metrics_token: None,
-    };
-    let store = app::open_store(&cfg, Arc::new(SystemClock)).await?;
+    let scratch = crate::scratch::Scratch::create("baton_bench", &args.backend, &args.pg_url, 16).await?;
+    let cfg = &scratch.cfg;
+    let store = app::open_store(cfg, Arc::new(SystemClock)).await?;
     demo::build(&store, &demo::DemoOptions { villages: false }).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let running = app::start(store.clone(), &cfg, listener).await?;
+    let running = app::start(store.clone(), cfg, listener).await?;
     let base = format!("http://{}", running.addr);
     let dur = Duration::from_secs(args.seconds);
     println!(
@@ -197,11 +172,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let report = baton_store::audit::verify(&store.db, &store.vault).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("audit chain after the run: {} entries, {}", report.entries, if report.ok() { "intact" } else { "BROKEN" });
     running.shutdown().await;
-    if let Some((admin, name)) = drop_db {
-        admin.execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
-    let _ = std::fs::remove_dir_all(&tmp);
-    Ok(())
+    scratch.remove().await
 }
 
 pub(crate) fn header() {

@@ -14,7 +14,6 @@
 
 use crate::app;
 use crate::bench::BenchArgs;
-use crate::config::{Config, Mode};
 use anyhow::anyhow;
 use baton_domain::clock::SystemClock;
 use baton_domain::code::Colour;
@@ -67,33 +66,9 @@ fn ms(d: std::time::Duration) -> f64 {
 }
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    let tmp = std::env::temp_dir().join(format!("baton-bench-{}", Uuid::now_v7()));
-    let (database_url, drop_db) = match args.backend.as_str() {
-        "sqlite" => (None, None),
-        "postgres" => {
-            let name = format!("baton_bench_{}", Uuid::now_v7().simple());
-            let admin = baton_store::Db::open_postgres(&args.pg_url, &Default::default()).await.map_err(e)?;
-            admin.execute_raw(&format!("CREATE DATABASE {name}")).await.map_err(e)?;
-            let url = match args.pg_url.rfind('/') {
-                Some(i) => format!("{}/{name}", &args.pg_url[..i]),
-                None => anyhow::bail!("pg url has no database name"),
-            };
-            (Some(url), Some((admin, name)))
-        }
-        other => anyhow::bail!("backend must be sqlite or postgres, not {other}"),
-    };
-    let cfg = Config {
-        listen: "127.0.0.1:0".into(),
-        data_dir: tmp.clone(),
-        database_url,
-        key_file: tmp.join("keys.json"),
-        log_format: "text".into(),
-        secure_cookies: false,
-        max_connections: 16,
-        mode: Mode::Development,
-        metrics_token: None,
-    };
-    let store = app::open_store(&cfg, Arc::new(SystemClock)).await?;
+    let scratch = crate::scratch::Scratch::create("baton_bench", &args.backend, &args.pg_url, 16).await?;
+    let cfg = &scratch.cfg;
+    let store = app::open_store(cfg, Arc::new(SystemClock)).await?;
     crate::demo::build(&store, &crate::demo::DemoOptions { villages: false }).await.map_err(e)?;
     let n_persons = usize::try_from(args.persons).map_err(|x| anyhow!("{x}"))? / ROWS * ROWS;
     let n_scans = usize::try_from(args.scans).map_err(|x| anyhow!("{x}"))? / ROWS * ROWS;
@@ -366,11 +341,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     );
 
     store.db.close().await;
-    if let Some((admin, name)) = drop_db {
-        admin.execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.map_err(e)?;
-    }
-    let _ = std::fs::remove_dir_all(&tmp);
-    Ok(())
+    scratch.remove().await
 }
 
 /// Seed `n` scans in the last 14 days at random venues by random persons, generated inside the

@@ -8,4 +8,5 @@ pub mod bench_testing;
 pub mod config;
 pub mod demo;
 pub mod jobs;
+pub mod scratch;
 pub mod sim;

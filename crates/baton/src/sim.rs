@@ -7,7 +7,6 @@
 //! raised and nothing else. Alerts on other subjects (tubes, re-test orders) are accounted for
 //! separately: only a positive landing test may cause them.
 
-use crate::config::{Config, Mode};
 use crate::{app, demo};
 use baton_domain::Error;
 use baton_domain::clock::{Clock, ManualClock};
@@ -136,43 +135,16 @@ impl SimReport {
 
 /// `baton sim`: a fresh demo county on a temporary database, a day of trucks, the table.
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
-    let tmp = std::env::temp_dir().join(format!("baton-sim-{}", Uuid::now_v7()));
-    let (database_url, drop_db) = match args.backend.as_str() {
-        "sqlite" => (None, None),
-        "postgres" => {
-            let name = format!("baton_sim_{}", Uuid::now_v7().simple());
-            let admin = baton_store::Db::open_postgres(&args.pg_url, &Default::default()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            admin.execute_raw(&format!("CREATE DATABASE {name}")).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            let url = match args.pg_url.rfind('/') {
-                Some(i) => format!("{}/{name}", &args.pg_url[..i]),
-                None => anyhow::bail!("pg url has no database name"),
-            };
-            (Some(url), Some((admin, name)))
-        }
-        other => anyhow::bail!("backend must be sqlite or postgres, not {other}"),
-    };
-    let cfg = Config {
-        listen: "127.0.0.1:0".into(),
-        data_dir: tmp.clone(),
-        database_url,
-        key_file: tmp.join("keys.json"),
-        log_format: "text".into(),
-        secure_cookies: false,
-        max_connections: 4,
-        mode: Mode::Development,
-        metrics_token: None,
-    };
+    let scratch = crate::scratch::Scratch::create("baton_sim", &args.backend, &args.pg_url, 4).await?;
+    let cfg = &scratch.cfg;
     let clock = Arc::new(ManualClock::new(app::first_policy_time()));
-    let store = app::open_store(&cfg, clock.clone()).await?;
+    let store = app::open_store(cfg, clock.clone()).await?;
     demo::build(&store, &demo::DemoOptions { villages: false }).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("baton sim · {} trucks · seed {} · fault rate {} · backend {}", args.trucks, args.seed, args.fault_rate, args.backend);
     let started = std::time::Instant::now();
     let report = simulate(&store, &clock, &SimOptions { trucks: args.trucks, seed: args.seed, fault_rate: args.fault_rate }).await;
     store.db.close().await;
-    if let Some((admin, name)) = drop_db {
-        admin.execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
-    let _ = std::fs::remove_dir_all(&tmp);
+    scratch.remove().await?;
     let report = report.map_err(|e| anyhow::anyhow!("{e}"))?;
     print!("{}", report.table());
     println!("simulated in {:.1} s", started.elapsed().as_secs_f64());
