@@ -72,7 +72,7 @@ impl Figures {
 }
 
 /// Run `op` from `clients` tasks for `dur`; latencies in microseconds.
-async fn drive<F, Fut>(name: &str, clients: usize, dur: Duration, op: F) -> Figures
+pub(crate) async fn drive<F, Fut>(name: &str, clients: usize, dur: Duration, op: F) -> Figures
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,

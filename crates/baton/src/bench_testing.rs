@@ -12,7 +12,7 @@
 //!    re-test orders and the emergency alerts raised (the answer comes after the commit; the
 //!    state is read back to make sure).
 
-use crate::bench::{BenchArgs, Figures, bench_token, header, line};
+use crate::bench::{BenchArgs, Figures, bench_token, drive, header, line};
 use anyhow::Context;
 use baton_domain::ident::IdNumber;
 use baton_domain::person::{Document, DocumentKind};
@@ -181,47 +181,17 @@ async fn register(clients: usize, dur: Duration, client: &reqwest::Client, base:
 
 /// Desks sending each tube with its ten persons in one request (the tube fills and seals).
 async fn register_tubes(clients: usize, dur: Duration, client: &reqwest::Client, base: &str, token: &str, run_id: &str) -> Figures {
-    // Persons of this phase are numbered after any the one-by-one phase could have reached.
-    let counter = Arc::new(AtomicU64::new(50_000_000));
-    let errors = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for desk in 0..clients {
-        let (client, counter, errors) = (client.clone(), counter.clone(), errors.clone());
-        let (base, token, run_id) = (base.to_string(), token.to_string(), run_id.to_string());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(1024);
-            let mut opened = 0u64;
-            while start.elapsed() < dur {
-                let first = counter.fetch_add(POOL, Ordering::Relaxed);
-                let members: Vec<_> =
-                    (first..first + POOL).map(|n| serde_json::json!({"name": format!("居民{n}"), "document_number": id_number(n)})).collect();
-                opened += 1;
-                let body = serde_json::json!({"barcode": format!("MT{run_id}-{desk}-{opened}"), "pool_size": POOL, "members": members});
-                let t = Instant::now();
-                let ok = client
-                    .post(format!("{base}/api/v1/testing/tubes"))
-                    .bearer_auth(&token)
-                    .json(&body)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == reqwest::StatusCode::CREATED);
-                if ok {
-                    lat.push(t.elapsed().as_micros() as u64);
-                } else {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        if let Ok(l) = t.await {
-            all.extend(l);
-        }
-    }
-    Figures::from_latencies("full tube POST /testing/tubes (10 persons)", all, errors.load(Ordering::Relaxed), start.elapsed().as_secs_f64())
+    let (client, url, token, run_id) = (client.clone(), format!("{base}/api/v1/testing/tubes"), token.to_string(), run_id.to_string());
+    drive("full tube POST /testing/tubes (10 persons)", clients, dur, move |n| {
+        // Persons of this phase are numbered after any the one-by-one phase could have reached.
+        let first = 50_000_000 + n * POOL;
+        let members: Vec<_> =
+            (first..first + POOL).map(|k| serde_json::json!({"name": format!("居民{k}"), "document_number": id_number(k)})).collect();
+        let body = serde_json::json!({"barcode": format!("MT{run_id}-{n}"), "pool_size": POOL, "members": members});
+        let req = client.post(&url).bearer_auth(&token).json(&body);
+        async move { req.send().await.is_ok_and(|r| r.status() == reqwest::StatusCode::CREATED) }
+    })
+    .await
 }
 
 /// 100,000 persons, each in a single tube shipped to `lab`; returns the LIS file (CSV) for them,
