@@ -17,6 +17,12 @@ use uuid::Uuid;
 /// Trips looked at per pass, so that one pass never holds the writer for long.
 const BATCH: i64 = 500;
 
+/// The part of a stored trip the watcher reads (the row's `data` also holds the extras).
+#[derive(Deserialize)]
+struct StoredTrip {
+    trip: Trip,
+}
+
 #[derive(Debug, Default, Clone, Copy, Serialize)]
 pub struct SweepReport {
     pub trips_checked: u64,
@@ -48,18 +54,16 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<SweepReport, Err
     let policy = crate::policy::current(store, now).await?;
     let sys = Principal::system("deadline-watcher");
     loop {
-        let rows = store.db.fetch_all(q!("SELECT id FROM trips WHERE sweep_at <= $1 ORDER BY sweep_at LIMIT $2", now, BATCH)).await?;
-        if rows.is_empty() {
-            break;
-        }
+        // Read the due trips on the writer, in the transaction that updates them: nothing can
+        // change one between the look and the alert.
         let mut tx = store.db.begin().await?;
-        for r in &rows {
-            let id: Uuid = r.get("id")?;
-            let Some(t) = tx.fetch_optional(q!("SELECT data, jurisdiction FROM trips WHERE id = $1", id)).await? else { continue };
+        let rows = tx.fetch_all(q!("SELECT id, data, jurisdiction FROM trips WHERE sweep_at <= $1 ORDER BY sweep_at LIMIT $2", now, BATCH)).await?;
+        let mut raised = Vec::new();
+        for t in &rows {
+            let id: Uuid = t.get("id")?;
             let data: String = t.get("data")?;
             let jurisdiction: String = t.get("jurisdiction")?;
-            let stored: serde_json::Value = serde_json::from_str(&data).map_err(Error::internal)?;
-            let mut trip: Trip = serde_json::from_value(stored["trip"].clone()).map_err(Error::internal)?;
+            let mut trip = serde_json::from_str::<StoredTrip>(&data).map_err(Error::internal)?.trip;
             rep.trips_checked += 1;
             let mut overstayed = false;
             for b in trip.due_breaches(now) {
@@ -88,20 +92,7 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<SweepReport, Err
                     rep.raised += 1;
                     overstayed |= b.kind == baton_domain::trip::BreachKind::Overstay;
                     let detail = serde_json::json!({"trip": trip.id, "kind": b.kind.as_str(), "due_at": b.due_at, "custodian": b.custodian});
-                    audit::append(
-                        &mut tx,
-                        &store.vault,
-                        now,
-                        &sys,
-                        audit::Entry {
-                            action: "alert.raise",
-                            object_type: "trip",
-                            object_id: trip.id.to_string(),
-                            jurisdiction: &jurisdiction,
-                            detail,
-                        },
-                    )
-                    .await?;
+                    raised.push((trip.id, jurisdiction.clone(), detail));
                 }
             }
             if overstayed {
@@ -115,6 +106,17 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<SweepReport, Err
             let next = trip.deadlines().into_iter().map(|d| d.at).filter(|at| *at >= now).min();
             tx.execute(q!("UPDATE trips SET sweep_at = $2 WHERE id = $1", id, next)).await?;
         }
+        let entries = raised
+            .iter()
+            .map(|(trip, jurisdiction, detail)| audit::Entry {
+                action: "alert.raise",
+                object_type: "trip",
+                object_id: trip.to_string(),
+                jurisdiction,
+                detail: detail.clone(),
+            })
+            .collect();
+        audit::append_all(&mut tx, &store.vault, now, &sys, entries).await?;
         tx.commit().await?;
         if (rows.len() as i64) < BATCH {
             break;

@@ -89,32 +89,49 @@ pub fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 pub async fn append(tx: &mut Tx, vault: &Vault, at: DateTime<Utc>, who: &Principal, e: Entry<'_>) -> Result<i64, Error> {
-    let head = tx.fetch_one(q!("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")).await?;
-    let seq: i64 = head.get("seq")?;
-    let prev: Vec<u8> = head.get("hash")?;
-    let rec = Record {
-        seq,
-        at: micros(at),
-        request_id: who.request_id.clone(),
-        actor_id: who.user_id,
-        actor_name: who.name.clone(),
-        unit_id: who.unit_id,
-        jurisdiction: e.jurisdiction.to_string(),
-        action: e.action.to_string(),
-        object_type: e.object_type.to_string(),
-        object_id: e.object_id,
-        detail: e.detail.to_string(),
-    };
-    let hash = rec.chain_hash(vault, &prev);
-    tx.execute(q!(
-        "INSERT INTO audit_log (seq, at, request_id, actor_id, actor_name, unit_id, jurisdiction, action, object_type, object_id, detail, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        rec.seq, rec.at, rec.request_id, rec.actor_id, rec.actor_name, rec.unit_id, rec.jurisdiction, rec.action,
-        rec.object_type, rec.object_id, rec.detail, prev, hash.clone()
-    ))
-    .await?;
-    tx.execute(q!("UPDATE audit_head SET hash = $1 WHERE id = 1", hash)).await?;
-    Ok(seq)
+    let seqs = append_all(tx, vault, at, who, vec![e]).await?;
+    seqs.first().copied().ok_or_else(|| Error::internal("audit append wrote nothing"))
+}
+
+/// Append several entries by one actor at one time, in order, taking the chain head once
+/// (the deadline watcher raises hundreds of alerts in one pass). Returns their sequence numbers.
+pub async fn append_all(tx: &mut Tx, vault: &Vault, at: DateTime<Utc>, who: &Principal, entries: Vec<Entry<'_>>) -> Result<Vec<i64>, Error> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = entries.len() as i64;
+    let head = tx.fetch_one(q!("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash", n)).await?;
+    let last: i64 = head.get("seq")?;
+    let mut prev: Vec<u8> = head.get("hash")?;
+    let at = micros(at);
+    let mut seqs = Vec::with_capacity(entries.len());
+    for (i, e) in entries.into_iter().enumerate() {
+        let rec = Record {
+            seq: last - n + 1 + i as i64,
+            at,
+            request_id: who.request_id.clone(),
+            actor_id: who.user_id,
+            actor_name: who.name.clone(),
+            unit_id: who.unit_id,
+            jurisdiction: e.jurisdiction.to_string(),
+            action: e.action.to_string(),
+            object_type: e.object_type.to_string(),
+            object_id: e.object_id,
+            detail: e.detail.to_string(),
+        };
+        let hash = rec.chain_hash(vault, &prev);
+        tx.execute(q!(
+            "INSERT INTO audit_log (seq, at, request_id, actor_id, actor_name, unit_id, jurisdiction, action, object_type, object_id, detail, prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            rec.seq, rec.at, rec.request_id, rec.actor_id, rec.actor_name, rec.unit_id, rec.jurisdiction, rec.action,
+            rec.object_type, rec.object_id, rec.detail, prev, hash.clone()
+        ))
+        .await?;
+        seqs.push(rec.seq);
+        prev = hash;
+    }
+    tx.execute(q!("UPDATE audit_head SET hash = $1 WHERE id = 1", prev)).await?;
+    Ok(seqs)
 }
 
 #[derive(Debug, Default, Serialize)]

@@ -2,16 +2,18 @@
 //!
 //! Queries are written once with `$N` placeholders and bound from a small set of owned
 //! values (`Val`); rows decode any type both drivers decode. DDL lives per backend in
-//! `migrations/{sqlite,postgres}`. SQLite gets one writer connection (it has one writer
+//! `migrations/{sqlite,postgres}`. PostgreSQL goes through sqlx; SQLite through rusqlite on
+//! the calling thread (`lite`, which says why), with one writer connection (it has one writer
 //! anyway; a single connection avoids busy-retry storms) and a pool of readers.
 
+use crate::lite::{self, FromLite, LiteRow, Readers};
 use crate::writer::{Job, Writer};
 use baton_domain::Error;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Decode, Postgres, Row as _, Sqlite, Type};
-use std::path::Path;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Decode, Postgres, Row as _, Type};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +21,7 @@ use uuid::Uuid;
 
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite { write: Arc<Writer>, read: SqlitePool },
+    Sqlite { path: PathBuf, write: Arc<Writer>, read: Arc<Readers> },
     Postgres(PgPool),
 }
 
@@ -93,21 +95,6 @@ macro_rules! q {
     };
 }
 
-fn sqlite_query(q: Q) -> sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments> {
-    let mut query = sqlx::query(q.sql);
-    for v in q.args {
-        query = match v {
-            Val::Bool(x) => query.bind(x),
-            Val::I64(x) => query.bind(x),
-            Val::Text(x) => query.bind(x),
-            Val::Bytes(x) => query.bind(x),
-            Val::Uuid(x) => query.bind(x),
-            Val::Time(x) => query.bind(x),
-        };
-    }
-    query
-}
-
 fn pg_query(q: Q) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments> {
     let mut query = sqlx::query(q.sql);
     for v in q.args {
@@ -124,21 +111,20 @@ fn pg_query(q: Q) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArg
 }
 
 /// A type both drivers can decode.
-pub trait Col: Sized + for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres> {}
-impl<T> Col for T where T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres> {}
+pub trait Col: Sized + FromLite + for<'r> Decode<'r, Postgres> + Type<Postgres> {}
+impl<T> Col for T where T: FromLite + for<'r> Decode<'r, Postgres> + Type<Postgres> {}
 
 pub enum Row {
-    Sqlite(SqliteRow),
+    Sqlite(LiteRow),
     Postgres(PgRow),
 }
 
 impl Row {
     pub fn get<T: Col>(&self, col: &str) -> Result<T, Error> {
         match self {
-            Row::Sqlite(r) => r.try_get(col),
-            Row::Postgres(r) => r.try_get(col),
+            Row::Sqlite(r) => T::from_lite(r.value(col)?).map_err(|e| Error::internal(format!("column {col}: {e}"))),
+            Row::Postgres(r) => r.try_get(col).map_err(|e| Error::internal(format!("column {col}: {e}"))),
         }
-        .map_err(|e| Error::internal(format!("column {col}: {e}")))
     }
 }
 
@@ -164,18 +150,16 @@ pub enum Tx {
 impl Tx {
     pub async fn execute(&mut self, q: Q) -> Result<u64, Error> {
         match self {
-            Tx::Sqlite(j) => sqlite_query(q).execute(j.conn()?).await.map(|r| r.rows_affected()),
-            Tx::Postgres(t) => pg_query(q).execute(&mut **t).await.map(|r| r.rows_affected()),
+            Tx::Sqlite(j) => lite::execute(j.conn()?, &q),
+            Tx::Postgres(t) => pg_query(q).execute(&mut **t).await.map(|r| r.rows_affected()).map_err(db_err),
         }
-        .map_err(db_err)
     }
 
     pub async fn fetch_optional(&mut self, q: Q) -> Result<Option<Row>, Error> {
         match self {
-            Tx::Sqlite(j) => sqlite_query(q).fetch_optional(j.conn()?).await.map(|r| r.map(Row::Sqlite)),
-            Tx::Postgres(t) => pg_query(q).fetch_optional(&mut **t).await.map(|r| r.map(Row::Postgres)),
+            Tx::Sqlite(j) => Ok(lite::run(j.conn()?, &q, 1)?.0.pop().map(Row::Sqlite)),
+            Tx::Postgres(t) => pg_query(q).fetch_optional(&mut **t).await.map(|r| r.map(Row::Postgres)).map_err(db_err),
         }
-        .map_err(db_err)
     }
 
     pub async fn fetch_one(&mut self, q: Q) -> Result<Row, Error> {
@@ -184,10 +168,9 @@ impl Tx {
 
     pub async fn fetch_all(&mut self, q: Q) -> Result<Vec<Row>, Error> {
         match self {
-            Tx::Sqlite(j) => sqlite_query(q).fetch_all(j.conn()?).await.map(|r| r.into_iter().map(Row::Sqlite).collect()),
-            Tx::Postgres(t) => pg_query(q).fetch_all(&mut **t).await.map(|r| r.into_iter().map(Row::Postgres).collect()),
+            Tx::Sqlite(j) => Ok(lite::run(j.conn()?, &q, usize::MAX)?.0.into_iter().map(Row::Sqlite).collect()),
+            Tx::Postgres(t) => pg_query(q).fetch_all(&mut **t).await.map(|r| r.into_iter().map(Row::Postgres).collect()).map_err(db_err),
         }
-        .map_err(db_err)
     }
 
     pub async fn commit(self) -> Result<(), Error> {
@@ -214,19 +197,9 @@ impl Default for DbOptions {
 impl Db {
     /// Open (creating if needed) the SQLite file at `path`.
     pub async fn open_sqlite(path: &Path, opts: &DbOptions) -> Result<Db, Error> {
-        let base = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit acknowledged to a client survives power loss, not only a process crash.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        // Two writer connections: the group-commit writer's, and one for migrations and DDL.
-        let write = SqlitePoolOptions::new().max_connections(2).connect_with(base.clone()).await.map_err(db_err)?;
-        let write = Writer::new(write);
-        let read = SqlitePoolOptions::new().max_connections(opts.max_connections.max(1)).connect_with(base.read_only(true)).await.map_err(db_err)?;
-        Ok(Db::Sqlite { write, read })
+        let write = Writer::open(path)?;
+        let read = Arc::new(Readers::new(path, opts.max_connections as usize)?);
+        Ok(Db::Sqlite { path: path.to_path_buf(), write, read })
     }
 
     pub async fn open_postgres(url: &str, opts: &DbOptions) -> Result<Db, Error> {
@@ -249,7 +222,20 @@ impl Db {
 
     pub async fn migrate(&self) -> Result<(), Error> {
         match self {
-            Db::Sqlite { write, .. } => sqlx::migrate!("./migrations/sqlite").run(write.pool()).await,
+            Db::Sqlite { path, .. } => {
+                // sqlx's migrator keeps its ledger (`_sqlx_migrations`) as before, on a connection
+                // of its own; the writer waits for it through the busy timeout.
+                let o = SqliteConnectOptions::new()
+                    .filename(path)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10));
+                let pool = SqlitePoolOptions::new().max_connections(1).connect_with(o).await.map_err(db_err)?;
+                let r = sqlx::migrate!("./migrations/sqlite").run(&pool).await;
+                pool.close().await;
+                r
+            }
             Db::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await,
         }
         .map_err(|e| Error::internal(format!("migration: {e}")))
@@ -262,20 +248,29 @@ impl Db {
         }
     }
 
+    /// One row. On SQLite it is read on the calling thread: a point read is a few
+    /// microseconds, less than handing it to another thread would cost.
     pub async fn fetch_optional(&self, q: Q) -> Result<Option<Row>, Error> {
         match self {
-            Db::Sqlite { read, .. } => sqlite_query(q).fetch_optional(read).await.map(|r| r.map(Row::Sqlite)),
-            Db::Postgres(p) => pg_query(q).fetch_optional(p).await.map(|r| r.map(Row::Postgres)),
+            Db::Sqlite { read, .. } => Ok(read.with(|c| lite::run(c, &q, 1))?.0.pop().map(Row::Sqlite)),
+            Db::Postgres(p) => pg_query(q).fetch_optional(p).await.map(|r| r.map(Row::Postgres)).map_err(db_err),
         }
-        .map_err(db_err)
     }
 
+    /// Every row. On SQLite a list may be long (exports, dashboards), so it is read on the
+    /// blocking pool, never holding up the runtime's threads.
     pub async fn fetch_all(&self, q: Q) -> Result<Vec<Row>, Error> {
         match self {
-            Db::Sqlite { read, .. } => sqlite_query(q).fetch_all(read).await.map(|r| r.into_iter().map(Row::Sqlite).collect()),
-            Db::Postgres(p) => pg_query(q).fetch_all(p).await.map(|r| r.into_iter().map(Row::Postgres).collect()),
+            Db::Sqlite { read, .. } => {
+                let _permit = read.permits.acquire().await.map_err(|_| Error::internal("the database is closed"))?;
+                let r = read.clone();
+                let rows = tokio::task::spawn_blocking(move || r.with(|c| lite::run(c, &q, usize::MAX)))
+                    .await
+                    .map_err(|e| Error::internal(format!("reader: {e}")))??;
+                Ok(rows.0.into_iter().map(Row::Sqlite).collect())
+            }
+            Db::Postgres(p) => pg_query(q).fetch_all(p).await.map(|r| r.into_iter().map(Row::Postgres).collect()).map_err(db_err),
         }
-        .map_err(db_err)
     }
 
     pub async fn fetch_one(&self, q: Q) -> Result<Row, Error> {
@@ -293,12 +288,14 @@ impl Db {
     /// A statement built at run time from trusted parts only (DDL for tests and bench,
     /// `CREATE DATABASE`); never with user input.
     pub async fn execute_raw(&self, sql: &str) -> Result<(), Error> {
-        let sql = sqlx::AssertSqlSafe(sql.to_string());
         match self {
-            Db::Sqlite { write, .. } => sqlx::raw_sql(sql).execute(write.pool()).await.map(|_| ()),
-            Db::Postgres(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+            Db::Sqlite { write, .. } => {
+                let job = write.begin().await?;
+                job.conn()?.execute_batch(sql).map_err(lite::lite_err)?;
+                job.commit().await
+            }
+            Db::Postgres(p) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(p).await.map(|_| ()).map_err(db_err),
         }
-        .map_err(db_err)
     }
 
     /// Whether the database answers (for `/readyz`).
@@ -309,15 +306,15 @@ impl Db {
     /// Pool figures for `/metrics`: (size, idle).
     pub fn pool_stats(&self) -> (u32, usize) {
         match self {
-            Db::Sqlite { read, write } => (read.size() + write.pool().size(), read.num_idle() + write.pool().num_idle()),
+            Db::Sqlite { read, .. } => read.stats(),
             Db::Postgres(p) => (p.size(), p.num_idle()),
         }
     }
 
     pub async fn close(&self) {
         match self {
-            Db::Sqlite { read, write } => {
-                read.close().await;
+            Db::Sqlite { read, write, .. } => {
+                read.close();
                 write.close().await;
             }
             Db::Postgres(p) => p.close().await,

@@ -13,6 +13,7 @@ pub mod freight_stats;
 pub mod grids;
 pub mod idempotency;
 pub mod ledger;
+pub mod lite;
 pub mod person_codes;
 pub mod persons;
 pub mod policy;

@@ -3,11 +3,15 @@
 //! is running join the same transaction, each inside its own savepoint: a request that fails
 //! rolls back only its savepoint; the batch commits once, and only then is each request
 //! answered. So nothing is acknowledged before it is durable, and a burst costs one fsync.
+//!
+//! A job's statements run on the request's own thread (`lite`): they are microseconds each
+//! and the job holds the one writer anyway. Only the commit, which waits for the disk, moves
+//! to the blocking pool.
 
-use crate::db::db_err;
+use crate::lite;
 use baton_domain::Error;
-use sqlx::pool::PoolConnection;
-use sqlx::{Executor, Sqlite, SqlitePool};
+use rusqlite::Connection;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
@@ -16,7 +20,6 @@ use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 const MAX_BATCH: usize = 256;
 
 pub struct Writer {
-    pool: SqlitePool,
     state: Arc<Mutex<State>>,
     /// Jobs waiting for the writer; the last job of a burst commits the batch.
     queued: AtomicUsize,
@@ -28,9 +31,8 @@ impl std::fmt::Debug for Writer {
     }
 }
 
-#[derive(Default)]
 pub struct State {
-    conn: Option<PoolConnection<Sqlite>>,
+    conn: Option<Connection>,
     in_batch: bool,
     waiters: Vec<oneshot::Sender<Result<(), String>>>,
 }
@@ -51,21 +53,18 @@ pub struct Job {
 }
 
 impl Writer {
-    pub fn new(pool: SqlitePool) -> Arc<Writer> {
-        Arc::new(Writer { pool, state: Arc::new(Mutex::new(State::default())), queued: AtomicUsize::new(0) })
+    pub fn open(path: &Path) -> Result<Arc<Writer>, Error> {
+        let conn = lite::open(path, false)?;
+        let state = State { conn: Some(conn), in_batch: false, waiters: Vec::new() };
+        Ok(Arc::new(Writer { state: Arc::new(Mutex::new(state)), queued: AtomicUsize::new(0) }))
     }
 
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    /// Commit what is pending and give the connection back, so that the pool can close.
+    /// Commit what is pending and close the connection.
     pub async fn close(&self) {
-        let mut g = self.state.lock().await;
-        flush(&mut g).await;
-        g.conn = None;
-        drop(g);
-        self.pool.close().await;
+        let g = self.state.clone().lock_owned().await;
+        if let Some(mut g) = flush(g).await {
+            g.conn = None;
+        }
     }
 
     pub async fn begin(self: &Arc<Self>) -> Result<Job, Error> {
@@ -74,58 +73,64 @@ impl Writer {
             let _q = Queued(&self.queued);
             self.state.clone().lock_owned().await
         };
-        if g.conn.is_none() {
-            g.conn = Some(self.pool.acquire().await.map_err(db_err)?);
-        }
         if !g.in_batch {
-            exec(&mut g, "BEGIN IMMEDIATE").await?;
+            exec(&g, "BEGIN IMMEDIATE")?;
             g.in_batch = true;
         }
-        exec(&mut g, "SAVEPOINT job").await?;
+        exec(&g, "SAVEPOINT job")?;
         Ok(Job { guard: Some(g), writer: self.clone() })
     }
 }
 
-async fn exec(g: &mut State, sql: &'static str) -> Result<(), Error> {
-    let conn = g.conn.as_mut().ok_or_else(|| Error::internal("writer has no connection"))?;
-    conn.execute(sql).await.map(|_| ()).map_err(db_err)
+fn exec(g: &State, sql: &'static str) -> Result<(), Error> {
+    let conn = g.conn.as_ref().ok_or_else(|| Error::internal("the database is closed"))?;
+    conn.prepare_cached(sql).and_then(|mut s| s.raw_execute()).map(|_| ()).map_err(lite::lite_err)
 }
 
-/// Commit the batch and answer everyone in it.
-async fn flush(g: &mut State) {
+/// Commit the batch (on the blocking pool: it waits for the disk) and answer everyone in it.
+/// None when the commit task itself was lost (the runtime shutting down): the waiters then
+/// hear "abandoned", and the open batch stays with the writer's state.
+async fn flush(g: OwnedMutexGuard<State>) -> Option<OwnedMutexGuard<State>> {
     if !g.in_batch {
-        return;
+        return Some(g);
     }
-    let result = exec(g, "COMMIT").await;
+    let (mut g, result) = tokio::task::spawn_blocking(move || {
+        let r = exec(&g, "COMMIT");
+        (g, r)
+    })
+    .await
+    .ok()?;
     if result.is_err() {
         // A failed COMMIT leaves the transaction open; end it so that the next batch starts clean.
-        let _ = exec(g, "ROLLBACK").await;
+        let _ = exec(&g, "ROLLBACK");
     }
     g.in_batch = false;
     let r = result.map_err(|e| e.to_string());
     for w in g.waiters.drain(..) {
         let _ = w.send(r.clone());
     }
+    Some(g)
 }
 
 impl Job {
-    pub fn conn(&mut self) -> Result<&mut sqlx::SqliteConnection, Error> {
-        self.guard.as_mut().and_then(|g| g.conn.as_deref_mut()).ok_or_else(|| Error::internal("job already finished"))
+    pub fn conn(&self) -> Result<&Connection, Error> {
+        self.guard.as_ref().and_then(|g| g.conn.as_ref()).ok_or_else(|| Error::internal("job already finished"))
     }
 
     /// Keep this job's changes and return once the batch holding them is durable.
     pub async fn commit(mut self) -> Result<(), Error> {
         let Some(mut g) = self.guard.take() else { return Err(Error::internal("job already finished")) };
-        if let Err(e) = exec(&mut g, "RELEASE job").await {
+        if let Err(e) = exec(&g, "RELEASE job") {
             finish_failed(&self.writer, g).await;
             return Err(e);
         }
         let (tx, rx) = oneshot::channel();
         g.waiters.push(tx);
         if self.writer.queued.load(Ordering::Acquire) == 0 || g.waiters.len() >= MAX_BATCH {
-            flush(&mut g).await;
+            drop(flush(g).await);
+        } else {
+            drop(g);
         }
-        drop(g);
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Error::internal(format!("commit failed: {e}"))),
@@ -135,18 +140,18 @@ impl Job {
 }
 
 /// Undo an unfinished job's savepoint; commit the batch if nobody else is coming to.
-async fn finish_failed(writer: &Writer, mut g: OwnedMutexGuard<State>) {
-    if exec(&mut g, "ROLLBACK TO job").await.is_ok() {
-        let _ = exec(&mut g, "RELEASE job").await;
+async fn finish_failed(writer: &Writer, g: OwnedMutexGuard<State>) {
+    if exec(&g, "ROLLBACK TO job").is_ok() {
+        let _ = exec(&g, "RELEASE job");
     }
     if writer.queued.load(Ordering::Acquire) == 0 {
-        flush(&mut g).await;
+        flush(g).await;
     }
 }
 
 impl Drop for Job {
     // A job dropped without commit (an error, or a cancelled request) rolls back its own
-    // changes; the rollback runs on the runtime because Drop cannot wait.
+    // changes; the batch's commit runs on the runtime because Drop cannot wait.
     fn drop(&mut self) {
         if let Some(g) = self.guard.take() {
             let writer = self.writer.clone();

@@ -1,0 +1,272 @@
+//! SQLite through rusqlite, on the calling thread.
+//!
+//! sqlx's SQLite driver runs every connection on a worker thread of its own and hands each
+//! statement, and each row, across threads. A check-in or a sampling scan is ten-odd short
+//! statements on SQLite's one writer, and those hand-offs, not SQLite, set the pace (measured:
+//! about 80 µs a statement under load against a few µs of SQLite's own work). Here a statement
+//! is a prepared-statement cache hit run where the request already is. The SQL is the same
+//! (`$N` placeholders, values bound from Rust) and values are encoded as sqlx encodes them
+//! (UUIDs as 16-byte blobs, times as RFC 3339 text), so either driver reads what the other wrote.
+
+use crate::db::{Q, Val};
+use baton_domain::Error;
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags, ffi};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Prepared statements kept per connection: every statement of the code base fits.
+const STATEMENT_CACHE: usize = 512;
+
+/// Open a connection with the pragmas Baton relies on. The writer makes the file (WAL, so
+/// that readers never wait for it); readers open it read-only.
+pub fn open(path: &Path, read_only: bool) -> Result<Connection, Error> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(lite_err)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(lite_err)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // FULL: a commit acknowledged to a client survives power loss, not only a process crash.
+    let pragmas =
+        if read_only { "PRAGMA foreign_keys = ON;" } else { "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;" };
+    conn.execute_batch(pragmas).map_err(lite_err)?;
+    Ok(conn)
+}
+
+/// Map a SQLite error to the domain error as `db_err` does for sqlx: unique violations are
+/// conflicts, missing references their own conflict, the rest internal.
+pub fn lite_err(e: rusqlite::Error) -> Error {
+    if let Some(code) = e.sqlite_error().map(|f| f.extended_code) {
+        if code == ffi::SQLITE_CONSTRAINT_UNIQUE || code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY {
+            return Error::conflict("already_exists", "记录已存在", "the record already exists");
+        }
+        if code == ffi::SQLITE_CONSTRAINT_FOREIGNKEY {
+            return Error::conflict("reference_missing", "引用的记录不存在", "a referenced record does not exist");
+        }
+    }
+    Error::internal(e)
+}
+
+/// Times as sqlx writes them, so that text comparisons in SQL order them correctly.
+pub fn time_text(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+}
+
+/// A row read through rusqlite: the statement's column names and the row's values.
+pub struct LiteRow {
+    names: Arc<[String]>,
+    values: Vec<Value>,
+}
+
+impl LiteRow {
+    pub fn value(&self, col: &str) -> Result<&Value, Error> {
+        self.names.iter().position(|n| n == col).and_then(|i| self.values.get(i)).ok_or_else(|| Error::internal(format!("no column {col}")))
+    }
+}
+
+/// Bind `$N` placeholders by name: SQLite numbers named parameters in order of first
+/// appearance, so `$2 … $1` must be matched by the number in the name, not the position.
+fn bind(stmt: &mut rusqlite::Statement<'_>, args: &[Val]) -> Result<(), Error> {
+    for i in 1..=stmt.parameter_count() {
+        let n = stmt.parameter_name(i).and_then(|n| n.strip_prefix('$')).and_then(|n| n.parse::<usize>().ok());
+        let v = n.and_then(|n| args.get(n.wrapping_sub(1))).ok_or_else(|| Error::internal(format!("statement parameter {i} has no value")))?;
+        let r = match v {
+            Val::Bool(x) => stmt.raw_bind_parameter(i, x),
+            Val::I64(x) => stmt.raw_bind_parameter(i, x),
+            Val::Text(x) => stmt.raw_bind_parameter(i, x),
+            Val::Bytes(x) => stmt.raw_bind_parameter(i, x),
+            Val::Uuid(x) => stmt.raw_bind_parameter(i, x.as_ref().map(|u| &u.as_bytes()[..])),
+            Val::Time(x) => stmt.raw_bind_parameter(i, x.as_ref().map(time_text)),
+        };
+        r.map_err(lite_err)?;
+    }
+    Ok(())
+}
+
+/// Run one statement: up to `limit` rows, and the rows it changed. DML with `RETURNING`
+/// makes all its changes on the first step, so stopping early loses nothing.
+pub fn run(conn: &Connection, q: &Q, limit: usize) -> Result<(Vec<LiteRow>, u64), Error> {
+    let mut stmt = conn.prepare_cached(q.sql).map_err(lite_err)?;
+    bind(&mut stmt, &q.args)?;
+    let names: Arc<[String]> = stmt.column_names().into_iter().map(str::to_string).collect();
+    let width = names.len();
+    let mut out = Vec::new();
+    {
+        let mut rows = stmt.raw_query();
+        while out.len() < limit {
+            let Some(row) = rows.next().map_err(lite_err)? else { break };
+            let mut values = Vec::with_capacity(width);
+            for i in 0..width {
+                let v = row.get_ref(i).map_err(lite_err)?;
+                values.push(Value::try_from(v).map_err(|e| Error::internal(format!("column {i}: {e}")))?);
+            }
+            out.push(LiteRow { names: names.clone(), values });
+        }
+    }
+    Ok((out, conn.changes()))
+}
+
+/// Run a statement for its effect: every row stepped, the count of rows changed.
+pub fn execute(conn: &Connection, q: &Q) -> Result<u64, Error> {
+    let mut stmt = conn.prepare_cached(q.sql).map_err(lite_err)?;
+    bind(&mut stmt, &q.args)?;
+    let mut rows = stmt.raw_query();
+    while rows.next().map_err(lite_err)?.is_some() {}
+    drop(rows);
+    Ok(conn.changes())
+}
+
+/// A value both drivers can read; this is the rusqlite half (sqlx decodes the PostgreSQL one).
+/// Lenient where SQLite is (an integer read as a number of either kind, say), strict where a
+/// wrong type would be a bug.
+pub trait FromLite: Sized {
+    fn from_lite(v: &Value) -> Result<Self, String>;
+}
+
+fn wrong(v: &Value, want: &str) -> String {
+    format!("expected {want}, found {:?}", v.data_type())
+}
+
+impl FromLite for i64 {
+    fn from_lite(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Integer(i) => Ok(*i),
+            Value::Real(f) => Ok(*f as i64),
+            _ => Err(wrong(v, "integer")),
+        }
+    }
+}
+
+impl FromLite for i32 {
+    fn from_lite(v: &Value) -> Result<Self, String> {
+        i32::try_from(i64::from_lite(v)?).map_err(|e| e.to_string())
+    }
+}
+
+impl FromLite for f64 {
+    fn from_lite(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Integer(i) => Ok(*i as f64),
+            Value::Real(f) => Ok(*f),
+            _ => Err(wrong(v, "number")),
+        }
+    }
+}
+
+impl FromLite for bool {
+    fn from_lite(v: &Value) -> Result<Self, String> {
+        Ok(i64::from_lite(v)? != 0)
+    }
+}
+
+impl FromLite for String {
+    fn from_lite(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Text(s) => Ok(s.clone()),
+            _ => Err(wrong(v, "text")),
+        }
+    }
+}
+
+impl FromLite for Vec<u8> {
+    fn from_lite(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Blob(b) => Ok(b.clone()),
+            Value::Text(s) => Ok(s.as_bytes().to_vec()),
+            _ => Err(wrong(v, "blob")),
+        }
+    }
+}
+
+impl FromLite for Uuid {
+    fn from_lite(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Blob(b) => Uuid::from_slice(b).map_err(|e| e.to_string()),
+            Value::Text(s) => Uuid::parse_str(s).map_err(|e| e.to_string()),
+            _ => Err(wrong(v, "uuid")),
+        }
+    }
+}
+
+/// Text in the forms sqlx reads (RFC 3339 first, then SQLite's own `YYYY-MM-DD HH:MM:SS`),
+/// or an integer of Unix seconds.
+impl FromLite for DateTime<Utc> {
+    fn from_lite(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Text(s) => DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .or_else(|_| NaiveDateTime::parse_from_str(s, "%F %T%.f").map(|n| Utc.from_utc_datetime(&n)))
+                .map_err(|_| format!("invalid time {s:?}")),
+            Value::Integer(i) => Utc.timestamp_opt(*i, 0).single().ok_or_else(|| format!("invalid time {i}")),
+            _ => Err(wrong(v, "time")),
+        }
+    }
+}
+
+impl<T: FromLite> FromLite for Option<T> {
+    fn from_lite(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Null => Ok(None),
+            v => T::from_lite(v).map(Some),
+        }
+    }
+}
+
+/// Read-only connections, reused. A point read borrows one on the calling thread; a list is
+/// read on the blocking pool (see `Db::fetch_all`), at most `max` at once.
+pub struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    max: usize,
+    pub(crate) permits: tokio::sync::Semaphore,
+}
+
+impl std::fmt::Debug for Readers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readers").field("path", &self.path).field("max", &self.max).finish()
+    }
+}
+
+impl Readers {
+    pub fn new(path: &Path, max: usize) -> Result<Readers, Error> {
+        let max = max.max(1);
+        // Open one now so that a bad path fails at start, not at the first request.
+        let first = open(path, true)?;
+        Ok(Readers { path: path.to_path_buf(), idle: Mutex::new(vec![first]), max, permits: tokio::sync::Semaphore::new(max) })
+    }
+
+    /// Run `f` on an idle connection (opening one when none is idle), then keep it for reuse.
+    pub fn with<R>(&self, f: impl FnOnce(&Connection) -> Result<R, Error>) -> Result<R, Error> {
+        let conn = self.idle.lock().map_err(|_| Error::internal("reader pool poisoned"))?.pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => open(&self.path, true)?,
+        };
+        let r = f(&conn);
+        if let Ok(mut idle) = self.idle.lock() {
+            // A point read on every runtime thread plus `max` lists at once is the most in use.
+            if idle.len() < self.max + 4 {
+                idle.push(conn);
+            }
+        }
+        r
+    }
+
+    /// (connections idle, connections allowed for lists at once), for `/metrics`.
+    pub fn stats(&self) -> (u32, usize) {
+        let idle = self.idle.lock().map(|i| i.len()).unwrap_or(0);
+        (u32::try_from(self.max).unwrap_or(u32::MAX), idle)
+    }
+
+    pub fn close(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+}
