@@ -153,7 +153,7 @@ pub async fn verify(db: &Db, vault: &Vault) -> Result<VerifyReport, Error> {
     let mut prev = vec![0u8; 32];
     loop {
         let rows = db
-            .fetch_all(q!(
+            .scan(q!(
                 "SELECT seq, at, request_id, actor_id, actor_name, unit_id, jurisdiction, action, object_type, object_id, detail, prev_hash, hash
                  FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT 5000",
                 expected_seq
@@ -213,7 +213,7 @@ pub async fn search(db: &Db, who: &Principal, s: &Search) -> Result<Vec<Record>,
     let limit = s.limit.unwrap_or(100).clamp(1, 1000);
     let empty = |o: &Option<String>| o.as_ref().map(|x| x.trim().to_string()).filter(|x| !x.is_empty());
     let rows = db
-        .fetch_all(q!(
+        .scan(q!(
             "SELECT seq, at, request_id, actor_id, actor_name, unit_id, jurisdiction, action, object_type, object_id, detail
              FROM audit_log
              WHERE ((jurisdiction >= $1 AND jurisdiction < $2) OR unit_id = $3 OR jurisdiction = '')

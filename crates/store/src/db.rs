@@ -248,8 +248,8 @@ impl Db {
         }
     }
 
-    /// One row. On SQLite it is read on the calling thread: a point read is a few
-    /// microseconds, less than handing it to another thread would cost.
+    /// One row. On SQLite it is read on the calling thread: a short read costs a few
+    /// microseconds, less than handing it to another thread would.
     pub async fn fetch_optional(&self, q: Q) -> Result<Option<Row>, Error> {
         match self {
             Db::Sqlite { read, .. } => Ok(read.with(|c| lite::run(c, &q, 1))?.0.pop().map(Row::Sqlite)),
@@ -257,9 +257,19 @@ impl Db {
         }
     }
 
-    /// Every row. On SQLite a list may be long (exports, dashboards), so it is read on the
-    /// blocking pool, never holding up the runtime's threads.
+    /// Every row of a short read (by key, a parent's children, a bounded page): on SQLite on
+    /// the calling thread, like `fetch_optional`.
     pub async fn fetch_all(&self, q: Q) -> Result<Vec<Row>, Error> {
+        match self {
+            Db::Sqlite { read, .. } => Ok(read.with(|c| lite::run(c, &q, usize::MAX))?.0.into_iter().map(Row::Sqlite).collect()),
+            Db::Postgres(p) => pg_query(q).fetch_all(p).await.map(|r| r.into_iter().map(Row::Postgres).collect()).map_err(db_err),
+        }
+    }
+
+    /// Every row of a read that may take long (dashboards over every trip, a round's coverage,
+    /// the audit chain, a recompute's affected persons): on SQLite on the blocking pool, at most
+    /// `max_connections` at once, so that the runtime's threads keep serving requests.
+    pub async fn scan(&self, q: Q) -> Result<Vec<Row>, Error> {
         match self {
             Db::Sqlite { read, .. } => {
                 let _permit = read.permits.acquire().await.map_err(|_| Error::internal("the database is closed"))?;
@@ -269,7 +279,7 @@ impl Db {
                     .map_err(|e| Error::internal(format!("reader: {e}")))??;
                 Ok(rows.0.into_iter().map(Row::Sqlite).collect())
             }
-            Db::Postgres(p) => pg_query(q).fetch_all(p).await.map(|r| r.into_iter().map(Row::Postgres).collect()).map_err(db_err),
+            Db::Postgres(_) => self.fetch_all(q).await,
         }
     }
 

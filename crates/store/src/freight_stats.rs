@@ -115,7 +115,7 @@ pub async fn stats(store: &Store, who: &Principal) -> Result<Stats, Error> {
     let grouped = |sql: &'static str| {
         let (lo, hi) = (lo.clone(), hi.clone());
         async move {
-            let rows = store.db.fetch_all(q!(sql, lo, hi, unit, me)).await?;
+            let rows = store.db.scan(q!(sql, lo, hi, unit, me)).await?;
             rows.iter().map(|r| Ok((r.get::<Option<String>>("k")?.unwrap_or_default(), r.get::<i64>("n")?))).collect::<Result<Vec<_>, Error>>()
         }
     };
@@ -169,7 +169,7 @@ pub async fn stats(store: &Store, who: &Principal) -> Result<Stats, Error> {
     breaches_by_unit.sort_by_key(|c| -c.count);
     let rows = store
         .db
-        .fetch_all(q!(
+        .scan(q!(
             "SELECT h.purpose, u.name AS receiver, COUNT(*) AS n, CAST(SUM(h.seconds) AS BIGINT) AS total, MAX(h.seconds) AS longest
              FROM trip_handoffs h JOIN units u ON u.id = h.to_id
              WHERE h.outcome = 'accepted' AND ((h.jurisdiction >= $1 AND h.jurisdiction < $2) OR h.to_id = $3 OR h.from_id = $3 OR h.to_id = $4 OR h.from_id = $4)
@@ -197,7 +197,7 @@ pub async fn stats(store: &Store, who: &Principal) -> Result<Stats, Error> {
         .collect::<Result<_, Error>>()?;
     let rows = store
         .db
-        .fetch_all(q!(
+        .scan(q!(
             "SELECT t.class AS k, COUNT(*) AS n, SUM(CASE WHEN t.closed_at IS NULL THEN 0 ELSE 1 END) AS closed FROM trips t
              WHERE t.class IS NOT NULL AND ((t.jurisdiction >= $1 AND t.jurisdiction < $2)
                OR EXISTS (SELECT 1 FROM trip_parties p WHERE p.trip_id = t.id AND (p.unit_id = $3 OR p.unit_id = $4)))
@@ -243,16 +243,11 @@ pub async fn stats(store: &Store, who: &Principal) -> Result<Stats, Error> {
 /// how long a checkpoint, an escort, a destination… keeps a truck before the next takes it.
 async fn link_times(store: &Store, (lo, hi, unit, me): (String, String, uuid::Uuid, Option<uuid::Uuid>)) -> Result<Vec<LinkTime>, Error> {
     let since = store.now() - chrono::Duration::days(LINK_DAYS);
-    let kinds: BTreeMap<uuid::Uuid, String> = store
-        .db
-        .fetch_all(q!("SELECT id, kind FROM units"))
-        .await?
-        .iter()
-        .map(|r| Ok((r.get("id")?, r.get("kind")?)))
-        .collect::<Result<_, Error>>()?;
+    let kinds: BTreeMap<uuid::Uuid, String> =
+        store.db.scan(q!("SELECT id, kind FROM units")).await?.iter().map(|r| Ok((r.get("id")?, r.get("kind")?))).collect::<Result<_, Error>>()?;
     let rows = store
         .db
-        .fetch_all(q!(
+        .scan(q!(
             "SELECT t.data FROM trips t
              WHERE t.updated_at >= $5 AND ((t.jurisdiction >= $1 AND t.jurisdiction < $2)
                OR EXISTS (SELECT 1 FROM trip_parties p WHERE p.trip_id = t.id AND (p.unit_id = $3 OR p.unit_id = $4)))",

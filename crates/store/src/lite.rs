@@ -218,8 +218,8 @@ impl<T: FromLite> FromLite for Option<T> {
     }
 }
 
-/// Read-only connections, reused. A point read borrows one on the calling thread; a list is
-/// read on the blocking pool (see `Db::fetch_all`), at most `max` at once.
+/// Read-only connections, reused. A short read borrows one on the calling thread; a long one
+/// is read on the blocking pool (`Db::scan`), at most `max` at once.
 pub struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
@@ -250,7 +250,7 @@ impl Readers {
         };
         let r = f(&conn);
         if let Ok(mut idle) = self.idle.lock() {
-            // A point read on every runtime thread plus `max` lists at once is the most in use.
+            // A short read on every runtime thread plus `max` scans at once is the most in use.
             if idle.len() < self.max + 4 {
                 idle.push(conn);
             }

@@ -57,7 +57,7 @@ fn run_of(r: &Row) -> Result<Run, Error> {
 pub async fn list(store: &Store) -> Result<Vec<Run>, Error> {
     let rows = store
         .db
-        .fetch_all(q!("SELECT id, cause, cause_ref, state, total, processed, changed, watermark, error, created_at, started_at, finished_at
+        .scan(q!("SELECT id, cause, cause_ref, state, total, processed, changed, watermark, error, created_at, started_at, finished_at
                FROM code_recomputes ORDER BY created_at DESC, id DESC LIMIT 50"))
         .await?;
     rows.iter().map(run_of).collect()
@@ -119,7 +119,7 @@ async fn covered_list(store: &Store, before: Option<&Run>) -> Result<Option<Uuid
         None => q!("SELECT cause_ref FROM code_recomputes WHERE cause = 'risk_areas'"),
     };
     let mut best: Option<Uuid> = None;
-    for r in &store.db.fetch_all(q).await? {
+    for r in &store.db.scan(q).await? {
         if let Ok(u) = Uuid::parse_str(&r.get::<String>("cause_ref")?) {
             best = best.max(Some(u));
         }
@@ -169,10 +169,7 @@ pub async fn sweep(store: &Store, chunks: usize) -> Result<SweepReport, Error> {
     let since = last_watermark(store, "results").await?;
     let rows = store
         .db
-        .fetch_all(q!(
-            "SELECT person_id, updated_at FROM person_results WHERE ($1 IS NULL OR updated_at >= $1) ORDER BY updated_at LIMIT 5000",
-            since
-        ))
+        .scan(q!("SELECT person_id, updated_at FROM person_results WHERE ($1 IS NULL OR updated_at >= $1) ORDER BY updated_at LIMIT 5000", since))
         .await?;
     if !rows.is_empty() {
         let ids: Vec<Uuid> = rows.iter().map(|r| r.get("person_id")).collect::<Result<_, _>>()?;
@@ -195,7 +192,7 @@ pub async fn sweep(store: &Store, chunks: usize) -> Result<SweepReport, Error> {
         }
     }
     // Codes that reached their `until`.
-    let due = store.db.fetch_all(q!("SELECT person_id FROM person_codes WHERE valid_until <= $1 LIMIT 5000", now)).await?;
+    let due = store.db.scan(q!("SELECT person_id FROM person_codes WHERE valid_until <= $1 LIMIT 5000", now)).await?;
     if !due.is_empty() {
         let ids: Vec<Uuid> = due.iter().map(|r| r.get("person_id")).collect::<Result<_, _>>()?;
         rep.expired = recompute_ids(store, &ids, "expiry").await?;
@@ -226,7 +223,7 @@ async fn affected(store: &Store, run: &Run, ctx: &Context) -> Result<BTreeSet<Uu
     if run.cause != "risk_areas" {
         let mut cursor = Uuid::nil();
         loop {
-            let rows = store.db.fetch_all(q!("SELECT id FROM persons WHERE merged_into IS NULL AND id > $1 ORDER BY id LIMIT 10000", cursor)).await?;
+            let rows = store.db.scan(q!("SELECT id FROM persons WHERE merged_into IS NULL AND id > $1 ORDER BY id LIMIT 10000", cursor)).await?;
             let Some(last) = rows.last() else { break };
             cursor = last.get("id")?;
             for r in &rows {
@@ -240,12 +237,12 @@ async fn affected(store: &Store, run: &Run, ctx: &Context) -> Result<BTreeSet<Uu
     let prev = covered_list(store, Some(run)).await?.unwrap_or(Uuid::nil());
     let upto = Uuid::parse_str(&run.cause_ref).map_err(|_| Error::internal("risk-area run without its list"))?;
     let mut codes: BTreeSet<String> = BTreeSet::new();
-    for r in &store.db.fetch_all(q!("SELECT DISTINCT division_code FROM risk_areas WHERE list_id > $1 AND list_id <= $2", prev, upto)).await? {
+    for r in &store.db.scan(q!("SELECT DISTINCT division_code FROM risk_areas WHERE list_id > $1 AND list_id <= $2", prev, upto)).await? {
         codes.insert(r.get("division_code")?);
     }
     let since = store.db.fetch_one(q!("SELECT MIN(created_at) AS t FROM risk_area_lists WHERE id > $1 AND id <= $2", prev, upto)).await?;
     if let Some(t) = since.get::<Option<DateTime<Utc>>>("t")? {
-        for r in &store.db.fetch_all(q!("SELECT DISTINCT division_code FROM risk_areas WHERE superseded_at >= $1", t)).await? {
+        for r in &store.db.scan(q!("SELECT DISTINCT division_code FROM risk_areas WHERE superseded_at >= $1", t)).await? {
             codes.insert(r.get("division_code")?);
         }
     }
@@ -254,7 +251,7 @@ async fn affected(store: &Store, run: &Run, ctx: &Context) -> Result<BTreeSet<Uu
         // Stays at the area's division or below it.
         let rows = store
             .db
-            .fetch_all(q!(
+            .scan(q!(
                 "SELECT DISTINCT person_id FROM person_stays WHERE division_code >= $1 AND division_code < $2 AND stay_to > $3",
                 code.clone(),
                 prefix_end(code),
@@ -267,10 +264,8 @@ async fn affected(store: &Store, run: &Run, ctx: &Context) -> Result<BTreeSet<Uu
         // Stays recorded only at an ancestor (possible hits).
         for n in [2usize, 4, 6, 9] {
             if let Some(anc) = code.get(..n).filter(|_| n < code.len()) {
-                let rows = store
-                    .db
-                    .fetch_all(q!("SELECT DISTINCT person_id FROM person_stays WHERE division_code = $1 AND stay_to > $2", anc, start))
-                    .await?;
+                let rows =
+                    store.db.scan(q!("SELECT DISTINCT person_id FROM person_stays WHERE division_code = $1 AND stay_to > $2", anc, start)).await?;
                 for r in &rows {
                     ids.insert(r.get::<Uuid>("person_id")?);
                 }

@@ -189,7 +189,7 @@ async fn fetch(store: &Store, who: &Principal, id: Option<Uuid>) -> Result<Vec<R
     let [a, b, c, d, e] = ups;
     let rows = store
         .db
-        .fetch_all(q!(
+        .scan(q!(
             "SELECT id, name, jurisdiction, starts_at, due_at, priority, created_by, created_at, policy_version FROM screening_rounds
              WHERE ((jurisdiction >= $1 AND jurisdiction < $2) OR jurisdiction IN ($3, $4, $5, $6, $7)) AND ($8 IS NULL OR id = $8)
              ORDER BY starts_at DESC, id DESC LIMIT 500",
@@ -297,7 +297,7 @@ pub async fn coverage(store: &Store, who: &Principal, id: Uuid) -> Result<Covera
     let (lo, hi, unit) = scope_args(&who.scope);
     let rows = store
         .db
-        .fetch_all(q!(
+        .scan(q!(
             sampled_cte!(
                 "SELECT substr(p.jurisdiction, 1, 12) AS area, COUNT(*) AS expected, COUNT(sampled.person_id) AS sampled,
                         COALESCE(SUM(sampled.resulted), 0) AS resulted, COALESCE(SUM(sampled.positive), 0) AS positive
@@ -388,7 +388,7 @@ async fn missing_rows(store: &Store, who: &Principal, round: &Round, village: &s
     let (lo, hi, unit) = scope_args(&who.scope);
     store
         .db
-        .fetch_all(q!(
+        .scan(q!(
             sampled_cte!(
                 "SELECT p.id, p.name, p.document_kind, p.document_masked, p.phone_masked, p.jurisdiction, p.document_enc, p.phone_enc
                  FROM persons p

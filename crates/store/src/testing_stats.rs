@@ -87,7 +87,7 @@ pub async fn lab_stats(store: &Store, who: &Principal, since: DateTime<Utc>) -> 
     let (lo, hi, unit) = scope_args(&who.scope);
     let rows = store
         .db
-        .fetch_all(q!(
+        .scan(q!(
             "SELECT t.priority,
                     COALESCE(SUM(CASE WHEN t.state = 'shipped' THEN 1 ELSE 0 END), 0) AS awaiting,
                     COALESCE(SUM(CASE WHEN t.received_at >= $5 THEN 1 ELSE 0 END), 0) AS received,
@@ -128,7 +128,7 @@ pub async fn lab_stats(store: &Store, who: &Principal, since: DateTime<Utc>) -> 
     }
     let rows = store
         .db
-        .fetch_all(q!(
+        .scan(q!(
             "SELECT t.priority, t.sampled_at, t.resulted_at FROM tubes t
              WHERE t.resulted_at >= $5
                AND ((t.jurisdiction >= $1 AND t.jurisdiction < $2) OR t.team_id = $3 OR t.lab_id = $3 OR t.team_id = $4 OR t.lab_id = $4)
