@@ -6,7 +6,7 @@ use chrono::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-async fn unit(s: &Session, name: &str) -> String {
+pub(crate) async fn unit(s: &Session, name: &str) -> String {
     let (_, v) = s.get(&format!("/api/v1/units?q={name}")).await;
     v["units"].as_array().unwrap().iter().find(|u| u["name"] == name).unwrap_or_else(|| panic!("no unit {name}: {v}"))["id"]
         .as_str()
