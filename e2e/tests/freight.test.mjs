@@ -1,12 +1,16 @@
 // The freight loop in the browser, on phone screens of the four parties: the checkpoint
 // checks a closed-loop truck in and hands it to the escort, the escort accepts, the cargo
-// owner confirms arrival and departure, and the checkpoint's exit scan closes the loop.
+// owner confirms arrival and departure, and the checkpoint's exit scan closes the loop. When
+// the receiver's escort rejects, the deadline watcher (every 10 s on the demo server's real
+// clock) redirects the truck to the police on the fallback roster, whose escort accepts; the
+// command office keeps that roster on its own page.
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { VIEWPORTS, startServer, launchBrowser, newPage, login, screenshot, widths, text } from '../lib/harness.mjs';
 
 const phone = VIEWPORTS.find((v) => v.name === 'phone');
+const desktop = VIEWPORTS.find((v) => v.name === 'desktop');
 
 /** Choose the option whose label contains `part`. */
 async function choose(page, selector, part) {
@@ -115,6 +119,96 @@ describe('freight loop on phones', () => {
       assert.deepEqual(p.problems, []);
       await p.context.close();
     }
+  });
+
+  test('a rejected escort: the watcher sends the truck to the fallback escort, whose escort accepts on a phone', async () => {
+    const parties = {};
+    for (const user of ['checkpoint', 'escort', 'police']) {
+      parties[user] = await newPage(browser, phone, server.baseURL);
+      await login(parties[user].page, user);
+    }
+    const cp = parties.checkpoint.page;
+    await cp.goto('/trips/check-in');
+    await cp.fill('#f-plate', '晋D77777');
+    await choose(cp, '#f-destination_id', '壶关县太行钢材贸易有限公司');
+    await cp.fill('#f-crew_name', '赵师傅');
+    await cp.fill('#f-crew_id_number', '11010519491231002X');
+    await cp.selectOption('#f-crew_health_code', 'yellow');
+    await cp.fill('#f-landing_tube', 'LT-E2E-0003');
+    await submit(cp, 'check-in-form');
+    const tripUrl = new URL(cp.url()).pathname;
+    // The form starts on the receiver's own escort unit.
+    const proposed = await cp.$eval('#handoff-form select[name="to"]', (el) => el.selectedOptions[0].textContent);
+    assert.match(proposed, /壶关县交通运输局/);
+    await submit(cp, 'handoff-form');
+    // The receiver's escort rejects, with a reason.
+    const es = parties.escort.page;
+    await es.goto(tripUrl);
+    await es.fill('#reject-form input[name="reason"]', '车辆均已派出');
+    await submit(es, 'reject-form');
+    assert.equal(await es.$('#accept-form'), null, 'rejected, it is no longer the escort\'s to accept');
+    // The watcher redirects it to the police; the trip page says why.
+    let facts = '';
+    for (let i = 0; i < 40 && !/壶关县公安局/.test(facts); i += 1) {
+      await cp.waitForTimeout(1_000);
+      await cp.goto(tripUrl);
+      facts = await text(cp, '#trip');
+    }
+    assert.match(facts, /待接收交接\s*→ 壶关县公安局 · 接返护送 \(接返交接被拒收\)/, facts);
+    assert.match(facts, /龙泉高速出口卡口/, 'the checkpoint stays answerable until the police accept');
+    await screenshot(cp, 'phone-freight-8-fallback-escort');
+    // The police escort finds it among their trips and accepts on a phone.
+    const po = parties.police.page;
+    await po.goto('/trips');
+    await po.click('text=晋D77777');
+    await po.waitForURL((u) => u.pathname === tripUrl);
+    assert.match(await text(po, '#trip'), /接返交接被拒收/);
+    await screenshot(po, 'phone-freight-9-police-sees-fallback');
+    await submit(po, 'accept-form');
+    const done = await text(po, 'main');
+    assert.match(done, /接返中/);
+    assert.match(await text(po, '#trip-chain'), /龙泉高速出口卡口[\s\S]*壶关县公安局/);
+    const w = await widths(po);
+    assert.ok(w.scrollWidth <= w.innerWidth + 1, `no horizontal scroll (${w.scrollWidth} > ${w.innerWidth})`);
+    for (const p of Object.values(parties)) {
+      assert.deepEqual(p.problems, []);
+      await p.context.close();
+    }
+  });
+
+  test('the command office reorders the fallback roster on a phone; the roster page on a desktop', async () => {
+    const office = await newPage(browser, phone, server.baseURL);
+    const cmd = office.page;
+    await login(cmd, 'commander');
+    await cmd.click('.nav-menu summary');
+    await Promise.all([cmd.waitForLoadState('load'), cmd.click('.nav-menu a[href="/freight/escorts"]')]);
+    const order = async () => (await cmd.$$eval('#escort-fallback td[data-label="名称"]', (tds) => tds.map((t) => t.textContent.trim())));
+    assert.deepEqual(await order(), ['壶关县公安局', '壶关县交通运输局']);
+    assert.match(await text(cmd, '#escort-receivers'), /壶关县太行钢材贸易有限公司[\s\S]*壶关县交通运输局/);
+    await screenshot(cmd, 'phone-escort-roster');
+    // Transport first, then back: the order on the page is the order stored.
+    await choose(cmd, '#fallback-change-form select[name="entry"]', '壶关县交通运输局');
+    await cmd.selectOption('#fallback-change-form select[name="step"]', 'up');
+    await submit(cmd, 'fallback-change-form');
+    assert.match(await text(cmd, '.flash'), /已保存/);
+    assert.deepEqual(await order(), ['壶关县交通运输局', '壶关县公安局']);
+    await choose(cmd, '#fallback-change-form select[name="entry"]', '壶关县交通运输局');
+    await cmd.selectOption('#fallback-change-form select[name="step"]', 'down');
+    await submit(cmd, 'fallback-change-form');
+    assert.deepEqual(await order(), ['壶关县公安局', '壶关县交通运输局']);
+    const w = await widths(cmd);
+    assert.ok(w.scrollWidth <= w.innerWidth + 1, `no horizontal scroll (${w.scrollWidth} > ${w.innerWidth})`);
+    assert.deepEqual(office.problems, []);
+    await office.context.close();
+    const wide = await newPage(browser, desktop, server.baseURL);
+    await login(wide.page, 'commander');
+    await wide.page.goto('/freight/escorts');
+    await wide.page.click('#lang-switch');
+    await wide.page.waitForSelector('html[lang="en"]', { state: 'attached' });
+    assert.match(await text(wide.page, '#escort-fallback'), /Fallback roster \(police, transport\)/);
+    await screenshot(wide.page, 'desktop-escort-roster-en');
+    assert.deepEqual(wide.problems, []);
+    await wide.context.close();
   });
 
   test('a service site admits a truck, lists it as waiting, lets it go; the cargo owner confirms its duty', async () => {

@@ -87,6 +87,8 @@ const USERS: &[(&str, &str, &str, &str, &str)] = &[
     ("lab", "褚检测", "lab_staff", "lab_hospital", "unit"),
     ("school", "卫校医", "school_staff", "school_1", "unit"),
     ("venue", "蒋场所", "venue_staff", "venue_market", "unit"),
+    // The first unit on the fallback roster: escorts trucks whose receiver's escort cannot.
+    ("police", "韩公安", "escort", "d_police", "unit"),
 ];
 
 /// Where the sampling teams take samples: (team key, site, address).

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod ui;
 pub mod ui_codes;
+pub mod ui_escorts;
 pub mod ui_freight;
 pub mod ui_risk;
 pub mod ui_rounds;
@@ -70,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .merge(ui::routes())
         .merge(ui_freight::routes())
+        .merge(ui_escorts::routes())
         .merge(ui_sites::routes())
         .merge(ui_whitelist::routes())
         .merge(ui_risk::routes())

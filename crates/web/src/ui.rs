@@ -109,6 +109,13 @@ pub(crate) const PAGES: &[(&str, &str, Option<Permission>, &str, &str)] = &[
         "Open trips, breaches, handoff times; exportable",
     ),
     (
+        "/freight/escorts",
+        "nav.escorts",
+        Some(Permission::UnitsWrite),
+        "接收单位的接返单位与公安、交通兜底接返名单",
+        "Receivers' escort units and the police and transport fallback roster",
+    ),
+    (
         "/testing/sample",
         "nav.testing_sample",
         Some(Permission::TestingSample),

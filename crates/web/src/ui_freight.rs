@@ -45,19 +45,27 @@ fn class_label(s: Option<&str>, lang: Lang) -> String {
     s.and_then(ControlClass::parse).map(|x| x.label(lang.zh()).to_string()).unwrap_or_default()
 }
 
-/// Units a truck can be bound for, county-wide (their names are not personal data).
-async fn destinations(s: &AppState, v: &Viewer) -> Result<Vec<(String, String)>, Error> {
-    let sys = Principal::system(&v.who.request_id);
+/// Active units a truck can be bound for (receivers), as `who` may see them, each named with its kind.
+pub(crate) async fn receivers(s: &AppState, who: &Principal, lang: Lang) -> Result<Vec<(units::Unit, String)>, Error> {
     let mut out = Vec::new();
     for kind in [UnitKind::CargoOwner, UnitKind::LogisticsPark, UnitKind::TruckServiceSite, UnitKind::KeyVenue] {
-        let list = units::list(&s.store, &sys, &units::UnitFilter { kind: Some(kind.as_str().into()), q: None }).await?;
-        out.extend(list.into_iter().filter(|u| u.active).map(|u| (u.id.to_string(), format!("{} ({})", u.name, kind.label(v.lang.zh())))));
+        let list = units::list(&s.store, who, &units::UnitFilter { kind: Some(kind.as_str().into()), q: None }).await?;
+        out.extend(list.into_iter().filter(|u| u.active).map(|u| {
+            let label = format!("{} ({})", u.name, kind.label(lang.zh()));
+            (u, label)
+        }));
     }
     Ok(out)
 }
 
+/// Units a truck can be bound for, county-wide (their names are not personal data).
+async fn destinations(s: &AppState, v: &Viewer) -> Result<Vec<(String, String)>, Error> {
+    let sys = Principal::system(&v.who.request_id);
+    Ok(receivers(s, &sys, v.lang).await?.into_iter().map(|(u, label)| (u.id.to_string(), label)).collect())
+}
+
 /// Every active unit (for handoff receivers), named with its kind.
-async fn all_units(s: &AppState, v: &Viewer) -> Result<Vec<(String, String)>, Error> {
+pub(crate) async fn all_units(s: &AppState, v: &Viewer) -> Result<Vec<(String, String)>, Error> {
     let sys = Principal::system(&v.who.request_id);
     let list = units::list(&s.store, &sys, &units::UnitFilter::default()).await?;
     Ok(list

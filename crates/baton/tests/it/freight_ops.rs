@@ -6,7 +6,7 @@ use chrono::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-async fn unit(s: &Session, name: &str) -> String {
+pub(crate) async fn unit(s: &Session, name: &str) -> String {
     let (_, v) = s.get(&format!("/api/v1/units?q={name}")).await;
     v["units"].as_array().unwrap().iter().find(|u| u["name"] == name).unwrap_or_else(|| panic!("no unit {name}: {v}"))["id"]
         .as_str()
@@ -360,9 +360,18 @@ async fn dashboard(b: Backend) {
 }
 both!(the_dashboard_counts_open_trips_breaches_and_handoff_times_in_scope, dashboard);
 
-/// Acting as a unit that has no demo login (the police bureau), straight through the store.
+/// Acting as a unit straight through the store, without signing in (a new unit has no login).
 fn as_unit(unit: &str) -> baton_store::Principal {
     baton_store::Principal { unit_id: Some(unit.parse().unwrap()), ..baton_store::Principal::system("test") }
+}
+
+/// The deadline watcher's escort step, now on the test's clock.
+async fn escort_sweep(app: &TestApp) -> baton_store::escorts::EscortSweep {
+    baton_store::escorts::sweep(&app.store, now(app)).await.unwrap()
+}
+
+async fn alert_sweep(app: &TestApp) -> baton_store::alerts::SweepReport {
+    baton_store::alerts::sweep(&app.store, now(app)).await.unwrap()
 }
 
 async fn escorts(b: Backend) {
@@ -376,14 +385,6 @@ async fn escorts(b: Backend) {
     let transport = unit(&cmd, "壶关县交通运输局").await;
     let checkpoint_unit = unit(&cmd, "龙泉高速出口卡口").await;
     let store = app.store.clone();
-    let escort_sweep = |app: &TestApp| {
-        let (store, t) = (app.store.clone(), now(app));
-        async move { baton_store::escorts::sweep(&store, t).await.unwrap() }
-    };
-    let alert_sweep = |app: &TestApp| {
-        let (store, t) = (app.store.clone(), now(app));
-        async move { baton_store::alerts::sweep(&store, t).await.unwrap() }
-    };
     let trip = |id: String| {
         let cmd = &cmd;
         async move { cmd.get(&format!("/api/v1/trips/{id}")).await.1 }
@@ -488,6 +489,161 @@ async fn escorts(b: Backend) {
     app.stop().await;
 }
 both!(escorts_fall_back_to_police_and_transport, escorts);
+
+async fn act(s: &Session, id: &str, action: Value) -> (StatusCode, Value) {
+    s.post(&format!("/api/v1/trips/{id}/actions"), action).await
+}
+
+/// The escort transitions around the roster not walked above: the checkpoint may redirect only
+/// a rejected or overdue escort handoff itself; a receiver's own escort rejecting; a fallback
+/// escort not accepting in time (a breach each time, then nobody left, a late acceptance); a
+/// withdrawn escort not asked again; disabled units passed over; no arrival before an escort has
+/// accepted; a `pass` truck left alone. The police accept with their own login.
+async fn escort_transitions(b: Backend) {
+    let app = spawn_app(b).await;
+    let cmd = app.login("commander").await;
+    let cp = app.login("checkpoint").await;
+    let escort = app.login("escort").await;
+    let police_user = app.login("police").await;
+    let enterprise = app.login("enterprise").await;
+    let steel = unit(&cmd, "壶关县太行钢材贸易有限公司").await;
+    let build = unit(&cmd, "壶关县百尺建材有限公司").await;
+    let police = unit(&cmd, "壶关县公安局").await;
+    let transport = unit(&cmd, "壶关县交通运输局").await;
+    let checkpoint_unit = unit(&cmd, "龙泉高速出口卡口").await;
+    let pending = |t: &Value| (t["pending"]["to"].as_str().map(str::to_string), t["pending"]["fallback"].as_str().map(str::to_string));
+    let trip = |id: String| {
+        let cmd = &cmd;
+        async move { cmd.get(&format!("/api/v1/trips/{id}")).await.1 }
+    };
+    let alerts = |id: String| {
+        let cmd = &cmd;
+        async move {
+            let (_, al) = cmd.get(&format!("/api/v1/alerts?trip_id={id}")).await;
+            al["alerts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| (x["kind"].as_str().unwrap().to_string(), x["custodian_id"].as_str().unwrap().to_string()))
+                .collect::<Vec<_>>()
+        }
+    };
+
+    // D. The checkpoint hands to the receiver's escort; redirecting it while it is in time is refused.
+    let d = check_in(&app, &cp, &steel, "晋D51001").await["id"].as_str().unwrap().to_string();
+    let (s, v) = act(&cp, &d, json!({"action": "propose_handoff", "to": transport, "purpose": "escort"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, e) = act(&cp, &d, json!({"action": "escort_fallback", "to": police, "reason": "not_accepted"})).await;
+    assert_eq!((s.is_client_error(), e["error"].as_str()), (true, Some("fallback_not_due")), "{e}");
+    assert_eq!(pending(&trip(d.clone()).await), (Some(transport.clone()), None), "nothing changed");
+    app.clock.advance(Duration::minutes(11));
+    assert_eq!(escort_sweep(&app).await.trips_checked, 0, "a handoff in time is the receiver's to answer");
+    // The receiver's escort rejects: the watcher sends the truck to the first fallback at once, without a breach.
+    let (s, v) = act(&escort, &d, json!({"action": "reject_handoff", "reason": "车辆已派出"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let r = escort_sweep(&app).await;
+    assert_eq!((r.proposed, r.fallbacks), (0, 1), "{r:?}");
+    assert_eq!(pending(&trip(d.clone()).await), (Some(police.clone()), Some("rejected".into())));
+    assert_eq!(alert_sweep(&app).await.raised, 0);
+    assert!(alerts(d.clone()).await.is_empty());
+    let (s, v) = act(&police_user, &d, json!({"action": "accept_handoff"})).await;
+    assert_eq!((s, v["state"].as_str(), v["custodian"].as_str()), (StatusCode::OK, Some("escort_assigned"), Some(police.as_str())), "{v}");
+    assert_eq!(
+        audit_actions(&cmd, &d).await,
+        ["trip.check_in", "trip.propose_handoff", "trip.reject_handoff", "trip.escort_fallback", "trip.accept_handoff"]
+    );
+
+    // E. After a rejection the checkpoint may redirect itself; the watcher then leaves the new handoff alone.
+    let e = check_in(&app, &cp, &steel, "晋D51002").await["id"].as_str().unwrap().to_string();
+    act(&cp, &e, json!({"action": "propose_handoff", "to": transport, "purpose": "escort"})).await;
+    act(&escort, &e, json!({"action": "reject_handoff", "reason": "车辆已派出"})).await;
+    let (s, v) = act(&cp, &e, json!({"action": "escort_fallback", "to": police, "reason": "rejected"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(pending(&v), (Some(police.clone()), Some("rejected".into())));
+    let r = escort_sweep(&app).await;
+    assert_eq!((r.proposed, r.fallbacks, r.trips_checked), (0, 0, 0), "{r:?}");
+    act(&police_user, &e, json!({"action": "accept_handoff"})).await;
+
+    // F. No receiver escort; the first fallback does not accept in time: a breach, and the next one;
+    // that one does not either: a second breach, nobody left, and it may still accept late.
+    let f = check_in(&app, &cp, &build, "晋D51003").await["id"].as_str().unwrap().to_string();
+    app.clock.advance(Duration::minutes(11));
+    assert_eq!(escort_sweep(&app).await.fallbacks, 1);
+    assert_eq!(pending(&trip(f.clone()).await), (Some(police.clone()), Some("no_receiver_escort".into())));
+    app.clock.advance(Duration::minutes(31));
+    assert_eq!(escort_sweep(&app).await.fallbacks, 1);
+    assert_eq!(pending(&trip(f.clone()).await), (Some(transport.clone()), Some("not_accepted".into())));
+    assert_eq!(alerts(f.clone()).await, [("handoff_not_accepted".to_string(), checkpoint_unit.clone())]);
+    app.clock.advance(Duration::minutes(31));
+    let r = escort_sweep(&app).await;
+    assert_eq!((r.fallbacks, r.no_fallback), (0, 1), "{r:?}");
+    assert_eq!(alert_sweep(&app).await.raised, 1, "the second overdue handoff is a breach of its own");
+    assert_eq!(alerts(f.clone()).await.len(), 2);
+    assert_eq!(pending(&trip(f.clone()).await), (Some(transport.clone()), Some("not_accepted".into())), "left with the last one asked");
+    let (s, v) = act(&escort, &f, json!({"action": "accept_handoff"})).await;
+    assert_eq!((s, v["custodian"].as_str()), (StatusCode::OK, Some(transport.as_str())), "{v}");
+    assert_eq!(escort_sweep(&app).await.no_fallback, 0);
+
+    // G. A withdrawn escort handoff: the watcher does not ask that unit again, it goes to the fallback.
+    let g = check_in(&app, &cp, &steel, "晋D51004").await["id"].as_str().unwrap().to_string();
+    act(&cp, &g, json!({"action": "propose_handoff", "to": transport, "purpose": "escort"})).await;
+    let (s, v) = act(&cp, &g, json!({"action": "withdraw_handoff"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    app.clock.advance(Duration::minutes(9));
+    assert_eq!(escort_sweep(&app).await.fallbacks, 0, "the checkpoint has 10 minutes from its withdrawal");
+    app.clock.advance(Duration::minutes(2));
+    assert_eq!(escort_sweep(&app).await.fallbacks, 1);
+    assert_eq!(pending(&trip(g.clone()).await), (Some(police.clone()), Some("no_receiver_escort".into())));
+    act(&police_user, &g, json!({"action": "accept_handoff"})).await;
+
+    // H. Disabled units are passed over: the receiver's escort, and the first unit on the roster.
+    // Named while active, then disabled.
+    let (s, team) = cmd.post("/api/v1/units", json!({"name": "壶关县交警大队", "kind": "department", "division_code": "140427"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{team}");
+    let (s, station) = cmd.post("/api/v1/units", json!({"name": "壶关县城关派出所", "kind": "department", "division_code": "140427"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{station}");
+    let (team, station) = (team["id"].as_str().unwrap().to_string(), station["id"].as_str().unwrap().to_string());
+    let (s, r) = cmd.put(&format!("/api/v1/escorts/receivers/{steel}"), json!({"escort_id": team})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (s, r) = cmd.put("/api/v1/escorts/fallback", json!({"units": [station, police, transport]})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    for (id, name) in [(&team, "壶关县交警大队"), (&station, "壶关县城关派出所")] {
+        let (s, u) =
+            cmd.put(&format!("/api/v1/units/{id}"), json!({"name": name, "kind": "department", "division_code": "140427", "active": false})).await;
+        assert_eq!((s, u["active"].as_bool()), (StatusCode::OK, Some(false)), "{u}");
+    }
+    let h = check_in(&app, &cp, &steel, "晋D51005").await["id"].as_str().unwrap().to_string();
+    app.clock.advance(Duration::minutes(11));
+    assert_eq!(escort_sweep(&app).await.fallbacks, 1);
+    assert_eq!(pending(&trip(h.clone()).await), (Some(police.clone()), Some("no_receiver_escort".into())));
+    act(&police_user, &h, json!({"action": "accept_handoff"})).await;
+
+    // I. A receiver that removed its escort: its truck goes to the fallback, and cannot be taken in
+    // without an escort; once the police accept, it can.
+    let (s, _) = enterprise.put(&format!("/api/v1/escorts/receivers/{steel}"), json!({"escort_id": null})).await;
+    assert_eq!(s, StatusCode::OK);
+    let i = check_in(&app, &cp, &steel, "晋D51006").await["id"].as_str().unwrap().to_string();
+    app.clock.advance(Duration::minutes(11));
+    assert_eq!(escort_sweep(&app).await.fallbacks, 1);
+    assert_eq!(pending(&trip(i.clone()).await), (Some(police.clone()), Some("no_receiver_escort".into())));
+    let (s, e) = act(&enterprise, &i, json!({"action": "confirm_arrival"})).await;
+    assert_eq!((s, e["error"].as_str()), (StatusCode::CONFLICT, Some("escort_required")), "{e}");
+    assert_eq!(pending(&trip(i.clone()).await), (Some(police.clone()), Some("no_receiver_escort".into())), "nothing changed");
+    act(&police_user, &i, json!({"action": "accept_handoff"})).await;
+    let (s, v) = act(&enterprise, &i, json!({"action": "confirm_arrival"})).await;
+    assert_eq!((s, v["state"].as_str(), v["custodian"].as_str()), (StatusCode::OK, Some("at_destination"), Some(steel.as_str())), "{v}");
+    assert_eq!(escort_sweep(&app).await.trips_checked, 0);
+
+    // J. A `pass` truck has no escort: the watcher never looks at it.
+    let body = json!({"plate": "晋D51007", "destination_id": steel, "eta": (now(&app) + Duration::hours(2)).to_rfc3339(), "crew": crew("green"),
+                      "test_taken_at": (now(&app) - Duration::hours(10)).to_rfc3339(), "landing_tube": "LT-510007"});
+    let (s, v) = cp.post("/api/v1/trips/check-in", body).await;
+    assert_eq!((s, v["class"].as_str()), (StatusCode::CREATED, Some("pass")), "{v}");
+    app.clock.advance(Duration::minutes(11));
+    assert_eq!(escort_sweep(&app).await.trips_checked, 0);
+    app.stop().await;
+}
+both!(every_escort_transition_around_the_fallback_roster, escort_transitions);
 
 /// A sweep that runs exactly at a deadline raises nothing (met on time is not a breach) and must
 /// look again: the next sweep after it raises the breach (found by `baton sim`).
