@@ -3,7 +3,8 @@
 //! tests on the manual clock), the person's link and signed tokens (forged, truncated, expired,
 //! unknown person), recompute after a risk-area change touching only the affected persons and
 //! resuming after a restart, scans with the door's answer and replays, batch ingest with bad rows
-//! listed, and the exposure search at the window's edges with its xlsx export.
+//! listed, and the exposure search at the window's edges with its xlsx export; companions
+//! cleared by two negative tests 24 h apart within 3 days.
 use baton_domain::clock::Clock;
 use baton_domain::code::Colour;
 use baton_domain::ident::IdNumber;
@@ -206,6 +207,73 @@ async fn rules_of_the_default_policy(b: Backend) {
     app.stop().await;
 }
 both!(rules_of_the_default_policy, rules_of_the_default_policy);
+
+/// Person `seq` gives a single-tube sample now, which the lab results as `outcome`.
+async fn single_tube(app: &TestApp, barcode: &str, seq: u32, outcome: &str) {
+    let sampler = app.login("sampler").await;
+    let lab = app.login("lab").await;
+    let (_, units) = lab.get("/api/v1/units?q=壶关县人民医院核酸检测实验室").await;
+    let lab_id = units["units"][0]["id"].as_str().unwrap().to_string();
+    let member = json!({"name": format!("居民{seq}"), "document_number": id_number(seq)});
+    let (st, v) = sampler.post("/api/v1/testing/tubes", json!({"barcode": barcode, "pool_size": 1, "members": [member]})).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, batch) = sampler.post("/api/v1/testing/batches", json!({"lab_id": lab_id, "barcodes": [barcode]})).await;
+    assert_eq!(st, StatusCode::CREATED, "{batch}");
+    let (st, v) = lab.post(&format!("/api/v1/testing/batches/{}/receive", batch["id"].as_str().unwrap()), json!({"barcodes": [barcode]})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = lab.post("/api/v1/testing/results", json!({"results": [{"barcode": barcode, "result": outcome}]})).await;
+    assert!(st.is_success(), "{v}");
+}
+
+async fn companions_clear_after_two_negative_tests(b: Backend) {
+    let app = spawn_app(b).await;
+    let c = app.login("commander").await;
+    // Three companions flagged now; each gives a negative sample at once.
+    let once = person(&c, 80).await;
+    let daily = person(&c, 81).await;
+    let slow = person(&c, 82).await;
+    for p in [&once, &daily, &slow] {
+        assert_eq!(control(&c, p, json!({"kind": "companion"})).await["colour"], "yellow");
+    }
+    for (seq, barcode) in [(80, "HG-N0080"), (81, "HG-N0081"), (82, "HG-N0082")] {
+        single_tube(&app, barcode, seq, "negative").await;
+    }
+    sweep(&app).await;
+    // One negative is not enough.
+    for p in [&once, &daily, &slow] {
+        let v = code(&c, p).await;
+        assert_eq!((v["colour"].as_str(), reasons(&v)), (Some("yellow"), vec!["companion".to_string()]), "{v}");
+    }
+    // 23 h later a second test is too soon; 24 h after the first, one more clears the code.
+    app.clock.advance(Duration::hours(23));
+    single_tube(&app, "HG-N1081", 81, "negative").await;
+    sweep(&app).await;
+    let c = app.login("commander").await;
+    assert_eq!(code(&c, &daily).await["colour"], "yellow");
+    app.clock.advance(Duration::hours(1));
+    single_tube(&app, "HG-N2081", 81, "negative").await;
+    sweep(&app).await;
+    let v = code(&c, &daily).await;
+    assert_eq!((v["colour"].as_str(), v["reasons"].as_array().map(Vec::len)), (Some("green"), Some(0)), "{v}");
+    assert_eq!(v["inputs"]["negatives"].as_array().map(Vec::len), Some(3), "{v}");
+    assert_eq!(code(&c, &once).await["colour"], "yellow");
+    // Two negatives 73 h apart are not within 3 days; one more a day later makes a pair that is.
+    app.clock.advance(Duration::hours(49));
+    single_tube(&app, "HG-N1082", 82, "negative").await;
+    sweep(&app).await;
+    let c = app.login("commander").await;
+    assert_eq!(code(&c, &slow).await["colour"], "yellow");
+    app.clock.advance(Duration::hours(24));
+    single_tube(&app, "HG-N2082", 82, "negative").await;
+    sweep(&app).await;
+    let c = app.login("commander").await;
+    assert_eq!(code(&c, &slow).await["colour"], "green");
+    // The one who tested once is still a companion.
+    let v = code(&c, &once).await;
+    assert_eq!((v["colour"].as_str(), reasons(&v)), (Some("yellow"), vec!["companion".to_string()]), "{v}");
+    app.stop().await;
+}
+both!(companions_clear_after_two_negative_tests, companions_clear_after_two_negative_tests);
 
 async fn links_and_signed_tokens(b: Backend) {
     let app = spawn_app(b).await;
