@@ -557,6 +557,22 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("exposure.contact_at", "到场", "Contact at"),
     ("exposure.overlap", "重叠(分钟)", "Overlap (min)"),
     ("exposure.bad_person", "人员编号格式有误", "Not a person id"),
+    ("exposure.persons", "同时段到过同一场所的人员", "Persons at the case's venues at the same time"),
+    ("exposure.trucks", "同时段在同一服务场地的车辆", "Trucks at the case's service sites at the same time"),
+    ("exposure.case_stays", "病例车辆在场", "Case's site stays"),
+    ("exposure.case_truck", "病例车辆", "Case's truck"),
+    ("exposure.overlap_from", "重叠开始", "Overlap from"),
+    ("exposure.overlap_to", "重叠结束", "Overlap to"),
+    ("exposure.export", "导出协查(xlsx)", "Export the tracing request (xlsx)"),
+    ("exposure.mark_title", "标记为时空伴随人员", "Mark as companions of the case"),
+    (
+        "exposure.mark_note",
+        "勾选的人员将加上时空伴随标记（黄码，两次间隔24小时的阴性检测后转绿）；重复提交不会重复标记。辖区外的人员请通过协查推送属地。",
+        "The persons ticked get a companion flag (yellow, green again after two negative tests 24 h apart); posting again marks no one twice. Persons outside your jurisdiction go to their locality by the tracing request.",
+    ),
+    ("exposure.mark_persons", "伴随人员", "Contacts"),
+    ("exposure.mark_all", "标记本辖区内全部伴随人员", "Mark every contact in my jurisdiction"),
+    ("exposure.mark", "标记", "Mark"),
 ];
 
 fn strings() -> &'static HashMap<&'static str, (&'static str, &'static str)> {

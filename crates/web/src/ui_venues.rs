@@ -1,6 +1,7 @@
 //! Venue pages: the venues in scope (and a new one), a venue's door — scan a code (typed or
 //! pasted when the camera fails) and the answer at once — with its visit log, the printable
-//! venue-code poster, and the exposure search with its tracing-request export.
+//! venue-code poster, and the exposure search (persons at the same venues, trucks at the same
+//! service sites) with its tracing-request export and the marking of companions.
 
 use crate::AppState;
 use crate::ui::{Cell, Field, Filter, FormCard, TablePage, UiResult, Viewer, attach_errors, cell, form_of, link, local, query_map, render};
@@ -8,7 +9,7 @@ use crate::ui_codes::{colour_css, qr};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use baton_domain::Error;
@@ -23,7 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/venues/{id}", get(venue_page))
         .route("/venues/{id}/scan", axum::routing::post(scan))
         .route("/venues/{id}/poster", get(poster))
-        .route("/exposure", get(exposure_page))
+        .route("/exposure", get(exposure_page).post(mark_companions))
 }
 
 fn kind_options(lang: crate::i18n::Lang) -> Vec<(String, String)> {
@@ -185,33 +186,64 @@ async fn poster(State(s): State<AppState>, v: Viewer, Path(id): Path<Uuid>, h: H
     Ok(render(&PosterPage { shell, qr: qr(&url), url, place: x.place }))
 }
 
-async fn exposure_page(State(s): State<AppState>, v: Viewer, RawQuery(q): RawQuery) -> UiResult {
+#[derive(askama::Template)]
+#[template(path = "exposure.html")]
+struct ExposurePage {
+    shell: crate::ui::Shell,
+    filters: Vec<Filter>,
+    export_href: Option<String>,
+    tables: Vec<ListCard>,
+    forms: Vec<FormCard>,
+}
+
+/// One list of the page in its own card.
+struct ListCard {
+    id: &'static str,
+    title: String,
+    columns: Vec<String>,
+    rows: Vec<Vec<Cell>>,
+}
+
+fn columns(lang: crate::i18n::Lang, keys: &[&str]) -> Vec<String> {
+    keys.iter().map(|k| lang.t(k).to_string()).collect()
+}
+
+/// The search for a case (person id and window as typed), its two lists, the export and, for
+/// staff who may write persons, the form that marks the contacts in their scope as companions.
+async fn exposure_view(s: &AppState, v: &Viewer, person: String, window: String, flash: Option<String>, err: Option<Error>) -> UiResult {
     let lang = v.lang;
-    let m = query_map(&q);
-    let person = m.get("person").cloned().unwrap_or_default();
-    let window = m.get("window_minutes").cloned().unwrap_or_default();
+    let d = baton_domain::division::Divisions::get_all();
     let mut shell = v.shell("exposure.title");
-    let mut rows = Vec::new();
+    let mut tables = Vec::new();
+    let mut forms = Vec::new();
+    let mut export_href = None;
     if let Ok(id) = Uuid::parse_str(person.trim()) {
-        let input = exposure::SearchInput { window_minutes: window.trim().parse().ok(), days: None };
-        match exposure::search(&s.store, &v.who, id, &input).await {
+        let window_minutes = window.trim().parse().ok();
+        match exposure::search(&s.store, &v.who, id, &exposure::SearchInput { window_minutes, days: None }).await {
             Ok(x) => {
-                shell.flash = Some(format!(
-                    "{} {} · {} {} · {} {}",
-                    lang.t("exposure.visits"),
-                    x.case_visits,
-                    lang.t("exposure.window"),
-                    x.window_minutes,
-                    lang.t("exposure.found"),
-                    x.contacts.len()
-                ));
-                rows = x
+                shell.flash = Some(flash.unwrap_or_else(|| {
+                    format!(
+                        "{} {} · {} {} · {} {} · {} {} · {} {}",
+                        lang.t("exposure.visits"),
+                        x.case_visits,
+                        lang.t("exposure.window"),
+                        x.window_minutes,
+                        lang.t("exposure.found"),
+                        x.contacts.len(),
+                        lang.t("exposure.case_stays"),
+                        x.case_stays,
+                        lang.t("exposure.trucks"),
+                        x.trips.len()
+                    )
+                }));
+                export_href = Some(format!("/api/v1/persons/{id}/exposure.xlsx?window_minutes={}", x.window_minutes));
+                let persons = x
                     .contacts
                     .iter()
                     .map(|c| {
                         vec![
                             link(c.name_masked.clone(), format!("/persons/{}/code", c.person_id)),
-                            cell(baton_domain::division::Divisions::get_all().full_name(&c.jurisdiction)),
+                            cell(d.full_name(&c.jurisdiction)),
                             link(c.venue_name.clone(), format!("/venues/{}", c.venue_id)),
                             cell(local(c.case_at)),
                             cell(local(c.contact_at)),
@@ -219,6 +251,71 @@ async fn exposure_page(State(s): State<AppState>, v: Viewer, RawQuery(q): RawQue
                         ]
                     })
                     .collect();
+                tables.push(ListCard {
+                    id: "exposure-persons",
+                    title: lang.t("exposure.persons").to_string(),
+                    columns: columns(
+                        lang,
+                        &["venue.person", "common.division", "venue.name", "exposure.case_at", "exposure.contact_at", "exposure.overlap"],
+                    ),
+                    rows: persons,
+                });
+                let trucks = x
+                    .trips
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            link(t.plate.clone(), format!("/trips/{}", t.trip_id)),
+                            cell(t.crew_masked.join("、")),
+                            link(t.site_name.clone(), format!("/sites/{}", t.site_id)),
+                            link(t.case_plate.clone(), format!("/trips/{}", t.case_trip_id)),
+                            cell(local(t.overlap_from)),
+                            cell(local(t.overlap_to)),
+                            cell(format!("{:.1}", t.overlap_minutes)),
+                        ]
+                    })
+                    .collect();
+                tables.push(ListCard {
+                    id: "exposure-trucks",
+                    title: lang.t("exposure.trucks").to_string(),
+                    columns: columns(
+                        lang,
+                        &[
+                            "trip.plate",
+                            "trip.crew",
+                            "site.name",
+                            "exposure.case_truck",
+                            "exposure.overlap_from",
+                            "exposure.overlap_to",
+                            "exposure.overlap",
+                        ],
+                    ),
+                    rows: trucks,
+                });
+                // Only contacts the viewer may write are offered; the store checks again, in SQL.
+                let mine: Vec<(String, String)> = x
+                    .contacts
+                    .iter()
+                    .filter(|c| v.who.scope.covers(&c.jurisdiction, None))
+                    .map(|c| (c.person_id.to_string(), format!("{} · {} · {}", c.name_masked, c.venue_name, local(c.contact_at))))
+                    .collect();
+                if v.who.can(Permission::PersonsWrite) && !mine.is_empty() {
+                    let mut persons = Field::new("persons", lang.t("exposure.mark_persons"), "checkboxes", "");
+                    persons.options = mine;
+                    forms.push(FormCard {
+                        id: "companion-form",
+                        title: lang.t("exposure.mark_title").into(),
+                        action: "/exposure".into(),
+                        fields: vec![
+                            Field::new("person", "", "hidden", id.to_string()),
+                            Field::new("window_minutes", "", "hidden", x.window_minutes.to_string()),
+                            persons,
+                            Field::new("all", lang.t("exposure.mark_all"), "checkbox", ""),
+                        ],
+                        submit: lang.t("exposure.mark").into(),
+                        note: Some(lang.t("exposure.mark_note").into()),
+                    });
+                }
             }
             Err(e @ (Error::Invalid(_) | Error::Conflict { .. } | Error::NotFound(_))) => shell.error = Some(e.message(lang.zh())),
             Err(e) => return Err(e.into()),
@@ -226,20 +323,66 @@ async fn exposure_page(State(s): State<AppState>, v: Viewer, RawQuery(q): RawQue
     } else if !person.trim().is_empty() {
         shell.error = Some(lang.t("exposure.bad_person").into());
     }
-    let page = TablePage {
+    if let Some(e) = &err {
+        attach_errors(&mut shell, &mut forms, e);
+    }
+    let page = ExposurePage {
         shell,
-        create_href: None,
         filters: vec![
             Filter { name: "person", label: lang.t("exposure.person").into(), value: person, kind: "search", options: vec![] },
             Filter { name: "window_minutes", label: lang.t("exposure.window").into(), value: window, kind: "number", options: vec![] },
         ],
-        columns: ["venue.person", "common.division", "venue.name", "exposure.case_at", "exposure.contact_at", "exposure.overlap"]
-            .iter()
-            .map(|k| lang.t(k).to_string())
-            .collect(),
-        rows,
-        more_href: None,
-        forms: vec![],
+        export_href,
+        tables,
+        forms,
     };
     Ok(render(&page))
+}
+
+async fn exposure_page(State(s): State<AppState>, v: Viewer, RawQuery(q): RawQuery) -> UiResult {
+    let m = query_map(&q);
+    let count = |k: &str| m.get(k).and_then(|n| n.parse::<usize>().ok());
+    let flash = count("marked").zip(count("already")).map(|(n, before)| {
+        v.lang
+            .pick(&format!("已标记 {n} 人为时空伴随人员；{before} 人此前已标记"), &format!("{n} marked as companions; {before} marked before"))
+            .to_string()
+    });
+    exposure_view(&s, &v, m.get("person").cloned().unwrap_or_default(), m.get("window_minutes").cloned().unwrap_or_default(), flash, None).await
+}
+
+/// The search page again with the error at its fields, answered with the error's status.
+async fn exposure_refused(s: &AppState, v: &Viewer, person: String, window: String, e: Error) -> UiResult {
+    let status = crate::error::status_of(&e);
+    let page = exposure_view(s, v, person, window, None, Some(e)).await?;
+    Ok((status, page).into_response())
+}
+
+/// The ticked contacts (or all of them in the viewer's scope) marked as the case's companions.
+async fn mark_companions(State(s): State<AppState>, v: Viewer, body: Bytes) -> UiResult {
+    let f = form_of(&v, &body)?;
+    let (person, window) = (f.get("person"), f.get("window_minutes"));
+    let Ok(case) = Uuid::parse_str(person.trim()) else {
+        return exposure_refused(&s, &v, person, window, Error::field("person", "invalid", "人员编号格式有误", "not a person id")).await;
+    };
+    let mut ids = Vec::new();
+    for x in f.all("persons") {
+        match Uuid::parse_str(x.trim()) {
+            Ok(id) => ids.push(id),
+            Err(_) => {
+                return exposure_refused(&s, &v, person, window, Error::field("persons", "invalid", "人员编号格式有误", "not a person id")).await;
+            }
+        }
+    }
+    let input = exposure::MarkInput { persons: ids, all: f.get("all") == "on", window_minutes: window.trim().parse().ok(), days: None };
+    match exposure::mark_companions(&s.store, &v.who, case, &input).await {
+        Ok(m) => Ok(Redirect::to(&format!(
+            "/exposure?person={case}&window_minutes={}&marked={}&already={}",
+            crate::ui::encode(window.trim()),
+            m.marked.len(),
+            m.already.len()
+        ))
+        .into_response()),
+        Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) => exposure_refused(&s, &v, person, window, e).await,
+        Err(e) => Err(e.into()),
+    }
 }

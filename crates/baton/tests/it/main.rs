@@ -10,6 +10,7 @@ mod concurrency;
 mod freight;
 mod freight_ops;
 mod input;
+mod pages;
 mod personal;
 mod persons;
 mod platform;

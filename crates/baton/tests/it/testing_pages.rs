@@ -2,90 +2,11 @@
 //! on the manual clock: the sampling desk from barcode to batch, the lab's receipt, result and
 //! LIS import, the dashboard's figures, and the pending re-check list by role and scope; field
 //! errors at their fields in Chinese and English, with the focus on the field to fix.
+use crate::pages::{Answer, Ui, cells, section, tag};
 use baton_domain::ident::IdNumber;
 use baton_testkit::{Backend, TestApp, both, spawn_app};
 use chrono::Duration;
 use reqwest::StatusCode;
-
-/// A browser without redirects followed, so each answer can be looked at.
-struct Ui {
-    http: reqwest::Client,
-    base: String,
-    cookie: String,
-    csrf: String,
-}
-
-struct Answer {
-    status: StatusCode,
-    location: String,
-    html: String,
-}
-
-impl Ui {
-    async fn of(app: &TestApp, user: &str, lang: &str) -> Ui {
-        let s = app.login(user).await;
-        Ui {
-            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
-            base: app.base.clone(),
-            cookie: format!("{}; lang={lang}", s.cookie),
-            csrf: s.csrf.clone(),
-        }
-    }
-
-    async fn answer(r: reqwest::RequestBuilder) -> Answer {
-        let r = r.send().await.unwrap();
-        let status = r.status();
-        let location = r.headers().get("location").map(|l| l.to_str().unwrap().to_string()).unwrap_or_default();
-        Answer { status, location, html: r.text().await.unwrap() }
-    }
-
-    async fn get(&self, path: &str) -> Answer {
-        Self::answer(self.http.get(format!("{}{path}", self.base)).header("cookie", &self.cookie)).await
-    }
-
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
-        let mut f: Vec<(&str, &str)> = fields.to_vec();
-        f.push(("csrf", &self.csrf));
-        Self::answer(self.http.post(format!("{}{path}", self.base)).header("cookie", &self.cookie).form(&f)).await
-    }
-
-    async fn upload(&self, path: &str, file_name: &str, bytes: &[u8], csrf: &str) -> Answer {
-        let b = "----batonTestBoundary7MA4YWxk";
-        let mut body = format!("--{b}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n").into_bytes();
-        body.extend(
-            format!("--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: text/csv\r\n\r\n").bytes(),
-        );
-        body.extend_from_slice(bytes);
-        body.extend(format!("\r\n--{b}--\r\n").bytes());
-        Self::answer(
-            self.http
-                .post(format!("{}{path}", self.base))
-                .header("cookie", &self.cookie)
-                .header("content-type", format!("multipart/form-data; boundary={b}"))
-                .body(body),
-        )
-        .await
-    }
-}
-
-/// The tag of the element with this id.
-fn tag<'a>(html: &'a str, id: &str) -> &'a str {
-    let at = html.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in the page"));
-    let start = html[..at].rfind('<').unwrap();
-    let end = at + html[at..].find('>').unwrap();
-    &html[start..=end]
-}
-
-/// The page's part from the element with this id to the end of its card.
-fn section<'a>(html: &'a str, id: &str) -> &'a str {
-    let t = &html[html.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in the page"))..];
-    &t[..t.find("</section>").unwrap()]
-}
-
-/// The text of every cell in a card's table, row after row.
-fn cells(html: &str, id: &str) -> Vec<String> {
-    section(html, id).split("<td").skip(1).map(|c| c[c.find('>').unwrap() + 1..c.find("</td>").unwrap()].to_string()).collect()
-}
 
 /// The ids of the elements that take the focus when the page loads.
 fn focused(html: &str) -> Vec<String> {
