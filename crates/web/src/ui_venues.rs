@@ -24,6 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/venues/{id}", get(venue_page))
         .route("/venues/{id}/scan", axum::routing::post(scan))
         .route("/venues/{id}/poster", get(poster))
+        .route("/v/{id}", get(public_page).post(public_confirm))
         .route("/exposure", get(exposure_page).post(mark_companions))
 }
 
@@ -103,7 +104,21 @@ struct Answer {
     colour_label: &'static str,
     label: &'static str,
     name: String,
+    at: String,
     replayed: bool,
+}
+
+fn answer_of(a: venues::ScanAnswer, lang: crate::i18n::Lang) -> Answer {
+    Answer {
+        css: colour_css(a.colour),
+        admission: a.admission.as_str(),
+        colour: a.colour.as_str(),
+        colour_label: a.colour.label(lang.zh()),
+        label: a.admission.label(lang.zh()),
+        name: a.name_masked,
+        at: local(a.at),
+        replayed: a.replayed,
+    }
 }
 
 #[derive(askama::Template)]
@@ -151,18 +166,7 @@ async fn scan(State(s): State<AppState>, v: Viewer, Path(id): Path<Uuid>, body: 
     let f = form_of(&v, &body)?;
     let lang = v.lang;
     match venues::scan(&s.store, &v.who, id, &venues::ScanInput { token: f.get("token") }).await {
-        Ok(a) => {
-            let answer = Answer {
-                css: colour_css(a.colour),
-                admission: a.admission.as_str(),
-                colour: a.colour.as_str(),
-                colour_label: a.colour.label(lang.zh()),
-                label: a.admission.label(lang.zh()),
-                name: a.name_masked,
-                replayed: a.replayed,
-            };
-            venue_view(&s, &v, id, Some(answer), None).await
-        }
+        Ok(a) => venue_view(&s, &v, id, Some(answer_of(a, lang)), None).await,
         Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) => venue_view(&s, &v, id, None, Some(e)).await,
         Err(e) => Err(e.into()),
     }
@@ -175,6 +179,87 @@ struct PosterPage {
     qr: String,
     url: String,
     place: String,
+}
+
+#[derive(askama::Template)]
+#[template(path = "venue_public.html")]
+struct PublicPage {
+    shell: crate::ui::Shell,
+    id: Uuid,
+    kind: &'static str,
+    place: String,
+    answer: Option<Answer>,
+    /// The form token when the visit waits for the resident's confirmation.
+    confirm: Option<String>,
+    /// No person remembered on this phone: open the code link first.
+    fallback: bool,
+}
+
+/// The form token of the confirmation on a venue's public page: bound to the remembered link.
+fn confirm_token(s: &AppState, link: &str) -> String {
+    hex::encode(s.store.vault.blind_index("venue_confirm", link)).chars().take(32).collect()
+}
+
+/// The poster's QR opens this page on the resident's own phone, without an account. With a
+/// person remembered (`ui_codes::ME_COOKIE`), the visit is registered and answered at once;
+/// when the page was opened from another site (`Sec-Fetch-Site`), the resident confirms first,
+/// so that no other site can register visits in their name. Without one: open the link first.
+async fn public_page(State(s): State<AppState>, Path(id): Path<Uuid>, h: HeaderMap) -> UiResult {
+    let link = crate::middleware::cookie(&h, crate::ui_codes::ME_COOKIE).unwrap_or("").to_string();
+    let from_elsewhere = h.get("sec-fetch-site").and_then(|x| x.to_str().ok()).is_some_and(|x| x == "cross-site" || x == "same-site");
+    if link.is_empty() {
+        return public_view(&s, id, None, None, None).await;
+    }
+    if from_elsewhere {
+        return public_view(&s, id, None, Some(confirm_token(&s, &link)), None).await;
+    }
+    public_visit(&s, id, &link).await
+}
+
+async fn public_confirm(State(s): State<AppState>, Path(id): Path<Uuid>, h: HeaderMap, body: Bytes) -> UiResult {
+    let f = crate::ui::FormData::parse(&body)?;
+    let link = crate::middleware::cookie(&h, crate::ui_codes::ME_COOKIE).unwrap_or("").to_string();
+    if link.is_empty() {
+        return public_view(&s, id, None, None, None).await;
+    }
+    if !crate::auth::constant_time_eq(f.get("confirm").as_bytes(), confirm_token(&s, &link).as_bytes()) {
+        let e = Error::conflict(
+            "csrf_failed",
+            "页面已过期或请求来源不明，请重新扫描场所码",
+            "the page expired or the request's origin is unknown; scan the venue code again",
+        );
+        return Ok((StatusCode::CONFLICT, public_view(&s, id, None, None, Some(e)).await?).into_response());
+    }
+    public_visit(&s, id, &link).await
+}
+
+async fn public_visit(s: &AppState, id: Uuid, link: &str) -> UiResult {
+    let lang = crate::middleware::req().lang;
+    match venues::visit_by_link(&s.store, id, link).await {
+        Ok(a) => public_view(s, id, Some(answer_of(a, lang)), None, None).await,
+        // A link that no longer opens (expired, another county's, a person no longer known) is forgotten.
+        Err(e @ Error::Conflict { .. }) if e.code().starts_with("code_") || e.code() == "person_unknown" => {
+            let stale = Error::conflict(
+                "link_stale",
+                "本机记住的健康码链接已失效，请重新打开发给您的链接",
+                "the code link this phone remembered no longer opens; open the link you were sent again",
+            );
+            let page = public_view(s, id, None, None, Some(stale)).await?;
+            let forget = crate::ui_codes::me_cookie("", s.config.secure_cookies, 0);
+            Ok((StatusCode::CONFLICT, [(axum::http::header::SET_COOKIE, forget)], page).into_response())
+        }
+        Err(e @ Error::Conflict { .. }) => Ok((StatusCode::CONFLICT, public_view(s, id, None, None, Some(e)).await?).into_response()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn public_view(s: &AppState, id: Uuid, answer: Option<Answer>, confirm: Option<String>, err: Option<Error>) -> UiResult {
+    let lang = crate::middleware::req().lang;
+    let x = venues::public(&s.store, id).await?;
+    let mut shell = crate::ui::shell_for(None, lang, "", &format!("/v/{id}"), x.name.clone());
+    shell.error = err.map(|e| e.message(lang.zh()));
+    let fallback = answer.is_none() && confirm.is_none();
+    Ok(render(&PublicPage { shell, id, kind: x.kind.label(lang.zh()), place: x.place, answer, confirm, fallback }))
 }
 
 async fn poster(State(s): State<AppState>, v: Viewer, Path(id): Path<Uuid>, h: HeaderMap) -> UiResult {

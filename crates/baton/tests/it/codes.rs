@@ -5,8 +5,9 @@
 //! resuming after a restart, scans with the door's answer and replays, batch ingest with bad rows
 //! listed, and the exposure search at the window's edges with its xlsx export; companions
 //! cleared by two negative tests 24 h apart within 3 days; trucks that shared a service site
-//! in the exposure search; companions marked from the search page.
-use crate::pages::{Ui, cells, section};
+//! in the exposure search; companions marked from the search page; residents scanning a
+//! venue poster with the phone that opened their code link.
+use crate::pages::{Ui, cells, section, tag};
 use baton_domain::clock::Clock;
 use baton_domain::code::Colour;
 use baton_domain::ident::IdNumber;
@@ -209,73 +210,6 @@ async fn rules_of_the_default_policy(b: Backend) {
     app.stop().await;
 }
 both!(rules_of_the_default_policy, rules_of_the_default_policy);
-
-/// Person `seq` gives a single-tube sample now, which the lab results as `outcome`.
-async fn single_tube(app: &TestApp, barcode: &str, seq: u32, outcome: &str) {
-    let sampler = app.login("sampler").await;
-    let lab = app.login("lab").await;
-    let (_, units) = lab.get("/api/v1/units?q=壶关县人民医院核酸检测实验室").await;
-    let lab_id = units["units"][0]["id"].as_str().unwrap().to_string();
-    let member = json!({"name": format!("居民{seq}"), "document_number": id_number(seq)});
-    let (st, v) = sampler.post("/api/v1/testing/tubes", json!({"barcode": barcode, "pool_size": 1, "members": [member]})).await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    let (st, batch) = sampler.post("/api/v1/testing/batches", json!({"lab_id": lab_id, "barcodes": [barcode]})).await;
-    assert_eq!(st, StatusCode::CREATED, "{batch}");
-    let (st, v) = lab.post(&format!("/api/v1/testing/batches/{}/receive", batch["id"].as_str().unwrap()), json!({"barcodes": [barcode]})).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let (st, v) = lab.post("/api/v1/testing/results", json!({"results": [{"barcode": barcode, "result": outcome}]})).await;
-    assert!(st.is_success(), "{v}");
-}
-
-async fn companions_clear_after_two_negative_tests(b: Backend) {
-    let app = spawn_app(b).await;
-    let c = app.login("commander").await;
-    // Three companions flagged now; each gives a negative sample at once.
-    let once = person(&c, 80).await;
-    let daily = person(&c, 81).await;
-    let slow = person(&c, 82).await;
-    for p in [&once, &daily, &slow] {
-        assert_eq!(control(&c, p, json!({"kind": "companion"})).await["colour"], "yellow");
-    }
-    for (seq, barcode) in [(80, "HG-N0080"), (81, "HG-N0081"), (82, "HG-N0082")] {
-        single_tube(&app, barcode, seq, "negative").await;
-    }
-    sweep(&app).await;
-    // One negative is not enough.
-    for p in [&once, &daily, &slow] {
-        let v = code(&c, p).await;
-        assert_eq!((v["colour"].as_str(), reasons(&v)), (Some("yellow"), vec!["companion".to_string()]), "{v}");
-    }
-    // 23 h later a second test is too soon; 24 h after the first, one more clears the code.
-    app.clock.advance(Duration::hours(23));
-    single_tube(&app, "HG-N1081", 81, "negative").await;
-    sweep(&app).await;
-    let c = app.login("commander").await;
-    assert_eq!(code(&c, &daily).await["colour"], "yellow");
-    app.clock.advance(Duration::hours(1));
-    single_tube(&app, "HG-N2081", 81, "negative").await;
-    sweep(&app).await;
-    let v = code(&c, &daily).await;
-    assert_eq!((v["colour"].as_str(), v["reasons"].as_array().map(Vec::len)), (Some("green"), Some(0)), "{v}");
-    assert_eq!(v["inputs"]["negatives"].as_array().map(Vec::len), Some(3), "{v}");
-    assert_eq!(code(&c, &once).await["colour"], "yellow");
-    // Two negatives 73 h apart are not within 3 days; one more a day later makes a pair that is.
-    app.clock.advance(Duration::hours(49));
-    single_tube(&app, "HG-N1082", 82, "negative").await;
-    sweep(&app).await;
-    let c = app.login("commander").await;
-    assert_eq!(code(&c, &slow).await["colour"], "yellow");
-    app.clock.advance(Duration::hours(24));
-    single_tube(&app, "HG-N2082", 82, "negative").await;
-    sweep(&app).await;
-    let c = app.login("commander").await;
-    assert_eq!(code(&c, &slow).await["colour"], "green");
-    // The one who tested once is still a companion.
-    let v = code(&c, &once).await;
-    assert_eq!((v["colour"].as_str(), reasons(&v)), (Some("yellow"), vec!["companion".to_string()]), "{v}");
-    app.stop().await;
-}
-both!(companions_clear_after_two_negative_tests, companions_clear_after_two_negative_tests);
 
 /// Person `seq` gives a single-tube sample now, which the lab results as `outcome`.
 async fn single_tube(app: &TestApp, barcode: &str, seq: u32, outcome: &str) {
@@ -883,3 +817,88 @@ async fn marking_companions_from_the_search_page(b: Backend) {
     app.stop().await;
 }
 both!(marking_companions_from_the_search_page, marking_companions_from_the_search_page);
+
+async fn visit_count(c: &Session, venue: &str) -> usize {
+    c.get(&format!("/api/v1/venues/{venue}/visits")).await.1["visits"].as_array().unwrap().len()
+}
+
+async fn residents_scan_the_poster_with_their_own_phone(b: Backend) {
+    let app = spawn_app(b).await;
+    let c = app.login("commander").await;
+    let (st, hotel) = c.post("/api/v1/venues", json!({"name": "太行宾馆", "kind": "hotel", "division": "140427100"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{hotel}");
+    let h = hotel["id"].as_str().unwrap().to_string();
+    let p = person(&c, 110).await;
+    control(&c, &p, json!({"kind": "home_isolation"})).await;
+    let (_, l) = c.post(&format!("/api/v1/persons/{p}/code/link"), json!({})).await;
+    let link = l["link"].as_str().unwrap();
+    // The poster's QR opens the venue's public page.
+    let poster = Ui::of(&app, "commander", "zh").await.get(&format!("/venues/{h}/poster")).await;
+    assert!(poster.html.contains(&format!("/v/{h}")), "{}", poster.html);
+
+    // A phone that never opened its link: told to open it first; nothing registered.
+    let mut phone = Ui::anonymous(&app, "zh");
+    let a = phone.get(&format!("/v/{h}")).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.html.contains("id=\"venue-fallback\"") && !a.html.contains("scan-answer"), "{}", a.html);
+    assert_eq!(visit_count(&c, &h).await, 0);
+
+    // Opening the link remembers the person: an HttpOnly cookie for the venue pages holding the signed link only.
+    let a = phone.get(l["path"].as_str().unwrap()).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let cookie = a.cookies.iter().find(|k| k.starts_with("baton_me=")).unwrap_or_else(|| panic!("{:?}", a.cookies));
+    let head = format!("baton_me={link}; Path=/v; HttpOnly; SameSite=Lax; Max-Age=");
+    assert!(cookie.starts_with(&head), "{cookie}");
+    assert!(cookie[head.len()..].parse::<i64>().unwrap() > 29 * 86_400, "{cookie}");
+    assert!(a.html.contains("id=\"code-remembered\""));
+    phone.cookie = format!("{}; baton_me={link}", phone.cookie);
+
+    // The poster scanned: registered and answered at once by the code (yellow: restricted), family name only.
+    let a = phone.get(&format!("/v/{h}")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.html);
+    let answer = tag(&a.html, "scan-answer");
+    assert!(answer.contains("data-admission=\"restricted\"") && answer.contains("data-colour=\"yellow\""), "{answer}");
+    assert!(a.html.contains("居***") && !a.html.contains("居民110") && !a.html.contains(&id_number(110)[6..14]));
+    assert_eq!(visit_count(&c, &h).await, 1);
+    // Scanned again (or the page reloaded): the same visit, marked as a repeat.
+    let a = phone.get(&format!("/v/{h}")).await;
+    assert!(a.html.contains("重复扫码"), "{}", a.html);
+    assert_eq!(visit_count(&c, &h).await, 1);
+    // After `token_minutes` (10) it is a new visit.
+    app.clock.advance(Duration::minutes(10));
+    let a = phone.get(&format!("/v/{h}")).await;
+    assert!(!a.html.contains("重复扫码"), "{}", a.html);
+    assert_eq!(visit_count(&c, &h).await, 2);
+
+    // Opened from another site: nothing registered until the resident confirms on the page.
+    app.clock.advance(Duration::minutes(10));
+    let a = phone.get_with(&format!("/v/{h}"), &[("sec-fetch-site", "cross-site")]).await;
+    assert!(a.html.contains("id=\"visit-confirm-form\"") && !a.html.contains("scan-answer"), "{}", a.html);
+    assert_eq!(visit_count(&c, &h).await, 2);
+    let form = section(&a.html, "venue-public");
+    let token = form.split("name=\"confirm\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let a = phone.post_raw(&format!("/v/{h}"), &[("confirm", "forged")]).await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert_eq!(visit_count(&c, &h).await, 2);
+    let a = phone.post_raw(&format!("/v/{h}"), &[("confirm", &token)]).await;
+    assert!(tag(&a.html, "scan-answer").contains("restricted"), "{}", a.html);
+    assert_eq!(visit_count(&c, &h).await, 3);
+
+    // The code turns red: the next scan is barred at once.
+    control(&c, &p, json!({"kind": "central_quarantine"})).await;
+    app.clock.advance(Duration::minutes(10));
+    let a = phone.get(&format!("/v/{h}")).await;
+    assert!(tag(&a.html, "scan-answer").contains("data-admission=\"barred\""), "{}", a.html);
+    // An unknown venue is not found.
+    assert_eq!(phone.get(&format!("/v/{}", Uuid::now_v7())).await.status, StatusCode::NOT_FOUND);
+    // After `link_days` (30) the link no longer opens: refused and forgotten on the phone.
+    app.clock.advance(Duration::days(30));
+    let a = phone.get(&format!("/v/{h}")).await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert!(a.html.contains("链接已失效") && a.html.contains("id=\"venue-fallback\""), "{}", a.html);
+    assert!(a.cookies.iter().any(|k| k.starts_with("baton_me=; Path=/v;") && k.contains("Max-Age=0")), "{:?}", a.cookies);
+    let c = app.login("commander").await;
+    assert_eq!(visit_count(&c, &h).await, 4);
+    app.stop().await;
+}
+both!(residents_scan_the_poster_with_their_own_phone, residents_scan_the_poster_with_their_own_phone);
