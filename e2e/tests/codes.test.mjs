@@ -1,7 +1,8 @@
 // Person codes and venue codes in the browser: the command office puts a companion flag on a
 // resident and issues their link; the resident opens their code on a phone without an account;
 // the market's door staff, on a phone, scans it (the code typed in, as when the camera fails)
-// and gets the answer at once; a replay and a forged code are answered too.
+// and gets the answer at once; a replay and a forged code are answered too. A resident whose phone
+// opened their code link scans a venue poster with it: the visit is registered and answered at once.
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -108,6 +109,55 @@ describe('person codes and venue codes on phones', () => {
     assert.match(await text(door.page, '#venue-poster'), /红码禁止进入/);
 
     for (const x of [office, door, resident]) {
+      assert.deepEqual(x.problems, []);
+    }
+  });
+
+  test('a resident scans a venue poster with their own phone', async () => {
+    const office = await newPage(browser, VIEWPORTS.find((v) => v.name !== 'phone') ?? phone, server.baseURL);
+    await login(office.page, 'commander');
+    const p = await api(office.page, 'POST', '/api/v1/persons', { name: '李大明', document_number: idNumber('14042719850315123') });
+    assert.ok(p.status === 201 || p.status === 200, JSON.stringify(p));
+    const venue = await api(office.page, 'POST', '/api/v1/venues', { name: '太行宾馆大堂', kind: 'hotel', division: '140427100' });
+    assert.equal(venue.status, 201, JSON.stringify(venue));
+    const link = await api(office.page, 'POST', `/api/v1/persons/${p.body.id}/code/link`, {});
+    assert.equal(link.status, 200, JSON.stringify(link));
+
+    // The printed poster's QR holds the venue's public page.
+    await office.page.goto(`/venues/${venue.body.id}/poster`);
+    const url = new URL(await text(office.page, '#venue-poster code'));
+    assert.equal(url.pathname, `/v/${venue.body.id}`);
+
+    // A phone that never opened its code link: open it first, nothing registered.
+    const resident = await newPage(browser, phone, server.baseURL);
+    await resident.page.goto(url.pathname);
+    assert.match(await text(resident.page, '#venue-fallback'), /请先打开发给您的健康码链接/);
+    assert.equal(await resident.page.locator('#scan-answer').count(), 0);
+
+    // The resident opens their own code link once; the phone remembers them (no personal data in the cookie).
+    await resident.page.goto(link.body.path);
+    assert.match(await text(resident.page, '#code-remembered'), /本机已记住您/);
+    const [me] = (await resident.context.cookies()).filter((c) => c.name === 'baton_me');
+    assert.ok(me && me.httpOnly && me.sameSite === 'Lax' && me.path === '/v', JSON.stringify(me));
+    assert.equal(me.value, link.body.link);
+
+    // Scanning the poster now registers the visit and answers at once: green passes.
+    await resident.page.goto(url.pathname);
+    assert.equal(await resident.page.getAttribute('#scan-answer', 'data-admission'), 'pass');
+    assert.match(await text(resident.page, '#scan-answer'), /通行/);
+    assert.match(await text(resident.page, '#scan-answer'), /李\*\*/);
+    assert.doesNotMatch(await text(resident.page, 'body'), /李大明|19850315/, 'no personal data beyond the family name');
+    const w = await widths(resident.page);
+    assert.ok(w.scrollWidth <= w.innerWidth, `no horizontal scroll at ${w.innerWidth}px: ${w.scrollWidth}`);
+    await screenshot(resident.page, 'phone-codes-3-poster-scan');
+    // Scanned again at once: the same visit, marked as a repeat; the venue's log keeps one.
+    await resident.page.reload();
+    assert.match(await text(resident.page, '#scan-answer'), /重复扫码/);
+    const log = await api(office.page, 'GET', `/api/v1/venues/${venue.body.id}/visits`);
+    assert.equal(log.body.visits.length, 1, JSON.stringify(log.body));
+    assert.equal(log.body.visits[0].admission, 'pass');
+
+    for (const x of [office, resident]) {
       assert.deepEqual(x.problems, []);
     }
   });

@@ -18,10 +18,14 @@
 //! | `pending_recheck` | yellow | latest result pending re-check | a later result |
 //! | `home_isolation` | yellow | control order | the order's end |
 //! | `missed_test` | yellow | a test requirement and no sample for `required_test_hours` | a new sample |
-//! | `companion` | yellow | an exposure (same venue, same time as a case) | a negative sample taken `companion_clear_hours` after it, or `companion_days` |
+//! | `companion` | yellow | an exposure (same venue, same time as a case) | a series of negative samples (below), or `companion_days` |
 //!
-//! The companion rule is the venue form of the Chengdu rule; the second negative test of the
-//! original is not kept because the code sees only a person's latest result.
+//! The companion rule is the venue form of the Chengdu rule: back to green after 2 negative tests
+//! at least 24 h apart within 3 days. A series clears the exposure when it has
+//! `companion_clear_tests` negative samples, the first taken at or after the exposure, each at
+//! least `companion_clear_hours` after the one before, the first and the last at most
+//! `companion_clear_days` apart; it clears at its last sample. The samples are the person's
+//! negative samples ([`CodeInputs::negatives`], and the latest result when it is negative).
 
 use crate::policy::{CodeRules, TruckRules};
 use crate::risk::{RiskHit, RiskLevel};
@@ -142,6 +146,10 @@ pub struct CodeInputs {
     pub result: Option<TestResult>,
     pub hits: Vec<RiskHit>,
     pub controls: Vec<Control>,
+    /// When the person's negative samples were taken (those the companion rule can use: kept
+    /// only for persons with a companion exposure).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub negatives: Vec<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,6 +188,32 @@ fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTi
     }
 }
 
+/// When a companion exposure starting at `from` is cleared by the negative samples `samples`
+/// (sorted, no repeats): the last sample of the series that completes first (see the module notes).
+fn companion_cleared_at(samples: &[DateTime<Utc>], from: DateTime<Utc>, rules: &CodeRules) -> Option<DateTime<Utc>> {
+    let gap = Duration::hours(i64::from(rules.companion_clear_hours));
+    let span = Duration::days(i64::from(rules.companion_clear_days));
+    let need = rules.companion_clear_tests.max(1);
+    let mut best: Option<DateTime<Utc>> = None;
+    for (i, first) in samples.iter().enumerate().filter(|(_, s)| **s >= from) {
+        // Taking the earliest sample allowed each time ends the series soonest.
+        let (mut last, mut n) = (*first, 1);
+        for s in &samples[i + 1..] {
+            if n >= need {
+                break;
+            }
+            if *s >= last + gap {
+                last = *s;
+                n += 1;
+            }
+        }
+        if n >= need && last - *first <= span {
+            best = earliest(best, Some(last));
+        }
+    }
+    best
+}
+
 /// Decide a code at `now`.
 pub fn evaluate(inputs: &CodeInputs, rules: &CodeRules, now: DateTime<Utc>) -> Code {
     let mut reasons: Vec<Reason> = Vec::new();
@@ -206,6 +240,15 @@ pub fn evaluate(inputs: &CodeInputs, rules: &CodeRules, now: DateTime<Utc>) -> C
         }
     }
 
+    // The negative samples taken by now; later ones start to count when their time comes.
+    let mut negatives: Vec<DateTime<Utc>> = inputs.negatives.clone();
+    if let Some(r) = inputs.result.as_ref().filter(|r| r.status == ResultStatus::Negative) {
+        negatives.push(r.sampled_at);
+    }
+    negatives.sort();
+    negatives.dedup();
+    let (negatives, later): (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) = negatives.into_iter().partition(|s| *s <= now);
+
     for c in &inputs.controls {
         if c.from > now {
             next = earliest(next, Some(c.from));
@@ -219,12 +262,11 @@ pub fn evaluate(inputs: &CodeInputs, rules: &CodeRules, now: DateTime<Utc>) -> C
             ControlKind::CentralQuarantine => push(&mut reasons, ReasonCode::CentralQuarantine, Colour::Red, c.to, String::new()),
             ControlKind::HomeIsolation => push(&mut reasons, ReasonCode::HomeIsolation, Colour::Yellow, c.to, String::new()),
             ControlKind::Companion => {
-                let clear_from = c.from + Duration::hours(i64::from(rules.companion_clear_hours));
-                let cleared =
-                    inputs.result.as_ref().is_some_and(|r| r.status == ResultStatus::Negative && r.sampled_at >= clear_from && r.sampled_at <= now);
+                let cleared = companion_cleared_at(&negatives, c.from, rules).is_some();
                 let ends = earliest(c.to, Some(c.from + Duration::days(i64::from(rules.companion_days))));
                 if !cleared && ends.is_none_or(|e| e > now) {
                     push(&mut reasons, ReasonCode::Companion, Colour::Yellow, ends, String::new());
+                    next = later.iter().fold(next, |n, s| earliest(n, Some(*s)));
                 }
             }
             ControlKind::TestRequired => {
@@ -361,18 +403,50 @@ mod tests {
         assert_eq!((c.reasons.len(), c.until), (1, Some(t(30) + Duration::days(7) - Duration::hours(4))));
     }
 
+    fn companion_with(negatives: &[i64], latest: Option<i64>) -> CodeInputs {
+        CodeInputs {
+            controls: vec![control(ControlKind::Companion, 0, None)],
+            negatives: negatives.iter().map(|h| t(*h)).collect(),
+            result: latest.and_then(|h| result(ResultStatus::Negative, h)),
+            hits: vec![],
+        }
+    }
+
     #[test]
-    fn companions_clear_with_a_late_enough_negative_sample() {
-        let exposure = vec![control(ControlKind::Companion, 0, None)];
-        let c = evaluate(&CodeInputs { controls: exposure.clone(), ..Default::default() }, &rules(), t(1));
+    fn companions_clear_with_two_negative_tests_a_day_apart_within_three_days() {
+        let c = evaluate(&companion_with(&[], None), &rules(), t(1));
         assert_eq!((c.colour, codes(&c), c.until), (Colour::Yellow, vec!["companion"], Some(t(0) + Duration::days(14))));
-        // A negative sample taken 23 h after the exposure does not clear it; 24 h does.
-        let early = CodeInputs { controls: exposure.clone(), result: result(ResultStatus::Negative, 23), hits: vec![] };
-        assert_eq!(evaluate(&early, &rules(), t(40)).colour, Colour::Yellow);
-        let late = CodeInputs { controls: exposure.clone(), result: result(ResultStatus::Negative, 24), hits: vec![] };
-        assert_eq!(evaluate(&late, &rules(), t(40)).colour, Colour::Green);
-        // Without a test it ends after `companion_days`.
-        assert_eq!(evaluate(&CodeInputs { controls: exposure, ..Default::default() }, &rules(), t(14 * 24)).colour, Colour::Green);
+        // One negative, however late, is not enough.
+        for h in [0, 24, 100] {
+            assert_eq!(evaluate(&companion_with(&[h], None), &rules(), t(h + 1)).colour, Colour::Yellow, "one negative at +{h} h");
+        }
+        // Two, 24 h apart: green from the second sample on, not before.
+        let two = companion_with(&[2, 26], None);
+        assert_eq!(evaluate(&two, &rules(), t(26) - Duration::seconds(1)).colour, Colour::Yellow);
+        assert_eq!(evaluate(&two, &rules(), t(26)).colour, Colour::Green);
+        // The second sample may be the latest result (the testing module's), the first one kept.
+        assert_eq!(evaluate(&companion_with(&[2], Some(26)), &rules(), t(30)).colour, Colour::Green);
+        // 23 h apart: not a series; 72 h apart (3 days): still one; 73 h: not.
+        assert_eq!(evaluate(&companion_with(&[2, 25], None), &rules(), t(30)).colour, Colour::Yellow);
+        assert_eq!(evaluate(&companion_with(&[2, 74], None), &rules(), t(80)).colour, Colour::Green);
+        assert_eq!(evaluate(&companion_with(&[2, 75], None), &rules(), t(80)).colour, Colour::Yellow);
+        // A sample taken before the exposure does not count.
+        assert_eq!(evaluate(&companion_with(&[-1, 23], None), &rules(), t(30)).colour, Colour::Yellow);
+        // A sample too close to the one before is skipped: 2, 10, 26 is a series (2 and 26).
+        assert_eq!(evaluate(&companion_with(&[2, 10, 26], None), &rules(), t(30)).colour, Colour::Green);
+        // A late pair clears even when the first tests were too far apart: 2 … 80, 104.
+        assert_eq!(evaluate(&companion_with(&[2, 80, 104], None), &rules(), t(103)).colour, Colour::Yellow);
+        assert_eq!(evaluate(&companion_with(&[2, 80, 104], None), &rules(), t(104)).colour, Colour::Green);
+        // A sample dated ahead of now counts from its time: the code says to recompute then.
+        let ahead = evaluate(&companion_with(&[2, 40], None), &rules(), t(30));
+        assert_eq!((ahead.colour, ahead.until), (Colour::Yellow, Some(t(40))));
+        // Without tests it ends after `companion_days`.
+        assert_eq!(evaluate(&companion_with(&[], None), &rules(), t(14 * 24)).colour, Colour::Green);
+        // The rule's figures are the policy's: three tests 12 h apart within one day.
+        let three = CodeRules { companion_clear_tests: 3, companion_clear_hours: 12, companion_clear_days: 1, ..rules() };
+        assert_eq!(evaluate(&companion_with(&[1, 13], None), &three, t(20)).colour, Colour::Yellow);
+        assert_eq!(evaluate(&companion_with(&[1, 13, 25], None), &three, t(25)).colour, Colour::Green);
+        assert_eq!(evaluate(&companion_with(&[1, 13, 26], None), &three, t(26)).colour, Colour::Yellow);
     }
 
     #[test]
@@ -384,7 +458,7 @@ mod tests {
         let c = evaluate(&CodeInputs { controls: req.clone(), ..Default::default() }, &rules(), due);
         assert_eq!((c.colour, codes(&c)), (Colour::Yellow, vec!["missed_test"]));
         // A sample (whatever its result) restarts the interval.
-        let sampled = CodeInputs { controls: req, result: result(ResultStatus::Pending, 70), hits: vec![] };
+        let sampled = CodeInputs { controls: req, result: result(ResultStatus::Pending, 70), ..Default::default() };
         let c = evaluate(&sampled, &rules(), t(80));
         assert_eq!((c.colour, c.until), (Colour::Green, Some(t(70 + 72))));
     }
@@ -395,6 +469,7 @@ mod tests {
             result: result(ResultStatus::PendingRecheck, -1),
             hits: vec![hit("140105", RiskLevel::High, false, -20, -10)],
             controls: vec![control(ControlKind::HomeIsolation, -5, Some(50))],
+            negatives: vec![],
         };
         let c = evaluate(&i, &rules(), t(0));
         assert_eq!(codes(&c), ["high_risk_stay", "home_isolation", "pending_recheck"]);
@@ -425,11 +500,9 @@ mod tests {
             let codes = ["140105", "140427", "1401"];
             hit(codes[code], l, c, f, f + d)
         });
-        (result, prop::collection::vec(control, 0..5), prop::collection::vec(hit, 0..5)).prop_map(|(result, controls, hits)| CodeInputs {
-            result,
-            hits,
-            controls,
-        })
+        let negatives = prop::collection::vec((-400i64..400).prop_map(t), 0..5);
+        (result, prop::collection::vec(control, 0..5), prop::collection::vec(hit, 0..5), negatives)
+            .prop_map(|(result, controls, hits, negatives)| CodeInputs { result, hits, controls, negatives })
     }
 
     proptest! {
@@ -477,6 +550,28 @@ mod tests {
             let mut worse = i.clone();
             worse.controls.push(Control { kind: ControlKind::CentralQuarantine, from: now, to: None });
             prop_assert_eq!(evaluate(&worse, &rules(), now).colour, Colour::Red);
+            let mut shuffled = i.clone();
+            shuffled.negatives.reverse();
+            prop_assert_eq!(&evaluate(&shuffled, &rules(), now), &c);
+        }
+
+        /// A negative sample more never raises the colour; a companion exposure in force stays
+        /// until at least `companion_clear_tests` negatives were taken after it.
+        #[test]
+        fn negatives_only_clear_and_one_is_never_enough(i in inputs_s(), now in -100i64..500, extra in -400i64..400) {
+            let now = t(now);
+            let c = evaluate(&i, &rules(), now);
+            let mut more = i.clone();
+            more.negatives.push(t(extra));
+            prop_assert!(evaluate(&more, &rules(), now).colour.rank() <= c.colour.rank());
+            let from = now - Duration::hours(1);
+            let mut exposed = i.clone();
+            exposed.controls = vec![Control { kind: ControlKind::Companion, from, to: None }];
+            let after = exposed.negatives.iter().chain(exposed.result.iter().filter(|r| r.status == ResultStatus::Negative).map(|r| &r.sampled_at))
+                .filter(|s| **s >= from && **s <= now).count();
+            if after < 2 {
+                prop_assert!(evaluate(&exposed, &rules(), now).reasons.iter().any(|r| r.code == ReasonCode::Companion));
+            }
         }
     }
 }

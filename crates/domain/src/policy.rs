@@ -133,8 +133,12 @@ pub struct CodeRules {
     pub itinerary_days: u32,
     /// A stay this short does not count.
     pub pass_through_max_hours: u32,
-    /// A companion's negative sample clears the exposure when taken at least this long after it.
+    /// Companion clearance: this many negative samples taken after the exposure…
+    pub companion_clear_tests: u32,
+    /// …each at least this long after the one before…
     pub companion_clear_hours: u32,
+    /// …the first and the last within this many days.
+    pub companion_clear_days: u32,
     /// A companion exposure ends by itself after this many days.
     pub companion_days: u32,
     /// Under a test requirement, a sample is due this long after the last one.
@@ -154,7 +158,9 @@ impl Default for CodeRules {
         Self {
             itinerary_days: 7,
             pass_through_max_hours: 4,
+            companion_clear_tests: 2,
             companion_clear_hours: 24,
+            companion_clear_days: 3,
             companion_days: 14,
             required_test_hours: 72,
             token_minutes: 10,
@@ -196,13 +202,23 @@ impl PolicyParams {
         let c = &self.codes;
         range("codes.itinerary_days", c.itinerary_days, 1, 30);
         range("codes.pass_through_max_hours", c.pass_through_max_hours, 0, 24);
+        range("codes.companion_clear_tests", c.companion_clear_tests, 1, 5);
         range("codes.companion_clear_hours", c.companion_clear_hours, 0, 168);
+        range("codes.companion_clear_days", c.companion_clear_days, 1, 14);
         range("codes.companion_days", c.companion_days, 1, 30);
         range("codes.required_test_hours", c.required_test_hours, 12, 24 * 14);
         range("codes.token_minutes", c.token_minutes, 1, 24 * 60);
         range("codes.link_days", c.link_days, 1, 365);
         range("codes.exposure_window_minutes", c.exposure_window_minutes, 1, 24 * 60);
         range("codes.exposure_days", c.exposure_days, 1, 30);
+        if c.companion_clear_tests.saturating_sub(1).saturating_mul(c.companion_clear_hours) > c.companion_clear_days.saturating_mul(24) {
+            errs.push(FieldError::new(
+                "codes.companion_clear_days",
+                "too_short",
+                "天数不足以按间隔完成规定次数的检测",
+                "too few days for the required tests at the required interval",
+            ));
+        }
         if ![24, 48, 72].contains(&t.test_validity_hours) {
             errs.push(FieldError::new("truck.test_validity_hours", "not_allowed", "只能为 24、48 或 72 小时", "must be 24, 48 or 72 hours"));
         }
@@ -258,6 +274,21 @@ mod tests {
         p.testing.pool_sizes = vec![3];
         let fields: Vec<String> = p.validate().into_iter().map(|e| e.field).collect();
         assert_eq!(fields, ["truck.closed_loop_limit_hours", "truck.test_validity_hours", "testing.pool_sizes"]);
+    }
+
+    #[test]
+    fn companion_clearance_must_fit_its_days() {
+        let mut p = PolicyParams::default();
+        assert_eq!((p.codes.companion_clear_tests, p.codes.companion_clear_hours, p.codes.companion_clear_days), (2, 24, 3));
+        // Three tests 36 h apart take 72 h: they fit 3 days, not 2.
+        p.codes.companion_clear_tests = 3;
+        p.codes.companion_clear_hours = 36;
+        assert!(p.validate().is_empty());
+        p.codes.companion_clear_days = 2;
+        let errs: Vec<(String, &str)> = p.validate().into_iter().map(|e| (e.field, e.code)).collect();
+        assert_eq!(errs, [("codes.companion_clear_days".to_string(), "too_short")]);
+        p.codes.companion_clear_tests = 0;
+        assert_eq!(p.validate()[0].field, "codes.companion_clear_tests");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Person codes (精准赋码): each person's current code, decided by `baton_domain::code` from
-//! the facts as they stand — the latest result (`person_results`, the testing module's), stays
+//! the facts as they stand — the latest result (`person_results`, the testing module's; for a
+//! companion also the negative samples since the exposure, through `results`), stays
 //! matched against the risk areas, control orders — under the policy version in force. Every
 //! code stored keeps its inputs and policy version; every change adds a history row with its
 //! cause. Codes are recomputed in sets ([`recompute`]): only rows whose code changed are written.
@@ -413,6 +414,21 @@ async fn gather(store: &Store, ctx: &Context, ids: &[Uuid]) -> Result<HashMap<Uu
         let status: String = r.get("status")?;
         if let (Some(e), Some(status)) = (out.get_mut(&id), ResultStatus::parse(&status)) {
             e.1.result = Some(TestResult { status, sampled_at: r.get("sampled_at")?, resulted_at: r.get("resulted_at")? });
+        }
+    }
+    // Companions clear on a series of negative tests: their negative samples since the exposure.
+    let companions: HashMap<Uuid, DateTime<Utc>> = out
+        .iter()
+        .filter_map(|(id, (_, i))| i.controls.iter().filter(|c| c.kind == ControlKind::Companion).map(|c| c.from).min().map(|f| (*id, f)))
+        .collect();
+    if let Some(since) = companions.values().min() {
+        let ids: Vec<Uuid> = companions.keys().copied().collect();
+        for (id, mut samples) in crate::results::negatives_since(store, &ids, *since).await? {
+            if let (Some(e), Some(from)) = (out.get_mut(&id), companions.get(&id)) {
+                samples.retain(|s| s >= from);
+                samples.sort();
+                e.1.negatives = samples;
+            }
         }
     }
     let itinerary = ctx.rules.itinerary();

@@ -464,6 +464,21 @@ pub async fn reveal(store: &Store, who: &Principal, id: Uuid, kind: PersonalKind
     Ok(plain)
 }
 
+/// The blind indexes a trip's crew list keeps (`trip_crew.id_number_bidx`) for the ID numbers of
+/// a person and of the records merged into them: how the exposure search finds the trips a person
+/// was crew of. Computed in memory from the sealed numbers, which go nowhere else.
+pub(crate) async fn crew_indexes(store: &Store, id: Uuid) -> Result<Vec<Vec<u8>>, Error> {
+    let rows = store
+        .db
+        .fetch_all(q!(
+            "SELECT document_enc FROM persons WHERE (id = $1 OR merged_into = $1) AND document_kind = $2",
+            id,
+            DocumentKind::IdCard.as_str()
+        ))
+        .await?;
+    rows.iter().map(|r| Ok(store.vault.blind_index("id_number", &store.vault.open(DOCUMENT_AAD, &r.get::<Vec<u8>>("document_enc")?)?))).collect()
+}
+
 /// After a key rotation: re-seal every person's values not under the active key.
 pub async fn reseal_all(store: &Store) -> Result<u64, Error> {
     use crate::vault::SealedColumn;

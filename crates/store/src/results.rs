@@ -56,6 +56,27 @@ pub async fn latest(store: &Store, person_ids: &[Uuid]) -> Result<HashMap<Uuid, 
     Ok(out)
 }
 
+/// When each person's negative samples were taken, from `since` on: every sample, not only the
+/// latest (the companion rule clears on a series of negative tests). Persons without one are absent.
+pub async fn negatives_since(store: &Store, person_ids: &[Uuid], since: DateTime<Utc>) -> Result<HashMap<Uuid, Vec<DateTime<Utc>>>, Error> {
+    let mut out: HashMap<Uuid, Vec<DateTime<Utc>>> = HashMap::new();
+    for chunk in person_ids.chunks(CHUNK) {
+        let mut args = vec![crate::db::Val::from(since)];
+        args.extend(chunk.iter().map(|id| crate::db::Val::from(*id)));
+        args.resize(CHUNK + 1, crate::db::Val::from(chunk[0]));
+        let mut q = q!(
+            "SELECT m.person_id, m.added_at FROM tube_members m JOIN tubes t ON t.id = m.tube_id
+              WHERE t.outcome = 'negative' AND m.added_at >= $1
+                AND m.person_id IN ($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)"
+        );
+        q.args = args;
+        for r in store.db.fetch_all(q).await? {
+            out.entry(r.get("person_id")?).or_default().push(r.get("added_at")?);
+        }
+    }
+    Ok(out)
+}
+
 /// Persons whose status changed after `since`, oldest change first (for recomputing codes):
 /// page on by passing the last time seen.
 pub async fn changed_since(store: &Store, since: DateTime<Utc>, limit: i64) -> Result<Vec<(Uuid, DateTime<Utc>)>, Error> {

@@ -114,11 +114,23 @@ fn xlsx_err(e: impl std::fmt::Display) -> Error {
 
 /// Write one sheet; row 0 is usually the header.
 pub fn write_sheet(name: &str, rows: &[Vec<XCell>]) -> Result<Vec<u8>, Error> {
-    use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
+    write_sheets(&[(name, rows)])
+}
+
+/// Write a workbook of several sheets, in order; in each, row 0 is usually the header.
+pub fn write_sheets(sheets: &[(&str, &[Vec<XCell>])]) -> Result<Vec<u8>, Error> {
+    use rust_xlsxwriter::Workbook;
     let mut wb = Workbook::new();
+    for (name, rows) in sheets {
+        fill_sheet(wb.add_worksheet(), name, rows)?;
+    }
+    wb.save_to_buffer().map_err(xlsx_err)
+}
+
+fn fill_sheet(ws: &mut rust_xlsxwriter::Worksheet, name: &str, rows: &[Vec<XCell>]) -> Result<(), Error> {
+    use rust_xlsxwriter::{ExcelDateTime, Format};
     let date = Format::new().set_num_format("yyyy-mm-dd");
     let bold = Format::new().set_bold();
-    let ws = wb.add_worksheet();
     ws.set_name(name).map_err(xlsx_err)?;
     for (r, row) in rows.iter().enumerate() {
         let r = u32::try_from(r).map_err(xlsx_err)?;
@@ -145,16 +157,21 @@ pub fn write_sheet(name: &str, rows: &[Vec<XCell>]) -> Result<Vec<u8>, Error> {
     for c in 0..u16::try_from(rows.first().map(Vec::len).unwrap_or(0)).unwrap_or(0) {
         ws.set_column_width(c, 20).map_err(xlsx_err)?;
     }
-    wb.save_to_buffer().map_err(xlsx_err)
+    Ok(())
 }
 
 /// Read the first sheet: each row with its spreadsheet row number (1-based).
 pub fn read_sheet(bytes: &[u8]) -> Result<Vec<(usize, Vec<RCell>)>, Error> {
+    read_sheet_at(bytes, 0)
+}
+
+/// Read the sheet at `index` (0: the first), as [`read_sheet`] does.
+pub fn read_sheet_at(bytes: &[u8], index: usize) -> Result<Vec<(usize, Vec<RCell>)>, Error> {
     use calamine::{Data, Reader, Xlsx};
     let unreadable =
         |e: String| Error::field("file", "xlsx_unreadable", format!("无法读取 xlsx 文件：{e}"), format!("the file could not be read as xlsx: {e}"));
     let mut wb: Xlsx<_> = Xlsx::new(std::io::Cursor::new(bytes)).map_err(|e| unreadable(e.to_string()))?;
-    let range = match wb.worksheet_range_at(0) {
+    let range = match wb.worksheet_range_at(index) {
         Some(r) => r.map_err(|e| unreadable(e.to_string()))?,
         None => return Err(unreadable("no worksheet".into())),
     };

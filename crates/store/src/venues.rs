@@ -177,23 +177,41 @@ fn unknown_person() -> Error {
     Error::conflict("person_unknown", "码对应的人员不在登记库中", "the code names no registered person")
 }
 
+fn inactive(venue: &Venue) -> Result<(), Error> {
+    if venue.active { Ok(()) } else { Err(Error::conflict("venue_inactive", "该场所码已停用", "this venue code is no longer in use")) }
+}
+
+/// The person a token or link names (the survivor of a merge) and their name.
+async fn named(store: &Store, person_ref: Uuid) -> Result<(Uuid, String), Error> {
+    let p = store.db.fetch_optional(q!("SELECT name, merged_into FROM persons WHERE id = $1", person_ref)).await?.ok_or_else(unknown_person)?;
+    Ok((p.get::<Option<Uuid>>("merged_into")?.unwrap_or(person_ref), p.get("name")?))
+}
+
+/// A scan row's answer, as first given.
+fn stored_answer(r: &Row, venue_id: Uuid, person: Uuid, name: &str) -> Result<ScanAnswer, Error> {
+    let colour = Colour::parse(&r.get::<String>("colour")?).unwrap_or(Colour::Red);
+    Ok(answer(r.get("id")?, venue_id, person, name, colour, r.get("at")?, true))
+}
+
 /// Scan a person's code at a venue: the visit is registered and the answer given by the
 /// person's current code (online, so a code that changed since the token was shown counts).
 pub async fn scan(store: &Store, who: &Principal, venue_id: Uuid, input: &ScanInput) -> Result<ScanAnswer, Error> {
     who.require(Permission::VenuesScan)?;
     let venue = get(store, who, venue_id).await?;
-    if !venue.active {
-        return Err(Error::conflict("venue_inactive", "该场所码已停用", "this venue code is no longer in use"));
-    }
+    inactive(&venue)?;
     let now = store.now();
     let t = person_codes::verify_token(&store.vault, &input.token, now)?;
-    let p = store.db.fetch_optional(q!("SELECT name, merged_into FROM persons WHERE id = $1", t.person_ref)).await?.ok_or_else(unknown_person)?;
-    let person = p.get::<Option<Uuid>>("merged_into")?.unwrap_or(t.person_ref);
-    let name: String = p.get("name")?;
-    let prior = store.db.fetch_optional(q!("SELECT id, colour, at FROM scans WHERE venue_id = $1 AND tag = $2", venue_id, t.tag.clone())).await?;
+    let (person, name) = named(store, t.person_ref).await?;
+    register(store, &venue, person, &name, t.tag, now).await
+}
+
+/// Register a visit under `tag` and answer by the person's current code; a tag already
+/// registered at this venue is the same visit, answered as it was first.
+async fn register(store: &Store, venue: &Venue, person: Uuid, name: &str, tag: Vec<u8>, now: DateTime<Utc>) -> Result<ScanAnswer, Error> {
+    let venue_id = venue.id;
+    let prior = store.db.fetch_optional(q!("SELECT id, colour, at FROM scans WHERE venue_id = $1 AND tag = $2", venue_id, tag.clone())).await?;
     if let Some(r) = prior {
-        let colour = Colour::parse(&r.get::<String>("colour")?).unwrap_or(Colour::Red);
-        return Ok(answer(r.get("id")?, venue_id, person, &name, colour, r.get("at")?, true));
+        return stored_answer(&r, venue_id, person, name);
     }
     let code = person_codes::current(store, person).await?;
     let id = Uuid::now_v7();
@@ -208,12 +226,58 @@ pub async fn scan(store: &Store, who: &Principal, venue_id: Uuid, input: &ScanIn
             now,
             code.colour.as_str(),
             code.colour.admission().as_str(),
-            t.tag.clone(),
+            tag.clone(),
             venue.jurisdiction.clone()
         ))
         .await?;
     tx.commit().await?;
-    Ok(answer(id, venue_id, person, &name, code.colour, now, n == 0))
+    if n == 0 {
+        // Another request registered the same visit meanwhile: its answer.
+        let r = store.db.fetch_one(q!("SELECT id, colour, at FROM scans WHERE venue_id = $1 AND tag = $2", venue_id, tag)).await?;
+        return stored_answer(&r, venue_id, person, name);
+    }
+    Ok(answer(id, venue_id, person, name, code.colour, now, false))
+}
+
+/// A venue as its public page shows it (no account: name, kind and place only matter).
+pub async fn public(store: &Store, id: Uuid) -> Result<Venue, Error> {
+    let r = store
+        .db
+        .fetch_optional(q!("SELECT id, name, kind, address, jurisdiction, unit_id, active, created_at FROM venues WHERE id = $1", id))
+        .await?
+        .ok_or(Error::NotFound("venue"))?;
+    from_row(&r)
+}
+
+/// A resident scans the venue's poster with their own phone, which remembers them by the link
+/// to their code (`person_codes::sign_link`): the visit is registered and answered at once, as
+/// at the door. Scanning again within `token_minutes` of a visit registered at this venue (by the
+/// phone or at the door) is the same visit, answered as it was first; so is a second request
+/// in the same `token_minutes` period, by the tag, when two arrive at once.
+pub async fn visit_by_link(store: &Store, venue_id: Uuid, link: &str) -> Result<ScanAnswer, Error> {
+    let venue = public(store, venue_id).await?;
+    inactive(&venue)?;
+    let now = store.now();
+    let l = person_codes::open_link(&store.vault, link, now)?;
+    let (person, name) = named(store, l.person_ref).await?;
+    let minutes = crate::policy::current(store, now).await?.params.codes.token_minutes.max(1);
+    let recent = store
+        .db
+        .fetch_optional(q!(
+            "SELECT id, colour, at FROM scans WHERE venue_id = $1 AND person_id = $2 AND at > $3 AND at <= $4 ORDER BY at DESC LIMIT 1",
+            venue_id,
+            person,
+            now - Duration::minutes(i64::from(minutes)),
+            now
+        ))
+        .await?;
+    if let Some(r) = recent {
+        return stored_answer(&r, venue_id, person, &name);
+    }
+    let period = now.timestamp().div_euclid(i64::from(minutes) * 60);
+    let mut tag = store.vault.blind_index("venue_visit", &format!("{person}:{venue_id}:{period}"));
+    tag.truncate(16);
+    register(store, &venue, person, &name, tag, now).await
 }
 
 fn answer(id: Uuid, venue_id: Uuid, person: Uuid, name: &str, colour: Colour, at: DateTime<Utc>, replayed: bool) -> ScanAnswer {

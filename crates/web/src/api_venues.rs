@@ -1,6 +1,6 @@
 //! Venues' JSON API: venues and their codes, scans at the door (one at a time, or uploaded in
 //! batches by offline scanners), a venue's visit log, and the exposure search with its export
-//! as a tracing request.
+//! as a tracing request, and marking the contacts found as companions of the case.
 
 use crate::AppState;
 use crate::api::{ApiResult, Body, Id, Qs, created, ok, once};
@@ -27,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/scans/batch", post(batch).layer(DefaultBodyLimit::max(BATCH_MAX_BYTES)))
         .route("/persons/{id}/exposure", get(search))
         .route("/persons/{id}/exposure.xlsx", get(export))
+        .route("/persons/{id}/exposure/companions", post(mark_companions))
 }
 
 async fn list(State(s): State<AppState>, c: Caller) -> ApiResult {
@@ -67,4 +68,8 @@ async fn export(State(s): State<AppState>, c: Caller, Id(id): Id, Qs(q): Qs<expo
     let bytes = exposure::export(&s.store, &c.who, id, &q).await?;
     let disposition = format!("attachment; filename=\"tracing-{id}.xlsx\"");
     Ok(([(header::CONTENT_TYPE, XLSX_MIME.to_string()), (header::CONTENT_DISPOSITION, disposition)], bytes).into_response())
+}
+
+async fn mark_companions(State(s): State<AppState>, c: Caller, Id(id): Id, Body(input, _): Body<exposure::MarkInput>) -> ApiResult {
+    ok(exposure::mark_companions(&s.store, &c.who, id, &input).await?)
 }

@@ -1,5 +1,10 @@
 //! Person code pages: the person's own code by link (no account, phone first, a QR of a fresh
 //! signed token), and for staff a person's code with its reasons, inputs and history.
+//!
+//! Opening one's own link also makes the phone remember the person for venue codes: an
+//! `HttpOnly; SameSite=Lax` cookie, sent only to the venues' public pages (`/v/…`), holds the
+//! signed link itself (a person id and an expiry, no personal data) until the link expires; a
+//! venue poster scanned with that phone then registers the visit (`ui_venues`).
 
 use crate::AppState;
 use crate::i18n::Lang;
@@ -7,7 +12,8 @@ use crate::ui::{Cell, FormCard, TablePage, UiResult, Viewer, cell, form_of, loca
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use baton_domain::code::{Colour, Reason};
 use baton_store::{person_codes, persons};
@@ -15,6 +21,15 @@ use uuid::Uuid;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/c/{link}", get(own_code)).route("/persons/{id}/code", get(code_page)).route("/persons/{id}/code/link", post(link_issue))
+}
+
+/// The cookie by which a phone remembers its person for venue codes: the signed link.
+pub(crate) const ME_COOKIE: &str = "baton_me";
+
+/// `ME_COOKIE` holding `link` for `max_age_secs` (0: forget), sent to the venues' public pages only.
+pub(crate) fn me_cookie(link: &str, secure: bool, max_age_secs: i64) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{ME_COOKIE}={link}; Path=/v; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}")
 }
 
 /// The existing CSS classes for the three colours (the trip code's: pass, closed loop, isolate).
@@ -65,11 +80,15 @@ struct OwnCodePage {
     token_expires: String,
     key_id: String,
     reasons: Vec<(&'static str, String)>,
+    /// Until when this phone remembers the person for venue codes.
+    remembered_until: String,
 }
 
 async fn own_code(State(s): State<AppState>, Path(link): Path<String>) -> UiResult {
     let lang = crate::middleware::req().lang;
     let c = person_codes::show(&s.store, &link).await?;
+    let now = s.store.now();
+    let link_expires = person_codes::open_link(&s.store.vault, &link, now)?.expires_at;
     let mut shell = crate::ui::shell_for(None, lang, "", &format!("/c/{link}"), lang.t("pcode.title").to_string());
     shell.title = format!("{} · {}", lang.t("pcode.title"), c.name_masked);
     let page = OwnCodePage {
@@ -84,8 +103,10 @@ async fn own_code(State(s): State<AppState>, Path(link): Path<String>) -> UiResu
         key_id: c.public_key_id.clone(),
         reasons: c.reasons.iter().map(|r| (r.code.as_str(), reason_text(r, lang))).collect(),
         token: c.token,
+        remembered_until: local(link_expires),
     };
-    Ok(render(&page))
+    let cookie = me_cookie(&link, s.config.secure_cookies, (link_expires - now).num_seconds().max(0));
+    Ok(([(header::SET_COOKIE, cookie)], render(&page)).into_response())
 }
 
 async fn code_view(s: &AppState, v: &Viewer, id: Uuid, flash: Option<String>) -> UiResult {

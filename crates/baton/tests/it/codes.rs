@@ -3,7 +3,11 @@
 //! tests on the manual clock), the person's link and signed tokens (forged, truncated, expired,
 //! unknown person), recompute after a risk-area change touching only the affected persons and
 //! resuming after a restart, scans with the door's answer and replays, batch ingest with bad rows
-//! listed, and the exposure search at the window's edges with its xlsx export.
+//! listed, and the exposure search at the window's edges with its xlsx export; companions
+//! cleared by two negative tests 24 h apart within 3 days; trucks that shared a service site
+//! in the exposure search; companions marked from the search page; residents scanning a
+//! venue poster with the phone that opened their code link.
+use crate::pages::{Ui, cells, section, tag};
 use baton_domain::clock::Clock;
 use baton_domain::code::Colour;
 use baton_domain::ident::IdNumber;
@@ -206,6 +210,73 @@ async fn rules_of_the_default_policy(b: Backend) {
     app.stop().await;
 }
 both!(rules_of_the_default_policy, rules_of_the_default_policy);
+
+/// Person `seq` gives a single-tube sample now, which the lab results as `outcome`.
+async fn single_tube(app: &TestApp, barcode: &str, seq: u32, outcome: &str) {
+    let sampler = app.login("sampler").await;
+    let lab = app.login("lab").await;
+    let (_, units) = lab.get("/api/v1/units?q=壶关县人民医院核酸检测实验室").await;
+    let lab_id = units["units"][0]["id"].as_str().unwrap().to_string();
+    let member = json!({"name": format!("居民{seq}"), "document_number": id_number(seq)});
+    let (st, v) = sampler.post("/api/v1/testing/tubes", json!({"barcode": barcode, "pool_size": 1, "members": [member]})).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, batch) = sampler.post("/api/v1/testing/batches", json!({"lab_id": lab_id, "barcodes": [barcode]})).await;
+    assert_eq!(st, StatusCode::CREATED, "{batch}");
+    let (st, v) = lab.post(&format!("/api/v1/testing/batches/{}/receive", batch["id"].as_str().unwrap()), json!({"barcodes": [barcode]})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = lab.post("/api/v1/testing/results", json!({"results": [{"barcode": barcode, "result": outcome}]})).await;
+    assert!(st.is_success(), "{v}");
+}
+
+async fn companions_clear_after_two_negative_tests(b: Backend) {
+    let app = spawn_app(b).await;
+    let c = app.login("commander").await;
+    // Three companions flagged now; each gives a negative sample at once.
+    let once = person(&c, 80).await;
+    let daily = person(&c, 81).await;
+    let slow = person(&c, 82).await;
+    for p in [&once, &daily, &slow] {
+        assert_eq!(control(&c, p, json!({"kind": "companion"})).await["colour"], "yellow");
+    }
+    for (seq, barcode) in [(80, "HG-N0080"), (81, "HG-N0081"), (82, "HG-N0082")] {
+        single_tube(&app, barcode, seq, "negative").await;
+    }
+    sweep(&app).await;
+    // One negative is not enough.
+    for p in [&once, &daily, &slow] {
+        let v = code(&c, p).await;
+        assert_eq!((v["colour"].as_str(), reasons(&v)), (Some("yellow"), vec!["companion".to_string()]), "{v}");
+    }
+    // 23 h later a second test is too soon; 24 h after the first, one more clears the code.
+    app.clock.advance(Duration::hours(23));
+    single_tube(&app, "HG-N1081", 81, "negative").await;
+    sweep(&app).await;
+    let c = app.login("commander").await;
+    assert_eq!(code(&c, &daily).await["colour"], "yellow");
+    app.clock.advance(Duration::hours(1));
+    single_tube(&app, "HG-N2081", 81, "negative").await;
+    sweep(&app).await;
+    let v = code(&c, &daily).await;
+    assert_eq!((v["colour"].as_str(), v["reasons"].as_array().map(Vec::len)), (Some("green"), Some(0)), "{v}");
+    assert_eq!(v["inputs"]["negatives"].as_array().map(Vec::len), Some(3), "{v}");
+    assert_eq!(code(&c, &once).await["colour"], "yellow");
+    // Two negatives 73 h apart are not within 3 days; one more a day later makes a pair that is.
+    app.clock.advance(Duration::hours(49));
+    single_tube(&app, "HG-N1082", 82, "negative").await;
+    sweep(&app).await;
+    let c = app.login("commander").await;
+    assert_eq!(code(&c, &slow).await["colour"], "yellow");
+    app.clock.advance(Duration::hours(24));
+    single_tube(&app, "HG-N2082", 82, "negative").await;
+    sweep(&app).await;
+    let c = app.login("commander").await;
+    assert_eq!(code(&c, &slow).await["colour"], "green");
+    // The one who tested once is still a companion.
+    let v = code(&c, &once).await;
+    assert_eq!((v["colour"].as_str(), reasons(&v)), (Some("yellow"), vec!["companion".to_string()]), "{v}");
+    app.stop().await;
+}
+both!(companions_clear_after_two_negative_tests, companions_clear_after_two_negative_tests);
 
 async fn links_and_signed_tokens(b: Backend) {
     let app = spawn_app(b).await;
@@ -546,3 +617,288 @@ async fn merging_duplicates(b: Backend) {
     app.stop().await;
 }
 both!(merging_duplicates, merging_duplicates);
+
+async fn person_in(s: &Session, seq: u32, division: &str) -> String {
+    let (st, v) = s.post("/api/v1/persons", json!({"name": format!("居民{seq}"), "document_number": id_number(seq), "division": division})).await;
+    assert!(st.is_success(), "{st} {v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// A truck checked in at the demo checkpoint with one crew member; its trip id.
+async fn truck(app: &TestApp, cp: &Session, dest: &str, plate: &str, driver: &str, id: &str, tube: &str) -> String {
+    let now = app.clock.now();
+    let body = json!({"plate": plate, "destination_id": dest, "eta": ts(now + Duration::hours(2)), "landing_tube": tube,
+                      "test_taken_at": ts(now - Duration::hours(10)),
+                      "crew": [{"name": driver, "id_number": id, "phone": "13912345678", "health_code": "green"}]});
+    let (st, v) = cp.post("/api/v1/trips/check-in", body).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
+async fn gate(site: &Session, site_id: &str, plate: &str) -> String {
+    let (st, v) = site.post(&format!("/api/v1/sites/{site_id}/check-in"), json!({"plate": plate})).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
+async fn gate_out(site: &Session, site_id: &str, stay: &str) {
+    let (st, v) = site.post(&format!("/api/v1/sites/{site_id}/stays/{stay}/check-out"), json!({})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+}
+
+async fn trucks_that_shared_a_service_site(b: Backend) {
+    let app = spawn_app(b).await;
+    let c = app.login("commander").await;
+    let cp = app.login("checkpoint").await;
+    let site = app.login("site").await;
+    let site_id = unit_of(&app, "site").await;
+    let (_, u) = c.get("/api/v1/units?q=壶关县太行钢材贸易有限公司").await;
+    let dest = u["units"][0]["id"].as_str().unwrap().to_string();
+    // The case drives truck A; he is in the registry by the same ID card.
+    let case = person(&c, 90).await;
+    let a = truck(&app, &cp, &dest, "晋D50001", "居民90", &id_number(90), "LT-500001").await;
+    let b2 = truck(&app, &cp, &dest, "晋D50002", "李师傅", &id_number(91), "LT-500002").await;
+    truck(&app, &cp, &dest, "晋D50003", "王师傅", &id_number(92), "LT-500003").await;
+    let d = truck(&app, &cp, &dest, "晋D50004", "赵师傅", &id_number(93), "LT-500004").await;
+    // At the site: A from t0 to t0+60; B from t0+10 to t0+40; D from t0+50, still there;
+    // C arrives at t0+60, the instant A leaves (no overlap).
+    let t0 = app.clock.now();
+    let sa = gate(&site, &site_id, "晋D50001").await;
+    app.clock.advance(Duration::minutes(10));
+    let sb = gate(&site, &site_id, "晋D50002").await;
+    app.clock.advance(Duration::minutes(30));
+    gate_out(&site, &site_id, &sb).await;
+    app.clock.advance(Duration::minutes(10));
+    gate(&site, &site_id, "晋D50004").await;
+    app.clock.advance(Duration::minutes(10));
+    gate_out(&site, &site_id, &sa).await;
+    gate(&site, &site_id, "晋D50003").await;
+
+    let (st, x) = c.get(&format!("/api/v1/persons/{case}/exposure")).await;
+    assert_eq!(st, StatusCode::OK, "{x}");
+    assert_eq!(x["case_stays"], 1, "{x}");
+    let trips: Vec<(&str, f64)> =
+        x["trips"].as_array().unwrap().iter().map(|t| (t["trip_id"].as_str().unwrap(), t["overlap_minutes"].as_f64().unwrap())).collect();
+    assert_eq!(trips, [(b2.as_str(), 30.0), (d.as_str(), 10.0)], "{x}");
+    let first = &x["trips"][0];
+    assert_eq!(
+        (first["plate"].as_str(), first["crew_masked"][0].as_str(), first["site_name"].as_str(), first["case_plate"].as_str()),
+        (Some("晋D50002"), Some("李**"), Some("壶关县货车专用服务场地"), Some("晋D50001"))
+    );
+    assert_eq!(first["case_trip_id"].as_str(), Some(a.as_str()));
+    let at = |v: &Value| v.as_str().unwrap().parse::<DateTime<Utc>>().unwrap();
+    assert_eq!((at(&first["overlap_from"]), at(&first["overlap_to"])), (t0 + Duration::minutes(10), t0 + Duration::minutes(40)));
+    assert_eq!((at(&x["trips"][1]["overlap_from"]), at(&x["trips"][1]["overlap_to"])), (t0 + Duration::minutes(50), t0 + Duration::minutes(60)));
+    assert!(!x.to_string().contains("李师傅"), "crew names are masked: {x}");
+
+    // The tracing request: persons on the first sheet, trucks on the second.
+    let r = c.raw(reqwest::Method::GET, &format!("/api/v1/persons/{case}/exposure.xlsx")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let bytes = r.bytes().await.unwrap();
+    let sheet = baton_store::sheet::read_sheet_at(&bytes, 1).unwrap();
+    let plates: Vec<String> = sheet.iter().skip(1).map(|(_, row)| row[1].text()).collect();
+    assert_eq!(plates, ["晋D50002", "晋D50004"]);
+    assert_eq!((sheet[1].1[2].text(), sheet[1].1[7].text()), ("李**".to_string(), "30".to_string()));
+
+    // The look-back includes a stay that ended exactly `days` ago, and not one a second older.
+    app.clock.advance(Duration::days(1));
+    let c = app.login("commander").await;
+    let (_, x) = c.get(&format!("/api/v1/persons/{case}/exposure?days=1")).await;
+    assert_eq!((x["case_stays"].as_i64(), x["trips"].as_array().map(Vec::len)), (Some(1), Some(2)), "{x}");
+    app.clock.advance(Duration::seconds(1));
+    let (_, x) = c.get(&format!("/api/v1/persons/{case}/exposure?days=1")).await;
+    assert_eq!((x["case_stays"].as_i64(), x["trips"].as_array().map(Vec::len)), (Some(0), Some(0)), "{x}");
+    // A township whose scope does not cover the case finds nothing.
+    let (st, _) = app.login("baichi").await.get(&format!("/api/v1/persons/{case}/exposure")).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+both!(trucks_that_shared_a_service_site, trucks_that_shared_a_service_site);
+
+async fn marking_companions_from_the_search_page(b: Backend) {
+    let app = spawn_app(b).await;
+    let c = app.login("commander").await;
+    let (st, hotel) = c.post("/api/v1/venues", json!({"name": "龙泉宾馆", "kind": "hotel", "division": "140427100"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{hotel}");
+    let h = hotel["id"].as_str().unwrap();
+    // The case and three contacts in 龙泉镇, one contact living in 百尺镇; someone who was not there.
+    let case = person_in(&c, 100, "140427100").await;
+    let near = person_in(&c, 101, "140427100").await;
+    let next = person_in(&c, 102, "140427100").await;
+    let away = person_in(&c, 103, "140427101").await;
+    let stranger = person_in(&c, 104, "140427100").await;
+    let t0 = app.clock.now() - Duration::hours(2);
+    let scans: Vec<Value> = [(&case, 0), (&near, 5), (&next, 10), (&away, 1)]
+        .iter()
+        .map(|(p, m)| {
+            let at = t0 + Duration::minutes(*m);
+            json!({"venue_id": h, "token": token_for(&app, p, Colour::Green, at + Duration::minutes(10)), "at": ts(at)})
+        })
+        .collect();
+    let (_, rep) = c.post("/api/v1/scans/batch", json!({"scans": scans})).await;
+    assert_eq!(rep["accepted"], 4, "{rep}");
+
+    // The township's staff: all three contacts listed, the two in their township offered for marking.
+    let ui = Ui::of(&app, "longquan", "zh").await;
+    let page = ui.get(&format!("/exposure?person={case}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    assert_eq!(cells(&page.html, "exposure-persons").len(), 3 * 6, "{}", page.html);
+    let form = section(&page.html, "companion-form");
+    assert!(form.contains(&format!("value=\"{near}\"")) && form.contains(&format!("value=\"{next}\"")), "{form}");
+    assert!(!form.contains(&away), "a contact outside the township is not offered: {form}");
+    assert!(form.contains("name=\"csrf\""));
+    assert!(section(&page.html, "exposure-trucks").contains("暂无记录"));
+
+    // One ticked: marked, the code yellow from the time both were at the hotel.
+    let mark = |persons: &[&str], all: bool| {
+        let mut f: Vec<(&str, String)> = vec![("person", case.clone()), ("window_minutes", "30".into())];
+        f.extend(persons.iter().map(|p| ("persons", p.to_string())));
+        if all {
+            f.push(("all", "on".into()));
+        }
+        f
+    };
+    let post = |f: Vec<(&'static str, String)>| {
+        let ui = &ui;
+        async move {
+            let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            ui.post("/exposure", &f).await
+        }
+    };
+    let a = post(mark(&[&near], false)).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.html);
+    let shown = ui.get(&a.location).await;
+    assert!(shown.html.contains("已标记 1 人为时空伴随人员；0 人此前已标记"), "{}", shown.html);
+    let v = code(&c, &near).await;
+    assert_eq!((v["colour"].as_str(), reasons(&v)), (Some("yellow"), vec!["companion".to_string()]), "{v}");
+    let from = v["inputs"]["controls"][0]["from"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap();
+    assert_eq!(from, t0 + Duration::minutes(5));
+    // The same post again adds nothing.
+    let a = post(mark(&[&near], false)).await;
+    assert!(ui.get(&a.location).await.html.contains("已标记 0 人为时空伴随人员；1 人此前已标记"));
+    assert_eq!(code(&c, &near).await["inputs"]["controls"].as_array().map(Vec::len), Some(1));
+    // "Mark all": the other contact in the township; the one marked before is not marked twice.
+    let a = post(mark(&[], true)).await;
+    assert!(ui.get(&a.location).await.html.contains("已标记 1 人为时空伴随人员；1 人此前已标记"));
+    assert_eq!(code(&c, &next).await["colour"], "yellow");
+    assert_eq!(code(&c, &away).await["colour"], "green");
+
+    // Refused, nothing changed: outside the township, not a contact, nobody chosen, no CSRF token.
+    for (persons, text) in [
+        (vec![away.as_str()], "该人员不在您的辖区内"),
+        (vec![stranger.as_str(), near.as_str()], "该人员不是本次排查找到的伴随人员"),
+        (vec![], "请至少选择一名伴随人员"),
+    ] {
+        let a = post(mark(&persons, false)).await;
+        assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{persons:?}");
+        assert!(a.html.contains(text), "{text}: {}", a.html);
+    }
+    let a = ui.post_raw("/exposure", &[("person", &case), ("persons", &stranger)]).await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    for p in [&away, &stranger] {
+        assert_eq!(code(&c, p).await["colour"], "green");
+    }
+    let en = Ui::of(&app, "longquan", "en").await;
+    let a = en.post("/exposure", &[("person", &case), ("persons", &away)]).await;
+    assert!(a.html.contains("outside your jurisdiction"), "{}", a.html);
+
+    // Audited: each post that marked or found marked, not the refused ones.
+    let (_, log) = c.get(&format!("/api/v1/audit?object_id={case}")).await;
+    let marks = log["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "exposure.mark_companions").count();
+    assert_eq!(marks, 3, "{log}");
+    // The API does the same.
+    let (st, m) = c.post(&format!("/api/v1/persons/{case}/exposure/companions"), json!({"persons": [near, away]})).await;
+    assert_eq!(st, StatusCode::OK, "{m}");
+    assert_eq!((m["marked"].as_array().map(Vec::len), m["already"][0].as_str()), (Some(1), Some(near.as_str())), "{m}");
+    assert_eq!(code(&c, &away).await["colour"], "yellow");
+    // Venue staff may not mark.
+    let (st, _) = app.login("venue").await.post(&format!("/api/v1/persons/{case}/exposure/companions"), json!({"all": true})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    app.stop().await;
+}
+both!(marking_companions_from_the_search_page, marking_companions_from_the_search_page);
+
+async fn visit_count(c: &Session, venue: &str) -> usize {
+    c.get(&format!("/api/v1/venues/{venue}/visits")).await.1["visits"].as_array().unwrap().len()
+}
+
+async fn residents_scan_the_poster_with_their_own_phone(b: Backend) {
+    let app = spawn_app(b).await;
+    let c = app.login("commander").await;
+    let (st, hotel) = c.post("/api/v1/venues", json!({"name": "太行宾馆", "kind": "hotel", "division": "140427100"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{hotel}");
+    let h = hotel["id"].as_str().unwrap().to_string();
+    let p = person(&c, 110).await;
+    control(&c, &p, json!({"kind": "home_isolation"})).await;
+    let (_, l) = c.post(&format!("/api/v1/persons/{p}/code/link"), json!({})).await;
+    let link = l["link"].as_str().unwrap();
+    // The poster's QR opens the venue's public page.
+    let poster = Ui::of(&app, "commander", "zh").await.get(&format!("/venues/{h}/poster")).await;
+    assert!(poster.html.contains(&format!("/v/{h}")), "{}", poster.html);
+
+    // A phone that never opened its link: told to open it first; nothing registered.
+    let mut phone = Ui::anonymous(&app, "zh");
+    let a = phone.get(&format!("/v/{h}")).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.html.contains("id=\"venue-fallback\"") && !a.html.contains("scan-answer"), "{}", a.html);
+    assert_eq!(visit_count(&c, &h).await, 0);
+
+    // Opening the link remembers the person: an HttpOnly cookie for the venue pages holding the signed link only.
+    let a = phone.get(l["path"].as_str().unwrap()).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let cookie = a.cookies.iter().find(|k| k.starts_with("baton_me=")).unwrap_or_else(|| panic!("{:?}", a.cookies));
+    let head = format!("baton_me={link}; Path=/v; HttpOnly; SameSite=Lax; Max-Age=");
+    assert!(cookie.starts_with(&head), "{cookie}");
+    assert!(cookie[head.len()..].parse::<i64>().unwrap() > 29 * 86_400, "{cookie}");
+    assert!(a.html.contains("id=\"code-remembered\""));
+    phone.cookie = format!("{}; baton_me={link}", phone.cookie);
+
+    // The poster scanned: registered and answered at once by the code (yellow: restricted), family name only.
+    let a = phone.get(&format!("/v/{h}")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.html);
+    let answer = tag(&a.html, "scan-answer");
+    assert!(answer.contains("data-admission=\"restricted\"") && answer.contains("data-colour=\"yellow\""), "{answer}");
+    assert!(a.html.contains("居***") && !a.html.contains("居民110") && !a.html.contains(&id_number(110)[6..14]));
+    assert_eq!(visit_count(&c, &h).await, 1);
+    // Scanned again (or the page reloaded): the same visit, marked as a repeat.
+    let a = phone.get(&format!("/v/{h}")).await;
+    assert!(a.html.contains("重复扫码"), "{}", a.html);
+    assert_eq!(visit_count(&c, &h).await, 1);
+    // After `token_minutes` (10) it is a new visit.
+    app.clock.advance(Duration::minutes(10));
+    let a = phone.get(&format!("/v/{h}")).await;
+    assert!(!a.html.contains("重复扫码"), "{}", a.html);
+    assert_eq!(visit_count(&c, &h).await, 2);
+
+    // Opened from another site: nothing registered until the resident confirms on the page.
+    app.clock.advance(Duration::minutes(10));
+    let a = phone.get_with(&format!("/v/{h}"), &[("sec-fetch-site", "cross-site")]).await;
+    assert!(a.html.contains("id=\"visit-confirm-form\"") && !a.html.contains("scan-answer"), "{}", a.html);
+    assert_eq!(visit_count(&c, &h).await, 2);
+    let form = section(&a.html, "venue-public");
+    let token = form.split("name=\"confirm\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let a = phone.post_raw(&format!("/v/{h}"), &[("confirm", "forged")]).await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert_eq!(visit_count(&c, &h).await, 2);
+    let a = phone.post_raw(&format!("/v/{h}"), &[("confirm", &token)]).await;
+    assert!(tag(&a.html, "scan-answer").contains("restricted"), "{}", a.html);
+    assert_eq!(visit_count(&c, &h).await, 3);
+
+    // The code turns red: the next scan is barred at once.
+    control(&c, &p, json!({"kind": "central_quarantine"})).await;
+    app.clock.advance(Duration::minutes(10));
+    let a = phone.get(&format!("/v/{h}")).await;
+    assert!(tag(&a.html, "scan-answer").contains("data-admission=\"barred\""), "{}", a.html);
+    // An unknown venue is not found.
+    assert_eq!(phone.get(&format!("/v/{}", Uuid::now_v7())).await.status, StatusCode::NOT_FOUND);
+    // After `link_days` (30) the link no longer opens: refused and forgotten on the phone.
+    app.clock.advance(Duration::days(30));
+    let a = phone.get(&format!("/v/{h}")).await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert!(a.html.contains("链接已失效") && a.html.contains("id=\"venue-fallback\""), "{}", a.html);
+    assert!(a.cookies.iter().any(|k| k.starts_with("baton_me=; Path=/v;") && k.contains("Max-Age=0")), "{:?}", a.cookies);
+    let c = app.login("commander").await;
+    assert_eq!(visit_count(&c, &h).await, 4);
+    app.stop().await;
+}
+both!(residents_scan_the_poster_with_their_own_phone, residents_scan_the_poster_with_their_own_phone);

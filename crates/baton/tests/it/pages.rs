@@ -1,30 +1,37 @@
-//! Pages as a browser sends them, for the page tests: a session's cookie and CSRF token, forms
-//! posted without following redirects, and small readers of the HTML that comes back.
+//! Pages as a browser sends them, for the page tests: a client that follows no redirect, so
+//! each answer (status, location, HTML) can be looked at, and ways to read parts of a page.
 use baton_testkit::TestApp;
 use reqwest::StatusCode;
 
-/// A browser without redirects followed, so each answer can be looked at.
-pub(crate) struct Ui {
-    pub(crate) http: reqwest::Client,
-    pub(crate) base: String,
-    pub(crate) cookie: String,
-    pub(crate) csrf: String,
+/// A browser without redirects followed, signed in (or not) and with a language chosen.
+pub struct Ui {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub cookie: String,
+    pub csrf: String,
 }
 
-pub(crate) struct Answer {
-    pub(crate) status: StatusCode,
-    pub(crate) location: String,
-    pub(crate) html: String,
+pub struct Answer {
+    pub status: StatusCode,
+    pub location: String,
+    /// Every `Set-Cookie` of the answer.
+    pub cookies: Vec<String>,
+    pub html: String,
 }
 
 impl Ui {
-    pub(crate) async fn of(app: &TestApp, user: &str, lang: &str) -> Ui {
+    pub async fn of(app: &TestApp, user: &str, lang: &str) -> Ui {
         let s = app.login(user).await;
+        Ui { cookie: format!("{}; lang={lang}", s.cookie), csrf: s.csrf.clone(), ..Ui::anonymous(app, lang) }
+    }
+
+    /// Nobody signed in: a resident's phone.
+    pub fn anonymous(app: &TestApp, lang: &str) -> Ui {
         Ui {
             http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
             base: app.base.clone(),
-            cookie: format!("{}; lang={lang}", s.cookie),
-            csrf: s.csrf.clone(),
+            cookie: format!("lang={lang}"),
+            csrf: String::new(),
         }
     }
 
@@ -32,20 +39,36 @@ impl Ui {
         let r = r.send().await.unwrap();
         let status = r.status();
         let location = r.headers().get("location").map(|l| l.to_str().unwrap().to_string()).unwrap_or_default();
-        Answer { status, location, html: r.text().await.unwrap() }
+        let cookies = r.headers().get_all("set-cookie").iter().map(|c| c.to_str().unwrap().to_string()).collect();
+        Answer { status, location, cookies, html: r.text().await.unwrap() }
     }
 
-    pub(crate) async fn get(&self, path: &str) -> Answer {
-        Self::answer(self.http.get(format!("{}{path}", self.base)).header("cookie", &self.cookie)).await
+    pub async fn get(&self, path: &str) -> Answer {
+        self.get_with(path, &[]).await
     }
 
-    pub(crate) async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+    /// A GET with more request headers (e.g. `sec-fetch-site`).
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut r = self.http.get(format!("{}{path}", self.base)).header("cookie", &self.cookie);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        Self::answer(r).await
+    }
+
+    /// A form post carrying the session's CSRF token.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
         let mut f: Vec<(&str, &str)> = fields.to_vec();
         f.push(("csrf", &self.csrf));
-        Self::answer(self.http.post(format!("{}{path}", self.base)).header("cookie", &self.cookie).form(&f)).await
+        self.post_raw(path, &f).await
     }
 
-    pub(crate) async fn upload(&self, path: &str, file_name: &str, bytes: &[u8], csrf: &str) -> Answer {
+    /// A form post with exactly these fields.
+    pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        Self::answer(self.http.post(format!("{}{path}", self.base)).header("cookie", &self.cookie).form(fields)).await
+    }
+
+    pub async fn upload(&self, path: &str, file_name: &str, bytes: &[u8], csrf: &str) -> Answer {
         let b = "----batonTestBoundary7MA4YWxk";
         let mut body = format!("--{b}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n").into_bytes();
         body.extend(
@@ -65,7 +88,7 @@ impl Ui {
 }
 
 /// The tag of the element with this id.
-pub(crate) fn tag<'a>(html: &'a str, id: &str) -> &'a str {
+pub fn tag<'a>(html: &'a str, id: &str) -> &'a str {
     let at = html.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in the page"));
     let start = html[..at].rfind('<').unwrap();
     let end = at + html[at..].find('>').unwrap();
@@ -73,18 +96,18 @@ pub(crate) fn tag<'a>(html: &'a str, id: &str) -> &'a str {
 }
 
 /// The page's part from the element with this id to the end of its card.
-pub(crate) fn section<'a>(html: &'a str, id: &str) -> &'a str {
+pub fn section<'a>(html: &'a str, id: &str) -> &'a str {
     let t = &html[html.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in the page"))..];
     &t[..t.find("</section>").unwrap()]
 }
 
 /// The text of every cell in a card's table, row after row.
-pub(crate) fn cells(html: &str, id: &str) -> Vec<String> {
+pub fn cells(html: &str, id: &str) -> Vec<String> {
     section(html, id).split("<td").skip(1).map(|c| c[c.find('>').unwrap() + 1..c.find("</td>").unwrap()].to_string()).collect()
 }
 
 /// The ids of the elements that take the focus when the page loads.
-pub(crate) fn focused(html: &str) -> Vec<String> {
+pub fn focused(html: &str) -> Vec<String> {
     html.match_indices(" autofocus")
         .map(|(i, _)| {
             let start = html[..i].rfind('<').unwrap();
@@ -94,7 +117,8 @@ pub(crate) fn focused(html: &str) -> Vec<String> {
         .collect()
 }
 
-pub(crate) fn field_error(html: &str, field: &str) -> Option<String> {
+/// The error shown next to a form field, if any.
+pub fn field_error(html: &str, field: &str) -> Option<String> {
     let at = html.find(&format!("class=\"field-error\" data-field=\"{field}\">"))?;
     let rest = &html[at..];
     let from = rest.find('>')? + 1;
