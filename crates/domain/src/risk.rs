@@ -350,7 +350,8 @@ mod tests {
             let limit = Duration::hours(i64::from(r.pass_through_max_hours));
             for h in match_itinerary(&stays, &areas, &r, now) {
                 let s = &stays[h.stay];
-                let a = areas.iter().find(|a| a.id == h.area_id && a.division_code == h.division_code).unwrap();
+                // Generated ids may repeat; the hit names its area by id, division and place.
+                let a = areas.iter().find(|a| a.id == h.area_id && a.division_code == h.division_code && a.place == h.place).unwrap();
                 prop_assert!(h.overlap_from >= s.from && h.overlap_to <= s.to);
                 prop_assert!(h.overlap_from >= a.from && a.to.is_none_or(|t| h.overlap_to <= t));
                 prop_assert!(h.overlap_from >= start && h.overlap_to <= end);
