@@ -630,19 +630,29 @@ pub async fn seal(store: &Store, who: &Principal, id: Uuid) -> Result<TubeView, 
 }
 
 /// The tube if the caller may see it: inside their division scope, or their unit sampled or tests it.
-fn visible_tube(who: &Principal, id: Option<Uuid>, barcode: Option<String>) -> crate::db::Q {
+/// Which tube: by id, or by barcode. Two statements, not one with `$n IS NULL OR …`, which
+/// SQLite cannot answer from an index (it scanned every tube).
+enum TubeKey {
+    Id(Uuid),
+    Barcode(String),
+}
+
+macro_rules! visible_tube_sql {
+    ($key:literal) => {
+        concat!(
+            "SELECT t.*, u.name AS team_name FROM tubes t JOIN units u ON u.id = t.team_id WHERE ",
+            $key,
+            " AND ((t.jurisdiction >= $1 AND t.jurisdiction < $2) OR t.team_id = $3 OR t.lab_id = $3 OR t.team_id = $5 OR t.lab_id = $5)"
+        )
+    };
+}
+
+fn visible_tube(who: &Principal, key: TubeKey) -> crate::db::Q {
     let (lo, hi, unit) = scope_args(&who.scope);
-    q!(
-        "SELECT t.*, u.name AS team_name FROM tubes t JOIN units u ON u.id = t.team_id
-         WHERE ($4 IS NULL OR t.id = $4) AND ($6 IS NULL OR t.barcode = $6)
-           AND ((t.jurisdiction >= $1 AND t.jurisdiction < $2) OR t.team_id = $3 OR t.lab_id = $3 OR t.team_id = $5 OR t.lab_id = $5)",
-        lo,
-        hi,
-        unit,
-        id,
-        who.unit_id,
-        barcode
-    )
+    match key {
+        TubeKey::Id(id) => q!(visible_tube_sql!("t.id = $4"), lo, hi, unit, id, who.unit_id),
+        TubeKey::Barcode(b) => q!(visible_tube_sql!("t.barcode = $4"), lo, hi, unit, b, who.unit_id),
+    }
 }
 
 async fn view(store: &Store, r: &Row) -> Result<TubeView, Error> {
@@ -724,14 +734,14 @@ async fn view(store: &Store, r: &Row) -> Result<TubeView, Error> {
 
 pub async fn get_tube(store: &Store, who: &Principal, id: Uuid) -> Result<TubeView, Error> {
     who.require(Permission::TestingRead)?;
-    let r = store.db.fetch_optional(visible_tube(who, Some(id), None)).await?.ok_or(Error::NotFound("tube"))?;
+    let r = store.db.fetch_optional(visible_tube(who, TubeKey::Id(id))).await?.ok_or(Error::NotFound("tube"))?;
     view(store, &r).await
 }
 
 pub async fn find_tube(store: &Store, who: &Principal, barcode: &str) -> Result<TubeView, Error> {
     who.require(Permission::TestingRead)?;
     let b = t::parse_barcode("barcode", barcode).map_err(|e| Error::Invalid(vec![e]))?;
-    let r = store.db.fetch_optional(visible_tube(who, None, Some(b))).await?.ok_or(Error::NotFound("tube"))?;
+    let r = store.db.fetch_optional(visible_tube(who, TubeKey::Barcode(b))).await?.ok_or(Error::NotFound("tube"))?;
     view(store, &r).await
 }
 
@@ -1032,21 +1042,22 @@ pub async fn list_batches(store: &Store, who: &Principal, f: &BatchFilter) -> Re
 
 async fn list_batches_q(store: &Store, who: &Principal, id: Option<Uuid>, state: Option<String>) -> Result<Vec<BatchView>, Error> {
     let (lo, hi, unit) = scope_args(&who.scope);
-    let rows = store
-        .db
-        .fetch_all(q!(
-            "SELECT b.*, tu.name AS team_name, lu.name AS lab_name FROM test_batches b JOIN units tu ON tu.id = b.team_id JOIN units lu ON lu.id = b.lab_id
-             WHERE ($4 IS NULL OR b.id = $4) AND ($6 IS NULL OR b.state = $6)
-               AND ((b.jurisdiction >= $1 AND b.jurisdiction < $2) OR b.team_id = $3 OR b.lab_id = $3 OR b.team_id = $5 OR b.lab_id = $5)
-             ORDER BY b.handed_at DESC LIMIT 500",
-            lo,
-            hi,
-            unit,
-            id,
-            who.unit_id,
-            state
-        ))
-        .await?;
+    macro_rules! batches_sql {
+        ($key:literal) => {
+            concat!(
+                "SELECT b.*, tu.name AS team_name, lu.name AS lab_name FROM test_batches b JOIN units tu ON tu.id = b.team_id JOIN units lu ON lu.id = b.lab_id WHERE ",
+                $key,
+                " AND ((b.jurisdiction >= $1 AND b.jurisdiction < $2) OR b.team_id = $3 OR b.lab_id = $3 OR b.team_id = $5 OR b.lab_id = $5)
+                 ORDER BY b.handed_at DESC LIMIT 500"
+            )
+        };
+    }
+    // One batch by its key (an index look-up), or the list filtered by state.
+    let q = match id {
+        Some(id) => q!(batches_sql!("b.id = $4"), lo, hi, unit, id, who.unit_id),
+        None => q!(batches_sql!("($4 IS NULL OR b.state = $4)"), lo, hi, unit, state, who.unit_id),
+    };
+    let rows = store.db.fetch_all(q).await?;
     let mut out = Vec::new();
     for r in &rows {
         let id: Uuid = r.get("id")?;
