@@ -303,7 +303,9 @@ async fn check_ins(
     println!();
     println!("check-ins {:.0}/s, p99 {:.1} ms (aim ≥ 2000/s with p99 < 100 ms at 64 clients on SQLite)", checkins.rate(), checkins.p99_ms);
     println!("deadline watcher over {open} open trips (aim < 1 s per sweep over 100,000):");
-    for (what, r, secs) in [("the checked-in trips overdue", due, due_s), ("nothing new due", idle, idle_s), ("every trip overdue at once", all, all_s)] {
+    for (what, r, secs) in
+        [("the checked-in trips overdue", due, due_s), ("nothing new due", idle, idle_s), ("every trip overdue at once", all, all_s)]
+    {
         println!(
             "  {what:<30} {:>7} trips looked at, {:>7} alerts raised in {secs:.3} s ({:.0} alerts/s)",
             r.trips_checked,
