@@ -11,13 +11,14 @@
 //! those areas' divisions.
 
 use crate::db::Row;
-use crate::person_codes::{CHUNK, Context, recompute_chunk, recompute_ids};
+use crate::person_codes::{CHUNK, Context, Decided, Reads, decide, recompute_ids, write_decided};
 use crate::{Principal, Store, audit, q};
 use baton_domain::Error;
 use baton_domain::division::prefix_end;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Serialize)]
@@ -217,9 +218,19 @@ pub async fn sweep(store: &Store, chunks: usize) -> Result<SweepReport, Error> {
     Ok(rep)
 }
 
-/// The persons a run must look at, in id order.
-async fn affected(store: &Store, run: &Run, ctx: &Context) -> Result<BTreeSet<Uuid>, Error> {
-    let mut ids = BTreeSet::new();
+/// How a run reads its persons' facts: by id range when its persons are most of all persons
+/// (a policy run, a change over the county), by lists otherwise.
+async fn reads_for(store: &Store, run: &Run, affected: usize) -> Result<Reads, Error> {
+    if run.cause != "risk_areas" {
+        return Ok(Reads::Range);
+    }
+    let all: i64 = store.db.fetch_one(q!("SELECT COUNT(*) AS n FROM persons")).await?.get("n")?;
+    Ok(if i64::try_from(affected).map_err(Error::internal)?.saturating_mul(2) >= all { Reads::Range } else { Reads::Lists })
+}
+
+/// The persons a run must look at, in id order, each once.
+async fn affected(store: &Store, run: &Run, ctx: &Context) -> Result<Vec<Uuid>, Error> {
+    let mut ids = Vec::new();
     if run.cause != "risk_areas" {
         let mut cursor = Uuid::nil();
         loop {
@@ -227,7 +238,7 @@ async fn affected(store: &Store, run: &Run, ctx: &Context) -> Result<BTreeSet<Uu
             let Some(last) = rows.last() else { break };
             cursor = last.get("id")?;
             for r in &rows {
-                ids.insert(r.get::<Uuid>("id")?);
+                ids.push(r.get::<Uuid>("id")?);
             }
         }
         return Ok(ids);
@@ -252,34 +263,48 @@ async fn affected(store: &Store, run: &Run, ctx: &Context) -> Result<BTreeSet<Uu
         let rows = store
             .db
             .scan(q!(
-                "SELECT DISTINCT person_id FROM person_stays WHERE division_code >= $1 AND division_code < $2 AND stay_to > $3",
+                "SELECT person_id FROM person_stays WHERE division_code >= $1 AND division_code < $2 AND stay_to > $3",
                 code.clone(),
                 prefix_end(code),
                 start
             ))
             .await?;
         for r in &rows {
-            ids.insert(r.get::<Uuid>("person_id")?);
+            ids.push(r.get::<Uuid>("person_id")?);
         }
         // Stays recorded only at an ancestor (possible hits).
         for n in [2usize, 4, 6, 9] {
             if let Some(anc) = code.get(..n).filter(|_| n < code.len()) {
-                let rows =
-                    store.db.scan(q!("SELECT DISTINCT person_id FROM person_stays WHERE division_code = $1 AND stay_to > $2", anc, start)).await?;
+                let rows = store.db.scan(q!("SELECT person_id FROM person_stays WHERE division_code = $1 AND stay_to > $2", anc, start)).await?;
                 for r in &rows {
-                    ids.insert(r.get::<Uuid>("person_id")?);
+                    ids.push(r.get::<Uuid>("person_id")?);
                 }
             }
         }
     }
+    ids.sort_unstable();
+    ids.dedup();
     Ok(ids)
 }
 
+/// Chunks decided ahead of the one being written: the writer is one thread, so the persons'
+/// facts are read and their codes decided on the other cores meanwhile.
+const AHEAD: usize = 2;
+
+/// A chunk being decided: its size, its last person (the run's cursor once it is written), and
+/// the task deciding it.
+type Ahead = (usize, Option<Uuid>, tokio::task::JoinHandle<Result<Decided, Error>>);
+
 /// Work on one run for at most `budget` chunks; returns (processed, changed, chunks used).
+/// Chunks are decided ahead on the runtime's other threads (`AHEAD`) and written in order, each
+/// in its own transaction with the run's progress and cursor; a chunk's persons are distinct
+/// from every other's, so writing one does not change what another decides.
 async fn work(store: &Store, run: &Run, budget: usize) -> Result<(usize, usize, usize), Error> {
     let now = store.now();
-    let ctx = Context::load(store).await?;
+    let ctx = Arc::new(Context::load(store).await?);
+    let t = std::time::Instant::now();
     let ids = affected(store, run, &ctx).await?;
+    let found = t.elapsed();
     let cursor: Option<Uuid> = store.db.fetch_one(q!("SELECT cursor FROM code_recomputes WHERE id = $1", run.id)).await?.get("cursor")?;
     let total = i64::try_from(ids.len()).map_err(Error::internal)?;
     store
@@ -291,32 +316,50 @@ async fn work(store: &Store, run: &Run, budget: usize) -> Result<(usize, usize, 
             now
         ))
         .await?;
-    let rest: Vec<Uuid> = match cursor {
-        Some(c) => ids.range((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded)).copied().collect(),
-        None => ids.into_iter().collect(),
-    };
+    let how = reads_for(store, run, ids.len()).await?;
+    let start = cursor.map_or(0, |c| ids.partition_point(|id| *id <= c));
+    let rest = ids.get(start..).unwrap_or_default();
     let cause = format!("{}{}", run.cause, if run.cause_ref.is_empty() { String::new() } else { format!(":{}", run.cause_ref) });
+    let mut chunks = rest.chunks(CHUNK).take(budget);
+    let more = rest.chunks(CHUNK).len() > budget;
+    let mut ahead: VecDeque<Ahead> = VecDeque::new();
     let (mut processed, mut changed, mut used) = (0usize, 0usize, 0usize);
-    for chunk in rest.chunks(CHUNK) {
-        if used == budget {
-            return Ok((processed, changed, used));
+    let (mut waited, mut writing) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+    loop {
+        while ahead.len() < AHEAD
+            && let Some(chunk) = chunks.next()
+        {
+            let (store, ctx, cause, chunk) = (store.clone(), ctx.clone(), cause.clone(), chunk.to_vec());
+            let (n, last) = (chunk.len(), chunk.last().copied());
+            ahead.push_back((n, last, tokio::spawn(async move { decide(&store, &ctx, &chunk, &cause, how).await })));
         }
+        let Some((n, last, decided)) = ahead.pop_front() else { break };
+        let t = std::time::Instant::now();
+        let decided = decided.await.map_err(|e| Error::internal(format!("recompute: {e}")))??;
+        waited += t.elapsed();
+        let t = std::time::Instant::now();
         let mut tx = store.db.begin().await?;
-        let n = recompute_chunk(store, &ctx, chunk, &cause, &mut tx).await?;
-        let last = chunk.last().copied();
+        let c = write_decided(&mut tx, decided).await?;
         tx.execute(q!(
             "UPDATE code_recomputes SET processed = processed + $2, changed = changed + $3, cursor = $4 WHERE id = $1",
             run.id,
-            i64::try_from(chunk.len()).map_err(Error::internal)?,
             i64::try_from(n).map_err(Error::internal)?,
+            i64::try_from(c).map_err(Error::internal)?,
             last
         ))
         .await?;
         tx.commit().await?;
-        processed += chunk.len();
-        changed += n;
+        writing += t.elapsed();
+        processed += n;
+        changed += c;
         used += 1;
     }
+    if more {
+        return Ok((processed, changed, used));
+    }
+    // Where the time of the sweep that finished the run went: finding its persons, waiting
+    // for chunks to be decided, writing them.
+    tracing::info!(run = %run.id, processed, changed, affected_ms = found.as_millis(), waited_ms = waited.as_millis(), writing_ms = writing.as_millis(), "recompute chunks");
     let done = get(store, run.id).await?;
     let mut tx = store.db.begin().await?;
     tx.execute(q!("UPDATE code_recomputes SET state = 'done', finished_at = $2 WHERE id = $1", run.id, store.now())).await?;
