@@ -36,13 +36,13 @@ pub fn open(path: &Path, read_only: bool) -> Result<Connection, Error> {
     conn.busy_timeout(Duration::from_secs(10)).map_err(lite_err)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // FULL: a commit acknowledged to a client survives power loss, not only a process crash.
-    // The writer: a 64 MiB page cache (updates land all over large tables) and savepoint
-    // journals in memory (each job is a savepoint; on disk every page it touched was copied to
-    // a temporary file). Readers: 16 MiB each.
+    // The writer: a 64 MiB page cache (updates land all over large tables); readers 16 MiB each.
+    // Savepoint journals stay in temporary files: in memory (`temp_store = MEMORY`) a
+    // 100,000-row LIS import took 15.4 s instead of 3.6 s.
     let pragmas = if read_only {
         "PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384;"
     } else {
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;"
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;"
     };
     conn.execute_batch(pragmas).map_err(lite_err)?;
     Ok(conn)
