@@ -79,10 +79,13 @@ impl LiteRow {
     }
 }
 
+/// A statement text named by its address and length (statements are `&'static str`), and the
+/// argument each of its parameters takes.
+type ArgMaps = HashMap<(usize, usize), Rc<[usize]>>;
+
 thread_local! {
-    /// Per statement text, the argument each parameter takes (see `arg_of`). Statements are
-    /// `&'static str`, so their address and length name them.
-    static ARG_OF: RefCell<HashMap<(usize, usize), Rc<[usize]>>> = RefCell::new(HashMap::new());
+    /// See `arg_of`.
+    static ARG_OF: RefCell<ArgMaps> = RefCell::new(HashMap::new());
 }
 
 /// Which argument each of the statement's parameters takes: SQLite numbers named parameters
