@@ -297,6 +297,13 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let total = store.db.fetch_one(baton_store::q!("SELECT COUNT(*) AS n FROM scans")).await.map_err(e)?.get::<i64>("n").map_err(e)?;
     println!("seeded scans to {total} in {:.1} s (2,000 venues, 14 days)", t.elapsed().as_secs_f64());
     let cases: Vec<Uuid> = (0..50).map(|_| ids[rng.gen_range(0..ids.len())]).collect();
+    // The seeded documents are placeholders; the search opens a case's document (to find the
+    // trucks the case was crew of), so the cases get real sealed ones.
+    for (i, c) in cases.iter().enumerate() {
+        let number = crate::bench_testing::id_number(i as u64);
+        let sealed = store.vault.seal("persons.document", &number).map_err(e)?;
+        store.db.execute(baton_store::q!("UPDATE persons SET document_enc = $2 WHERE id = $1", *c, sealed)).await.map_err(e)?;
+    }
     let mut lat = Vec::new();
     let mut found = 0usize;
     let mut visits = 0usize;

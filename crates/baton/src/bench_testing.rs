@@ -32,7 +32,7 @@ fn e(x: baton_domain::Error) -> anyhow::Error {
 }
 
 /// The n-th valid resident ID number of a run: a birth date per thousand, a sequence within it.
-fn id_number(n: u64) -> String {
+pub(crate) fn id_number(n: u64) -> String {
     let born =
         chrono::NaiveDate::from_ymd_opt(1950, 1, 1).unwrap_or_default() + chrono::Duration::days(i64::try_from(n / 1000).unwrap_or(0) % 20_000);
     let first17 = format!("140427{}{:03}", born.format("%Y%m%d"), n % 1000);
