@@ -182,8 +182,7 @@ async fn shared_sites(store: &Store, case: Uuid, from: DateTime<Utc>, now: DateT
         .db
         .fetch_all(q!(
             "SELECT t.trip_id FROM tube_members m JOIN tubes t ON t.id = m.tube_id
-              JOIN persons p ON p.id = m.person_id
-              WHERE (p.id = $1 OR p.merged_into = $1) AND t.trip_id IS NOT NULL",
+              WHERE m.person_id IN (SELECT $1 UNION ALL SELECT id FROM persons WHERE merged_into = $1) AND t.trip_id IS NOT NULL",
             case
         ))
         .await?;

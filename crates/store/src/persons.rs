@@ -471,7 +471,9 @@ pub(crate) async fn crew_indexes(store: &Store, id: Uuid) -> Result<Vec<Vec<u8>>
     let rows = store
         .db
         .fetch_all(q!(
-            "SELECT document_enc FROM persons WHERE (id = $1 OR merged_into = $1) AND document_kind = $2",
+            // Two indexed probes, not `id = $1 OR merged_into = $1`, which SQLite answers by a scan.
+            "SELECT document_enc FROM persons WHERE id = $1 AND document_kind = $2
+             UNION ALL SELECT document_enc FROM persons WHERE merged_into = $1 AND document_kind = $2",
             id,
             DocumentKind::IdCard.as_str()
         ))

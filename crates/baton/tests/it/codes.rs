@@ -708,6 +708,15 @@ async fn trucks_that_shared_a_service_site(b: Backend) {
     app.clock.advance(Duration::seconds(1));
     let (_, x) = c.get(&format!("/api/v1/persons/{case}/exposure?days=1")).await;
     assert_eq!((x["case_stays"].as_i64(), x["trips"].as_array().map(Vec::len)), (Some(0), Some(0)), "{x}");
+    // A record merged into the case brings its trips: D's driver's record, merged, makes D a
+    // case trip, and C (at the site since D's stay, both still there) its contact.
+    let dup = person(&c, 93).await;
+    let (st, m) = c.post(&format!("/api/v1/persons/{case}/merges"), json!({"duplicate": dup})).await;
+    assert_eq!(st, StatusCode::OK, "{m}");
+    let (_, x) = c.get(&format!("/api/v1/persons/{case}/exposure?days=2")).await;
+    let plates: Vec<&str> = x["trips"].as_array().unwrap().iter().map(|t| t["plate"].as_str().unwrap()).collect();
+    assert_eq!((x["case_stays"].as_i64(), plates), (Some(2), vec!["晋D50003", "晋D50002"]), "{x}");
+    assert_eq!(x["trips"][0]["case_plate"], "晋D50004", "{x}");
     // A township whose scope does not cover the case finds nothing.
     let (st, _) = app.login("baichi").await.get(&format!("/api/v1/persons/{case}/exposure")).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
