@@ -142,7 +142,7 @@ pub fn db_err(e: sqlx::Error) -> Error {
 }
 
 pub enum Tx {
-    /// A savepoint in the current group-commit batch (see `writer`).
+    /// A savepoint in the current group-commit batch, or a transaction of its own (see `writer`).
     Sqlite(Job),
     Postgres(sqlx::Transaction<'static, Postgres>),
 }
@@ -244,6 +244,15 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx, Error> {
         match self {
             Db::Sqlite { write, .. } => write.begin().await.map(Tx::Sqlite),
+            Db::Postgres(p) => p.begin().await.map(Tx::Postgres).map_err(db_err),
+        }
+    }
+
+    /// A transaction for a bulk write of thousands of rows: on SQLite one of its own rather than
+    /// a savepoint in the group-commit batch (see `Writer::begin_alone`).
+    pub async fn begin_alone(&self) -> Result<Tx, Error> {
+        match self {
+            Db::Sqlite { write, .. } => write.begin_alone().await.map(Tx::Sqlite),
             Db::Postgres(p) => p.begin().await.map(Tx::Postgres).map_err(db_err),
         }
     }

@@ -435,7 +435,8 @@ pub async fn ingest(store: &Store, who: &Principal, input: &BatchInput) -> Resul
     }
     rejected.sort_by_key(|a| natural(&a.field));
     let mut written = 0u64;
-    let mut tx = store.db.begin().await?;
+    // Up to thousands of rows: a transaction of its own, not a savepoint (see `Writer::begin_alone`).
+    let mut tx = store.db.begin_alone().await?;
     let mut it = rows.chunks_exact(ROWS);
     for chunk in it.by_ref() {
         written += tx.execute(Q { sql: &SQL_INSERT, args: chunk.iter().flat_map(|r| r.iter().cloned()).collect() }).await?;

@@ -38,3 +38,60 @@ async fn concurrent_writes(b: Backend) {
     app.stop().await;
 }
 both!(concurrent_writes_keep_every_acknowledged_write_and_the_chain, concurrent_writes);
+
+/// Bulk writes in transactions of their own (`Db::begin_alone`) among group-committed requests:
+/// a bulk job that fails leaves nothing and takes nobody else's write with it; every other
+/// write, bulk or not, is kept.
+async fn bulk_jobs_among_requests(b: Backend) {
+    let app = spawn_app(b).await;
+    let c = Arc::new(app.login("commander").await);
+    let mut requests = Vec::new();
+    for i in 0..24 {
+        let c = c.clone();
+        requests.push(tokio::spawn(async move {
+            c.post("/api/v1/units", json!({"name": format!("批量间单位{i}"), "kind": "lab", "division_code": "140427"})).await.0
+        }));
+    }
+    let mut bulk = Vec::new();
+    for i in 0..12u32 {
+        let store = app.store.clone();
+        bulk.push(tokio::spawn(async move {
+            let mut tx = store.db.begin_alone().await?;
+            let id = uuid::Uuid::now_v7();
+            let insert = || {
+                baton_store::q!(
+                    "INSERT INTO code_recomputes (id, cause, cause_ref, state, created_at) VALUES ($1, 'alone_test', $2, 'done', $3)",
+                    id,
+                    i.to_string(),
+                    store.now()
+                )
+            };
+            tx.execute(insert()).await?;
+            if i % 2 == 1 {
+                // The same id again: the job fails after its first row.
+                tx.execute(insert()).await?;
+            }
+            tx.commit().await
+        }));
+    }
+    for r in requests {
+        assert_eq!(r.await.unwrap(), StatusCode::CREATED);
+    }
+    let mut failed = 0;
+    for t in bulk {
+        if t.await.unwrap().is_err() {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 6);
+    let rows = app.store.db.fetch_all(baton_store::q!("SELECT cause_ref FROM code_recomputes WHERE cause = 'alone_test'")).await.unwrap();
+    let mut kept: Vec<u32> = rows.iter().map(|r| r.get::<String>("cause_ref").unwrap().parse().unwrap()).collect();
+    kept.sort_unstable();
+    assert_eq!(kept, [0, 2, 4, 6, 8, 10], "the even jobs kept, nothing of the odd ones");
+    let (_, v) = c.get("/api/v1/units?q=批量间单位").await;
+    assert_eq!(v["units"].as_array().unwrap().len(), 24);
+    let r = baton_store::audit::verify(&app.store.db, &app.store.vault).await.unwrap();
+    assert!(r.ok(), "{:?}", r.problems);
+    app.stop().await;
+}
+both!(bulk_jobs_in_their_own_transactions_keep_everyone_elses_writes, bulk_jobs_among_requests);
