@@ -437,11 +437,13 @@ pub async fn ingest(store: &Store, who: &Principal, input: &BatchInput) -> Resul
     let mut written = 0u64;
     // Up to thousands of rows: a transaction of its own, not a savepoint (see `Writer::begin_alone`).
     let mut tx = store.db.begin_alone().await?;
-    let mut it = rows.chunks_exact(ROWS);
-    for chunk in it.by_ref() {
+    // On SQLite one row a statement (see `person_codes::write_rows`); elsewhere `ROWS` a statement.
+    let many = if matches!(tx, crate::db::Tx::Sqlite(_)) { 0 } else { rows.len() / ROWS * ROWS };
+    let (multi, rest) = rows.split_at(many);
+    for chunk in multi.chunks_exact(ROWS) {
         written += tx.execute(Q { sql: &SQL_INSERT, args: chunk.iter().flat_map(|r| r.iter().cloned()).collect() }).await?;
     }
-    for r in it.remainder() {
+    for r in rest {
         let [id, venue, person, at, colour, admission, tag, jurisdiction] = r.clone();
         written += tx
             .execute(Q {
