@@ -305,3 +305,27 @@ fn enums_match_the_domain() {
     let perms: BTreeSet<String> = baton_domain::role::Permission::ALL.iter().map(|p| p.as_str().to_string()).collect();
     assert_eq!(enum_of("Permission"), perms);
 }
+
+#[test]
+fn policy_params_document_every_group_and_field_with_its_default() {
+    let d = doc();
+    let schemas = &d["components"]["schemas"];
+    let defaults = serde_json::to_value(baton_domain::policy::PolicyParams::default()).unwrap();
+    let groups = defaults.as_object().unwrap();
+    let documented = schemas["PolicyParams"]["properties"].as_object().unwrap();
+    assert_eq!(documented.keys().collect::<BTreeSet<_>>(), groups.keys().collect::<BTreeSet<_>>(), "PolicyParams groups");
+    let mut wrong = Vec::new();
+    for (group, fields) in groups {
+        let r = documented[group]["$ref"].as_str().unwrap_or_else(|| panic!("PolicyParams.{group} is not a $ref"));
+        let schema = &schemas[r.trim_start_matches("#/components/schemas/")]["properties"];
+        let fields = fields.as_object().unwrap();
+        let names: BTreeSet<&String> = schema.as_object().unwrap_or_else(|| panic!("{r} has no properties")).keys().collect();
+        assert_eq!(names, fields.keys().collect::<BTreeSet<_>>(), "fields of {group}");
+        for (name, value) in fields {
+            if &schema[name]["default"] != value {
+                wrong.push(format!("{group}.{name}: documented {}, domain {value}", schema[name]["default"]));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "defaults that differ:\n{}", wrong.join("\n"));
+}
