@@ -600,9 +600,9 @@ pub(crate) async fn decide(store: &Store, ctx: &Context, ids: &[Uuid], cause: &s
 /// Write decided codes and their history rows in `tx`; returns how many codes changed.
 pub(crate) async fn write_decided(tx: &mut Tx, d: Decided) -> Result<usize, Error> {
     let changed = d.codes.len() + d.stayed.len();
-    write_rows(tx, &SQL_UPSERT_CODES, &SQL_UPSERT_CODE, d.codes).await?;
-    write_rows(tx, &SQL_UPSERT_CODES_STAYED, &SQL_UPSERT_CODE_STAYED, d.stayed).await?;
-    write_rows(tx, &SQL_INSERT_HISTORY, &SQL_INSERT_HIST, d.hist).await?;
+    tx.execute_rows(&SQL_UPSERT_CODES, WRITE_ROWS, &SQL_UPSERT_CODE, d.codes).await?;
+    tx.execute_rows(&SQL_UPSERT_CODES_STAYED, WRITE_ROWS, &SQL_UPSERT_CODE_STAYED, d.stayed).await?;
+    tx.execute_rows(&SQL_INSERT_HISTORY, WRITE_ROWS, &SQL_INSERT_HIST, d.hist).await?;
     Ok(changed)
 }
 
@@ -618,47 +618,23 @@ fn values(head: &str, cols: usize, rows: usize, tail: &str) -> &'static str {
 
 const CODES_HEAD: &str =
     "INSERT INTO person_codes (person_id, colour, reasons, valid_until, policy_version, inputs, jurisdiction, rev, computed_at, changed_at)";
-// `changed_at` moves only when the colour does.
-const CODES_TAIL: &str =
-    "ON CONFLICT (person_id) DO UPDATE SET colour = excluded.colour, reasons = excluded.reasons, valid_until = excluded.valid_until,
-    policy_version = excluded.policy_version, inputs = excluded.inputs, jurisdiction = excluded.jurisdiction, rev = excluded.rev,
-    computed_at = excluded.computed_at,
-    changed_at = CASE WHEN excluded.colour <> person_codes.colour THEN excluded.changed_at ELSE person_codes.changed_at END";
-// The same for a person whose jurisdiction stayed: SQLite rewrites the index entry of every
-// indexed column an upsert sets, changed or not (three-quarters more time in a trial).
+// The upsert of a code whose person stayed in their jurisdiction leaves `jurisdiction` alone:
+// SQLite rewrites the index entry of every indexed column an upsert sets, changed or not
+// (three-quarters more time in a trial). `changed_at` moves only when the colour does.
 const CODES_TAIL_STAYED: &str =
     "ON CONFLICT (person_id) DO UPDATE SET colour = excluded.colour, reasons = excluded.reasons, valid_until = excluded.valid_until,
     policy_version = excluded.policy_version, inputs = excluded.inputs, rev = excluded.rev, computed_at = excluded.computed_at,
     changed_at = CASE WHEN excluded.colour <> person_codes.colour THEN excluded.changed_at ELSE person_codes.changed_at END";
+/// A new code, or one whose person moved: `jurisdiction` too.
+static CODES_TAIL: LazyLock<String> = LazyLock::new(|| format!("{CODES_TAIL_STAYED}, jurisdiction = excluded.jurisdiction"));
 const HIST_HEAD: &str = "INSERT INTO person_code_history (id, person_id, rev, colour, reasons, valid_until, policy_version, inputs, cause, at)";
 
-static SQL_UPSERT_CODES: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 10, WRITE_ROWS, CODES_TAIL));
-static SQL_UPSERT_CODE: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 10, 1, CODES_TAIL));
+static SQL_UPSERT_CODES: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 10, WRITE_ROWS, &CODES_TAIL));
+static SQL_UPSERT_CODE: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 10, 1, &CODES_TAIL));
 static SQL_UPSERT_CODES_STAYED: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 10, WRITE_ROWS, CODES_TAIL_STAYED));
 static SQL_UPSERT_CODE_STAYED: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 10, 1, CODES_TAIL_STAYED));
 static SQL_INSERT_HISTORY: LazyLock<&'static str> = LazyLock::new(|| values(HIST_HEAD, 10, WRITE_ROWS, ""));
 static SQL_INSERT_HIST: LazyLock<&'static str> = LazyLock::new(|| values(HIST_HEAD, 10, 1, ""));
-
-/// Write rows `WRITE_ROWS` at a time, the rest one by one. On SQLite every row goes alone: a
-/// statement of several rows inside a transaction opens a statement journal, which copies each
-/// page the statement touches first (perf, `bench --scenario codes`); a one-row statement needs
-/// none, and on SQLite a statement costs no round trip.
-async fn write_rows(tx: &mut Tx, many: &'static str, one: &'static str, rows: Vec<Vec<Val>>) -> Result<(), Error> {
-    if matches!(tx, Tx::Sqlite(_)) {
-        for r in rows {
-            tx.execute(Q { sql: one, args: r }).await?;
-        }
-        return Ok(());
-    }
-    let mut it = rows.chunks_exact(WRITE_ROWS);
-    for chunk in it.by_ref() {
-        tx.execute(Q { sql: many, args: chunk.iter().flatten().cloned().collect() }).await?;
-    }
-    for r in it.remainder() {
-        tx.execute(Q { sql: one, args: r.clone() }).await?;
-    }
-    Ok(())
-}
 
 /// Recompute the codes of `ids` now, in transactions of `CHUNK`, with one audit entry per call.
 pub async fn recompute_ids(store: &Store, ids: &[Uuid], cause: &str) -> Result<usize, Error> {

@@ -327,6 +327,8 @@ pub const MAX_BATCH: usize = 10_000;
 const ROWS: usize = 12;
 const COLS: usize = 8;
 
+const SQL_INSERT_ONE: &str = "INSERT INTO scans (id, venue_id, person_id, at, colour, admission, tag, jurisdiction, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $4) ON CONFLICT (venue_id, tag) DO NOTHING";
 static SQL_INSERT: LazyLock<&'static str> = LazyLock::new(|| {
     let rows: Vec<String> = (0..ROWS)
         .map(|r| {
@@ -434,25 +436,10 @@ pub async fn ingest(store: &Store, who: &Principal, input: &BatchInput) -> Resul
         ]);
     }
     rejected.sort_by_key(|a| natural(&a.field));
-    let mut written = 0u64;
     // Up to thousands of rows: a transaction of its own, not a savepoint (see `Writer::begin_alone`).
     let mut tx = store.db.begin_alone().await?;
-    // On SQLite one row a statement (see `person_codes::write_rows`); elsewhere `ROWS` a statement.
-    let many = if matches!(tx, crate::db::Tx::Sqlite(_)) { 0 } else { rows.len() / ROWS * ROWS };
-    let (multi, rest) = rows.split_at(many);
-    for chunk in multi.chunks_exact(ROWS) {
-        written += tx.execute(Q { sql: &SQL_INSERT, args: chunk.iter().flat_map(|r| r.iter().cloned()).collect() }).await?;
-    }
-    for r in rest {
-        let [id, venue, person, at, colour, admission, tag, jurisdiction] = r.clone();
-        written += tx
-            .execute(Q {
-                sql: "INSERT INTO scans (id, venue_id, person_id, at, colour, admission, tag, jurisdiction, created_at)
-                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $4) ON CONFLICT (venue_id, tag) DO NOTHING",
-                args: vec![id, venue, person, at, colour, admission, tag, jurisdiction],
-            })
-            .await?;
-    }
+    let total = rows.len();
+    let written = tx.execute_rows(&SQL_INSERT, ROWS, SQL_INSERT_ONE, rows.into_iter().map(Vec::from).collect()).await?;
     let written = usize::try_from(written).map_err(Error::internal)?;
     let entry = audit::Entry {
         action: "scan.ingest",
@@ -462,7 +449,7 @@ pub async fn ingest(store: &Store, who: &Principal, input: &BatchInput) -> Resul
         detail: serde_json::json!({"rows": input.scans.len(), "accepted": written, "rejected": rejected.len()}),
     };
     store.audited(who, entry, tx).await?;
-    Ok(BatchReport { accepted: written, duplicates: rows.len() - written, rejected })
+    Ok(BatchReport { accepted: written, duplicates: total - written, rejected })
 }
 
 fn home_division(s: &baton_domain::scope::Scope) -> String {
