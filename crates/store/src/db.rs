@@ -7,6 +7,7 @@
 //! anyway; a single connection avoids busy-retry storms) and a pool of readers.
 
 use crate::lite::{self, FromLite, LiteRow, Readers};
+pub use crate::writer::Durability;
 use crate::writer::{Job, Writer};
 use baton_domain::Error;
 use chrono::{DateTime, Utc};
@@ -159,9 +160,13 @@ impl Tx {
     /// (`many`), to save round trips, the rest one by one; on SQLite every row alone, since a
     /// statement of several rows inside a transaction opens a statement journal, which copies
     /// each page the statement touches first (perf, `bench --scenario codes`), and a statement
-    /// costs no round trip there. Returns the rows affected.
+    /// costs no round trip there (the statement is prepared once for them all). Returns the
+    /// rows affected.
     pub async fn execute_rows(&mut self, many: &'static str, per: usize, one: &'static str, rows: Vec<Vec<Val>>) -> Result<u64, Error> {
-        let statements = if matches!(self, Tx::Sqlite(_)) { 0 } else { rows.len() / per.max(1) };
+        if let Tx::Sqlite(j) = self {
+            return Ok(lite::execute_each(j.conn()?, one, &rows)?.iter().sum());
+        }
+        let statements = rows.len() / per.max(1);
         let mut n = 0;
         let mut it = rows.into_iter();
         for _ in 0..statements {
@@ -267,11 +272,19 @@ impl Db {
     }
 
     /// A transaction for a bulk write of thousands of rows: on SQLite one of its own rather than
-    /// a savepoint in the group-commit batch (see `Writer::begin_alone`).
-    pub async fn begin_alone(&self) -> Result<Tx, Error> {
+    /// a savepoint in the group-commit batch (see `Writer::begin_alone`). A `Resumable` one
+    /// does not wait for the disk at commit (`Durability`; on PostgreSQL
+    /// `synchronous_commit = off` for the transaction, which has the same meaning there).
+    pub async fn begin_alone(&self, durability: Durability) -> Result<Tx, Error> {
         match self {
-            Db::Sqlite { write, .. } => write.begin_alone().await.map(Tx::Sqlite),
-            Db::Postgres(p) => p.begin().await.map(Tx::Postgres).map_err(db_err),
+            Db::Sqlite { write, .. } => write.begin_alone(durability).await.map(Tx::Sqlite),
+            Db::Postgres(p) => {
+                let mut tx = p.begin().await.map_err(db_err)?;
+                if durability == Durability::Resumable {
+                    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await.map_err(db_err)?;
+                }
+                Ok(Tx::Postgres(tx))
+            }
         }
     }
 

@@ -43,7 +43,7 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use uuid::Uuid;
 
-pub use db::{Backend, Db, DbOptions};
+pub use db::{Backend, Db, DbOptions, Durability};
 pub use principal::Principal;
 pub use vault::{Keyring, Vault};
 

@@ -159,6 +159,21 @@ pub fn execute(conn: &Connection, q: &Q) -> Result<u64, Error> {
     Ok(conn.changes())
 }
 
+/// Run one statement for each row of arguments, prepared and looked up once: the rows each
+/// changed (0 for a row an upsert's `WHERE` skipped).
+pub fn execute_each(conn: &Connection, sql: &'static str, rows: &[Vec<Val>]) -> Result<Vec<u64>, Error> {
+    let mut stmt = conn.prepare_cached(sql).map_err(lite_err)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for args in rows {
+        bind(&mut stmt, sql, args)?;
+        let mut rows = stmt.raw_query();
+        while rows.next().map_err(lite_err)?.is_some() {}
+        drop(rows);
+        out.push(conn.changes());
+    }
+    Ok(out)
+}
+
 /// A value both drivers can read; this is the rusqlite half (sqlx decodes the PostgreSQL one).
 /// Lenient where SQLite is (an integer read as a number of either kind, say), strict where a
 /// wrong type would be a bug.

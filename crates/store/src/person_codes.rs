@@ -2,8 +2,8 @@
 //! the facts as they stand — the latest result (`person_results`, the testing module's; for a
 //! companion also the negative samples since the exposure, through `results`), stays
 //! matched against the risk areas, control orders — under the policy version in force. Every
-//! code stored keeps its inputs and policy version; every change adds a history row with its
-//! cause. Codes are recomputed in sets ([`recompute`]): only rows whose code changed are written.
+//! change adds a history row with its cause, the inputs and the policy version; the current
+//! code is the history row of its `rev` (`person_codes` keeps what lists and checks read). Codes are recomputed in sets ([`recompute`]): only rows whose code changed are written.
 //!
 //! The QR a person shows is a compact signed token ([`sign_token`]): `base64url(payload ‖ sig)`,
 //! payload = kind `P`, the signing key id (4 bytes), the person id (16), the colour (1) and the
@@ -218,7 +218,9 @@ async fn stored(store: &Store, person: Uuid) -> Result<Option<CodeView>, Error> 
     let r = store
         .db
         .fetch_optional(q!(
-            "SELECT person_id, colour, reasons, valid_until, policy_version, inputs, rev, computed_at, changed_at FROM person_codes WHERE person_id = $1",
+            "SELECT c.person_id, c.colour, c.reasons, c.valid_until, c.policy_version, h.inputs, c.rev, c.computed_at, c.changed_at
+               FROM person_codes c JOIN person_code_history h ON h.person_id = c.person_id AND h.rev = c.rev
+              WHERE c.person_id = $1",
             person
         ))
         .await?;
@@ -575,14 +577,12 @@ pub(crate) async fn decide(store: &Store, ctx: &Context, ids: &[Uuid], cause: &s
             reasons.clone().into(),
             until.into(),
             ctx.policy_version.into(),
-            inputs.clone().into(),
             jurisdiction.clone().into(),
             rev.into(),
             ctx.now.into(),
             ctx.now.into(),
         ]);
         hist.push(vec![
-            Uuid::now_v7().into(),
             (*id).into(),
             rev.into(),
             code.colour.as_str().into(),
@@ -616,25 +616,27 @@ fn values(head: &str, cols: usize, rows: usize, tail: &str) -> &'static str {
     Box::leak(format!("{head} VALUES {} {tail}", v.join(", ")).into_boxed_str())
 }
 
+// A code's inputs are kept once, in its history row (the current code is the history row of its
+// `rev`): a county-wide change writes a million of each.
 const CODES_HEAD: &str =
-    "INSERT INTO person_codes (person_id, colour, reasons, valid_until, policy_version, inputs, jurisdiction, rev, computed_at, changed_at)";
+    "INSERT INTO person_codes (person_id, colour, reasons, valid_until, policy_version, jurisdiction, rev, computed_at, changed_at)";
 // The upsert of a code whose person stayed in their jurisdiction leaves `jurisdiction` alone:
 // SQLite rewrites the index entry of every indexed column an upsert sets, changed or not
 // (three-quarters more time in a trial). `changed_at` moves only when the colour does.
 const CODES_TAIL_STAYED: &str =
     "ON CONFLICT (person_id) DO UPDATE SET colour = excluded.colour, reasons = excluded.reasons, valid_until = excluded.valid_until,
-    policy_version = excluded.policy_version, inputs = excluded.inputs, rev = excluded.rev, computed_at = excluded.computed_at,
+    policy_version = excluded.policy_version, rev = excluded.rev, computed_at = excluded.computed_at,
     changed_at = CASE WHEN excluded.colour <> person_codes.colour THEN excluded.changed_at ELSE person_codes.changed_at END";
 /// A new code, or one whose person moved: `jurisdiction` too.
 static CODES_TAIL: LazyLock<String> = LazyLock::new(|| format!("{CODES_TAIL_STAYED}, jurisdiction = excluded.jurisdiction"));
-const HIST_HEAD: &str = "INSERT INTO person_code_history (id, person_id, rev, colour, reasons, valid_until, policy_version, inputs, cause, at)";
+const HIST_HEAD: &str = "INSERT INTO person_code_history (person_id, rev, colour, reasons, valid_until, policy_version, inputs, cause, at)";
 
-static SQL_UPSERT_CODES: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 10, WRITE_ROWS, &CODES_TAIL));
-static SQL_UPSERT_CODE: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 10, 1, &CODES_TAIL));
-static SQL_UPSERT_CODES_STAYED: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 10, WRITE_ROWS, CODES_TAIL_STAYED));
-static SQL_UPSERT_CODE_STAYED: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 10, 1, CODES_TAIL_STAYED));
-static SQL_INSERT_HISTORY: LazyLock<&'static str> = LazyLock::new(|| values(HIST_HEAD, 10, WRITE_ROWS, ""));
-static SQL_INSERT_HIST: LazyLock<&'static str> = LazyLock::new(|| values(HIST_HEAD, 10, 1, ""));
+static SQL_UPSERT_CODES: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 9, WRITE_ROWS, &CODES_TAIL));
+static SQL_UPSERT_CODE: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 9, 1, &CODES_TAIL));
+static SQL_UPSERT_CODES_STAYED: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 9, WRITE_ROWS, CODES_TAIL_STAYED));
+static SQL_UPSERT_CODE_STAYED: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 9, 1, CODES_TAIL_STAYED));
+static SQL_INSERT_HISTORY: LazyLock<&'static str> = LazyLock::new(|| values(HIST_HEAD, 9, WRITE_ROWS, ""));
+static SQL_INSERT_HIST: LazyLock<&'static str> = LazyLock::new(|| values(HIST_HEAD, 9, 1, ""));
 
 /// Recompute the codes of `ids` now, in transactions of `CHUNK`, with one audit entry per call.
 pub async fn recompute_ids(store: &Store, ids: &[Uuid], cause: &str) -> Result<usize, Error> {

@@ -341,7 +341,7 @@ async fn work(store: &Store, run: &Run, budget: usize) -> Result<(usize, usize, 
         let decided = decided.await.map_err(|e| Error::internal(format!("recompute: {e}")))??;
         waited += t.elapsed();
         let t = std::time::Instant::now();
-        let mut tx = store.db.begin_alone().await?;
+        let mut tx = store.db.begin_alone(crate::Durability::Resumable).await?;
         let c = write_decided(&mut tx, decided).await?;
         tx.execute(q!(
             "UPDATE code_recomputes SET processed = processed + $2, changed = changed + $3, cursor = $4 WHERE id = $1",

@@ -7,6 +7,10 @@
 //! A job's statements run on the request's own thread (`lite`): they are microseconds each
 //! and the job holds the one writer anyway. Only the commit, which waits for the disk, moves
 //! to the blocking pool.
+//!
+//! Checkpoints (copying the WAL back into the database file, and waiting for the disk again)
+//! run on a thread of their own (`Checkpointer`), not inside whichever commit crossed SQLite's
+//! automatic threshold: a bulk recompute crossed it at every chunk.
 
 use crate::lite;
 use baton_domain::Error;
@@ -34,6 +38,9 @@ impl std::fmt::Debug for Writer {
 pub struct State {
     conn: Option<Connection>,
     in_batch: bool,
+    /// The open transaction commits without waiting for the disk (`Writer::begin_alone`).
+    resumable: bool,
+    checkpointer: Checkpointer,
     waiters: Vec<oneshot::Sender<Result<(), String>>>,
 }
 
@@ -44,6 +51,18 @@ impl Drop for Queued<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Whether a transaction of its own waits for the disk at commit (`Writer::begin_alone`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Acknowledged only once on disk, as every group-committed batch is.
+    Durable,
+    /// Work that records its own progress in the same transaction (a recompute run's cursor):
+    /// its commit does not wait for the disk. A power cut may lose the last such commits, and
+    /// with them the progress they recorded, so the work is redone; the database stays
+    /// consistent, and the next durable commit makes them durable too (the WAL is one sequence).
+    Resumable,
 }
 
 /// One request's write: the writer's connection, inside a savepoint of the current batch.
@@ -57,15 +76,18 @@ pub struct Job {
 impl Writer {
     pub fn open(path: &Path) -> Result<Arc<Writer>, Error> {
         let conn = lite::open(path, false)?;
-        let state = State { conn: Some(conn), in_batch: false, waiters: Vec::new() };
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;").map_err(lite::lite_err)?;
+        let checkpointer = Checkpointer::start(path)?;
+        let state = State { conn: Some(conn), in_batch: false, resumable: false, checkpointer, waiters: Vec::new() };
         Ok(Arc::new(Writer { state: Arc::new(Mutex::new(state)), queued: AtomicUsize::new(0) }))
     }
 
-    /// Commit what is pending and close the connection.
+    /// Commit what is pending, checkpoint, and close the connections.
     pub async fn close(&self) {
         let g = self.state.clone().lock_owned().await;
         if let Some(mut g) = flush(g).await {
             g.conn = None;
+            g.checkpointer.stop();
         }
     }
 
@@ -87,16 +109,79 @@ impl Writer {
     /// nobody joins this one. A savepoint makes SQLite copy every page it touches into a
     /// sub-journal first; for a chunk of thousands of rows that was half the writer's time
     /// (perf, `bench --scenario codes`). A failure rolls back only this job, as a savepoint would.
-    pub async fn begin_alone(self: &Arc<Self>) -> Result<Job, Error> {
+    pub async fn begin_alone(self: &Arc<Self>, durability: Durability) -> Result<Job, Error> {
         self.queued.fetch_add(1, Ordering::AcqRel);
         let g = {
             let _q = Queued(&self.queued);
             self.state.clone().lock_owned().await
         };
         let mut g = flush(g).await.ok_or_else(|| Error::internal("commit abandoned"))?;
-        exec(&g, "BEGIN IMMEDIATE")?;
+        // SQLite changes the safety level only outside a transaction; `flush` sets it back.
+        if durability == Durability::Resumable {
+            exec(&g, "PRAGMA synchronous = NORMAL")?;
+            g.resumable = true;
+        }
+        if let Err(e) = exec(&g, "BEGIN IMMEDIATE") {
+            end_resumable(&mut g);
+            return Err(e);
+        }
         g.in_batch = true;
         Ok(Job { guard: Some(g), writer: self.clone(), alone: true })
+    }
+}
+
+/// Back to `synchronous = FULL` after a resumable transaction ended.
+fn end_resumable(g: &mut State) {
+    if g.resumable && exec(g, "PRAGMA synchronous = FULL").is_ok() {
+        g.resumable = false;
+    }
+}
+
+/// Checkpoints on a thread of their own, with a connection of their own. Each commit nudges
+/// it; it checkpoints without waiting for readers (PASSIVE: a frame a reader still needs is
+/// copied by a later checkpoint), then rests `CHECKPOINT_REST`, so that the commits of a busy
+/// spell share one checkpoint and an idle database costs nothing.
+struct Checkpointer {
+    nudge: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+const CHECKPOINT_REST: std::time::Duration = std::time::Duration::from_millis(200);
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer, Error> {
+        let conn = lite::open(path, false)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let checkpoint = move || {
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "checkpoint");
+            }
+        };
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    checkpoint();
+                    std::thread::sleep(CHECKPOINT_REST);
+                }
+                checkpoint();
+            })
+            .map_err(Error::internal)?;
+        Ok(Checkpointer { nudge: Some(tx), thread: Some(thread) })
+    }
+
+    fn nudge(&self) {
+        if let Some(n) = &self.nudge {
+            let _ = n.try_send(());
+        }
+    }
+
+    /// A last checkpoint, and the thread ends.
+    fn stop(&mut self) {
+        self.nudge = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -123,6 +208,8 @@ async fn flush(g: OwnedMutexGuard<State>) -> Option<OwnedMutexGuard<State>> {
         let _ = exec(&g, "ROLLBACK");
     }
     g.in_batch = false;
+    end_resumable(&mut g);
+    g.checkpointer.nudge();
     let r = result.map_err(|e| e.to_string());
     for w in g.waiters.drain(..) {
         let _ = w.send(r.clone());
@@ -165,6 +252,7 @@ async fn finish_failed(writer: &Writer, mut g: OwnedMutexGuard<State>, alone: bo
     if alone {
         let _ = exec(&g, "ROLLBACK");
         g.in_batch = false;
+        end_resumable(&mut g);
         return;
     }
     if exec(&g, "ROLLBACK TO job").is_ok() {

@@ -56,7 +56,7 @@ async fn bulk_jobs_among_requests(b: Backend) {
     for i in 0..12u32 {
         let store = app.store.clone();
         bulk.push(tokio::spawn(async move {
-            let mut tx = store.db.begin_alone().await?;
+            let mut tx = store.db.begin_alone(baton_store::Durability::Durable).await?;
             let id = uuid::Uuid::now_v7();
             let insert = || {
                 baton_store::q!(
