@@ -311,7 +311,7 @@ pub fn id_args(lead: Vec<Val>, ids: &[Uuid]) -> Vec<Val> {
 
 /// How a set of persons' rows are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Reads {
+pub enum Reads {
     /// `IN (…)` lists, `IN_LIST` ids a statement: for a set scattered over the persons.
     Lists,
     /// One range from the set's first id to its last, rows of persons outside the set dropped:
@@ -524,7 +524,7 @@ struct Old {
 /// `person_codes` (new or moved to another jurisdiction; and those that stayed, whose upsert
 /// leaves `jurisdiction` alone so that SQLite does not rewrite its index entry) and of
 /// `person_code_history`.
-pub(crate) struct Decided {
+pub struct Decided {
     codes: Vec<Vec<Val>>,
     stayed: Vec<Vec<Val>>,
     hist: Vec<Vec<Val>>,
@@ -533,7 +533,7 @@ pub(crate) struct Decided {
 /// Decide the codes of up to `CHUNK` persons (`ids` sorted, distinct) from their facts as the
 /// readers see them, without the writer; only codes whose colour, reasons, `until`, policy
 /// version or jurisdiction changed are kept. The writer is held only to write them (`write_decided`).
-pub(crate) async fn decide(store: &Store, ctx: &Context, ids: &[Uuid], cause: &str, how: Reads) -> Result<Decided, Error> {
+pub async fn decide(store: &Store, ctx: &Context, ids: &[Uuid], cause: &str, how: Reads) -> Result<Decided, Error> {
     let facts = gather(store, ctx, ids, how).await?;
     let mut old: HashMap<Uuid, Old> = HashMap::with_capacity(ids.len());
     for r in fetch_set(store, &CODES, &[], ids, how).await? {
@@ -597,13 +597,27 @@ pub(crate) async fn decide(store: &Store, ctx: &Context, ids: &[Uuid], cause: &s
     Ok(Decided { codes, stayed, hist })
 }
 
-/// Write decided codes and their history rows in `tx`; returns how many codes changed.
-pub(crate) async fn write_decided(tx: &mut Tx, d: Decided) -> Result<usize, Error> {
-    let changed = d.codes.len() + d.stayed.len();
-    tx.execute_rows(&SQL_UPSERT_CODES, WRITE_ROWS, &SQL_UPSERT_CODE, d.codes).await?;
-    tx.execute_rows(&SQL_UPSERT_CODES_STAYED, WRITE_ROWS, &SQL_UPSERT_CODE_STAYED, d.stayed).await?;
+/// What writing decided codes did: how many changed, and how many another writer's code had
+/// overtaken since they were decided (left as that writer wrote them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub changed: usize,
+    pub overtaken: usize,
+}
+
+/// Write decided codes and their history rows in `tx`. A code lands only over the revision it
+/// was decided from: if another writer wrote the person's code meanwhile (from facts that may be
+/// newer or older than these), it is left alone and counted `overtaken`, and the caller decides
+/// again from the facts as they are now ([`settle`]).
+pub async fn write_decided(tx: &mut Tx, d: Decided) -> Result<Written, Error> {
+    let decided = d.codes.len() + d.stayed.len();
+    let mut landed = tx.execute_rows(&SQL_UPSERT_CODES, WRITE_ROWS, &SQL_UPSERT_CODE, d.codes).await?;
+    landed += tx.execute_rows(&SQL_UPSERT_CODES_STAYED, WRITE_ROWS, &SQL_UPSERT_CODE_STAYED, d.stayed).await?;
+    // The history row of an overtaken code is already there: its revision was written, with
+    // its own history row, by the writer that overtook it.
     tx.execute_rows(&SQL_INSERT_HISTORY, WRITE_ROWS, &SQL_INSERT_HIST, d.hist).await?;
-    Ok(changed)
+    let changed = usize::try_from(landed).map_err(Error::internal)?;
+    Ok(Written { changed, overtaken: decided.saturating_sub(changed) })
 }
 
 /// Rows per multi-row write.
@@ -623,22 +637,26 @@ const CODES_HEAD: &str =
 // The upsert of a code whose person stayed in their jurisdiction leaves `jurisdiction` alone:
 // SQLite rewrites the index entry of every indexed column an upsert sets, changed or not
 // (three-quarters more time in a trial). `changed_at` moves only when the colour does.
-const CODES_TAIL_STAYED: &str =
-    "ON CONFLICT (person_id) DO UPDATE SET colour = excluded.colour, reasons = excluded.reasons, valid_until = excluded.valid_until,
+const CODES_SET: &str = "colour = excluded.colour, reasons = excluded.reasons, valid_until = excluded.valid_until,
     policy_version = excluded.policy_version, rev = excluded.rev, computed_at = excluded.computed_at,
     changed_at = CASE WHEN excluded.colour <> person_codes.colour THEN excluded.changed_at ELSE person_codes.changed_at END";
+/// Only over the revision the code was decided from (see `write_decided`).
+const CODES_GUARD: &str = "WHERE person_codes.rev = excluded.rev - 1";
+static CODES_TAIL_STAYED: LazyLock<String> = LazyLock::new(|| format!("ON CONFLICT (person_id) DO UPDATE SET {CODES_SET} {CODES_GUARD}"));
 /// A new code, or one whose person moved: `jurisdiction` too.
-static CODES_TAIL: LazyLock<String> = LazyLock::new(|| format!("{CODES_TAIL_STAYED}, jurisdiction = excluded.jurisdiction"));
+static CODES_TAIL: LazyLock<String> =
+    LazyLock::new(|| format!("ON CONFLICT (person_id) DO UPDATE SET {CODES_SET}, jurisdiction = excluded.jurisdiction {CODES_GUARD}"));
 const HIST_HEAD: &str = "INSERT INTO person_code_history (person_id, rev, colour, reasons, valid_until, policy_version, inputs, cause, at)";
+const HIST_TAIL: &str = "ON CONFLICT (person_id, rev) DO NOTHING";
 
 static SQL_UPSERT_CODES: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 9, WRITE_ROWS, &CODES_TAIL));
 static SQL_UPSERT_CODE: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 9, 1, &CODES_TAIL));
-static SQL_UPSERT_CODES_STAYED: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 9, WRITE_ROWS, CODES_TAIL_STAYED));
-static SQL_UPSERT_CODE_STAYED: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 9, 1, CODES_TAIL_STAYED));
-static SQL_INSERT_HISTORY: LazyLock<&'static str> = LazyLock::new(|| values(HIST_HEAD, 9, WRITE_ROWS, ""));
-static SQL_INSERT_HIST: LazyLock<&'static str> = LazyLock::new(|| values(HIST_HEAD, 9, 1, ""));
+static SQL_UPSERT_CODES_STAYED: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 9, WRITE_ROWS, &CODES_TAIL_STAYED));
+static SQL_UPSERT_CODE_STAYED: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 9, 1, &CODES_TAIL_STAYED));
+static SQL_INSERT_HISTORY: LazyLock<&'static str> = LazyLock::new(|| values(HIST_HEAD, 9, WRITE_ROWS, HIST_TAIL));
+static SQL_INSERT_HIST: LazyLock<&'static str> = LazyLock::new(|| values(HIST_HEAD, 9, 1, HIST_TAIL));
 
-/// Recompute the codes of `ids` now, in transactions of `CHUNK`, with one audit entry per call.
+/// Recompute the codes of `ids` now, in transactions of `CHUNK`, each audited.
 pub async fn recompute_ids(store: &Store, ids: &[Uuid], cause: &str) -> Result<usize, Error> {
     let ctx = Context::load(store).await?;
     let mut changed = 0;
@@ -647,20 +665,40 @@ pub async fn recompute_ids(store: &Store, ids: &[Uuid], cause: &str) -> Result<u
     ids.dedup();
     for chunk in ids.chunks(CHUNK) {
         let d = decide(store, &ctx, chunk, cause, Reads::Lists).await?;
+        changed += settle(store, chunk, d, cause).await?;
+    }
+    Ok(changed)
+}
+
+/// Writes of one set that another writer may overtake before `settle` gives up: each try
+/// decides from newer facts, so only a person whose code is rewritten without pause gets there.
+const SETTLE_TRIES: usize = 5;
+
+/// Write `d`, decided for `ids`, audited; while another writer overtook some of its codes,
+/// decide `ids` again from the facts and policy as they are now and write that. Returns how
+/// many codes changed.
+pub async fn settle(store: &Store, ids: &[Uuid], d: Decided, cause: &str) -> Result<usize, Error> {
+    let mut d = d;
+    let mut changed = 0;
+    for _ in 0..SETTLE_TRIES {
         let mut tx = store.db.begin().await?;
-        let n = write_decided(&mut tx, d).await?;
-        changed += n;
-        let who = Principal::system("codes");
+        let w = write_decided(&mut tx, d).await?;
+        changed += w.changed;
         let entry = audit::Entry {
             action: "code.recompute",
             object_type: "person_code",
-            object_id: chunk.first().map(Uuid::to_string).unwrap_or_default(),
+            object_id: ids.first().map(Uuid::to_string).unwrap_or_default(),
             jurisdiction: "",
-            detail: serde_json::json!({"cause": cause, "persons": chunk.len(), "changed": n}),
+            detail: serde_json::json!({"cause": cause, "persons": ids.len(), "changed": w.changed, "overtaken": w.overtaken}),
         };
-        store.audited(&who, entry, tx).await?;
+        store.audited(&Principal::system("codes"), entry, tx).await?;
+        if w.overtaken == 0 {
+            return Ok(changed);
+        }
+        let ctx = Context::load(store).await?;
+        d = decide(store, &ctx, ids, cause, Reads::Lists).await?;
     }
-    Ok(changed)
+    Err(Error::conflict("code_contended", "该人员的码正被反复更新，请稍后重试", "this code is being rewritten without pause; try again shortly"))
 }
 
 // ---------- facts this module keeps ----------

@@ -294,9 +294,9 @@ async fn affected(store: &Store, run: &Run, ctx: &Context) -> Result<Vec<Uuid>, 
 /// facts are read and their codes decided on the other cores meanwhile.
 const AHEAD: usize = 2;
 
-/// A chunk being decided: its size, its last person (the run's cursor once it is written), and
-/// the task deciding it.
-type Ahead = (usize, Option<Uuid>, tokio::task::JoinHandle<Result<Decided, Error>>);
+/// A chunk being decided: its persons (the last is the run's cursor once it is written) and the
+/// task deciding it.
+type Ahead = (Vec<Uuid>, tokio::task::JoinHandle<Result<Decided, Error>>);
 
 /// Work on one run for at most `budget` chunks; returns (processed, changed, chunks used).
 /// Chunks are decided ahead on the runtime's other threads (`AHEAD`) and written in order, each
@@ -332,17 +332,18 @@ async fn work(store: &Store, run: &Run, budget: usize) -> Result<(usize, usize, 
         while ahead.len() < AHEAD
             && let Some(chunk) = chunks.next()
         {
-            let (store, ctx, cause, chunk) = (store.clone(), ctx.clone(), cause.clone(), chunk.to_vec());
-            let (n, last) = (chunk.len(), chunk.last().copied());
-            ahead.push_back((n, last, tokio::spawn(async move { decide(&store, &ctx, &chunk, &cause, how).await })));
+            let (store, ctx, cause, ids) = (store.clone(), ctx.clone(), cause.clone(), chunk.to_vec());
+            ahead.push_back((chunk.to_vec(), tokio::spawn(async move { decide(&store, &ctx, &ids, &cause, how).await })));
         }
-        let Some((n, last, decided)) = ahead.pop_front() else { break };
+        let Some((chunk, decided)) = ahead.pop_front() else { break };
+        let (n, last) = (chunk.len(), chunk.last().copied());
         let t = std::time::Instant::now();
         let decided = decided.await.map_err(|e| Error::internal(format!("recompute: {e}")))??;
         waited += t.elapsed();
         let t = std::time::Instant::now();
         let mut tx = store.db.begin_alone(crate::Durability::Resumable).await?;
-        let c = write_decided(&mut tx, decided).await?;
+        let w = write_decided(&mut tx, decided).await?;
+        let c = w.changed;
         tx.execute(q!(
             "UPDATE code_recomputes SET processed = processed + $2, changed = changed + $3, cursor = $4 WHERE id = $1",
             run.id,
@@ -352,6 +353,16 @@ async fn work(store: &Store, run: &Run, budget: usize) -> Result<(usize, usize, 
         ))
         .await?;
         tx.commit().await?;
+        // Codes that a single person's recompute (a result, a control order) wrote meanwhile:
+        // decided again from the facts as they are now.
+        let c = if w.overtaken > 0 {
+            let again = recompute_ids(store, &chunk, &cause).await?;
+            let n = i64::try_from(again).map_err(Error::internal)?;
+            store.db.execute(q!("UPDATE code_recomputes SET changed = changed + $2 WHERE id = $1", run.id, n)).await?;
+            c + again
+        } else {
+            c
+        };
         writing += t.elapsed();
         processed += n;
         changed += c;

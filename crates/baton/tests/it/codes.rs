@@ -6,7 +6,8 @@
 //! listed, and the exposure search at the window's edges with its xlsx export; companions
 //! cleared by two negative tests 24 h apart within 3 days; trucks that shared a service site
 //! in the exposure search; companions marked from the search page; residents scanning a
-//! venue poster with the phone that opened their code link.
+//! venue poster with the phone that opened their code link; a code decided from older facts
+//! not landing over a newer one.
 use crate::pages::{Ui, cells, section, tag};
 use baton_domain::clock::Clock;
 use baton_domain::code::Colour;
@@ -911,3 +912,63 @@ async fn residents_scan_the_poster_with_their_own_phone(b: Backend) {
     app.stop().await;
 }
 both!(residents_scan_the_poster_with_their_own_phone, residents_scan_the_poster_with_their_own_phone);
+
+fn sorted_reasons(v: &Value) -> Vec<String> {
+    let mut r = reasons(v);
+    r.sort();
+    r
+}
+
+/// Two writers decide one person from the same revision (a risk-area run beside a control
+/// order's recompute): the code written second is overtaken and does not land over the first;
+/// `settle` decides it again from the facts as they are then. The history keeps one row per
+/// revision.
+async fn a_code_decided_from_older_facts_does_not_land(b: Backend) {
+    let app = spawn_app(b).await;
+    let c = app.login("commander").await;
+    let store = &app.store;
+    let now = app.clock.now();
+    let decide = |ctx: person_codes::Context, id: Uuid| async move {
+        person_codes::decide(store, &ctx, &[id], "risk_areas", person_codes::Reads::Lists).await.unwrap()
+    };
+    let context = || async { person_codes::Context::load(store).await.unwrap() };
+    let (p, q) = (person(&c, 60).await, person(&c, 61).await);
+    let (pid, qid): (Uuid, Uuid) = (p.parse().unwrap(), q.parse().unwrap());
+    stays_in(&c, &p, "140105", now).await;
+    stays_in(&c, &q, "140105", now).await;
+    let p0 = code(&c, &p).await["rev"].as_i64().unwrap();
+    let v = control(&c, &q, json!({"kind": "home_isolation", "to": ts(now + Duration::hours(1))})).await;
+    let q0 = v["rev"].as_i64().unwrap();
+    let (st, _) = c.post("/api/v1/risk-areas", json!({"division": "140105", "level": "high", "from": ts(now - Duration::days(3))})).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let both_reasons = vec!["high_risk_stay".to_string(), "home_isolation".into()];
+
+    // The run decides p from the stay alone; a home-isolation order lands and its recompute
+    // writes p's code first; the run's write then leaves that code alone.
+    let run = decide(context().await, pid).await;
+    let v = control(&c, &p, json!({"kind": "home_isolation"})).await;
+    assert_eq!((v["rev"].as_i64(), sorted_reasons(&v)), (Some(p0 + 1), both_reasons.clone()));
+    let mut tx = store.db.begin().await.unwrap();
+    let w = person_codes::write_decided(&mut tx, run).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(w, person_codes::Written { changed: 0, overtaken: 1 });
+    let v = code(&c, &p).await;
+    assert_eq!((v["rev"].as_i64(), sorted_reasons(&v)), (Some(p0 + 1), both_reasons.clone()));
+
+    // The other way round: q's code decided while its order ran lands after the order ended,
+    // and the code decided after the end is overtaken, decided again, and lands over it.
+    let stale = decide(context().await, qid).await;
+    app.clock.advance(Duration::hours(2));
+    let fresh = decide(context().await, qid).await;
+    let mut tx = store.db.begin().await.unwrap();
+    assert_eq!(person_codes::write_decided(&mut tx, stale).await.unwrap(), person_codes::Written { changed: 1, overtaken: 0 });
+    tx.commit().await.unwrap();
+    assert_eq!(person_codes::settle(store, &[qid], fresh, "risk_areas").await.unwrap(), 1);
+    let v = code(&c, &q).await;
+    assert_eq!((v["rev"].as_i64(), reasons(&v)), (Some(q0 + 2), vec!["high_risk_stay".to_string()]));
+    let (_, h) = c.get(&format!("/api/v1/persons/{q}/code/history")).await;
+    let h: Vec<(i64, Vec<String>)> = h["history"].as_array().unwrap().iter().map(|e| (e["rev"].as_i64().unwrap(), sorted_reasons(e))).collect();
+    assert_eq!(h[..2], [(q0 + 2, vec!["high_risk_stay".to_string()]), (q0 + 1, both_reasons)], "{h:?}");
+    app.stop().await;
+}
+both!(a_code_decided_from_older_facts_does_not_land, a_code_decided_from_older_facts_does_not_land);
