@@ -86,6 +86,9 @@ type ArgMaps = HashMap<(usize, usize), Rc<[usize]>>;
 thread_local! {
     /// See `arg_of`.
     static ARG_OF: RefCell<ArgMaps> = RefCell::new(HashMap::new());
+    /// The time last bound, as text: the rows of a bulk write carry the same `now` several
+    /// times each (formatting it was a twenty-fifth of a recompute's writer).
+    static LAST_TIME: RefCell<Option<(DateTime<Utc>, String)>> = const { RefCell::new(None) };
 }
 
 /// Which argument each of the statement's parameters takes: SQLite numbers named parameters
@@ -119,7 +122,15 @@ fn bind(stmt: &mut rusqlite::Statement<'_>, sql: &'static str, args: &[Val]) -> 
             Val::Text(x) => stmt.raw_bind_parameter(i, x),
             Val::Bytes(x) => stmt.raw_bind_parameter(i, x),
             Val::Uuid(x) => stmt.raw_bind_parameter(i, x.as_ref().map(|u| &u.as_bytes()[..])),
-            Val::Time(x) => stmt.raw_bind_parameter(i, x.as_ref().map(time_text)),
+            Val::Time(None) => stmt.raw_bind_parameter(i, None::<&str>),
+            Val::Time(Some(t)) => LAST_TIME.with(|last| {
+                let mut last = last.borrow_mut();
+                let text = match &*last {
+                    Some((k, text)) if k == t => text,
+                    _ => &last.insert((*t, time_text(t))).1,
+                };
+                stmt.raw_bind_parameter(i, text.as_str())
+            }),
         };
         r.map_err(lite_err)?;
     }

@@ -521,12 +521,13 @@ struct Old {
 }
 
 /// The codes of a set of persons that changed, decided and ready to write: the rows of
-/// `person_codes` (new or moved to another jurisdiction; and those that stayed, whose upsert
-/// leaves `jurisdiction` alone so that SQLite does not rewrite its index entry) and of
-/// `person_code_history`.
+/// `person_codes` (new; over an old code whose person stayed in their jurisdiction, leaving
+/// `jurisdiction` alone so that SQLite does not rewrite its index entry; over one whose person
+/// moved) and of `person_code_history`.
 pub struct Decided {
-    codes: Vec<Vec<Val>>,
+    new: Vec<Vec<Val>>,
     stayed: Vec<Vec<Val>>,
+    moved: Vec<Vec<Val>>,
     hist: Vec<Vec<Val>>,
 }
 
@@ -549,9 +550,7 @@ pub async fn decide(store: &Store, ctx: &Context, ids: &[Uuid], cause: &str, how
             },
         );
     }
-    let mut codes: Vec<Vec<Val>> = Vec::new();
-    let mut stayed: Vec<Vec<Val>> = Vec::new();
-    let mut hist: Vec<Vec<Val>> = Vec::new();
+    let (mut new, mut stayed, mut moved, mut hist) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut ordered: Vec<(&Uuid, &(String, CodeInputs))> = facts.iter().collect();
     ordered.sort_by_key(|(id, _)| **id);
     for (id, (jurisdiction, inputs)) in ordered {
@@ -570,18 +569,26 @@ pub async fn decide(store: &Store, ctx: &Context, ids: &[Uuid], cause: &str, how
         }
         let inputs = serde_json::to_string(inputs).map_err(Error::internal)?;
         let rev = prev.map_or(1, |o| o.rev + 1);
-        let to = if prev.is_some_and(|o| o.jurisdiction == *jurisdiction) { &mut stayed } else { &mut codes };
-        to.push(vec![
+        let mut row: Vec<Val> = vec![
             (*id).into(),
             code.colour.as_str().into(),
             reasons.clone().into(),
             until.into(),
             ctx.policy_version.into(),
-            jurisdiction.clone().into(),
             rev.into(),
             ctx.now.into(),
-            ctx.now.into(),
-        ]);
+        ];
+        match prev {
+            None => {
+                row.push(jurisdiction.clone().into());
+                new.push(row);
+            }
+            Some(o) if o.jurisdiction == *jurisdiction => stayed.push(row),
+            Some(_) => {
+                row.push(jurisdiction.clone().into());
+                moved.push(row);
+            }
+        }
         hist.push(vec![
             (*id).into(),
             rev.into(),
@@ -594,7 +601,7 @@ pub async fn decide(store: &Store, ctx: &Context, ids: &[Uuid], cause: &str, how
             ctx.now.into(),
         ]);
     }
-    Ok(Decided { codes, stayed, hist })
+    Ok(Decided { new, stayed, moved, hist })
 }
 
 /// What writing decided codes did: how many changed, and how many another writer's code had
@@ -610,9 +617,10 @@ pub struct Written {
 /// newer or older than these), it is left alone and counted `overtaken`, and the caller decides
 /// again from the facts as they are now ([`settle`]).
 pub async fn write_decided(tx: &mut Tx, d: Decided) -> Result<Written, Error> {
-    let decided = d.codes.len() + d.stayed.len();
-    let mut landed = tx.execute_rows(&SQL_UPSERT_CODES, WRITE_ROWS, &SQL_UPSERT_CODE, d.codes).await?;
-    landed += tx.execute_rows(&SQL_UPSERT_CODES_STAYED, WRITE_ROWS, &SQL_UPSERT_CODE_STAYED, d.stayed).await?;
+    let decided = d.new.len() + d.stayed.len() + d.moved.len();
+    let mut landed = tx.execute_rows(&SQL_INSERT_CODES, WRITE_ROWS, &SQL_INSERT_CODE, d.new).await?;
+    landed += tx.execute_rows(&SQL_UPDATE_CODES_STAYED, WRITE_ROWS, SQL_UPDATE_CODE_STAYED, d.stayed).await?;
+    landed += tx.execute_rows(&SQL_UPDATE_CODES_MOVED, WRITE_ROWS, SQL_UPDATE_CODE_MOVED, d.moved).await?;
     // The history row of an overtaken code is already there: its revision was written, with
     // its own history row, by the writer that overtook it.
     tx.execute_rows(&SQL_INSERT_HISTORY, WRITE_ROWS, &SQL_INSERT_HIST, d.hist).await?;
@@ -623,36 +631,71 @@ pub async fn write_decided(tx: &mut Tx, d: Decided) -> Result<Written, Error> {
 /// Rows per multi-row write.
 const WRITE_ROWS: usize = 10;
 
+/// `(…), … ×rows`: each row's parameters numbered on from the previous row's, in the order
+/// and with the casts of `template` (`(n, cast)`: the row's `n`th parameter, 1-based, of
+/// `per_row`; a cast where PostgreSQL cannot tell the type from a column, as in
+/// `UPDATE … FROM (VALUES …)`).
+fn value_rows(template: &[(usize, &str)], per_row: usize, rows: usize) -> String {
+    let row = |r: usize| {
+        let v: Vec<String> = template.iter().map(|(n, cast)| format!("${}{cast}", r * per_row + n)).collect();
+        format!("({})", v.join(", "))
+    };
+    (0..rows).map(row).collect::<Vec<_>>().join(", ")
+}
+
 /// `{head} VALUES (…), … ×rows {tail}` with `cols` parameters a row.
 fn values(head: &str, cols: usize, rows: usize, tail: &str) -> &'static str {
-    let v: Vec<String> =
-        (0..rows).map(|r| format!("({})", (1..=cols).map(|c| format!("${}", r * cols + c)).collect::<Vec<_>>().join(", "))).collect();
-    Box::leak(format!("{head} VALUES {} {tail}", v.join(", ")).into_boxed_str())
+    let template: Vec<(usize, &str)> = (1..=cols).map(|n| (n, "")).collect();
+    leak(format!("{head} VALUES {} {tail}", value_rows(&template, cols, rows)))
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
 }
 
 // A code's inputs are kept once, in its history row (the current code is the history row of its
-// `rev`): a county-wide change writes a million of each.
+// `rev`): a county-wide change writes a million of each. A code is written only over the
+// revision it was decided from (`write_decided`): a new one only where there is none, an old
+// one only where its `rev` is still the one before. (An `UPDATE` seeks the row once where an
+// upsert seeks it to find the conflict and again to update it.)
+//
+// The rows `decide` makes: person, colour, reasons, until, policy version, rev, now, and for
+// a new code or a moved person the jurisdiction. `changed_at` moves only when the colour does.
+const NEW_ROW: [(usize, &str); 9] = [(1, ""), (2, ""), (3, ""), (4, ""), (5, ""), (6, ""), (7, ""), (7, ""), (8, "")];
 const CODES_HEAD: &str =
-    "INSERT INTO person_codes (person_id, colour, reasons, valid_until, policy_version, jurisdiction, rev, computed_at, changed_at)";
-// The upsert of a code whose person stayed in their jurisdiction leaves `jurisdiction` alone:
-// SQLite rewrites the index entry of every indexed column an upsert sets, changed or not
-// (three-quarters more time in a trial). `changed_at` moves only when the colour does.
-const CODES_SET: &str = "colour = excluded.colour, reasons = excluded.reasons, valid_until = excluded.valid_until,
-    policy_version = excluded.policy_version, rev = excluded.rev, computed_at = excluded.computed_at,
-    changed_at = CASE WHEN excluded.colour <> person_codes.colour THEN excluded.changed_at ELSE person_codes.changed_at END";
-/// Only over the revision the code was decided from (see `write_decided`).
-const CODES_GUARD: &str = "WHERE person_codes.rev = excluded.rev - 1";
-static CODES_TAIL_STAYED: LazyLock<String> = LazyLock::new(|| format!("ON CONFLICT (person_id) DO UPDATE SET {CODES_SET} {CODES_GUARD}"));
-/// A new code, or one whose person moved: `jurisdiction` too.
-static CODES_TAIL: LazyLock<String> =
-    LazyLock::new(|| format!("ON CONFLICT (person_id) DO UPDATE SET {CODES_SET}, jurisdiction = excluded.jurisdiction {CODES_GUARD}"));
+    "INSERT INTO person_codes (person_id, colour, reasons, valid_until, policy_version, rev, computed_at, changed_at, jurisdiction)";
+const CODES_NEW_TAIL: &str = "ON CONFLICT (person_id) DO NOTHING";
+static SQL_INSERT_CODES: LazyLock<&'static str> =
+    LazyLock::new(|| leak(format!("{CODES_HEAD} VALUES {} {CODES_NEW_TAIL}", value_rows(&NEW_ROW, 8, WRITE_ROWS))));
+static SQL_INSERT_CODE: LazyLock<&'static str> = LazyLock::new(|| leak(format!("{CODES_HEAD} VALUES {} {CODES_NEW_TAIL}", value_rows(&NEW_ROW, 8, 1))));
+// A code whose person stayed in their jurisdiction leaves `jurisdiction` alone: SQLite rewrites
+// the index entry of every indexed column a statement sets, changed or not (three-quarters more
+// time in a trial).
+const SQL_UPDATE_CODE_STAYED: &str = "UPDATE person_codes SET colour = $2, reasons = $3, valid_until = $4, policy_version = $5, rev = $6,
+    computed_at = $7, changed_at = CASE WHEN colour <> $2 THEN $7 ELSE changed_at END WHERE person_id = $1 AND rev = $6 - 1";
+const SQL_UPDATE_CODE_MOVED: &str = "UPDATE person_codes SET colour = $2, reasons = $3, valid_until = $4, policy_version = $5, rev = $6,
+    computed_at = $7, changed_at = CASE WHEN colour <> $2 THEN $7 ELSE changed_at END, jurisdiction = $8 WHERE person_id = $1 AND rev = $6 - 1";
+/// PostgreSQL: `WRITE_ROWS` updates a statement.
+fn update_many(moved: bool) -> &'static str {
+    let mut template = vec![(1, "::uuid"), (2, "::text"), (3, "::text"), (4, "::timestamptz"), (5, "::bigint"), (6, "::bigint"), (7, "::timestamptz")];
+    let (cols, set) = if moved {
+        template.push((8, "::text"));
+        (", jurisdiction", ", jurisdiction = v.jurisdiction")
+    } else {
+        ("", "")
+    };
+    leak(format!(
+        "UPDATE person_codes c SET colour = v.colour, reasons = v.reasons, valid_until = v.valid_until, policy_version = v.policy_version,
+            rev = v.rev, computed_at = v.at, changed_at = CASE WHEN c.colour <> v.colour THEN v.at ELSE c.changed_at END{set}
+          FROM (VALUES {}) AS v (person_id, colour, reasons, valid_until, policy_version, rev, at{cols})
+         WHERE c.person_id = v.person_id AND c.rev = v.rev - 1",
+        value_rows(&template, template.len(), WRITE_ROWS)
+    ))
+}
+static SQL_UPDATE_CODES_STAYED: LazyLock<&'static str> = LazyLock::new(|| update_many(false));
+static SQL_UPDATE_CODES_MOVED: LazyLock<&'static str> = LazyLock::new(|| update_many(true));
 const HIST_HEAD: &str = "INSERT INTO person_code_history (person_id, rev, colour, reasons, valid_until, policy_version, inputs, cause, at)";
 const HIST_TAIL: &str = "ON CONFLICT (person_id, rev) DO NOTHING";
-
-static SQL_UPSERT_CODES: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 9, WRITE_ROWS, &CODES_TAIL));
-static SQL_UPSERT_CODE: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 9, 1, &CODES_TAIL));
-static SQL_UPSERT_CODES_STAYED: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 9, WRITE_ROWS, &CODES_TAIL_STAYED));
-static SQL_UPSERT_CODE_STAYED: LazyLock<&'static str> = LazyLock::new(|| values(CODES_HEAD, 9, 1, &CODES_TAIL_STAYED));
 static SQL_INSERT_HISTORY: LazyLock<&'static str> = LazyLock::new(|| values(HIST_HEAD, 9, WRITE_ROWS, HIST_TAIL));
 static SQL_INSERT_HIST: LazyLock<&'static str> = LazyLock::new(|| values(HIST_HEAD, 9, 1, HIST_TAIL));
 
