@@ -667,7 +667,8 @@ const CODES_HEAD: &str =
 const CODES_NEW_TAIL: &str = "ON CONFLICT (person_id) DO NOTHING";
 static SQL_INSERT_CODES: LazyLock<&'static str> =
     LazyLock::new(|| leak(format!("{CODES_HEAD} VALUES {} {CODES_NEW_TAIL}", value_rows(&NEW_ROW, 8, WRITE_ROWS))));
-static SQL_INSERT_CODE: LazyLock<&'static str> = LazyLock::new(|| leak(format!("{CODES_HEAD} VALUES {} {CODES_NEW_TAIL}", value_rows(&NEW_ROW, 8, 1))));
+static SQL_INSERT_CODE: LazyLock<&'static str> =
+    LazyLock::new(|| leak(format!("{CODES_HEAD} VALUES {} {CODES_NEW_TAIL}", value_rows(&NEW_ROW, 8, 1))));
 // A code whose person stayed in their jurisdiction leaves `jurisdiction` alone: SQLite rewrites
 // the index entry of every indexed column a statement sets, changed or not (three-quarters more
 // time in a trial).
@@ -677,7 +678,8 @@ const SQL_UPDATE_CODE_MOVED: &str = "UPDATE person_codes SET colour = $2, reason
     computed_at = $7, changed_at = CASE WHEN colour <> $2 THEN $7 ELSE changed_at END, jurisdiction = $8 WHERE person_id = $1 AND rev = $6 - 1";
 /// PostgreSQL: `WRITE_ROWS` updates a statement.
 fn update_many(moved: bool) -> &'static str {
-    let mut template = vec![(1, "::uuid"), (2, "::text"), (3, "::text"), (4, "::timestamptz"), (5, "::bigint"), (6, "::bigint"), (7, "::timestamptz")];
+    let mut template =
+        vec![(1, "::uuid"), (2, "::text"), (3, "::text"), (4, "::timestamptz"), (5, "::bigint"), (6, "::bigint"), (7, "::timestamptz")];
     let (cols, set) = if moved {
         template.push((8, "::text"));
         (", jurisdiction", ", jurisdiction = v.jurisdiction")

@@ -5,3 +5,9 @@
 -- each).
 ALTER TABLE person_codes DROP CONSTRAINT IF EXISTS person_codes_person_id_fkey;
 ALTER TABLE person_code_history DROP CONSTRAINT IF EXISTS person_code_history_person_id_fkey;
+
+-- Venue scans are written only for the venues and persons an upload named and the ingest found
+-- (`venues::ingest`, `venues::scan`; unknown ones are listed and refused), and neither is ever
+-- deleted (a venue is deactivated): their references cost two checks and share locks a scan.
+ALTER TABLE scans DROP CONSTRAINT IF EXISTS scans_venue_id_fkey;
+ALTER TABLE scans DROP CONSTRAINT IF EXISTS scans_person_id_fkey;

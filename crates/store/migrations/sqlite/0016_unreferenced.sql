@@ -38,3 +38,25 @@ INSERT INTO person_code_history_new (person_id, rev, colour, reasons, valid_unti
 DROP TABLE person_code_history;
 ALTER TABLE person_code_history_new RENAME TO person_code_history;
 CREATE UNIQUE INDEX person_code_history_person ON person_code_history (person_id, rev);
+
+-- Venue scans are written only for the venues and persons an upload named and the ingest found
+-- (`venues::ingest`, `venues::scan`; unknown ones are listed and refused), and neither is ever
+-- deleted (a venue is deactivated): their references cost two probes a scan.
+CREATE TABLE scans_new (
+    id BLOB PRIMARY KEY,
+    venue_id BLOB NOT NULL,
+    person_id BLOB NOT NULL,
+    at TEXT NOT NULL,
+    colour TEXT NOT NULL,
+    admission TEXT NOT NULL,
+    tag BLOB NOT NULL,
+    jurisdiction TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+INSERT INTO scans_new (id, venue_id, person_id, at, colour, admission, tag, jurisdiction, created_at)
+    SELECT id, venue_id, person_id, at, colour, admission, tag, jurisdiction, created_at FROM scans ORDER BY rowid;
+DROP TABLE scans;
+ALTER TABLE scans_new RENAME TO scans;
+CREATE UNIQUE INDEX scans_tag ON scans (venue_id, tag);
+CREATE INDEX scans_venue_at ON scans (venue_id, at);
+CREATE INDEX scans_person_at ON scans (person_id, at);
