@@ -619,8 +619,8 @@ pub struct Written {
 pub async fn write_decided(tx: &mut Tx, d: Decided) -> Result<Written, Error> {
     let decided = d.new.len() + d.stayed.len() + d.moved.len();
     let mut landed = tx.execute_rows(&SQL_INSERT_CODES, WRITE_ROWS, &SQL_INSERT_CODE, d.new).await?;
-    landed += tx.execute_rows(&SQL_UPDATE_CODES_STAYED, WRITE_ROWS, SQL_UPDATE_CODE_STAYED, d.stayed).await?;
-    landed += tx.execute_rows(&SQL_UPDATE_CODES_MOVED, WRITE_ROWS, SQL_UPDATE_CODE_MOVED, d.moved).await?;
+    landed += tx.execute_rows(&SQL_UPDATE_CODES_STAYED, WRITE_ROWS, &SQL_UPDATE_CODE_STAYED, d.stayed).await?;
+    landed += tx.execute_rows(&SQL_UPDATE_CODES_MOVED, WRITE_ROWS, &SQL_UPDATE_CODE_MOVED, d.moved).await?;
     // The history row of an overtaken code is already there: its revision was written, with
     // its own history row, by the writer that overtook it.
     tx.execute_rows(&SQL_INSERT_HISTORY, WRITE_ROWS, &SQL_INSERT_HIST, d.hist).await?;
@@ -672,10 +672,11 @@ static SQL_INSERT_CODE: LazyLock<&'static str> =
 // A code whose person stayed in their jurisdiction leaves `jurisdiction` alone: SQLite rewrites
 // the index entry of every indexed column a statement sets, changed or not (three-quarters more
 // time in a trial).
-const SQL_UPDATE_CODE_STAYED: &str = "UPDATE person_codes SET colour = $2, reasons = $3, valid_until = $4, policy_version = $5, rev = $6,
-    computed_at = $7, changed_at = CASE WHEN colour <> $2 THEN $7 ELSE changed_at END WHERE person_id = $1 AND rev = $6 - 1";
-const SQL_UPDATE_CODE_MOVED: &str = "UPDATE person_codes SET colour = $2, reasons = $3, valid_until = $4, policy_version = $5, rev = $6,
-    computed_at = $7, changed_at = CASE WHEN colour <> $2 THEN $7 ELSE changed_at END, jurisdiction = $8 WHERE person_id = $1 AND rev = $6 - 1";
+const UPDATE_ONE: &str = "UPDATE person_codes SET colour = $2, reasons = $3, valid_until = $4, policy_version = $5, rev = $6,
+    computed_at = $7, changed_at = CASE WHEN colour <> $2 THEN $7 ELSE changed_at END";
+const UPDATE_ONE_WHERE: &str = "WHERE person_id = $1 AND rev = $6 - 1";
+static SQL_UPDATE_CODE_STAYED: LazyLock<&'static str> = LazyLock::new(|| leak(format!("{UPDATE_ONE} {UPDATE_ONE_WHERE}")));
+static SQL_UPDATE_CODE_MOVED: LazyLock<&'static str> = LazyLock::new(|| leak(format!("{UPDATE_ONE}, jurisdiction = $8 {UPDATE_ONE_WHERE}")));
 /// PostgreSQL: `WRITE_ROWS` updates a statement.
 fn update_many(moved: bool) -> &'static str {
     let mut template =

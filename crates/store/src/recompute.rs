@@ -333,7 +333,7 @@ async fn work(store: &Store, run: &Run, budget: usize) -> Result<(usize, usize, 
             && let Some(chunk) = chunks.next()
         {
             let (store, ctx, cause, ids) = (store.clone(), ctx.clone(), cause.clone(), chunk.to_vec());
-            ahead.push_back((chunk.to_vec(), tokio::spawn(async move { decide(&store, &ctx, &ids, &cause, how).await })));
+            ahead.push_back((ids.clone(), tokio::spawn(async move { decide(&store, &ctx, &ids, &cause, how).await })));
         }
         let Some((chunk, decided)) = ahead.pop_front() else { break };
         let (n, last) = (chunk.len(), chunk.last().copied());
@@ -343,7 +343,7 @@ async fn work(store: &Store, run: &Run, budget: usize) -> Result<(usize, usize, 
         let t = std::time::Instant::now();
         let mut tx = store.db.begin_alone(crate::Durability::Resumable).await?;
         let w = write_decided(&mut tx, decided).await?;
-        let c = w.changed;
+        let mut c = w.changed;
         tx.execute(q!(
             "UPDATE code_recomputes SET processed = processed + $2, changed = changed + $3, cursor = $4 WHERE id = $1",
             run.id,
@@ -355,14 +355,12 @@ async fn work(store: &Store, run: &Run, budget: usize) -> Result<(usize, usize, 
         tx.commit().await?;
         // Codes that a single person's recompute (a result, a control order) wrote meanwhile:
         // decided again from the facts as they are now.
-        let c = if w.overtaken > 0 {
+        if w.overtaken > 0 {
             let again = recompute_ids(store, &chunk, &cause).await?;
             let n = i64::try_from(again).map_err(Error::internal)?;
             store.db.execute(q!("UPDATE code_recomputes SET changed = changed + $2 WHERE id = $1", run.id, n)).await?;
-            c + again
-        } else {
-            c
-        };
+            c += again;
+        }
         writing += t.elapsed();
         processed += n;
         changed += c;
