@@ -363,6 +363,11 @@ pub async fn ingest(store: &Store, who: &Principal, input: &BatchInput) -> Resul
     }
     let now = store.now();
     let mut rejected = Vec::new();
+    // Signatures are checked on every core while the venues and persons named are looked up:
+    // verification is most of an upload's cost.
+    let keys = person_codes::VerifyKeys::new(&store.vault.signing_public_keys());
+    let tokens: Vec<(String, DateTime<Utc>)> = input.scans.iter().map(|s| (s.token.clone(), s.at)).collect();
+    let verifying = tokio::task::spawn_blocking(move || verify_on_every_core(&keys, &tokens));
     // The venues named, in sets; one outside the caller's scope is as unknown as a missing one.
     let mut venues: HashMap<Uuid, String> = HashMap::new();
     let named: Vec<Uuid> = input.scans.iter().map(|s| s.venue_id).collect::<HashSet<_>>().into_iter().collect();
@@ -374,19 +379,16 @@ pub async fn ingest(store: &Store, who: &Principal, input: &BatchInput) -> Resul
             }
         }
     }
-    // Signatures checked on every core: verification is most of an upload's cost.
-    let keys = store.vault.signing_public_keys();
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).clamp(1, 8);
-    let part = input.scans.len().div_ceil(threads).max(1);
-    let verified: Vec<Vec<Result<person_codes::Token, Error>>> = std::thread::scope(|sc| {
-        let handles: Vec<_> = input
-            .scans
-            .chunks(part)
-            .map(|c| sc.spawn(|| c.iter().map(|s| person_codes::verify_offline(&keys, &s.token, s.at)).collect::<Vec<_>>()))
-            .collect();
-        handles.into_iter().map(|h| h.join().map_err(|_| Error::internal("token verification failed"))).collect::<Result<_, _>>()
-    })?;
-    let verified = verified.into_iter().flatten();
+    // The persons the tokens name, in sets (a forged token's too: only its verified answer counts).
+    let mut known: HashMap<Uuid, Uuid> = HashMap::new();
+    let ids: Vec<Uuid> = input.scans.iter().filter_map(|s| person_codes::person_named(&s.token)).collect::<HashSet<_>>().into_iter().collect();
+    for chunk in ids.chunks(person_codes::IN_LIST) {
+        for r in store.db.fetch_all(Q { sql: &SQL_PERSONS, args: person_codes::id_args(vec![], chunk) }).await? {
+            let id: Uuid = r.get("id")?;
+            known.insert(id, r.get::<Option<Uuid>>("merged_into")?.unwrap_or(id));
+        }
+    }
+    let verified = verifying.await.map_err(|e| Error::internal(format!("token verification: {e}")))??;
     let mut good: Vec<(usize, Uuid, person_codes::Token, DateTime<Utc>, String)> = Vec::with_capacity(input.scans.len());
     for ((i, s), v) in input.scans.iter().enumerate().zip(verified) {
         let Some(jurisdiction) = venues.get(&s.venue_id) else {
@@ -405,15 +407,6 @@ pub async fn ingest(store: &Store, who: &Principal, input: &BatchInput) -> Resul
         match v {
             Ok(t) => good.push((i, s.venue_id, t, s.at, jurisdiction.clone())),
             Err(e) => rejected.push(FieldError::new(format!("scans[{i}].token"), e.code(), e.message(true), e.message(false))),
-        }
-    }
-    // Unknown persons, in sets.
-    let mut known: HashMap<Uuid, Uuid> = HashMap::new();
-    let ids: Vec<Uuid> = good.iter().map(|g| g.2.person_ref).collect::<HashSet<_>>().into_iter().collect();
-    for chunk in ids.chunks(person_codes::IN_LIST) {
-        for r in store.db.fetch_all(Q { sql: &SQL_PERSONS, args: person_codes::id_args(vec![], chunk) }).await? {
-            let id: Uuid = r.get("id")?;
-            known.insert(id, r.get::<Option<Uuid>>("merged_into")?.unwrap_or(id));
         }
     }
     let mut rows: Vec<[Val; COLS]> = Vec::with_capacity(good.len());
@@ -450,6 +443,29 @@ pub async fn ingest(store: &Store, who: &Principal, input: &BatchInput) -> Resul
     };
     store.audited(who, entry, tx).await?;
     Ok(BatchReport { accepted: written, duplicates: total - written, rejected })
+}
+
+/// Each token verified as at its scan's time, the signatures in batches, the tokens split over
+/// the cores.
+fn verify_on_every_core(
+    keys: &person_codes::VerifyKeys,
+    tokens: &[(String, DateTime<Utc>)],
+) -> Result<Vec<Result<person_codes::Token, Error>>, Error> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).clamp(1, 8);
+    let part = tokens.len().div_ceil(threads).max(1);
+    let parts: Vec<Vec<Result<person_codes::Token, Error>>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = tokens
+            .chunks(part)
+            .map(|c| {
+                sc.spawn(move || {
+                    let set: Vec<(&str, DateTime<Utc>)> = c.iter().map(|(t, at)| (t.as_str(), *at)).collect();
+                    person_codes::verify_many(keys, &set)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().map_err(|_| Error::internal("token verification failed"))).collect::<Result<_, _>>()
+    })?;
+    Ok(parts.into_iter().flatten().collect())
 }
 
 fn home_division(s: &baton_domain::scope::Scope) -> String {

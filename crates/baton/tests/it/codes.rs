@@ -312,7 +312,7 @@ async fn links_and_signed_tokens(b: Backend) {
             (id, pk)
         })
         .collect();
-    let offline = person_codes::verify_offline(&published, &token, app.clock.now()).unwrap();
+    let offline = person_codes::verify_offline(&person_codes::VerifyKeys::new(&published), &token, app.clock.now()).unwrap();
     assert_eq!((offline.person_ref.to_string(), offline.colour), (p.clone(), Some(Colour::Yellow)));
     let (st, v) = anon.post("/api/v1/codes/verify", json!({"token": token})).await;
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -518,6 +518,10 @@ async fn venues_scans_and_exposure(b: Backend) {
     scans.push(json!({"venue_id": h, "token": "forged", "at": ts(now)}));
     scans.push(json!({"venue_id": h, "token": ghost, "at": ts(now)}));
     scans.push(json!({"venue_id": h, "token": token_for(&app, &case, Colour::Green, t0), "at": ts(t0 + Duration::minutes(1))}));
+    // Well formed, one character of its signature changed: checked with the good ones, refused alone.
+    let mut forged = token_for(&app, &elsewhere, Colour::Green, now + Duration::minutes(10)).into_bytes();
+    forged[60] = if forged[60] == b'A' { b'B' } else { b'A' };
+    scans.push(json!({"venue_id": h, "token": String::from_utf8(forged).unwrap(), "at": ts(now)}));
     let (st, rep) = c.post("/api/v1/scans/batch", json!({"scans": scans})).await;
     assert_eq!(st, StatusCode::OK, "{rep}");
     assert_eq!(rep["accepted"], 6, "{rep}");
@@ -533,7 +537,8 @@ async fn venues_scans_and_exposure(b: Backend) {
             ("scans[6].venue_id".to_string(), "venue_unknown".to_string()),
             ("scans[7].token".into(), "code_malformed".into()),
             ("scans[8].token".into(), "person_unknown".into()),
-            ("scans[9].token".into(), "code_expired".into())
+            ("scans[9].token".into(), "code_expired".into()),
+            ("scans[10].token".into(), "code_forged".into())
         ]
     );
     // The same upload again: duplicates, nothing added.
