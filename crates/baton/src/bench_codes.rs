@@ -154,7 +154,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     let rows = store
         .db
-        .fetch_all(baton_store::q!("SELECT person_id, colour, reasons, valid_until, policy_version, rev FROM person_codes"))
+        .fetch_all(baton_store::q!("SELECT person_id, colour, reasons_id, valid_until, policy_version, rev FROM person_codes"))
         .await
         .map_err(e)?;
     let scan = t.elapsed();

@@ -178,6 +178,36 @@ impl Tx {
         Ok(n)
     }
 
+    /// Write `rows` as [`Tx::execute_rows`] does, with statements that end `RETURNING {key}`,
+    /// a uuid that is each row's first argument: the `key`s of the rows that changed something.
+    pub async fn execute_rows_landed(
+        &mut self,
+        many: &'static str,
+        per: usize,
+        one: &'static str,
+        rows: Vec<Vec<Val>>,
+        key: &str,
+    ) -> Result<Vec<Uuid>, Error> {
+        if let Tx::Sqlite(j) = self {
+            let changed = lite::execute_each(j.conn()?, one, &rows)?;
+            let first = |r: &Vec<Val>| match r.first() {
+                Some(Val::Uuid(Some(u))) => Ok(*u),
+                _ => Err(Error::internal("execute_rows_landed: a row's first value is not a uuid")),
+            };
+            return rows.iter().zip(changed).filter(|(_, n)| *n > 0).map(|(r, _)| first(r)).collect();
+        }
+        let statements = rows.len() / per.max(1);
+        let mut found = Vec::with_capacity(rows.len());
+        let mut it = rows.into_iter();
+        for _ in 0..statements {
+            found.extend(self.fetch_all(Q { sql: many, args: it.by_ref().take(per).flatten().collect() }).await?);
+        }
+        for r in it {
+            found.extend(self.fetch_all(Q { sql: one, args: r }).await?);
+        }
+        found.iter().map(|r| r.get(key)).collect()
+    }
+
     pub async fn fetch_optional(&mut self, q: Q) -> Result<Option<Row>, Error> {
         match self {
             Tx::Sqlite(j) => Ok(lite::run(j.conn()?, &q, 1)?.0.pop().map(Row::Sqlite)),
@@ -244,6 +274,13 @@ impl Db {
     }
 
     pub async fn migrate(&self) -> Result<(), Error> {
+        self.migrate_to(None).await
+    }
+
+    /// Apply the migrations up to `target` (a migration's number; all of them for none): an
+    /// upgrade test builds a database as an older Baton left it.
+    pub async fn migrate_to(&self, target: Option<i64>) -> Result<(), Error> {
+        let upto = target.unwrap_or(i64::MAX);
         match self {
             Db::Sqlite { path, .. } => {
                 // sqlx's migrator keeps its ledger (`_sqlx_migrations`) as before, on a connection
@@ -255,11 +292,11 @@ impl Db {
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10));
                 let pool = SqlitePoolOptions::new().max_connections(1).connect_with(o).await.map_err(db_err)?;
-                let r = sqlx::migrate!("./migrations/sqlite").run(&pool).await;
+                let r = sqlx::migrate!("./migrations/sqlite").run_to(upto, &pool).await;
                 pool.close().await;
                 r
             }
-            Db::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await,
+            Db::Postgres(p) => sqlx::migrate!("./migrations/postgres").run_to(upto, p).await,
         }
         .map_err(|e| Error::internal(format!("migration: {e}")))
     }

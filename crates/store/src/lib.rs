@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod auth;
+pub mod code_history;
 pub mod codes;
 pub mod db;
 pub mod escorts;

@@ -2,8 +2,10 @@
 //! the facts as they stand — the latest result (`person_results`, the testing module's; for a
 //! companion also the negative samples since the exposure, through `results`), stays
 //! matched against the risk areas, control orders — under the policy version in force. Every
-//! change adds a history row with its cause, the inputs and the policy version; the current
-//! code is the history row of its `rev` (`person_codes` keeps what lists and checks read). Codes are recomputed in sets ([`recompute`]): only rows whose code changed are written.
+//! change adds a revision to the person's history with its cause, the inputs and the policy
+//! version ([`crate::code_history`]); `person_codes` keeps what lists and checks read, its
+//! reasons by reference (`code_reasons`), and the block of its revision. Codes are recomputed
+//! in sets ([`recompute`]): only rows whose code changed are written.
 //!
 //! The QR a person shows is a compact signed token ([`sign_token`]): `base64url(payload ‖ sig)`,
 //! payload = kind `P`, the signing key id (4 bytes), the person id (16), the colour (1) and the
@@ -23,7 +25,7 @@ use baton_domain::risk::{RiskArea, RiskLevel, Stay};
 use baton_domain::role::Permission;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::LazyLock;
 use uuid::Uuid;
 
@@ -268,32 +270,40 @@ fn json_of<T: serde::de::DeserializeOwned>(r: &Row, col: &str) -> Result<T, Erro
     serde_json::from_str(&s).map_err(|e| Error::internal(format!("{col}: {e}")))
 }
 
-fn view_of(r: &Row) -> Result<CodeView, Error> {
-    Ok(CodeView {
-        person_id: r.get("person_id")?,
-        colour: colour_of(&r.get::<String>("colour")?)?,
-        reasons: json_of(r, "reasons")?,
-        until: r.get("valid_until")?,
-        policy_version: r.get("policy_version")?,
-        inputs: json_of(r, "inputs")?,
-        rev: r.get("rev")?,
-        computed_at: r.get("computed_at")?,
-        changed_at: r.get("changed_at")?,
-    })
-}
-
-/// The stored code of a person (no scope check: callers check the person first).
+/// The stored code of a person (no scope check: callers check the person first). Its inputs
+/// are its revision's, in the history; a code written before the history blocks has its reasons
+/// and inputs in that revision's row of `person_code_history`.
 async fn stored(store: &Store, person: Uuid) -> Result<Option<CodeView>, Error> {
-    let r = store
+    let Some(r) = store
         .db
         .fetch_optional(q!(
-            "SELECT c.person_id, c.colour, c.reasons, c.valid_until, c.policy_version, h.inputs, c.rev, c.computed_at, c.changed_at
-               FROM person_codes c JOIN person_code_history h ON h.person_id = c.person_id AND h.rev = c.rev
+            "SELECT c.person_id, c.colour, r.reasons, c.valid_until, c.policy_version, c.rev, c.computed_at, c.changed_at, c.hist,
+                    h.reasons AS legacy_reasons, h.inputs AS legacy_inputs
+               FROM person_codes c
+               LEFT JOIN code_reasons r ON r.id = c.reasons_id
+               LEFT JOIN person_code_history h ON c.hist IS NULL AND h.person_id = c.person_id AND h.rev = c.rev
               WHERE c.person_id = $1",
             person
         ))
-        .await?;
-    r.as_ref().map(view_of).transpose()
+        .await?
+    else {
+        return Ok(None);
+    };
+    let (reasons, inputs) = match r.get::<Option<Uuid>>("hist")? {
+        Some(block) => (json_of(&r, "reasons")?, crate::code_history::entry(store, block, person).await?.inputs),
+        None => (json_of(&r, "legacy_reasons")?, json_of(&r, "legacy_inputs")?),
+    };
+    Ok(Some(CodeView {
+        person_id: r.get("person_id")?,
+        colour: colour_of(&r.get::<String>("colour")?)?,
+        reasons,
+        until: r.get("valid_until")?,
+        policy_version: r.get("policy_version")?,
+        inputs,
+        rev: r.get("rev")?,
+        computed_at: r.get("computed_at")?,
+        changed_at: r.get("changed_at")?,
+    }))
 }
 
 /// A person's current code; computed now if the person has none yet or it has passed its `until`,
@@ -317,30 +327,32 @@ pub async fn get(store: &Store, who: &Principal, person: Uuid) -> Result<CodeVie
     current(store, person).await
 }
 
+/// A person's code history, newest first (at most 200 revisions). A merged-away record's
+/// history ends where it was merged; its head was kept with the merge.
 pub async fn history(store: &Store, who: &Principal, person: Uuid) -> Result<Vec<HistoryEntry>, Error> {
     crate::persons::get(store, who, person).await?;
-    let rows = store
-        .db
-        .fetch_all(q!(
-            "SELECT rev, colour, reasons, valid_until, policy_version, inputs, cause, at FROM person_code_history
-              WHERE person_id = $1 ORDER BY rev DESC LIMIT 200",
-            person
-        ))
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(HistoryEntry {
-                rev: r.get("rev")?,
-                colour: colour_of(&r.get::<String>("colour")?)?,
-                reasons: json_of(r, "reasons")?,
-                until: r.get("valid_until")?,
-                policy_version: r.get("policy_version")?,
-                inputs: json_of(r, "inputs")?,
-                cause: r.get("cause")?,
-                at: r.get("at")?,
-            })
-        })
-        .collect()
+    let head = match store.db.fetch_optional(q!("SELECT hist FROM person_codes WHERE person_id = $1", person)).await? {
+        Some(r) => r.get("hist")?,
+        None => match store.db.fetch_optional(q!("SELECT code_hist FROM person_merges WHERE merged_id = $1", person)).await? {
+            Some(r) => r.get("code_hist")?,
+            None => None,
+        },
+    };
+    crate::code_history::chain(store, person, head, 200).await
+}
+
+/// A revision kept in `person_code_history` (written before the history blocks).
+pub(crate) fn legacy_entry(r: &Row) -> Result<HistoryEntry, Error> {
+    Ok(HistoryEntry {
+        rev: r.get("rev")?,
+        colour: colour_of(&r.get::<String>("colour")?)?,
+        reasons: json_of(r, "reasons")?,
+        until: r.get("valid_until")?,
+        policy_version: r.get("policy_version")?,
+        inputs: json_of(r, "inputs")?,
+        cause: r.get("cause")?,
+        at: r.get("at")?,
+    })
 }
 
 // ---------- gathering inputs in sets ----------
@@ -367,7 +379,7 @@ static SQL_CONTROLS: LazyLock<&'static str> =
 static SQL_RESULTS: LazyLock<&'static str> =
     LazyLock::new(|| in_list("SELECT person_id, status, sampled_at, resulted_at FROM person_results WHERE person_id IN", 1, ""));
 static SQL_CODES: LazyLock<&'static str> = LazyLock::new(|| {
-    in_list("SELECT person_id, colour, reasons, valid_until, policy_version, rev, jurisdiction FROM person_codes WHERE person_id IN", 1, "")
+    in_list("SELECT person_id, colour, reasons_id, valid_until, policy_version, rev, jurisdiction, hist FROM person_codes WHERE person_id IN", 1, "")
 });
 
 /// Bind `ids` (at most `IN_LIST`) padded with the nil id (which names no person).
@@ -416,7 +428,7 @@ static RESULTS: SetRead = SetRead {
 };
 static CODES: SetRead = SetRead {
     list: &SQL_CODES,
-    range: "SELECT person_id, colour, reasons, valid_until, policy_version, rev, jurisdiction FROM person_codes WHERE person_id >= $1 AND person_id <= $2",
+    range: "SELECT person_id, colour, reasons_id, valid_until, policy_version, rev, jurisdiction, hist FROM person_codes WHERE person_id >= $1 AND person_id <= $2",
     col: "person_id",
 };
 
@@ -582,22 +594,33 @@ async fn gather(store: &Store, ctx: &Context, ids: &[Uuid], how: Reads) -> Resul
 
 struct Old {
     colour: String,
-    reasons: String,
+    reasons_id: Option<Vec<u8>>,
     until: Option<DateTime<Utc>>,
     policy_version: i64,
     rev: i64,
     jurisdiction: String,
+    hist: Option<Uuid>,
+}
+
+/// The key of a set of reasons in `code_reasons`: the first 16 bytes of the SHA-256 of its JSON.
+fn reasons_id(json: &str) -> Vec<u8> {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(json.as_bytes()).get(..16).unwrap_or_default().to_vec()
 }
 
 /// The codes of a set of persons that changed, decided and ready to write: the rows of
 /// `person_codes` (new; over an old code whose person stayed in their jurisdiction, leaving
 /// `jurisdiction` alone so that SQLite does not rewrite its index entry; over one whose person
-/// moved) and of `person_code_history`.
+/// moved), the sets of reasons they name, and their revisions in history blocks.
 pub struct Decided {
     new: Vec<Vec<Val>>,
     stayed: Vec<Vec<Val>>,
     moved: Vec<Vec<Val>>,
-    hist: Vec<Vec<Val>>,
+    reasons: Vec<Vec<Val>>,
+    blocks: Vec<crate::code_history::Pending>,
+    cause: String,
+    policy_version: i64,
+    at: DateTime<Utc>,
 }
 
 /// Decide the codes of up to `CHUNK` persons (`ids` sorted, distinct) from their facts as the
@@ -611,66 +634,79 @@ pub async fn decide(store: &Store, ctx: &Context, ids: &[Uuid], cause: &str, how
             r.get("person_id")?,
             Old {
                 colour: r.get("colour")?,
-                reasons: r.get("reasons")?,
+                reasons_id: r.get("reasons_id")?,
                 until: r.get("valid_until")?,
                 policy_version: r.get("policy_version")?,
                 rev: r.get("rev")?,
                 jurisdiction: r.get("jurisdiction")?,
+                hist: r.get("hist")?,
             },
         );
     }
-    let (mut new, mut stayed, mut moved, mut hist) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut ordered: Vec<(&Uuid, &(String, CodeInputs))> = facts.iter().collect();
-    ordered.sort_by_key(|(id, _)| **id);
+    let (mut new, mut stayed, mut moved) = (Vec::new(), Vec::new(), Vec::new());
+    let mut reasons_named: HashMap<Vec<u8>, String> = HashMap::new();
+    let mut entries: Vec<crate::code_history::Entry> = Vec::new();
+    let mut blocks = Vec::new();
+    let mut block = Uuid::now_v7();
+    let mut ordered: Vec<(Uuid, (String, CodeInputs))> = facts.into_iter().collect();
+    ordered.sort_by_key(|(id, _)| *id);
     for (id, (jurisdiction, inputs)) in ordered {
-        let code: Code = baton_domain::code::evaluate(inputs, &ctx.rules, ctx.now);
+        let code: Code = baton_domain::code::evaluate(&inputs, &ctx.rules, ctx.now);
         let reasons = serde_json::to_string(&code.reasons).map_err(Error::internal)?;
+        let rid = reasons_id(&reasons);
         let until = code.until.map(audit::micros);
-        let prev = old.get(id);
+        let prev = old.get(&id);
         if let Some(o) = prev
             && o.colour == code.colour.as_str()
-            && o.reasons == reasons
+            && o.reasons_id.as_ref() == Some(&rid)
             && o.until == until
             && o.policy_version == ctx.policy_version
-            && o.jurisdiction == *jurisdiction
+            && o.jurisdiction == jurisdiction
         {
             continue;
         }
-        let inputs = serde_json::to_string(inputs).map_err(Error::internal)?;
         let rev = prev.map_or(1, |o| o.rev + 1);
         let mut row: Vec<Val> = vec![
-            (*id).into(),
+            id.into(),
             code.colour.as_str().into(),
-            reasons.clone().into(),
+            rid.clone().into(),
             until.into(),
             ctx.policy_version.into(),
             rev.into(),
             ctx.now.into(),
+            block.into(),
         ];
         match prev {
             None => {
-                row.push(jurisdiction.clone().into());
+                row.push(jurisdiction.into());
                 new.push(row);
             }
-            Some(o) if o.jurisdiction == *jurisdiction => stayed.push(row),
+            Some(o) if o.jurisdiction == jurisdiction => stayed.push(row),
             Some(_) => {
-                row.push(jurisdiction.clone().into());
+                row.push(jurisdiction.into());
                 moved.push(row);
             }
         }
-        hist.push(vec![
-            (*id).into(),
-            rev.into(),
-            code.colour.as_str().into(),
-            reasons.into(),
-            until.into(),
-            ctx.policy_version.into(),
-            inputs.into(),
-            cause.into(),
-            ctx.now.into(),
-        ]);
+        reasons_named.entry(rid).or_insert(reasons);
+        entries.push(crate::code_history::Entry {
+            person: id,
+            rev,
+            colour: code.colour,
+            reasons: code.reasons,
+            until,
+            inputs,
+            prev: prev.and_then(|o| o.hist),
+        });
+        if entries.len() == crate::code_history::BLOCK {
+            blocks.push(crate::code_history::Pending::new(block, std::mem::take(&mut entries))?);
+            block = Uuid::now_v7();
+        }
     }
-    Ok(Decided { new, stayed, moved, hist })
+    if !entries.is_empty() {
+        blocks.push(crate::code_history::Pending::new(block, entries)?);
+    }
+    let reasons = reasons_named.into_iter().map(|(id, json)| vec![id.into(), json.into()]).collect();
+    Ok(Decided { new, stayed, moved, reasons, blocks, cause: cause.to_string(), policy_version: ctx.policy_version, at: ctx.now })
 }
 
 /// What writing decided codes did: how many changed, and how many another writer's code had
@@ -681,20 +717,20 @@ pub struct Written {
     pub overtaken: usize,
 }
 
-/// Write decided codes and their history rows in `tx`. A code lands only over the revision it
-/// was decided from: if another writer wrote the person's code meanwhile (from facts that may be
-/// newer or older than these), it is left alone and counted `overtaken`, and the caller decides
-/// again from the facts as they are now ([`settle`]).
+/// Write decided codes, the reasons they name and their history blocks in `tx`. A code lands
+/// only over the revision it was decided from: if another writer wrote the person's code
+/// meanwhile (from facts that may be newer or older than these), it is left alone, counted
+/// `overtaken` and kept out of the history, and the caller decides again from the facts as they
+/// are now ([`settle`]).
 pub async fn write_decided(tx: &mut Tx, d: Decided) -> Result<Written, Error> {
     let decided = d.new.len() + d.stayed.len() + d.moved.len();
-    let mut landed = tx.execute_rows(&SQL_INSERT_CODES, WRITE_ROWS, &SQL_INSERT_CODE, d.new).await?;
-    landed += tx.execute_rows(&SQL_UPDATE_CODES_STAYED, WRITE_ROWS, &SQL_UPDATE_CODE_STAYED, d.stayed).await?;
-    landed += tx.execute_rows(&SQL_UPDATE_CODES_MOVED, WRITE_ROWS, &SQL_UPDATE_CODE_MOVED, d.moved).await?;
-    // The history row of an overtaken code is already there: its revision was written, with
-    // its own history row, by the writer that overtook it.
-    tx.execute_rows(&SQL_INSERT_HISTORY, WRITE_ROWS, &SQL_INSERT_HIST, d.hist).await?;
-    let changed = usize::try_from(landed).map_err(Error::internal)?;
-    Ok(Written { changed, overtaken: decided.saturating_sub(changed) })
+    tx.execute_rows(&SQL_INSERT_REASONS, WRITE_ROWS, &SQL_INSERT_REASON, d.reasons).await?;
+    let mut landed: HashSet<Uuid> = HashSet::with_capacity(decided);
+    landed.extend(tx.execute_rows_landed(&SQL_INSERT_CODES, WRITE_ROWS, &SQL_INSERT_CODE, d.new, "person_id").await?);
+    landed.extend(tx.execute_rows_landed(&SQL_UPDATE_CODES_STAYED, WRITE_ROWS, &SQL_UPDATE_CODE_STAYED, d.stayed, "person_id").await?);
+    landed.extend(tx.execute_rows_landed(&SQL_UPDATE_CODES_MOVED, WRITE_ROWS, &SQL_UPDATE_CODE_MOVED, d.moved, "person_id").await?);
+    crate::code_history::write(tx, d.blocks, &landed, &d.cause, d.policy_version, d.at).await?;
+    Ok(Written { changed: landed.len(), overtaken: decided.saturating_sub(landed.len()) })
 }
 
 /// Rows per multi-row write.
@@ -713,7 +749,7 @@ fn value_rows(template: &[(usize, &str)], per_row: usize, rows: usize) -> String
 }
 
 /// `{head} VALUES (…), … ×rows {tail}` with `cols` parameters a row.
-fn values(head: &str, cols: usize, rows: usize, tail: &str) -> &'static str {
+pub(crate) fn values(head: &str, cols: usize, rows: usize, tail: &str) -> &'static str {
     let template: Vec<(usize, &str)> = (1..=cols).map(|n| (n, "")).collect();
     leak(format!("{head} VALUES {} {tail}", value_rows(&template, cols, rows)))
 }
@@ -722,54 +758,64 @@ fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }
 
-// A code's inputs are kept once, in its history row (the current code is the history row of its
-// `rev`): a county-wide change writes a million of each. A code is written only over the
-// revision it was decided from (`write_decided`): a new one only where there is none, an old
-// one only where its `rev` is still the one before. (An `UPDATE` seeks the row once where an
-// upsert seeks it to find the conflict and again to update it.)
+// A code row keeps its size when it is rewritten (its reasons by reference, its inputs in the
+// history), so SQLite rewrites it in place. A code is written only over the revision it was
+// decided from (`write_decided`): a new one only where there is none, an old one only where
+// its `rev` is still the one before; each write returns its person when it lands. (An `UPDATE`
+// seeks the row once where an upsert seeks it to find the conflict and again to update it.)
 //
-// The rows `decide` makes: person, colour, reasons, until, policy version, rev, now, and for
-// a new code or a moved person the jurisdiction. `changed_at` moves only when the colour does.
-const NEW_ROW: [(usize, &str); 9] = [(1, ""), (2, ""), (3, ""), (4, ""), (5, ""), (6, ""), (7, ""), (7, ""), (8, "")];
+// The rows `decide` makes: person, colour, reasons id, until, policy version, rev, now, block,
+// and for a new code or a moved person the jurisdiction. `changed_at` moves only when the colour does.
+const NEW_ROW: [(usize, &str); 10] = [(1, ""), (2, ""), (3, ""), (4, ""), (5, ""), (6, ""), (7, ""), (7, ""), (8, ""), (9, "")];
 const CODES_HEAD: &str =
-    "INSERT INTO person_codes (person_id, colour, reasons, valid_until, policy_version, rev, computed_at, changed_at, jurisdiction)";
-const CODES_NEW_TAIL: &str = "ON CONFLICT (person_id) DO NOTHING";
+    "INSERT INTO person_codes (person_id, colour, reasons_id, valid_until, policy_version, rev, computed_at, changed_at, hist, jurisdiction)";
+const CODES_NEW_TAIL: &str = "ON CONFLICT (person_id) DO NOTHING RETURNING person_id";
 static SQL_INSERT_CODES: LazyLock<&'static str> =
-    LazyLock::new(|| leak(format!("{CODES_HEAD} VALUES {} {CODES_NEW_TAIL}", value_rows(&NEW_ROW, 8, WRITE_ROWS))));
+    LazyLock::new(|| leak(format!("{CODES_HEAD} VALUES {} {CODES_NEW_TAIL}", value_rows(&NEW_ROW, 9, WRITE_ROWS))));
 static SQL_INSERT_CODE: LazyLock<&'static str> =
-    LazyLock::new(|| leak(format!("{CODES_HEAD} VALUES {} {CODES_NEW_TAIL}", value_rows(&NEW_ROW, 8, 1))));
+    LazyLock::new(|| leak(format!("{CODES_HEAD} VALUES {} {CODES_NEW_TAIL}", value_rows(&NEW_ROW, 9, 1))));
 // A code whose person stayed in their jurisdiction leaves `jurisdiction` alone: SQLite rewrites
 // the index entry of every indexed column a statement sets, changed or not (three-quarters more
 // time in a trial).
-const UPDATE_ONE: &str = "UPDATE person_codes SET colour = $2, reasons = $3, valid_until = $4, policy_version = $5, rev = $6,
-    computed_at = $7, changed_at = CASE WHEN colour <> $2 THEN $7 ELSE changed_at END";
-const UPDATE_ONE_WHERE: &str = "WHERE person_id = $1 AND rev = $6 - 1";
+const UPDATE_ONE: &str = "UPDATE person_codes SET colour = $2, reasons_id = $3, valid_until = $4, policy_version = $5, rev = $6,
+    computed_at = $7, hist = $8, changed_at = CASE WHEN colour <> $2 THEN $7 ELSE changed_at END";
+const UPDATE_ONE_WHERE: &str = "WHERE person_id = $1 AND rev = $6 - 1 RETURNING person_id";
 static SQL_UPDATE_CODE_STAYED: LazyLock<&'static str> = LazyLock::new(|| leak(format!("{UPDATE_ONE} {UPDATE_ONE_WHERE}")));
-static SQL_UPDATE_CODE_MOVED: LazyLock<&'static str> = LazyLock::new(|| leak(format!("{UPDATE_ONE}, jurisdiction = $8 {UPDATE_ONE_WHERE}")));
+static SQL_UPDATE_CODE_MOVED: LazyLock<&'static str> = LazyLock::new(|| leak(format!("{UPDATE_ONE}, jurisdiction = $9 {UPDATE_ONE_WHERE}")));
 /// PostgreSQL: `WRITE_ROWS` updates a statement.
 fn update_many(moved: bool) -> &'static str {
-    let mut template =
-        vec![(1, "::uuid"), (2, "::text"), (3, "::text"), (4, "::timestamptz"), (5, "::bigint"), (6, "::bigint"), (7, "::timestamptz")];
+    let mut template = vec![
+        (1, "::uuid"),
+        (2, "::text"),
+        (3, "::bytea"),
+        (4, "::timestamptz"),
+        (5, "::bigint"),
+        (6, "::bigint"),
+        (7, "::timestamptz"),
+        (8, "::uuid"),
+    ];
     let (cols, set) = if moved {
-        template.push((8, "::text"));
+        template.push((9, "::text"));
         (", jurisdiction", ", jurisdiction = v.jurisdiction")
     } else {
         ("", "")
     };
     leak(format!(
-        "UPDATE person_codes c SET colour = v.colour, reasons = v.reasons, valid_until = v.valid_until, policy_version = v.policy_version,
-            rev = v.rev, computed_at = v.at, changed_at = CASE WHEN c.colour <> v.colour THEN v.at ELSE c.changed_at END{set}
-          FROM (VALUES {}) AS v (person_id, colour, reasons, valid_until, policy_version, rev, at{cols})
-         WHERE c.person_id = v.person_id AND c.rev = v.rev - 1",
+        "UPDATE person_codes c SET colour = v.colour, reasons_id = v.reasons_id, valid_until = v.valid_until, policy_version = v.policy_version,
+            rev = v.rev, computed_at = v.at, hist = v.hist, changed_at = CASE WHEN c.colour <> v.colour THEN v.at ELSE c.changed_at END{set}
+          FROM (VALUES {}) AS v (person_id, colour, reasons_id, valid_until, policy_version, rev, at, hist{cols})
+         WHERE c.person_id = v.person_id AND c.rev = v.rev - 1
+         RETURNING c.person_id",
         value_rows(&template, template.len(), WRITE_ROWS)
     ))
 }
 static SQL_UPDATE_CODES_STAYED: LazyLock<&'static str> = LazyLock::new(|| update_many(false));
 static SQL_UPDATE_CODES_MOVED: LazyLock<&'static str> = LazyLock::new(|| update_many(true));
-const HIST_HEAD: &str = "INSERT INTO person_code_history (person_id, rev, colour, reasons, valid_until, policy_version, inputs, cause, at)";
-const HIST_TAIL: &str = "ON CONFLICT (person_id, rev) DO NOTHING";
-static SQL_INSERT_HISTORY: LazyLock<&'static str> = LazyLock::new(|| values(HIST_HEAD, 9, WRITE_ROWS, HIST_TAIL));
-static SQL_INSERT_HIST: LazyLock<&'static str> = LazyLock::new(|| values(HIST_HEAD, 9, 1, HIST_TAIL));
+// Sets of reasons are kept once: a chunk names each of its sets, most of them kept already.
+const REASONS_HEAD: &str = "INSERT INTO code_reasons (id, reasons)";
+const REASONS_TAIL: &str = "ON CONFLICT (id) DO NOTHING";
+static SQL_INSERT_REASONS: LazyLock<&'static str> = LazyLock::new(|| values(REASONS_HEAD, 2, WRITE_ROWS, REASONS_TAIL));
+static SQL_INSERT_REASON: LazyLock<&'static str> = LazyLock::new(|| values(REASONS_HEAD, 2, 1, REASONS_TAIL));
 
 /// Recompute the codes of `ids` now, in transactions of `CHUNK`, each audited.
 pub async fn recompute_ids(store: &Store, ids: &[Uuid], cause: &str) -> Result<usize, Error> {

@@ -255,18 +255,24 @@ pub async fn merge(store: &Store, who: &Principal, keep: Uuid, input: &MergeInpu
     let stays = tx.execute(q!("UPDATE person_stays SET person_id = $1 WHERE person_id = $2", keep, dup)).await?;
     let controls = tx.execute(q!("UPDATE person_controls SET person_id = $1 WHERE person_id = $2", keep, dup)).await?;
     let scans = tx.execute(q!("UPDATE scans SET person_id = $1 WHERE person_id = $2", keep, dup)).await?;
-    tx.execute(q!("DELETE FROM person_codes WHERE person_id = $1", dup)).await?;
+    // The duplicate's code goes (its code is the survivor's now); the head of its history stays
+    // with the merge.
+    let code_hist: Option<Uuid> = match tx.fetch_optional(q!("DELETE FROM person_codes WHERE person_id = $1 RETURNING hist", dup)).await? {
+        Some(r) => r.get("hist")?,
+        None => None,
+    };
     let moved = serde_json::json!({"stays": stays, "controls": controls, "scans": scans});
     let id = Uuid::now_v7();
     tx.execute(q!(
-        "INSERT INTO person_merges (id, kept_id, merged_id, note, moved, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO person_merges (id, kept_id, merged_id, note, moved, created_by, created_at, code_hist) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         id,
         keep,
         dup,
         note.clone(),
         moved.to_string(),
         who.name.clone(),
-        now
+        now,
+        code_hist
     ))
     .await?;
     let entry = audit::Entry {

@@ -43,6 +43,20 @@ pub fn t0() -> DateTime<Utc> {
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    fresh(backend).await.spawn().await
+}
+
+/// A fresh, empty database and the config that names it, before Baton opens it: an upgrade
+/// test migrates it part way and writes what an older Baton left (`Fresh::spawn` then starts
+/// the app on it, which migrates the rest).
+pub struct Fresh {
+    pub config: Config,
+    backend: Backend,
+    pg: Option<(Db, String)>,
+    dir: tempfile::TempDir,
+}
+
+pub async fn fresh(backend: Backend) -> Fresh {
     let dir = tempfile::tempdir().unwrap();
     let (database_url, pg) = match backend {
         Backend::Sqlite => (None, None),
@@ -66,12 +80,21 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         mode: Mode::Development,
         metrics_token: Some(METRICS_TOKEN.into()),
     };
-    let clock = Arc::new(ManualClock::new(t0()));
-    let store = app::open_store(&config, clock.clone()).await.unwrap();
-    baton::demo::build(&store, &baton::demo::DemoOptions { villages: false }).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = app::start(store.clone(), &config, listener).await.unwrap();
-    TestApp { base: format!("http://{}", running.addr), store, clock, config, backend, running: Some(running), pg, _dir: dir }
+    Fresh { config, backend, pg, dir }
+}
+
+impl Fresh {
+    /// Open the database as Baton does (migrating it), with the demo county, a manual clock at
+    /// [`t0`], and the server on port 0.
+    pub async fn spawn(self) -> TestApp {
+        let Fresh { config, backend, pg, dir } = self;
+        let clock = Arc::new(ManualClock::new(t0()));
+        let store = app::open_store(&config, clock.clone()).await.unwrap();
+        baton::demo::build(&store, &baton::demo::DemoOptions { villages: false }).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = app::start(store.clone(), &config, listener).await.unwrap();
+        TestApp { base: format!("http://{}", running.addr), store, clock, config, backend, running: Some(running), pg, _dir: dir }
+    }
 }
 
 impl TestApp {

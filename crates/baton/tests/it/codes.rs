@@ -7,7 +7,7 @@
 //! cleared by two negative tests 24 h apart within 3 days; trucks that shared a service site
 //! in the exposure search; companions marked from the search page; residents scanning a
 //! venue poster with the phone that opened their code link; a code decided from older facts
-//! not landing over a newer one.
+//! not landing over a newer one; codes written before the history blocks read after the upgrade.
 use crate::pages::{Ui, cells, section, tag};
 use baton_domain::clock::Clock;
 use baton_domain::code::Colour;
@@ -605,6 +605,11 @@ async fn merging_duplicates(b: Backend) {
     let (_, h) = c.get(&format!("/api/v1/persons/{keep}/code/history")).await;
     assert_eq!(h["history"][0]["cause"], "merge");
     assert_eq!(code(&c, &dup).await["person_id"].as_str(), Some(keep.as_str()));
+    // The duplicate's own history stays readable: it ends at its red code.
+    let (_, h) = c.get(&format!("/api/v1/persons/{dup}/code/history")).await;
+    let h = h["history"].as_array().unwrap();
+    assert_eq!((h[0]["colour"].as_str(), reasons(&h[0])), (Some("red"), vec!["high_risk_stay".to_string()]), "{h:?}");
+    assert_eq!(h.last().unwrap()["rev"], 1);
     // The passport now finds the survivor; the duplicate is out of searches.
     let (st, again) = c.post("/api/v1/persons", json!({"name": "居民70", "document_kind": "passport", "document_number": "E12345678"})).await;
     assert_eq!((st, again["id"].as_str()), (StatusCode::OK, Some(keep.as_str())), "{again}");
@@ -977,3 +982,94 @@ async fn a_code_decided_from_older_facts_does_not_land(b: Backend) {
     app.stop().await;
 }
 both!(a_code_decided_from_older_facts_does_not_land, a_code_decided_from_older_facts_does_not_land);
+
+/// A database as Baton left it before the history blocks (migration 0017): a person whose code
+/// has two revisions, their reasons and inputs in `person_code_history`. After the upgrade the
+/// code and its history read as they did, and new revisions go into blocks on top of them.
+async fn codes_written_before_history_blocks_read_on(b: Backend) {
+    let f = baton_testkit::fresh(b).await;
+    let db = baton::app::open_db(&f.config).await.unwrap();
+    db.migrate_to(Some(17)).await.unwrap();
+    let id = Uuid::now_v7();
+    let t = baton_testkit::t0() - Duration::hours(2);
+    db.execute(baton_store::q!(
+        "INSERT INTO persons (id, name, document_kind, document_enc, document_bidx, document_masked, jurisdiction, created_by, created_at, updated_at)
+         VALUES ($1, '旧居民', 'id_card', $2, $3, '140427********0011', '140427', 'test', $4, $4)",
+        id,
+        vec![0u8; 8],
+        id.as_bytes().to_vec(),
+        t
+    ))
+    .await
+    .unwrap();
+    let stay = r#"[{"code":"risk_area_stay","colour":"yellow","until":null,"detail":"140105"}]"#;
+    let inputs = r#"{"result":null,"hits":[],"controls":[]}"#;
+    db.execute(baton_store::q!(
+        "INSERT INTO person_codes (person_id, colour, reasons, valid_until, policy_version, jurisdiction, rev, computed_at, changed_at)
+         VALUES ($1, 'yellow', $2, NULL, 1, '140427', 2, $3, $3)",
+        id,
+        stay,
+        t
+    ))
+    .await
+    .unwrap();
+    for (rev, colour, reasons, cause) in [(1i64, "green", "[]", "on_demand"), (2, "yellow", stay, "risk_areas")] {
+        db.execute(baton_store::q!(
+            "INSERT INTO person_code_history (person_id, rev, colour, reasons, valid_until, policy_version, inputs, cause, at)
+             VALUES ($1, $2, $3, $4, NULL, 1, $5, $6, $7)",
+            id,
+            rev,
+            colour,
+            reasons,
+            inputs,
+            cause,
+            t
+        ))
+        .await
+        .unwrap();
+    }
+    // The policy version's run was done by the older Baton.
+    db.execute(baton_store::q!(
+        "INSERT INTO code_recomputes (id, cause, cause_ref, state, created_at) VALUES ($1, 'policy', '1', 'done', $2)",
+        Uuid::now_v7(),
+        t
+    ))
+    .await
+    .unwrap();
+    db.close().await;
+
+    let app = f.spawn().await;
+    let c = app.login("commander").await;
+    let p = id.to_string();
+    let history = |h: Value| -> Vec<(i64, String, Vec<String>)> {
+        h["history"].as_array().unwrap().iter().map(|e| (e["rev"].as_i64().unwrap(), e["cause"].as_str().unwrap().into(), reasons(e))).collect()
+    };
+    assert_eq!(sweep(&app).await.processed, 0);
+    let v = code(&c, &p).await;
+    assert_eq!((v["colour"].as_str(), v["rev"].as_i64(), reasons(&v)), (Some("yellow"), Some(2), vec!["risk_area_stay".to_string()]), "{v}");
+    let (_, h) = c.get(&format!("/api/v1/persons/{p}/code/history")).await;
+    assert_eq!(
+        history(h),
+        [(2, "risk_areas".into(), vec!["risk_area_stay".into()]), (1, "on_demand".into(), vec![])],
+        "the revisions kept before the blocks"
+    );
+
+    // A stay is recorded (no risk area yet: green again), then its place becomes a high-risk
+    // area: two revisions in blocks, the first naming no block before it.
+    let now = app.clock.now();
+    stays_in(&c, &p, "140105", now).await;
+    let (st, _) = c.post("/api/v1/risk-areas", json!({"division": "140105", "level": "high", "from": ts(now - Duration::days(3))})).await;
+    assert_eq!(st, StatusCode::CREATED);
+    assert_eq!(sweep(&app).await.changed, 1);
+    let v = code(&c, &p).await;
+    assert_eq!((v["colour"].as_str(), v["rev"].as_i64()), (Some("red"), Some(4)), "{v}");
+    assert_eq!(v["inputs"]["hits"][0]["division_code"], "140105", "the current revision's inputs, from its block: {v}");
+    let (_, h) = c.get(&format!("/api/v1/persons/{p}/code/history")).await;
+    let h = history(h);
+    let revs: Vec<i64> = h.iter().map(|e| e.0).collect();
+    assert_eq!(revs, [4, 3, 2, 1], "{h:?}");
+    assert_eq!((h[0].2.clone(), h[1].2.clone(), h[2].2.clone()), (vec!["high_risk_stay".to_string()], vec![], vec!["risk_area_stay".to_string()]));
+    assert!(h[0].1.starts_with("risk_areas:"), "{h:?}");
+    app.stop().await;
+}
+both!(codes_written_before_history_blocks_read_on, codes_written_before_history_blocks_read_on);

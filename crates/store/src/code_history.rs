@@ -1,0 +1,191 @@
+//! The history of person codes, kept in blocks. The codes written together (a chunk of a
+//! recompute run, one person's change) put their revisions into blocks of up to [`BLOCK`],
+//! each one row of `code_history_blocks` holding deflated JSON, so that a county-wide change
+//! writes a row per 64 persons instead of one per person. A code row names the block of its
+//! current revision (`person_codes.hist`), and each revision names the block of the one before
+//! (`prev`): a person's history is that chain, newest first. Revisions written before the
+//! blocks (migration 0018) are rows of `person_code_history`, read where the chain ends.
+
+use crate::db::{Tx, Val};
+use crate::person_codes::HistoryEntry;
+use crate::{Store, q};
+use baton_domain::Error;
+use baton_domain::code::{CodeInputs, Colour, Reason};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::io::{Read as _, Write as _};
+use uuid::Uuid;
+
+/// Revisions a block holds at most: small enough that reading one person's revision inflates
+/// little, large enough that a block's row costs next to nothing per person.
+pub const BLOCK: usize = 64;
+
+/// One revision of a person's code as its block keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub person: Uuid,
+    pub rev: i64,
+    pub colour: Colour,
+    pub reasons: Vec<Reason>,
+    pub until: Option<DateTime<Utc>>,
+    pub inputs: CodeInputs,
+    /// The block of the person's revision before this one (none: the first revision, or one
+    /// kept in `person_code_history`).
+    pub prev: Option<Uuid>,
+}
+
+/// A block being written: its entries, and those deflated (done where the codes are decided,
+/// off the writer).
+pub struct Pending {
+    pub id: Uuid,
+    entries: Vec<Entry>,
+    packed: Vec<u8>,
+}
+
+impl Pending {
+    /// Block `id` (the codes' rows name it already) of `entries`.
+    pub fn new(id: Uuid, entries: Vec<Entry>) -> Result<Pending, Error> {
+        let packed = pack(&entries)?;
+        Ok(Pending { id, entries, packed })
+    }
+}
+
+fn pack(entries: &[Entry]) -> Result<Vec<u8>, Error> {
+    let json = serde_json::to_vec(entries).map_err(Error::internal)?;
+    // Level 1: the entries of a block repeat each other's names and values, so the fastest
+    // level already takes most of the gain.
+    let mut z = flate2::write::DeflateEncoder::new(Vec::with_capacity(json.len() / 6), flate2::Compression::fast());
+    z.write_all(&json).map_err(Error::internal)?;
+    z.finish().map_err(Error::internal)
+}
+
+fn unpack(bytes: &[u8]) -> Result<Vec<Entry>, Error> {
+    let mut json = Vec::new();
+    flate2::read::DeflateDecoder::new(bytes).read_to_end(&mut json).map_err(|e| Error::internal(format!("history block: {e}")))?;
+    serde_json::from_slice(&json).map_err(|e| Error::internal(format!("history block: {e}")))
+}
+
+const INSERT_HEAD: &str = "INSERT INTO code_history_blocks (id, cause, policy_version, at, entries)";
+
+/// Write the blocks of the codes that landed (`landed`: their persons). A block whose codes
+/// all landed goes as it was packed; one that lost some to another writer is packed again
+/// without them, and one that lost all is not written.
+pub async fn write(
+    tx: &mut Tx,
+    blocks: Vec<Pending>,
+    landed: &HashSet<Uuid>,
+    cause: &str,
+    policy_version: i64,
+    at: DateTime<Utc>,
+) -> Result<(), Error> {
+    let mut rows: Vec<Vec<Val>> = Vec::with_capacity(blocks.len());
+    for b in blocks {
+        let packed = if b.entries.iter().all(|e| landed.contains(&e.person)) {
+            b.packed
+        } else {
+            let kept: Vec<Entry> = b.entries.into_iter().filter(|e| landed.contains(&e.person)).collect();
+            if kept.is_empty() {
+                continue;
+            }
+            pack(&kept)?
+        };
+        rows.push(vec![b.id.into(), cause.to_string().into(), policy_version.into(), at.into(), packed.into()]);
+    }
+    tx.execute_rows(&SQL_INSERT_BLOCKS, WRITE_ROWS, &SQL_INSERT_BLOCK, rows).await?;
+    Ok(())
+}
+
+const WRITE_ROWS: usize = 10;
+static SQL_INSERT_BLOCKS: std::sync::LazyLock<&'static str> =
+    std::sync::LazyLock::new(|| crate::person_codes::values(INSERT_HEAD, 5, WRITE_ROWS, ""));
+static SQL_INSERT_BLOCK: std::sync::LazyLock<&'static str> = std::sync::LazyLock::new(|| crate::person_codes::values(INSERT_HEAD, 5, 1, ""));
+
+/// A block's row: its entries, and what they share.
+struct Read {
+    entries: Vec<Entry>,
+    cause: String,
+    policy_version: i64,
+    at: DateTime<Utc>,
+}
+
+async fn read(store: &Store, id: Uuid) -> Result<Read, Error> {
+    let r = store
+        .db
+        .fetch_optional(q!("SELECT cause, policy_version, at, entries FROM code_history_blocks WHERE id = $1", id))
+        .await?
+        .ok_or_else(|| Error::internal(format!("history block {id} missing")))?;
+    Ok(Read { entries: unpack(&r.get::<Vec<u8>>("entries")?)?, cause: r.get("cause")?, policy_version: r.get("policy_version")?, at: r.get("at")? })
+}
+
+/// `person`'s revision in block `id` (a block holds one revision of a person at most).
+pub async fn entry(store: &Store, id: Uuid, person: Uuid) -> Result<Entry, Error> {
+    let b = read(store, id).await?;
+    b.entries.into_iter().find(|e| e.person == person).ok_or_else(|| Error::internal(format!("history block {id} lacks {person}")))
+}
+
+/// Up to `limit` revisions of `person`'s code, newest first, from block `head` (the current
+/// revision's; none if it was written before the blocks) down the chain, then the rows kept
+/// before the blocks.
+pub async fn chain(store: &Store, person: Uuid, head: Option<Uuid>, limit: usize) -> Result<Vec<HistoryEntry>, Error> {
+    let mut out = Vec::new();
+    let mut next = head;
+    while let Some(id) = next.filter(|_| out.len() < limit) {
+        let b = read(store, id).await?;
+        let e = b.entries.into_iter().find(|e| e.person == person).ok_or_else(|| Error::internal(format!("history block {id} lacks {person}")))?;
+        next = e.prev;
+        out.push(HistoryEntry {
+            rev: e.rev,
+            colour: e.colour,
+            reasons: e.reasons,
+            until: e.until,
+            policy_version: b.policy_version,
+            inputs: e.inputs,
+            cause: b.cause,
+            at: b.at,
+        });
+    }
+    if out.len() < limit && next.is_none() {
+        let below = out.last().map_or(i64::MAX, |e| e.rev);
+        let n = i64::try_from(limit - out.len()).map_err(Error::internal)?;
+        let rows = store
+            .db
+            .fetch_all(q!(
+                "SELECT rev, colour, reasons, valid_until, policy_version, inputs, cause, at FROM person_code_history
+                  WHERE person_id = $1 AND rev < $2 ORDER BY rev DESC LIMIT $3",
+                person,
+                below,
+                n
+            ))
+            .await?;
+        for r in &rows {
+            out.push(crate::person_codes::legacy_entry(r)?);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_reads_back_what_was_packed() {
+        let e = |rev| Entry {
+            person: Uuid::now_v7(),
+            rev,
+            colour: Colour::Yellow,
+            reasons: vec![],
+            until: Some(Utc::now()),
+            inputs: CodeInputs::default(),
+            prev: Some(Uuid::now_v7()),
+        };
+        let entries: Vec<Entry> = (1..=BLOCK as i64).map(e).collect();
+        let back = unpack(&pack(&entries).unwrap()).unwrap();
+        assert_eq!(back.len(), entries.len());
+        for (a, b) in back.iter().zip(&entries) {
+            assert_eq!((a.person, a.rev, a.until, a.prev), (b.person, b.rev, b.until, b.prev));
+        }
+        assert!(unpack(b"not deflate").is_err());
+    }
+}
