@@ -178,8 +178,10 @@ impl Tx {
         Ok(n)
     }
 
-    /// Write `rows` as [`Tx::execute_rows`] does, with statements that end `RETURNING {key}`,
-    /// a uuid that is each row's first argument: the `key`s of the rows that changed something.
+    /// Write `rows` as [`Tx::execute_rows`] does and return the first argument (a uuid) of
+    /// each row that changed something. `many` (PostgreSQL only) ends `RETURNING {key}`, that
+    /// uuid; `one` has no `RETURNING`, since its count says it (SQLite would gather returned
+    /// rows in a table of their own, for every row).
     pub async fn execute_rows_landed(
         &mut self,
         many: &'static str,
@@ -188,24 +190,31 @@ impl Tx {
         rows: Vec<Vec<Val>>,
         key: &str,
     ) -> Result<Vec<Uuid>, Error> {
+        fn first(r: &[Val]) -> Result<Uuid, Error> {
+            match r.first() {
+                Some(Val::Uuid(Some(u))) => Ok(*u),
+                _ => Err(Error::internal("execute_rows_landed: a row's first argument is not a uuid")),
+            }
+        }
         if let Tx::Sqlite(j) = self {
             let changed = lite::execute_each(j.conn()?, one, &rows)?;
-            let first = |r: &Vec<Val>| match r.first() {
-                Some(Val::Uuid(Some(u))) => Ok(*u),
-                _ => Err(Error::internal("execute_rows_landed: a row's first value is not a uuid")),
-            };
             return rows.iter().zip(changed).filter(|(_, n)| *n > 0).map(|(r, _)| first(r)).collect();
         }
         let statements = rows.len() / per.max(1);
-        let mut found = Vec::with_capacity(rows.len());
+        let mut out = Vec::with_capacity(rows.len());
         let mut it = rows.into_iter();
         for _ in 0..statements {
-            found.extend(self.fetch_all(Q { sql: many, args: it.by_ref().take(per).flatten().collect() }).await?);
+            for r in self.fetch_all(Q { sql: many, args: it.by_ref().take(per).flatten().collect() }).await? {
+                out.push(r.get(key)?);
+            }
         }
         for r in it {
-            found.extend(self.fetch_all(Q { sql: one, args: r }).await?);
+            let id = first(&r)?;
+            if self.execute(Q { sql: one, args: r }).await? > 0 {
+                out.push(id);
+            }
         }
-        found.iter().map(|r| r.get(key)).collect()
+        Ok(out)
     }
 
     pub async fn fetch_optional(&mut self, q: Q) -> Result<Option<Row>, Error> {

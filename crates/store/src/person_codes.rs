@@ -761,7 +761,7 @@ fn leak(s: String) -> &'static str {
 // A code row keeps its size when it is rewritten (its reasons by reference, its inputs in the
 // history), so SQLite rewrites it in place. A code is written only over the revision it was
 // decided from (`write_decided`): a new one only where there is none, an old one only where
-// its `rev` is still the one before; each write returns its person when it lands. (An `UPDATE`
+// its `rev` is still the one before; a write says whether it landed. (An `UPDATE`
 // seeks the row once where an upsert seeks it to find the conflict and again to update it.)
 //
 // The rows `decide` makes: person, colour, reasons id, until, policy version, rev, now, block,
@@ -769,9 +769,9 @@ fn leak(s: String) -> &'static str {
 const NEW_ROW: [(usize, &str); 10] = [(1, ""), (2, ""), (3, ""), (4, ""), (5, ""), (6, ""), (7, ""), (7, ""), (8, ""), (9, "")];
 const CODES_HEAD: &str =
     "INSERT INTO person_codes (person_id, colour, reasons_id, valid_until, policy_version, rev, computed_at, changed_at, hist, jurisdiction)";
-const CODES_NEW_TAIL: &str = "ON CONFLICT (person_id) DO NOTHING RETURNING person_id";
+const CODES_NEW_TAIL: &str = "ON CONFLICT (person_id) DO NOTHING";
 static SQL_INSERT_CODES: LazyLock<&'static str> =
-    LazyLock::new(|| leak(format!("{CODES_HEAD} VALUES {} {CODES_NEW_TAIL}", value_rows(&NEW_ROW, 9, WRITE_ROWS))));
+    LazyLock::new(|| leak(format!("{CODES_HEAD} VALUES {} {CODES_NEW_TAIL} RETURNING person_id", value_rows(&NEW_ROW, 9, WRITE_ROWS))));
 static SQL_INSERT_CODE: LazyLock<&'static str> =
     LazyLock::new(|| leak(format!("{CODES_HEAD} VALUES {} {CODES_NEW_TAIL}", value_rows(&NEW_ROW, 9, 1))));
 // A code whose person stayed in their jurisdiction leaves `jurisdiction` alone: SQLite rewrites
@@ -779,7 +779,7 @@ static SQL_INSERT_CODE: LazyLock<&'static str> =
 // time in a trial).
 const UPDATE_ONE: &str = "UPDATE person_codes SET colour = $2, reasons_id = $3, valid_until = $4, policy_version = $5, rev = $6,
     computed_at = $7, hist = $8, changed_at = CASE WHEN colour <> $2 THEN $7 ELSE changed_at END";
-const UPDATE_ONE_WHERE: &str = "WHERE person_id = $1 AND rev = $6 - 1 RETURNING person_id";
+const UPDATE_ONE_WHERE: &str = "WHERE person_id = $1 AND rev = $6 - 1";
 static SQL_UPDATE_CODE_STAYED: LazyLock<&'static str> = LazyLock::new(|| leak(format!("{UPDATE_ONE} {UPDATE_ONE_WHERE}")));
 static SQL_UPDATE_CODE_MOVED: LazyLock<&'static str> = LazyLock::new(|| leak(format!("{UPDATE_ONE}, jurisdiction = $9 {UPDATE_ONE_WHERE}")));
 /// PostgreSQL: `WRITE_ROWS` updates a statement.
