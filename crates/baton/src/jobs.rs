@@ -69,7 +69,7 @@ async fn recompute(store: Store, metrics: Arc<Metrics>, mut stop: watch::Receive
                         tracing::info!(processed = r.processed, changed = r.changed, results = r.results, expired = r.expired, "codes recomputed");
                     }
                     let stopping = *stop.borrow();
-                    if r.processed == 0 || stopping {
+                    if (r.processed == 0 && !r.due_left) || stopping {
                         break;
                     }
                 }

@@ -152,7 +152,7 @@ pub struct CodeInputs {
     pub negatives: Vec<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Reason {
     pub code: ReasonCode,
     pub colour: Colour,

@@ -162,18 +162,17 @@ impl Tx {
     /// each page the statement touches first (perf, `bench --scenario codes`), and a statement
     /// costs no round trip there (the statement is prepared once for them all). Returns the
     /// rows affected.
-    pub async fn execute_rows(&mut self, many: &'static str, per: usize, one: &'static str, rows: Vec<Vec<Val>>) -> Result<u64, Error> {
+    pub async fn execute_rows(&mut self, many: &'static str, per: usize, one: &'static str, rows: &[Vec<Val>]) -> Result<u64, Error> {
         if let Tx::Sqlite(j) = self {
-            return Ok(lite::execute_each(j.conn()?, one, &rows)?.iter().sum());
+            return Ok(lite::execute_each(j.conn()?, one, rows)?.iter().sum());
         }
-        let statements = rows.len() / per.max(1);
         let mut n = 0;
-        let mut it = rows.into_iter();
-        for _ in 0..statements {
-            n += self.execute(Q { sql: many, args: it.by_ref().take(per).flatten().collect() }).await?;
+        let mut sets = rows.chunks_exact(per.max(1));
+        for set in sets.by_ref() {
+            n += self.execute(Q { sql: many, args: set.iter().flatten().cloned().collect() }).await?;
         }
-        for r in it {
-            n += self.execute(Q { sql: one, args: r }).await?;
+        for r in sets.remainder() {
+            n += self.execute(Q { sql: one, args: r.clone() }).await?;
         }
         Ok(n)
     }
@@ -187,7 +186,7 @@ impl Tx {
         many: &'static str,
         per: usize,
         one: &'static str,
-        rows: Vec<Vec<Val>>,
+        rows: &[Vec<Val>],
         key: &str,
     ) -> Result<Vec<Uuid>, Error> {
         fn first(r: &[Val]) -> Result<Uuid, Error> {
@@ -197,21 +196,19 @@ impl Tx {
             }
         }
         if let Tx::Sqlite(j) = self {
-            let changed = lite::execute_each(j.conn()?, one, &rows)?;
+            let changed = lite::execute_each(j.conn()?, one, rows)?;
             return rows.iter().zip(changed).filter(|(_, n)| *n > 0).map(|(r, _)| first(r)).collect();
         }
-        let statements = rows.len() / per.max(1);
         let mut out = Vec::with_capacity(rows.len());
-        let mut it = rows.into_iter();
-        for _ in 0..statements {
-            for r in self.fetch_all(Q { sql: many, args: it.by_ref().take(per).flatten().collect() }).await? {
+        let mut sets = rows.chunks_exact(per.max(1));
+        for set in sets.by_ref() {
+            for r in self.fetch_all(Q { sql: many, args: set.iter().flatten().cloned().collect() }).await? {
                 out.push(r.get(key)?);
             }
         }
-        for r in it {
-            let id = first(&r)?;
-            if self.execute(Q { sql: one, args: r }).await? > 0 {
-                out.push(id);
+        for r in sets.remainder() {
+            if self.execute(Q { sql: one, args: r.clone() }).await? > 0 {
+                out.push(first(r)?);
             }
         }
         Ok(out)

@@ -618,6 +618,8 @@ pub struct Decided {
     moved: Vec<Vec<Val>>,
     reasons: Vec<Vec<Val>>,
     blocks: Vec<crate::code_history::Pending>,
+    /// The persons whose new code has an `until`, and that `until`.
+    dues: Vec<(Uuid, DateTime<Utc>)>,
     cause: String,
     policy_version: i64,
     at: DateTime<Utc>,
@@ -645,20 +647,29 @@ pub async fn decide(store: &Store, ctx: &Context, ids: &[Uuid], cause: &str, how
     }
     let (mut new, mut stayed, mut moved) = (Vec::new(), Vec::new(), Vec::new());
     let mut reasons_named: HashMap<Vec<u8>, String> = HashMap::new();
+    // Sets of reasons repeat across a chunk (a county-wide area gives most persons the same
+    // one): each is written as JSON and hashed once.
+    let mut known: HashMap<Vec<Reason>, (Vec<u8>, String)> = HashMap::new();
     let mut entries: Vec<crate::code_history::Entry> = Vec::new();
     let mut blocks = Vec::new();
+    let mut dues = Vec::new();
     let mut block = Uuid::now_v7();
     let mut ordered: Vec<(Uuid, (String, CodeInputs))> = facts.into_iter().collect();
     ordered.sort_by_key(|(id, _)| *id);
     for (id, (jurisdiction, inputs)) in ordered {
         let code: Code = baton_domain::code::evaluate(&inputs, &ctx.rules, ctx.now);
-        let reasons = serde_json::to_string(&code.reasons).map_err(Error::internal)?;
-        let rid = reasons_id(&reasons);
+        let (rid, reasons) = match known.get(&code.reasons) {
+            Some(k) => k,
+            None => {
+                let json = serde_json::to_string(&code.reasons).map_err(Error::internal)?;
+                known.entry(code.reasons.clone()).or_insert((reasons_id(&json), json))
+            }
+        };
         let until = code.until.map(audit::micros);
         let prev = old.get(&id);
         if let Some(o) = prev
             && o.colour == code.colour.as_str()
-            && o.reasons_id.as_ref() == Some(&rid)
+            && o.reasons_id.as_ref() == Some(rid)
             && o.until == until
             && o.policy_version == ctx.policy_version
             && o.jurisdiction == jurisdiction
@@ -666,6 +677,9 @@ pub async fn decide(store: &Store, ctx: &Context, ids: &[Uuid], cause: &str, how
             continue;
         }
         let rev = prev.map_or(1, |o| o.rev + 1);
+        if let Some(u) = until {
+            dues.push((id, u));
+        }
         let mut row: Vec<Val> = vec![
             id.into(),
             code.colour.as_str().into(),
@@ -687,7 +701,9 @@ pub async fn decide(store: &Store, ctx: &Context, ids: &[Uuid], cause: &str, how
                 moved.push(row);
             }
         }
-        reasons_named.entry(rid).or_insert(reasons);
+        if !reasons_named.contains_key(rid) {
+            reasons_named.insert(rid.clone(), reasons.clone());
+        }
         entries.push(crate::code_history::Entry {
             person: id,
             rev,
@@ -698,15 +714,16 @@ pub async fn decide(store: &Store, ctx: &Context, ids: &[Uuid], cause: &str, how
             prev: prev.and_then(|o| o.hist),
         });
         if entries.len() == crate::code_history::BLOCK {
-            blocks.push(crate::code_history::Pending::new(block, std::mem::take(&mut entries))?);
+            blocks.push(crate::code_history::Pending::new(block, &entries)?);
+            entries.clear();
             block = Uuid::now_v7();
         }
     }
     if !entries.is_empty() {
-        blocks.push(crate::code_history::Pending::new(block, entries)?);
+        blocks.push(crate::code_history::Pending::new(block, &entries)?);
     }
     let reasons = reasons_named.into_iter().map(|(id, json)| vec![id.into(), json.into()]).collect();
-    Ok(Decided { new, stayed, moved, reasons, blocks, cause: cause.to_string(), policy_version: ctx.policy_version, at: ctx.now })
+    Ok(Decided { new, stayed, moved, reasons, blocks, dues, cause: cause.to_string(), policy_version: ctx.policy_version, at: ctx.now })
 }
 
 /// What writing decided codes did: how many changed, and how many another writer's code had
@@ -721,16 +738,37 @@ pub struct Written {
 /// only over the revision it was decided from: if another writer wrote the person's code
 /// meanwhile (from facts that may be newer or older than these), it is left alone, counted
 /// `overtaken` and kept out of the history, and the caller decides again from the facts as they
-/// are now ([`settle`]).
-pub async fn write_decided(tx: &mut Tx, d: Decided) -> Result<Written, Error> {
+/// are now ([`settle`]). The codes that landed with an `until` are marked due ([`due_marks`]).
+/// `d` is borrowed, so that a bulk writer can free it on another thread.
+pub async fn write_decided(tx: &mut Tx, d: &Decided) -> Result<Written, Error> {
     let decided = d.new.len() + d.stayed.len() + d.moved.len();
-    tx.execute_rows(&SQL_INSERT_REASONS, WRITE_ROWS, &SQL_INSERT_REASON, d.reasons).await?;
+    tx.execute_rows(&SQL_INSERT_REASONS, WRITE_ROWS, &SQL_INSERT_REASON, &d.reasons).await?;
     let mut landed: HashSet<Uuid> = HashSet::with_capacity(decided);
-    landed.extend(tx.execute_rows_landed(&SQL_INSERT_CODES, WRITE_ROWS, &SQL_INSERT_CODE, d.new, "person_id").await?);
-    landed.extend(tx.execute_rows_landed(&SQL_UPDATE_CODES_STAYED, WRITE_ROWS, &SQL_UPDATE_CODE_STAYED, d.stayed, "person_id").await?);
-    landed.extend(tx.execute_rows_landed(&SQL_UPDATE_CODES_MOVED, WRITE_ROWS, &SQL_UPDATE_CODE_MOVED, d.moved, "person_id").await?);
-    crate::code_history::write(tx, d.blocks, &landed, &d.cause, d.policy_version, d.at).await?;
+    landed.extend(tx.execute_rows_landed(&SQL_INSERT_CODES, WRITE_ROWS, &SQL_INSERT_CODE, &d.new, "person_id").await?);
+    landed.extend(tx.execute_rows_landed(&SQL_UPDATE_CODES_STAYED, WRITE_ROWS, &SQL_UPDATE_CODE_STAYED, &d.stayed, "person_id").await?);
+    landed.extend(tx.execute_rows_landed(&SQL_UPDATE_CODES_MOVED, WRITE_ROWS, &SQL_UPDATE_CODE_MOVED, &d.moved, "person_id").await?);
+    crate::code_history::write(tx, &d.blocks, &landed, &d.cause, d.policy_version, d.at).await?;
+    let marks = due_marks(d.dues.iter().filter(|(p, _)| landed.contains(p)).copied());
+    tx.execute_rows(&SQL_INSERT_DUES, WRITE_ROWS, &SQL_INSERT_DUE, &marks).await?;
     Ok(Written { changed: landed.len(), overtaken: decided.saturating_sub(landed.len()) })
+}
+
+/// The hour of the clock a time falls in: codes due within one hour share a mark.
+pub fn due_hour(t: DateTime<Utc>) -> i64 {
+    t.timestamp().div_euclid(3600)
+}
+
+/// The rows of `code_due` for codes written together (person, `until`): for each hour their
+/// `until`s fall in, the earliest of them and the range of persons holding them. A mark
+/// promises that every code it was written for lies inside its range with an `until` from its
+/// `at` to the end of its hour; `recompute::sweep` keeps that promise as it works the mark.
+fn due_marks(dues: impl Iterator<Item = (Uuid, DateTime<Utc>)>) -> Vec<Vec<Val>> {
+    let mut hours: BTreeMap<i64, (DateTime<Utc>, Uuid, Uuid)> = BTreeMap::new();
+    for (p, u) in dues {
+        let m = hours.entry(due_hour(u)).or_insert((u, p, p));
+        *m = (m.0.min(u), m.1.min(p), m.2.max(p));
+    }
+    hours.into_values().map(|(at, lo, hi)| vec![at.into(), lo.into(), hi.into()]).collect()
 }
 
 /// Rows per multi-row write.
@@ -816,6 +854,10 @@ const REASONS_HEAD: &str = "INSERT INTO code_reasons (id, reasons)";
 const REASONS_TAIL: &str = "ON CONFLICT (id) DO NOTHING";
 static SQL_INSERT_REASONS: LazyLock<&'static str> = LazyLock::new(|| values(REASONS_HEAD, 2, WRITE_ROWS, REASONS_TAIL));
 static SQL_INSERT_REASON: LazyLock<&'static str> = LazyLock::new(|| values(REASONS_HEAD, 2, 1, REASONS_TAIL));
+const DUES_HEAD: &str = "INSERT INTO code_due (at, lo, hi)";
+const DUES_TAIL: &str = "ON CONFLICT (at, lo, hi) DO NOTHING";
+static SQL_INSERT_DUES: LazyLock<&'static str> = LazyLock::new(|| values(DUES_HEAD, 3, WRITE_ROWS, DUES_TAIL));
+static SQL_INSERT_DUE: LazyLock<&'static str> = LazyLock::new(|| values(DUES_HEAD, 3, 1, DUES_TAIL));
 
 /// Recompute the codes of `ids` now, in transactions of `CHUNK`, each audited.
 pub async fn recompute_ids(store: &Store, ids: &[Uuid], cause: &str) -> Result<usize, Error> {
@@ -843,7 +885,7 @@ pub async fn settle(store: &Store, ids: &[Uuid], d: Decided, cause: &str) -> Res
     let mut changed = 0;
     for _ in 0..SETTLE_TRIES {
         let mut tx = store.db.begin().await?;
-        let w = write_decided(&mut tx, d).await?;
+        let w = write_decided(&mut tx, &d).await?;
         changed += w.changed;
         let entry = audit::Entry {
             action: "code.recompute",

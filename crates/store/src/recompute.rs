@@ -141,6 +141,54 @@ pub struct SweepReport {
     pub changed: usize,
     pub results: usize,
     pub expired: usize,
+    /// Codes may still be due: the pass stopped at its limit.
+    pub due_left: bool,
+}
+
+/// Persons whose codes at their `until` one pass recomputes at most (more when one mark holds more).
+const EXPIRE_PERSONS: usize = 5000;
+
+/// Recompute the codes that reached their `until`, found through the marks their writers left
+/// (`code_due`, see `person_codes::write_decided`): for each mark due, the codes inside its
+/// range due by now; then, since the mark's promise covers its hour, a mark at the earliest
+/// `until` still ahead in that hour and range, if any. A mark is removed only after its codes
+/// were recomputed, so a pass cut short leaves it to the next. Returns (codes changed, whether
+/// marks due were left for the next pass).
+async fn expire(store: &Store, now: DateTime<Utc>) -> Result<(usize, bool), Error> {
+    let marks = store.db.scan(q!("SELECT at, lo, hi FROM code_due WHERE at <= $1 ORDER BY at LIMIT 100", now)).await?;
+    let (mut changed, mut persons) = (0, 0);
+    for (i, m) in marks.iter().enumerate() {
+        if persons >= EXPIRE_PERSONS {
+            return Ok((changed, i < marks.len()));
+        }
+        let (at, lo, hi): (DateTime<Utc>, Uuid, Uuid) = (m.get("at")?, m.get("lo")?, m.get("hi")?);
+        let due = store
+            .db
+            .scan(q!("SELECT person_id FROM person_codes WHERE person_id >= $1 AND person_id <= $2 AND valid_until <= $3", lo, hi, now))
+            .await?;
+        let ids: Vec<Uuid> = due.iter().map(|r| r.get("person_id")).collect::<Result<_, _>>()?;
+        persons += ids.len();
+        changed += recompute_ids(store, &ids, "expiry").await?;
+        let hour_end = DateTime::from_timestamp((crate::person_codes::due_hour(at) + 1) * 3600, 0).ok_or_else(|| Error::internal("due hour"))?;
+        let next: Option<DateTime<Utc>> = store
+            .db
+            .fetch_one(q!(
+                "SELECT MIN(valid_until) AS t FROM person_codes WHERE person_id >= $1 AND person_id <= $2 AND valid_until > $3 AND valid_until < $4",
+                lo,
+                hi,
+                now,
+                hour_end
+            ))
+            .await?
+            .get("t")?;
+        let mut tx = store.db.begin().await?;
+        tx.execute(q!("DELETE FROM code_due WHERE at = $1 AND lo = $2 AND hi = $3", at, lo, hi)).await?;
+        if let Some(t) = next {
+            tx.execute(q!("INSERT INTO code_due (at, lo, hi) VALUES ($1, $2, $3) ON CONFLICT (at, lo, hi) DO NOTHING", t, lo, hi)).await?;
+        }
+        tx.commit().await?;
+    }
+    Ok((changed, marks.len() == 100))
 }
 
 /// One pass: queue runs for new risk-area changes and policy versions, recompute persons whose
@@ -196,11 +244,9 @@ pub async fn sweep(store: &Store, chunks: usize) -> Result<SweepReport, Error> {
         }
     }
     // Codes that reached their `until`.
-    let due = store.db.scan(q!("SELECT person_id FROM person_codes WHERE valid_until <= $1 LIMIT 5000", now)).await?;
-    if !due.is_empty() {
-        let ids: Vec<Uuid> = due.iter().map(|r| r.get("person_id")).collect::<Result<_, _>>()?;
-        rep.expired = recompute_ids(store, &ids, "expiry").await?;
-    }
+    let (expired, due_left) = expire(store, now).await?;
+    rep.expired = expired;
+    rep.due_left = due_left;
     // Pending runs, oldest first.
     let mut budget = chunks;
     while budget > 0 {
@@ -342,7 +388,7 @@ async fn work(store: &Store, run: &Run, budget: usize) -> Result<(usize, usize, 
         waited += t.elapsed();
         let t = std::time::Instant::now();
         let mut tx = store.db.begin_alone(crate::Durability::Resumable).await?;
-        let w = write_decided(&mut tx, decided).await?;
+        let w = write_decided(&mut tx, &decided).await?;
         let mut c = w.changed;
         tx.execute(q!(
             "UPDATE code_recomputes SET processed = processed + $2, changed = changed + $3, cursor = $4 WHERE id = $1",
@@ -353,6 +399,9 @@ async fn work(store: &Store, run: &Run, budget: usize) -> Result<(usize, usize, 
         ))
         .await?;
         tx.commit().await?;
+        // Freed on the blocking pool: the chunk's rows were allocated where it was decided, and
+        // freeing them here held the writer (see `code_history::Pending`).
+        tokio::task::spawn_blocking(move || drop(decided));
         // Codes that a single person's recompute (a result, a control order) wrote meanwhile:
         // decided again from the facts as they are now.
         if w.overtaken > 0 {

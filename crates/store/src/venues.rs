@@ -432,7 +432,7 @@ pub async fn ingest(store: &Store, who: &Principal, input: &BatchInput) -> Resul
     // Up to thousands of rows: a transaction of its own, not a savepoint (see `Writer::begin_alone`).
     let mut tx = store.db.begin_alone(crate::Durability::Durable).await?;
     let total = rows.len();
-    let written = tx.execute_rows(&SQL_INSERT, ROWS, SQL_INSERT_ONE, rows.into_iter().map(Vec::from).collect()).await?;
+    let written = tx.execute_rows(&SQL_INSERT, ROWS, SQL_INSERT_ONE, &rows.into_iter().map(Vec::from).collect::<Vec<_>>()).await?;
     let written = usize::try_from(written).map_err(Error::internal)?;
     let entry = audit::Entry {
         action: "scan.ingest",

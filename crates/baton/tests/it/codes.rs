@@ -7,7 +7,8 @@
 //! cleared by two negative tests 24 h apart within 3 days; trucks that shared a service site
 //! in the exposure search; companions marked from the search page; residents scanning a
 //! venue poster with the phone that opened their code link; a code decided from older facts
-//! not landing over a newer one; codes written before the history blocks read after the upgrade.
+//! not landing over a newer one; codes written before the history blocks read after the upgrade;
+//! codes recomputed at their `until` through the marks their write left.
 use crate::pages::{Ui, cells, section, tag};
 use baton_domain::clock::Clock;
 use baton_domain::code::Colour;
@@ -959,7 +960,7 @@ async fn a_code_decided_from_older_facts_does_not_land(b: Backend) {
     let v = control(&c, &p, json!({"kind": "home_isolation"})).await;
     assert_eq!((v["rev"].as_i64(), sorted_reasons(&v)), (Some(p0 + 1), both_reasons.clone()));
     let mut tx = store.db.begin().await.unwrap();
-    let w = person_codes::write_decided(&mut tx, run).await.unwrap();
+    let w = person_codes::write_decided(&mut tx, &run).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(w, person_codes::Written { changed: 0, overtaken: 1 });
     let v = code(&c, &p).await;
@@ -971,7 +972,7 @@ async fn a_code_decided_from_older_facts_does_not_land(b: Backend) {
     app.clock.advance(Duration::hours(2));
     let fresh = decide(context().await, qid).await;
     let mut tx = store.db.begin().await.unwrap();
-    assert_eq!(person_codes::write_decided(&mut tx, stale).await.unwrap(), person_codes::Written { changed: 1, overtaken: 0 });
+    assert_eq!(person_codes::write_decided(&mut tx, &stale).await.unwrap(), person_codes::Written { changed: 1, overtaken: 0 });
     tx.commit().await.unwrap();
     assert_eq!(person_codes::settle(store, &[qid], fresh, "risk_areas").await.unwrap(), 1);
     let v = code(&c, &q).await;
@@ -1073,3 +1074,72 @@ async fn codes_written_before_history_blocks_read_on(b: Backend) {
     app.stop().await;
 }
 both!(codes_written_before_history_blocks_read_on, codes_written_before_history_blocks_read_on);
+
+/// Codes at their `until` are found through the marks their write left (`code_due`): one write
+/// of three codes, two due in one hour and one three hours on, leaves a mark per hour; each
+/// sweep at an `until` recomputes exactly the codes due by then (read from the table, not
+/// through a page, which would recompute on demand), re-marks what is left of the hour, and
+/// takes the marks it finished away.
+async fn codes_are_recomputed_at_their_until_through_due_marks(b: Backend) {
+    let app = spawn_app(b).await;
+    let c = app.login("commander").await;
+    let store = &app.store;
+    let now = app.clock.now();
+    let hour = DateTime::from_timestamp((now.timestamp().div_euclid(3600) + 2) * 3600, 0).unwrap();
+    let ends = [hour + Duration::minutes(10), hour + Duration::minutes(40), hour + Duration::hours(3)];
+    let mut ids = Vec::new();
+    for (seq, end) in (70..).zip(ends) {
+        let id: Uuid = person(&c, seq).await.parse().unwrap();
+        store
+            .db
+            .execute(baton_store::q!(
+                "INSERT INTO person_controls (id, person_id, kind, valid_from, valid_to, note, created_by, created_at)
+                 VALUES ($1, $2, 'home_isolation', $3, $4, '', 'test', $3)",
+                Uuid::now_v7(),
+                id,
+                now,
+                end
+            ))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    assert_eq!(person_codes::recompute_ids(store, &ids, "test").await.unwrap(), 3);
+    let colours = || async {
+        let mut out = Vec::new();
+        for id in &ids {
+            let r = store.db.fetch_one(baton_store::q!("SELECT colour FROM person_codes WHERE person_id = $1", *id)).await.unwrap();
+            out.push(r.get::<String>("colour").unwrap());
+        }
+        out
+    };
+    let marks = || async {
+        let (lo, hi) = (*ids.iter().min().unwrap(), *ids.iter().max().unwrap());
+        let rows = store.db.fetch_all(baton_store::q!("SELECT at FROM code_due WHERE lo >= $1 AND hi <= $2 ORDER BY at", lo, hi)).await.unwrap();
+        rows.iter().map(|r| r.get::<DateTime<Utc>>("at").unwrap()).collect::<Vec<_>>()
+    };
+    assert_eq!(colours().await, ["yellow", "yellow", "yellow"]);
+    assert_eq!(marks().await, [ends[0], ends[2]], "a mark per hour, at its earliest until");
+
+    // A second before the first end nothing is due.
+    app.clock.advance(ends[0] - now - Duration::seconds(1));
+    assert_eq!(sweep(&app).await.expired, 0);
+    assert_eq!(colours().await, ["yellow", "yellow", "yellow"]);
+    // At the first end: that code alone; the rest of its hour is marked at the second end.
+    app.clock.advance(Duration::seconds(1));
+    assert_eq!(sweep(&app).await.expired, 1);
+    assert_eq!(colours().await, ["green", "yellow", "yellow"]);
+    assert_eq!(marks().await, [ends[1], ends[2]]);
+    app.clock.advance(ends[1] - ends[0]);
+    assert_eq!(sweep(&app).await.expired, 1);
+    assert_eq!(colours().await, ["green", "green", "yellow"]);
+    assert_eq!(marks().await, [ends[2]]);
+    app.clock.advance(ends[2] - ends[1]);
+    assert_eq!(sweep(&app).await.expired, 1);
+    assert_eq!(colours().await, ["green", "green", "green"]);
+    assert!(marks().await.is_empty());
+    let (_, h) = c.get(&format!("/api/v1/persons/{}/code/history", ids[2])).await;
+    assert_eq!(h["history"][0]["cause"], "expiry", "{h}");
+    app.stop().await;
+}
+both!(codes_are_recomputed_at_their_until_through_due_marks, codes_are_recomputed_at_their_until_through_due_marks);
