@@ -310,8 +310,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     // measures nothing but the look-up of the case.
     // Scan ids are drawn between the lowest and the highest: ingested scans have time-ordered
     // ids, all in a narrow band of the id space.
-    let bounds = store.db.fetch_one(baton_store::q!("SELECT MIN(id) AS lo, MAX(id) AS hi FROM scans")).await.map_err(e)?;
-    let (lo, hi) = (bounds.get::<Uuid>("lo").map_err(e)?.as_u128(), bounds.get::<Uuid>("hi").map_err(e)?.as_u128());
+    // (PostgreSQL has no MIN of a uuid: the ends of the index instead.)
+    let lo = store.db.fetch_one(baton_store::q!("SELECT id FROM scans ORDER BY id LIMIT 1")).await.map_err(e)?;
+    let hi = store.db.fetch_one(baton_store::q!("SELECT id FROM scans ORDER BY id DESC LIMIT 1")).await.map_err(e)?;
+    let (lo, hi) = (lo.get::<Uuid>("id").map_err(e)?.as_u128(), hi.get::<Uuid>("id").map_err(e)?.as_u128());
     let mut cases: Vec<Uuid> = Vec::with_capacity(50);
     // A bounded number of draws: a small bench may have fewer than 50 persons who scanned.
     for _ in 0..5000 {
