@@ -52,19 +52,30 @@ impl Pending {
     }
 }
 
+/// The first byte of a block written as MessagePack. Blocks written before were deflated JSON
+/// alone; no raw deflate stream starts with this byte (its block type would be 11, reserved).
+const MSGPACK: u8 = 0xFF;
+
 fn pack(entries: &[Entry]) -> Result<Vec<u8>, Error> {
-    let json = serde_json::to_vec(entries).map_err(Error::internal)?;
+    let body = rmp_serde::to_vec_named(entries).map_err(Error::internal)?;
     // Level 1: the entries of a block repeat each other's names and values, so the fastest
     // level already takes most of the gain.
-    let mut z = flate2::write::DeflateEncoder::new(Vec::with_capacity(json.len() / 6), flate2::Compression::fast());
-    z.write_all(&json).map_err(Error::internal)?;
+    let mut out = Vec::with_capacity(body.len() / 4);
+    out.push(MSGPACK);
+    let mut z = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
+    z.write_all(&body).map_err(Error::internal)?;
     z.finish().map_err(Error::internal)
 }
 
 fn unpack(bytes: &[u8]) -> Result<Vec<Entry>, Error> {
-    let mut json = Vec::new();
-    flate2::read::DeflateDecoder::new(bytes).read_to_end(&mut json).map_err(|e| Error::internal(format!("history block: {e}")))?;
-    serde_json::from_slice(&json).map_err(|e| Error::internal(format!("history block: {e}")))
+    let bad = |e: &dyn std::fmt::Display| Error::internal(format!("history block: {e}"));
+    let (msgpack, deflated) = match bytes.split_first() {
+        Some((&MSGPACK, rest)) => (true, rest),
+        _ => (false, bytes),
+    };
+    let mut body = Vec::new();
+    flate2::read::DeflateDecoder::new(deflated).read_to_end(&mut body).map_err(|e| bad(&e))?;
+    if msgpack { rmp_serde::from_slice(&body).map_err(|e| bad(&e)) } else { serde_json::from_slice(&body).map_err(|e| bad(&e)) }
 }
 
 const INSERT_HEAD: &str = "INSERT INTO code_history_blocks (id, cause, policy_version, at, entries)";
@@ -172,21 +183,56 @@ mod tests {
 
     #[test]
     fn a_block_reads_back_what_was_packed() {
-        let e = |rev| Entry {
+        use baton_domain::code::{Control, ControlKind, ReasonCode, ResultStatus, TestResult};
+        use baton_domain::risk::{RiskHit, RiskLevel};
+        let now = Utc::now();
+        // Every kind of fact, and the fields left out when empty (a reason's detail, the
+        // negatives) both empty and not.
+        let e = |rev: i64| Entry {
             person: Uuid::now_v7(),
             rev,
             colour: Colour::Yellow,
-            reasons: vec![],
-            until: Some(Utc::now()),
-            inputs: CodeInputs::default(),
-            prev: Some(Uuid::now_v7()),
+            reasons: vec![
+                Reason { code: ReasonCode::RiskAreaStay, colour: Colour::Yellow, until: Some(now), detail: "140427".into() },
+                Reason { code: ReasonCode::Companion, colour: Colour::Yellow, until: None, detail: String::new() },
+            ],
+            until: (rev % 2 == 0).then_some(now),
+            inputs: CodeInputs {
+                result: Some(TestResult { status: ResultStatus::Negative, sampled_at: now, resulted_at: None }),
+                hits: vec![RiskHit {
+                    stay: 0,
+                    area_id: Uuid::now_v7(),
+                    division_code: "140427".into(),
+                    place: (rev % 3 == 0).then(|| "一号楼".into()),
+                    level: RiskLevel::Low,
+                    overlap_from: now,
+                    overlap_to: now,
+                    coarse: rev % 2 == 1,
+                }],
+                controls: vec![Control { kind: ControlKind::Companion, from: now, to: None }],
+                negatives: if rev % 2 == 0 { vec![now] } else { vec![] },
+            },
+            prev: (rev > 1).then(Uuid::now_v7),
         };
         let entries: Vec<Entry> = (1..=BLOCK as i64).map(e).collect();
-        let back = unpack(&pack(&entries).unwrap()).unwrap();
-        assert_eq!(back.len(), entries.len());
-        for (a, b) in back.iter().zip(&entries) {
-            assert_eq!((a.person, a.rev, a.until, a.prev), (b.person, b.rev, b.until, b.prev));
+        let packed = pack(&entries).unwrap();
+        assert_eq!(packed[0], MSGPACK);
+        // Blocks written before MessagePack: deflated JSON.
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(&serde_json::to_vec(&entries).unwrap()).unwrap();
+        let json = z.finish().unwrap();
+        assert_ne!(json[0], MSGPACK);
+        for bytes in [packed, json] {
+            let back = unpack(&bytes).unwrap();
+            assert_eq!(back.len(), entries.len());
+            for (a, b) in back.iter().zip(&entries) {
+                assert_eq!(
+                    (a.person, a.rev, a.colour, &a.reasons, a.until, &a.inputs, a.prev),
+                    (b.person, b.rev, b.colour, &b.reasons, b.until, &b.inputs, b.prev)
+                );
+            }
         }
         assert!(unpack(b"not deflate").is_err());
+        assert!(unpack(&[MSGPACK, 1, 2, 3]).is_err());
     }
 }
