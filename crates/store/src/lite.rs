@@ -100,7 +100,7 @@ impl LiteRow {
     pub fn value(&self, col: &str) -> Result<ValueRef<'_>, Error> {
         let set = &*self.set;
         let i = set.names.iter().position(|n| n == col).ok_or_else(|| Error::internal(format!("no column {col}")))?;
-        let cell = set.cells.get(self.row * set.names.len() + i).copied().unwrap_or(Cell::Null);
+        let cell = set.cells.get(self.row * set.names.len() + i).copied().ok_or_else(|| Error::internal("a row outside its set"))?;
         let bytes = |a: usize, b: usize| set.bytes.get(a..b).unwrap_or_default();
         Ok(match cell {
             Cell::Null => ValueRef::Null,

@@ -397,8 +397,8 @@ pub fn id_args(lead: Vec<Val>, ids: &[Uuid]) -> Vec<Val> {
 pub enum Reads {
     /// `IN (…)` lists, `IN_LIST` ids a statement: for a set scattered over the persons.
     Lists,
-    /// One range from the set's first id to its last, in person order, rows of persons outside the set dropped:
-    /// for a set that holds most persons of its range (every person, or a county), where a
+    /// One range from the set's first id to its last, in person order, rows of persons outside
+    /// the set dropped: for a set that holds most persons of its range (every person, or a county), where a
     /// range read costs a fraction of the index probes it replaces.
     Range,
 }
@@ -761,9 +761,11 @@ pub async fn write_decided(tx: &mut Tx, d: &Decided) -> Result<Written, Error> {
     Ok(Written { changed: landed.len(), overtaken: decided.saturating_sub(landed.len()) })
 }
 
-/// The hour of the clock a time falls in: codes due within one hour share a mark.
-pub fn due_hour(t: DateTime<Utc>) -> i64 {
-    t.timestamp().div_euclid(3600)
+/// The end of the hour of the clock a time falls in: codes due within one hour share a mark,
+/// which covers them up to this end.
+pub fn due_hour_end(t: DateTime<Utc>) -> DateTime<Utc> {
+    let end = (t.timestamp().div_euclid(3600) + 1) * 3600;
+    DateTime::from_timestamp(end, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// The rows of `code_due` for codes written together (person, `until`): for each hour their
@@ -771,9 +773,9 @@ pub fn due_hour(t: DateTime<Utc>) -> i64 {
 /// promises that every code it was written for lies inside its range with an `until` from its
 /// `at` to the end of its hour; `recompute::sweep` keeps that promise as it works the mark.
 fn due_marks(dues: impl Iterator<Item = (Uuid, DateTime<Utc>)>) -> Vec<Vec<Val>> {
-    let mut hours: BTreeMap<i64, (DateTime<Utc>, Uuid, Uuid)> = BTreeMap::new();
+    let mut hours: BTreeMap<DateTime<Utc>, (DateTime<Utc>, Uuid, Uuid)> = BTreeMap::new();
     for (p, u) in dues {
-        let m = hours.entry(due_hour(u)).or_insert((u, p, p));
+        let m = hours.entry(due_hour_end(u)).or_insert((u, p, p));
         *m = (m.0.min(u), m.1.min(p), m.2.max(p));
     }
     hours.into_values().map(|(at, lo, hi)| vec![at.into(), lo.into(), hi.into()]).collect()

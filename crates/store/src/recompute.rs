@@ -147,6 +147,8 @@ pub struct SweepReport {
 
 /// Persons whose codes at their `until` one pass recomputes at most (more when one mark holds more).
 const EXPIRE_PERSONS: usize = 5000;
+/// Marks one pass reads at most.
+const EXPIRE_MARKS: i64 = 100;
 
 /// Recompute the codes that reached their `until`, found through the marks their writers left
 /// (`code_due`, see `person_codes::write_decided`): for each mark due, the codes inside its
@@ -155,7 +157,7 @@ const EXPIRE_PERSONS: usize = 5000;
 /// were recomputed, so a pass cut short leaves it to the next. Returns (codes changed, whether
 /// marks due were left for the next pass).
 async fn expire(store: &Store, now: DateTime<Utc>) -> Result<(usize, bool), Error> {
-    let marks = store.db.scan(q!("SELECT at, lo, hi FROM code_due WHERE at <= $1 ORDER BY at LIMIT 100", now)).await?;
+    let marks = store.db.scan(q!("SELECT at, lo, hi FROM code_due WHERE at <= $1 ORDER BY at LIMIT $2", now, EXPIRE_MARKS)).await?;
     let (mut changed, mut persons) = (0, 0);
     for (i, m) in marks.iter().enumerate() {
         if persons >= EXPIRE_PERSONS {
@@ -169,7 +171,7 @@ async fn expire(store: &Store, now: DateTime<Utc>) -> Result<(usize, bool), Erro
         let ids: Vec<Uuid> = due.iter().map(|r| r.get("person_id")).collect::<Result<_, _>>()?;
         persons += ids.len();
         changed += recompute_ids(store, &ids, "expiry").await?;
-        let hour_end = DateTime::from_timestamp((crate::person_codes::due_hour(at) + 1) * 3600, 0).ok_or_else(|| Error::internal("due hour"))?;
+        let hour_end = crate::person_codes::due_hour_end(at);
         let next: Option<DateTime<Utc>> = store
             .db
             .fetch_one(q!(
@@ -188,7 +190,7 @@ async fn expire(store: &Store, now: DateTime<Utc>) -> Result<(usize, bool), Erro
         }
         tx.commit().await?;
     }
-    Ok((changed, marks.len() == 100))
+    Ok((changed, i64::try_from(marks.len()).map_err(Error::internal)? == EXPIRE_MARKS))
 }
 
 /// One pass: queue runs for new risk-area changes and policy versions, recompute persons whose
