@@ -127,7 +127,9 @@ labelled! {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TestResult {
     pub status: ResultStatus,
+    #[serde(with = "crate::serde_time")]
     pub sampled_at: DateTime<Utc>,
+    #[serde(default, with = "crate::serde_time::option")]
     pub resulted_at: Option<DateTime<Utc>>,
 }
 
@@ -135,7 +137,9 @@ pub struct TestResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Control {
     pub kind: ControlKind,
+    #[serde(with = "crate::serde_time")]
     pub from: DateTime<Utc>,
+    #[serde(default, with = "crate::serde_time::option")]
     pub to: Option<DateTime<Utc>>,
 }
 
@@ -148,7 +152,7 @@ pub struct CodeInputs {
     pub controls: Vec<Control>,
     /// When the person's negative samples were taken (those the companion rule can use: kept
     /// only for persons with a companion exposure).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "crate::serde_time::vec")]
     pub negatives: Vec<DateTime<Utc>>,
 }
 
@@ -157,6 +161,7 @@ pub struct Reason {
     pub code: ReasonCode,
     pub colour: Colour,
     /// When this reason ends by itself (None: when a fact changes).
+    #[serde(default, with = "crate::serde_time::option")]
     pub until: Option<DateTime<Utc>>,
     /// What it is about: a division code for stays, a status for results.
     #[serde(default, skip_serializing_if = "String::is_empty")]

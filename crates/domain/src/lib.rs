@@ -34,6 +34,7 @@ pub mod policy;
 pub mod risk;
 pub mod role;
 pub mod scope;
+pub mod serde_time;
 pub mod testing;
 pub mod trip;
 pub mod unit;

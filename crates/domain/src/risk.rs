@@ -127,7 +127,9 @@ pub struct RiskHit {
     pub place: Option<String>,
     pub level: RiskLevel,
     /// The part of the stay, inside the look-back window, during which the area was in force.
+    #[serde(with = "crate::serde_time")]
     pub overlap_from: DateTime<Utc>,
+    #[serde(with = "crate::serde_time")]
     pub overlap_to: DateTime<Utc>,
     /// The stay was recorded less precisely than the area (see the module notes): a possible hit.
     pub coarse: bool,
@@ -154,7 +156,7 @@ pub fn window(rules: &TruckRules, now: DateTime<Utc>) -> (DateTime<Utc>, DateTim
 }
 
 /// Every hit of every stay against every area, in stay order then area order.
-pub fn match_itinerary(stays: &[Stay], areas: &[RiskArea], rules: &TruckRules, now: DateTime<Utc>) -> Vec<RiskHit> {
+pub fn match_itinerary(stays: &[Stay], areas: &[impl std::borrow::Borrow<RiskArea>], rules: &TruckRules, now: DateTime<Utc>) -> Vec<RiskHit> {
     let (start, end) = window(rules, now);
     let limit = Duration::hours(i64::from(rules.pass_through_max_hours));
     let mut out = Vec::new();
@@ -163,7 +165,7 @@ pub fn match_itinerary(stays: &[Stay], areas: &[RiskArea], rules: &TruckRules, n
         if s.to - s.from <= limit {
             continue;
         }
-        for a in areas {
+        for a in areas.iter().map(std::borrow::Borrow::borrow) {
             let Some(coarse) = place_relation(&s.place, &a.division_code, a.place.is_some()) else {
                 continue;
             };

@@ -28,6 +28,7 @@ pub struct Entry {
     pub rev: i64,
     pub colour: Colour,
     pub reasons: Vec<Reason>,
+    #[serde(default, with = "baton_domain::serde_time::option")]
     pub until: Option<DateTime<Utc>>,
     pub inputs: CodeInputs,
     /// The block of the person's revision before this one (none: the first revision, or one
@@ -54,6 +55,8 @@ impl Pending {
 
 /// The first byte of a block written as MessagePack. Blocks written before were deflated JSON
 /// alone; no raw deflate stream starts with this byte (its block type would be 11, reserved).
+/// Times in MessagePack are numbers (`baton_domain::serde_time`); blocks whose times are text
+/// read as well.
 const MSGPACK: u8 = 0xFF;
 
 fn pack(entries: &[Entry]) -> Result<Vec<u8>, Error> {

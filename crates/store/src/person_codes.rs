@@ -498,19 +498,11 @@ impl AreaIndex {
     }
 
     /// Areas at a stay's division or an ancestor, or inside it (see `risk::place_relation`).
-    fn candidates(&self, code: &str) -> Vec<RiskArea> {
-        let mut out = Vec::new();
-        for n in [2usize, 4, 6, 9] {
-            if n < code.len()
-                && let Some(v) = code.get(..n).and_then(|p| self.by_code.get(p))
-            {
-                out.extend(v.iter().cloned());
-            }
-        }
-        for (_, v) in self.by_code.range(code.to_string()..prefix_end(code)) {
-            out.extend(v.iter().cloned());
-        }
-        out
+    fn candidates<'a>(&'a self, code: &'a str) -> impl Iterator<Item = &'a RiskArea> {
+        let ancestors = [2usize, 4, 6, 9].into_iter().filter(|n| *n < code.len()).filter_map(|n| code.get(..n).and_then(|p| self.by_code.get(p)));
+        let inside =
+            self.by_code.range::<str, _>((std::ops::Bound::Included(code), std::ops::Bound::Excluded(prefix_end(code).as_str()))).map(|(_, v)| v);
+        ancestors.chain(inside).flatten()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -536,70 +528,7 @@ impl Context {
     }
 }
 
-/// The facts of a set of persons: (jurisdiction, inputs) by person; merged-away records are left out.
-async fn gather(store: &Store, ctx: &Context, ids: &[Uuid], how: Reads) -> Result<HashMap<Uuid, (String, CodeInputs)>, Error> {
-    let mut out: HashMap<Uuid, (String, CodeInputs)> = HashMap::with_capacity(ids.len());
-    for r in fetch_set(store, &PERSONS, &[], ids, how).await? {
-        if r.get::<Option<Uuid>>("merged_into")?.is_none() {
-            out.insert(r.get("id")?, (r.get("jurisdiction")?, CodeInputs::default()));
-        }
-    }
-    let start = ctx.now - Duration::days(i64::from(ctx.rules.itinerary_days));
-    let mut stays: HashMap<Uuid, Vec<Stay>> = HashMap::new();
-    for r in fetch_set(store, &STAYS, &[start.into()], ids, how).await? {
-        stays.entry(r.get("person_id")?).or_default().push(Stay { place: r.get("division_code")?, from: r.get("stay_from")?, to: r.get("stay_to")? });
-    }
-    for r in fetch_set(store, &CONTROLS, &[], ids, how).await? {
-        let id: Uuid = r.get("person_id")?;
-        let kind: String = r.get("kind")?;
-        if let (Some(e), Some(kind)) = (out.get_mut(&id), ControlKind::parse(&kind)) {
-            e.1.controls.push(Control { kind, from: r.get("valid_from")?, to: r.get("valid_to")? });
-        }
-    }
-    for r in fetch_set(store, &RESULTS, &[], ids, how).await? {
-        let id: Uuid = r.get("person_id")?;
-        let status: String = r.get("status")?;
-        if let (Some(e), Some(status)) = (out.get_mut(&id), ResultStatus::parse(&status)) {
-            e.1.result = Some(TestResult { status, sampled_at: r.get("sampled_at")?, resulted_at: r.get("resulted_at")? });
-        }
-    }
-    // Companions clear on a series of negative tests: their negative samples since the exposure.
-    let companions: HashMap<Uuid, DateTime<Utc>> = out
-        .iter()
-        .filter_map(|(id, (_, i))| i.controls.iter().filter(|c| c.kind == ControlKind::Companion).map(|c| c.from).min().map(|f| (*id, f)))
-        .collect();
-    if let Some(since) = companions.values().min() {
-        let ids: Vec<Uuid> = companions.keys().copied().collect();
-        for (id, mut samples) in crate::results::negatives_since(store, &ids, *since).await? {
-            if let (Some(e), Some(from)) = (out.get_mut(&id), companions.get(&id)) {
-                samples.retain(|s| s >= from);
-                samples.sort();
-                e.1.negatives = samples;
-            }
-        }
-    }
-    let itinerary = ctx.rules.itinerary();
-    for (id, s) in stays {
-        let Some(e) = out.get_mut(&id) else { continue };
-        let mut areas: Vec<RiskArea> = Vec::new();
-        for stay in &s {
-            for a in ctx.areas.candidates(&stay.place) {
-                if !areas.iter().any(|x| x.id == a.id) {
-                    areas.push(a);
-                }
-            }
-        }
-        if !areas.is_empty() {
-            e.1.hits = baton_domain::risk::match_itinerary(&s, &areas, &itinerary, ctx.now);
-        }
-    }
-    // A stable order, so that equal facts give equal stored inputs.
-    for (_, i) in out.values_mut() {
-        i.controls.sort_by(|a, b| (a.from, a.kind.as_str(), a.to).cmp(&(b.from, b.kind.as_str(), b.to)));
-    }
-    Ok(out)
-}
-
+/// The code a person holds, as a recompute compares it with the one it decides.
 struct Old {
     colour: String,
     reasons_id: Option<Vec<u8>>,
@@ -608,6 +537,111 @@ struct Old {
     rev: i64,
     jurisdiction: String,
     hist: Option<Uuid>,
+}
+
+/// One person of a chunk: their facts, and the code they hold.
+struct Facts {
+    id: Uuid,
+    jurisdiction: String,
+    inputs: CodeInputs,
+    stays: Vec<Stay>,
+    old: Option<Old>,
+}
+
+/// The person `id` among `persons` (in id order), found from `at`: rows read in person order
+/// are walked beside the persons, one step at a time; a row out of that order is searched for.
+fn person_at<'a>(persons: &'a mut [Facts], at: &mut usize, id: Uuid) -> Option<&'a mut Facts> {
+    while persons.get(*at).is_some_and(|p| p.id < id) {
+        *at += 1;
+    }
+    if persons.get(*at).is_none_or(|p| p.id != id) {
+        *at = persons.binary_search_by_key(&id, |p| p.id).ok()?;
+    }
+    persons.get_mut(*at)
+}
+
+/// The facts of a set of persons and the codes they hold, in id order; merged-away records are
+/// left out.
+async fn gather(store: &Store, ctx: &Context, ids: &[Uuid], how: Reads) -> Result<Vec<Facts>, Error> {
+    let mut out: Vec<Facts> = Vec::with_capacity(ids.len());
+    for r in fetch_set(store, &PERSONS, &[], ids, how).await? {
+        if r.get::<Option<Uuid>>("merged_into")?.is_none() {
+            out.push(Facts { id: r.get("id")?, jurisdiction: r.get("jurisdiction")?, inputs: CodeInputs::default(), stays: Vec::new(), old: None });
+        }
+    }
+    // `fetch_set` gives rows in person order; the persons are sorted here too, so that a
+    // list read (in the order of its lists) still finds each.
+    out.sort_unstable_by_key(|p| p.id);
+    let start = ctx.now - Duration::days(i64::from(ctx.rules.itinerary_days));
+    let mut at = 0;
+    for r in fetch_set(store, &STAYS, &[start.into()], ids, how).await? {
+        if let Some(p) = person_at(&mut out, &mut at, r.get("person_id")?) {
+            p.stays.push(Stay { place: r.get("division_code")?, from: r.get("stay_from")?, to: r.get("stay_to")? });
+        }
+    }
+    let mut at = 0;
+    for r in fetch_set(store, &CONTROLS, &[], ids, how).await? {
+        let kind: String = r.get("kind")?;
+        if let (Some(p), Some(kind)) = (person_at(&mut out, &mut at, r.get("person_id")?), ControlKind::parse(&kind)) {
+            p.inputs.controls.push(Control { kind, from: r.get("valid_from")?, to: r.get("valid_to")? });
+        }
+    }
+    let mut at = 0;
+    for r in fetch_set(store, &RESULTS, &[], ids, how).await? {
+        let status: String = r.get("status")?;
+        if let (Some(p), Some(status)) = (person_at(&mut out, &mut at, r.get("person_id")?), ResultStatus::parse(&status)) {
+            p.inputs.result = Some(TestResult { status, sampled_at: r.get("sampled_at")?, resulted_at: r.get("resulted_at")? });
+        }
+    }
+    let mut at = 0;
+    for r in fetch_set(store, &CODES, &[], ids, how).await? {
+        if let Some(p) = person_at(&mut out, &mut at, r.get("person_id")?) {
+            p.old = Some(Old {
+                colour: r.get("colour")?,
+                reasons_id: r.get("reasons_id")?,
+                until: r.get("valid_until")?,
+                policy_version: r.get("policy_version")?,
+                rev: r.get("rev")?,
+                jurisdiction: r.get("jurisdiction")?,
+                hist: r.get("hist")?,
+            });
+        }
+    }
+    // Companions clear on a series of negative tests: their negative samples since the exposure.
+    let companions: Vec<(Uuid, DateTime<Utc>)> = out
+        .iter()
+        .filter_map(|p| p.inputs.controls.iter().filter(|c| c.kind == ControlKind::Companion).map(|c| c.from).min().map(|f| (p.id, f)))
+        .collect();
+    if let Some(since) = companions.iter().map(|(_, f)| *f).min() {
+        let ids: Vec<Uuid> = companions.iter().map(|(id, _)| *id).collect();
+        let mut at = 0;
+        for (id, mut samples) in crate::results::negatives_since(store, &ids, since).await? {
+            let from = companions.iter().find(|(c, _)| *c == id).map(|(_, f)| *f);
+            if let (Some(p), Some(from)) = (person_at(&mut out, &mut at, id), from) {
+                samples.retain(|s| *s >= from);
+                samples.sort();
+                p.inputs.negatives = samples;
+            }
+        }
+    }
+    let itinerary = ctx.rules.itinerary();
+    let mut areas: Vec<&RiskArea> = Vec::new();
+    for p in &mut out {
+        areas.clear();
+        for stay in &p.stays {
+            for a in ctx.areas.candidates(&stay.place) {
+                if !areas.iter().any(|x| x.id == a.id) {
+                    areas.push(a);
+                }
+            }
+        }
+        if !areas.is_empty() {
+            p.inputs.hits = baton_domain::risk::match_itinerary(&p.stays, &areas, &itinerary, ctx.now);
+        }
+        // A stable order, so that equal facts give equal stored inputs.
+        p.inputs.controls.sort_by(|a, b| (a.from, a.kind.as_str(), a.to).cmp(&(b.from, b.kind.as_str(), b.to)));
+    }
+    Ok(out)
 }
 
 /// The key of a set of reasons in `code_reasons`: the first 16 bytes of the SHA-256 of its JSON.
@@ -638,21 +672,6 @@ pub struct Decided {
 /// version or jurisdiction changed are kept. The writer is held only to write them (`write_decided`).
 pub async fn decide(store: &Store, ctx: &Context, ids: &[Uuid], cause: &str, how: Reads) -> Result<Decided, Error> {
     let facts = gather(store, ctx, ids, how).await?;
-    let mut old: HashMap<Uuid, Old> = HashMap::with_capacity(ids.len());
-    for r in fetch_set(store, &CODES, &[], ids, how).await? {
-        old.insert(
-            r.get("person_id")?,
-            Old {
-                colour: r.get("colour")?,
-                reasons_id: r.get("reasons_id")?,
-                until: r.get("valid_until")?,
-                policy_version: r.get("policy_version")?,
-                rev: r.get("rev")?,
-                jurisdiction: r.get("jurisdiction")?,
-                hist: r.get("hist")?,
-            },
-        );
-    }
     let (mut new, mut stayed, mut moved) = (Vec::new(), Vec::new(), Vec::new());
     let mut reasons_named: HashMap<Vec<u8>, String> = HashMap::new();
     // Sets of reasons repeat across a chunk (a county-wide area gives most persons the same
@@ -662,9 +681,7 @@ pub async fn decide(store: &Store, ctx: &Context, ids: &[Uuid], cause: &str, how
     let mut blocks = Vec::new();
     let mut dues = Vec::new();
     let mut block = Uuid::now_v7();
-    let mut ordered: Vec<(Uuid, (String, CodeInputs))> = facts.into_iter().collect();
-    ordered.sort_by_key(|(id, _)| *id);
-    for (id, (jurisdiction, inputs)) in ordered {
+    for Facts { id, jurisdiction, inputs, old, .. } in facts {
         let code: Code = baton_domain::code::evaluate(&inputs, &ctx.rules, ctx.now);
         let (rid, reasons) = match known.get(&code.reasons) {
             Some(k) => k,
@@ -674,7 +691,7 @@ pub async fn decide(store: &Store, ctx: &Context, ids: &[Uuid], cause: &str, how
             }
         };
         let until = code.until.map(audit::micros);
-        let prev = old.get(&id);
+        let prev = old.as_ref();
         if let Some(o) = prev
             && o.colour == code.colour.as_str()
             && o.reasons_id.as_ref() == Some(rid)
