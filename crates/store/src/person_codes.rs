@@ -1157,6 +1157,19 @@ mod tests {
     use crate::{Keyring, Vault};
 
     #[test]
+    fn rows_find_their_person_in_order_and_out_of_it() {
+        let facts =
+            |id: u128| Facts { id: Uuid::from_u128(id), jurisdiction: String::new(), inputs: CodeInputs::default(), stays: vec![], old: None };
+        let mut persons: Vec<Facts> = [2, 4, 6, 8].into_iter().map(facts).collect();
+        // In person order (a range read), with persons skipped and repeated, and a row of no
+        // one in the chunk (a merged-away record); then out of order (lists), and back.
+        let rows = [2u128, 2, 5, 6, 8, 8, 9, 4, 2, 8, 1];
+        let mut at = 0;
+        let found: Vec<Option<u128>> = rows.iter().map(|r| person_at(&mut persons, &mut at, Uuid::from_u128(*r)).map(|p| p.id.as_u128())).collect();
+        assert_eq!(found, [Some(2), Some(2), None, Some(6), Some(8), Some(8), None, Some(4), Some(2), Some(8), None]);
+    }
+
+    #[test]
     fn tokens_verify_and_forged_truncated_expired_or_misused_ones_do_not() {
         let mut ring = Keyring::generate();
         let vault = Vault::new(&ring).unwrap();
