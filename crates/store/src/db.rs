@@ -41,6 +41,10 @@ pub enum Val {
     Bytes(Option<Vec<u8>>),
     Uuid(Option<Uuid>),
     Time(Option<DateTime<Utc>>),
+    /// A list of ids for `= ANY($n)`, on PostgreSQL only: there a set read as `IN (…)` lists of
+    /// single ids made a round trip per hundred ids (a township's recompute waited 5 of its
+    /// 6.4 s on them); SQLite, in the process, reads such lists at no cost per statement.
+    Uuids(Vec<Uuid>),
 }
 
 macro_rules! val_from {
@@ -106,6 +110,7 @@ fn pg_query(q: Q) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArg
             Val::Bytes(x) => query.bind(x),
             Val::Uuid(x) => query.bind(x),
             Val::Time(x) => query.bind(x),
+            Val::Uuids(x) => query.bind(x),
         };
     }
     query

@@ -164,6 +164,7 @@ fn bind(stmt: &mut rusqlite::Statement<'_>, sql: &'static str, args: &[Val]) -> 
                 };
                 stmt.raw_bind_parameter(i, text.as_str())
             }),
+            Val::Uuids(_) => return Err(Error::internal(format!("statement parameter {i}: a list of ids binds on PostgreSQL only"))),
         };
         r.map_err(lite_err)?;
     }

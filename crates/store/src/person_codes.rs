@@ -395,7 +395,8 @@ pub fn id_args(lead: Vec<Val>, ids: &[Uuid]) -> Vec<Val> {
 /// How a set of persons' rows are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reads {
-    /// `IN (…)` lists, `IN_LIST` ids a statement: for a set scattered over the persons.
+    /// `IN (…)` lists, `IN_LIST` ids a statement (on PostgreSQL the whole set in one
+    /// `= ANY`): for a set scattered over the persons.
     Lists,
     /// One range from the set's first id to its last, in person order, rows of persons outside
     /// the set dropped: for a set that holds most persons of its range (every person, or a county), where a
@@ -403,33 +404,42 @@ pub enum Reads {
     Range,
 }
 
-/// A fact read of a set of persons: the statement by `IN (…)` list and by id range, with the
-/// column that names the person.
+/// A fact read of a set of persons: the statement by `IN (…)` list, by a list of ids bound
+/// whole (PostgreSQL: `= ANY`), and by id range, with the column that names the person.
 struct SetRead {
     list: &'static LazyLock<&'static str>,
+    any: &'static str,
     range: &'static str,
     col: &'static str,
 }
 
-static PERSONS: SetRead =
-    SetRead { list: &SQL_PERSONS, range: "SELECT id, jurisdiction, merged_into FROM persons WHERE id >= $1 AND id <= $2 ORDER BY id", col: "id" };
+static PERSONS: SetRead = SetRead {
+    list: &SQL_PERSONS,
+    any: "SELECT id, jurisdiction, merged_into FROM persons WHERE id = ANY($1) ORDER BY id",
+    range: "SELECT id, jurisdiction, merged_into FROM persons WHERE id >= $1 AND id <= $2 ORDER BY id",
+    col: "id",
+};
 static STAYS: SetRead = SetRead {
     list: &SQL_STAYS,
+    any: "SELECT person_id, division_code, stay_from, stay_to FROM person_stays WHERE stay_to > $1 AND person_id = ANY($2) ORDER BY person_id",
     range: "SELECT person_id, division_code, stay_from, stay_to FROM person_stays WHERE stay_to > $1 AND person_id >= $2 AND person_id <= $3 ORDER BY person_id",
     col: "person_id",
 };
 static CONTROLS: SetRead = SetRead {
     list: &SQL_CONTROLS,
+    any: "SELECT person_id, kind, valid_from, valid_to FROM person_controls WHERE lifted_at IS NULL AND person_id = ANY($1) ORDER BY person_id",
     range: "SELECT person_id, kind, valid_from, valid_to FROM person_controls WHERE lifted_at IS NULL AND person_id >= $1 AND person_id <= $2 ORDER BY person_id",
     col: "person_id",
 };
 static RESULTS: SetRead = SetRead {
     list: &SQL_RESULTS,
+    any: "SELECT person_id, status, sampled_at, resulted_at FROM person_results WHERE person_id = ANY($1) ORDER BY person_id",
     range: "SELECT person_id, status, sampled_at, resulted_at FROM person_results WHERE person_id >= $1 AND person_id <= $2 ORDER BY person_id",
     col: "person_id",
 };
 static CODES: SetRead = SetRead {
     list: &SQL_CODES,
+    any: "SELECT person_id, colour, reasons_id, valid_until, policy_version, rev, jurisdiction, hist FROM person_codes WHERE person_id = ANY($1) ORDER BY person_id",
     range: "SELECT person_id, colour, reasons_id, valid_until, policy_version, rev, jurisdiction, hist FROM person_codes WHERE person_id >= $1 AND person_id <= $2 ORDER BY person_id",
     col: "person_id",
 };
@@ -452,6 +462,11 @@ async fn fetch_set(store: &Store, read: &SetRead, lead: &[Val], ids: &[Uuid], ho
                     out.push(r);
                 }
             }
+        }
+        _ if store.db.backend() == crate::Backend::Postgres => {
+            let mut args = lead.to_vec();
+            args.push(Val::Uuids(ids.to_vec()));
+            out = store.db.fetch_all(Q { sql: read.any, args }).await?;
         }
         _ => {
             for part in ids.chunks(IN_LIST) {
