@@ -370,19 +370,8 @@ pub const IN_LIST: usize = 100;
 /// the statement layer takes static SQL, and a set-based read needs a list of ids.
 fn in_list(prefix: &str, first: usize, suffix: &str) -> &'static str {
     let ph: Vec<String> = (first..first + IN_LIST).map(|i| format!("${i}")).collect();
-    Box::leak(format!("{prefix} ({}) {suffix}", ph.join(", ")).into_boxed_str())
+    leak(format!("{prefix} ({}) {suffix}", ph.join(", ")))
 }
-
-static SQL_PERSONS: LazyLock<&'static str> = LazyLock::new(|| in_list("SELECT id, jurisdiction, merged_into FROM persons WHERE id IN", 1, ""));
-static SQL_STAYS: LazyLock<&'static str> =
-    LazyLock::new(|| in_list("SELECT person_id, division_code, stay_from, stay_to FROM person_stays WHERE stay_to > $1 AND person_id IN", 2, ""));
-static SQL_CONTROLS: LazyLock<&'static str> =
-    LazyLock::new(|| in_list("SELECT person_id, kind, valid_from, valid_to FROM person_controls WHERE lifted_at IS NULL AND person_id IN", 1, ""));
-static SQL_RESULTS: LazyLock<&'static str> =
-    LazyLock::new(|| in_list("SELECT person_id, status, sampled_at, resulted_at FROM person_results WHERE person_id IN", 1, ""));
-static SQL_CODES: LazyLock<&'static str> = LazyLock::new(|| {
-    in_list("SELECT person_id, colour, reasons_id, valid_until, policy_version, rev, jurisdiction, hist FROM person_codes WHERE person_id IN", 1, "")
-});
 
 /// Bind `ids` (at most `IN_LIST`) padded with the nil id (which names no person).
 pub fn id_args(lead: Vec<Val>, ids: &[Uuid]) -> Vec<Val> {
@@ -405,44 +394,38 @@ pub enum Reads {
 }
 
 /// A fact read of a set of persons: the statement by `IN (…)` list, by a list of ids bound
-/// whole (PostgreSQL: `= ANY`), and by id range, with the column that names the person.
+/// whole (PostgreSQL: `= ANY`), and by id range, each in person order, with the column that
+/// names the person. All three are made from one head, so that they read the same columns.
 struct SetRead {
-    list: &'static LazyLock<&'static str>,
+    list: &'static str,
     any: &'static str,
     range: &'static str,
     col: &'static str,
 }
 
-static PERSONS: SetRead = SetRead {
-    list: &SQL_PERSONS,
-    any: "SELECT id, jurisdiction, merged_into FROM persons WHERE id = ANY($1) ORDER BY id",
-    range: "SELECT id, jurisdiction, merged_into FROM persons WHERE id >= $1 AND id <= $2 ORDER BY id",
-    col: "id",
-};
-static STAYS: SetRead = SetRead {
-    list: &SQL_STAYS,
-    any: "SELECT person_id, division_code, stay_from, stay_to FROM person_stays WHERE stay_to > $1 AND person_id = ANY($2) ORDER BY person_id",
-    range: "SELECT person_id, division_code, stay_from, stay_to FROM person_stays WHERE stay_to > $1 AND person_id >= $2 AND person_id <= $3 ORDER BY person_id",
-    col: "person_id",
-};
-static CONTROLS: SetRead = SetRead {
-    list: &SQL_CONTROLS,
-    any: "SELECT person_id, kind, valid_from, valid_to FROM person_controls WHERE lifted_at IS NULL AND person_id = ANY($1) ORDER BY person_id",
-    range: "SELECT person_id, kind, valid_from, valid_to FROM person_controls WHERE lifted_at IS NULL AND person_id >= $1 AND person_id <= $2 ORDER BY person_id",
-    col: "person_id",
-};
-static RESULTS: SetRead = SetRead {
-    list: &SQL_RESULTS,
-    any: "SELECT person_id, status, sampled_at, resulted_at FROM person_results WHERE person_id = ANY($1) ORDER BY person_id",
-    range: "SELECT person_id, status, sampled_at, resulted_at FROM person_results WHERE person_id >= $1 AND person_id <= $2 ORDER BY person_id",
-    col: "person_id",
-};
-static CODES: SetRead = SetRead {
-    list: &SQL_CODES,
-    any: "SELECT person_id, colour, reasons_id, valid_until, policy_version, rev, jurisdiction, hist FROM person_codes WHERE person_id = ANY($1) ORDER BY person_id",
-    range: "SELECT person_id, colour, reasons_id, valid_until, policy_version, rev, jurisdiction, hist FROM person_codes WHERE person_id >= $1 AND person_id <= $2 ORDER BY person_id",
-    col: "person_id",
-};
+impl SetRead {
+    /// `head` ends in `WHERE … AND` (or `WHERE`) and takes `leads` parameters of its own.
+    fn new(head: &str, leads: usize, col: &'static str) -> SetRead {
+        let order = format!("ORDER BY {col}");
+        SetRead {
+            list: in_list(&format!("{head} {col} IN"), leads + 1, &order),
+            any: leak(format!("{head} {col} = ANY(${}) {order}", leads + 1)),
+            range: leak(format!("{head} {col} >= ${} AND {col} <= ${} {order}", leads + 1, leads + 2)),
+            col,
+        }
+    }
+}
+
+static PERSONS: LazyLock<SetRead> = LazyLock::new(|| SetRead::new("SELECT id, jurisdiction, merged_into FROM persons WHERE", 0, "id"));
+static STAYS: LazyLock<SetRead> =
+    LazyLock::new(|| SetRead::new("SELECT person_id, division_code, stay_from, stay_to FROM person_stays WHERE stay_to > $1 AND", 1, "person_id"));
+static CONTROLS: LazyLock<SetRead> =
+    LazyLock::new(|| SetRead::new("SELECT person_id, kind, valid_from, valid_to FROM person_controls WHERE lifted_at IS NULL AND", 0, "person_id"));
+static RESULTS: LazyLock<SetRead> =
+    LazyLock::new(|| SetRead::new("SELECT person_id, status, sampled_at, resulted_at FROM person_results WHERE", 0, "person_id"));
+static CODES: LazyLock<SetRead> = LazyLock::new(|| {
+    SetRead::new("SELECT person_id, colour, reasons_id, valid_until, policy_version, rev, jurisdiction, hist FROM person_codes WHERE", 0, "person_id")
+});
 
 /// Every row of `read` for the persons `ids` (sorted, distinct).
 async fn fetch_set(store: &Store, read: &SetRead, lead: &[Val], ids: &[Uuid], how: Reads) -> Result<Vec<Row>, Error> {
@@ -470,7 +453,7 @@ async fn fetch_set(store: &Store, read: &SetRead, lead: &[Val], ids: &[Uuid], ho
         }
         _ => {
             for part in ids.chunks(IN_LIST) {
-                out.extend(store.db.fetch_all(Q { sql: **read.list, args: id_args(lead.to_vec(), part) }).await?);
+                out.extend(store.db.fetch_all(Q { sql: read.list, args: id_args(lead.to_vec(), part) }).await?);
             }
         }
     }
@@ -623,6 +606,7 @@ async fn gather(store: &Store, ctx: &Context, ids: &[Uuid], how: Reads) -> Resul
         }
     }
     // Companions clear on a series of negative tests: their negative samples since the exposure.
+    // In id order, as `out` is.
     let companions: Vec<(Uuid, DateTime<Utc>)> = out
         .iter()
         .filter_map(|p| p.inputs.controls.iter().filter(|c| c.kind == ControlKind::Companion).map(|c| c.from).min().map(|f| (p.id, f)))
@@ -631,7 +615,7 @@ async fn gather(store: &Store, ctx: &Context, ids: &[Uuid], how: Reads) -> Resul
         let ids: Vec<Uuid> = companions.iter().map(|(id, _)| *id).collect();
         let mut at = 0;
         for (id, mut samples) in crate::results::negatives_since(store, &ids, since).await? {
-            let from = companions.iter().find(|(c, _)| *c == id).map(|(_, f)| *f);
+            let from = companions.binary_search_by_key(&id, |(c, _)| *c).ok().and_then(|i| companions.get(i)).map(|(_, f)| *f);
             if let (Some(p), Some(from)) = (person_at(&mut out, &mut at, id), from) {
                 samples.retain(|s| *s >= from);
                 samples.sort();
