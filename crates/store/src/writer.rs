@@ -42,14 +42,47 @@ pub struct State {
     resumable: bool,
     checkpointer: Checkpointer,
     waiters: Vec<oneshot::Sender<Result<(), String>>>,
+    /// Tests hold the next commit until told, to hang up a caller while it waits for the disk.
+    #[cfg(test)]
+    hold_commit: Option<std::sync::mpsc::Receiver<()>>,
 }
 
-/// Decrements the queue count however the wait ends (a cancelled request included).
-struct Queued<'a>(&'a AtomicUsize);
+/// Counts a job waiting for the writer, however the wait ends. A job that commits while others
+/// wait leaves the batch to the last of them; if that one is cancelled before it gets the
+/// writer (its request's client hung up), a task of the writer's own commits the batch instead.
+struct Queued<'a> {
+    writer: &'a Arc<Writer>,
+    waiting: bool,
+}
+
+impl<'a> Queued<'a> {
+    fn new(writer: &'a Arc<Writer>) -> Self {
+        writer.queued.fetch_add(1, Ordering::AcqRel);
+        Queued { writer, waiting: true }
+    }
+
+    async fn lock(mut self) -> OwnedMutexGuard<State> {
+        let g = self.writer.state.clone().lock_owned().await;
+        self.waiting = false;
+        g
+    }
+}
 
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let last = self.writer.queued.fetch_sub(1, Ordering::AcqRel) == 1;
+        if self.waiting
+            && last
+            && let Ok(h) = tokio::runtime::Handle::try_current()
+        {
+            let writer = self.writer.clone();
+            h.spawn(async move {
+                let g = writer.state.clone().lock_owned().await;
+                if writer.queued.load(Ordering::Acquire) == 0 {
+                    flush(g).await;
+                }
+            });
+        }
     }
 }
 
@@ -78,7 +111,15 @@ impl Writer {
         let conn = lite::open(path, false)?;
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;").map_err(lite::lite_err)?;
         let checkpointer = Checkpointer::start(path)?;
-        let state = State { conn: Some(conn), in_batch: false, resumable: false, checkpointer, waiters: Vec::new() };
+        let state = State {
+            conn: Some(conn),
+            in_batch: false,
+            resumable: false,
+            checkpointer,
+            waiters: Vec::new(),
+            #[cfg(test)]
+            hold_commit: None,
+        };
         Ok(Arc::new(Writer { state: Arc::new(Mutex::new(state)), queued: AtomicUsize::new(0) }))
     }
 
@@ -92,11 +133,7 @@ impl Writer {
     }
 
     pub async fn begin(self: &Arc<Self>) -> Result<Job, Error> {
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        let mut g = {
-            let _q = Queued(&self.queued);
-            self.state.clone().lock_owned().await
-        };
+        let mut g = Queued::new(self).lock().await;
         if !g.in_batch {
             exec(&g, "BEGIN IMMEDIATE")?;
             g.in_batch = true;
@@ -110,11 +147,7 @@ impl Writer {
     /// sub-journal first; for a chunk of thousands of rows that was half the writer's time
     /// (perf, `bench --scenario codes`). A failure rolls back only this job, as a savepoint would.
     pub async fn begin_alone(self: &Arc<Self>, durability: Durability) -> Result<Job, Error> {
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        let g = {
-            let _q = Queued(&self.queued);
-            self.state.clone().lock_owned().await
-        };
+        let g = Queued::new(self).lock().await;
         let mut g = flush(g).await.ok_or_else(|| Error::internal("commit abandoned"))?;
         // SQLite changes the safety level only outside a transaction; `flush` sets it back.
         if durability == Durability::Resumable {
@@ -190,19 +223,25 @@ fn exec(g: &State, sql: &'static str) -> Result<(), Error> {
     conn.prepare_cached(sql).and_then(|mut s| s.raw_execute()).map(|_| ()).map_err(lite::lite_err)
 }
 
-/// Commit the batch (on the blocking pool: it waits for the disk) and answer everyone in it.
+/// Commit the batch and answer everyone in it. The commit, the batch's state and the answers are
+/// settled together on the blocking pool (the commit waits for the disk), by a task that owns
+/// the writer's state: a caller that stops waiting here (a client that hung up) cannot leave a
+/// committed batch marked open, nor its jobs unanswered.
 /// None when the commit task itself was lost (the runtime shutting down): the waiters then
 /// hear "abandoned", and the open batch stays with the writer's state.
 async fn flush(g: OwnedMutexGuard<State>) -> Option<OwnedMutexGuard<State>> {
     if !g.in_batch {
         return Some(g);
     }
-    let (mut g, result) = tokio::task::spawn_blocking(move || {
-        let r = exec(&g, "COMMIT");
-        (g, r)
-    })
-    .await
-    .ok()?;
+    tokio::task::spawn_blocking(move || settle(g)).await.ok()
+}
+
+fn settle(mut g: OwnedMutexGuard<State>) -> OwnedMutexGuard<State> {
+    #[cfg(test)]
+    if let Some(hold) = g.hold_commit.take() {
+        let _ = hold.recv();
+    }
+    let result = exec(&g, "COMMIT");
     if result.is_err() {
         // A failed COMMIT leaves the transaction open; end it so that the next batch starts clean.
         let _ = exec(&g, "ROLLBACK");
@@ -214,7 +253,7 @@ async fn flush(g: OwnedMutexGuard<State>) -> Option<OwnedMutexGuard<State>> {
     for w in g.waiters.drain(..) {
         let _ = w.send(r.clone());
     }
-    Some(g)
+    g
 }
 
 impl Job {
@@ -276,5 +315,78 @@ impl Drop for Job {
                 Err(_) => drop(g),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    fn poll_once<F: Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+        f.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    async fn writer() -> (tempfile::TempDir, Arc<Writer>) {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Writer::open(&dir.path().join("w.db")).unwrap();
+        let job = w.begin().await.unwrap();
+        job.conn().unwrap().execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        job.commit().await.unwrap();
+        (dir, w)
+    }
+
+    async fn insert(w: &Arc<Writer>, x: i64) -> Job {
+        let job = w.begin().await.unwrap();
+        job.conn().unwrap().execute("INSERT INTO t (x) VALUES (?1)", [x]).unwrap();
+        job
+    }
+
+    async fn rows(w: &Arc<Writer>) -> Vec<i64> {
+        let job = w.begin().await.unwrap();
+        let mut s = job.conn().unwrap().prepare("SELECT x FROM t ORDER BY x").unwrap();
+        let xs = s.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        drop(s);
+        job.commit().await.unwrap();
+        xs
+    }
+
+    /// A client hangs up while its batch's COMMIT waits for the disk: the batch still ends
+    /// whole, and the next job starts a batch of its own (it used to find "batch open" still
+    /// set, commit alone at its RELEASE and fail with "cannot commit - no transaction is active").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_caller_hanging_up_at_the_commit_does_not_tear_the_batch() {
+        let (_dir, w) = writer().await;
+        let (release, hold) = std::sync::mpsc::channel();
+        w.state.lock().await.hold_commit = Some(hold);
+        let job = insert(&w, 1).await;
+        {
+            let mut commit = pin!(job.commit());
+            assert!(poll_once(commit.as_mut()).is_pending(), "the commit waits for the disk");
+        }
+        release.send(()).unwrap();
+        insert(&w, 2).await.commit().await.unwrap();
+        assert_eq!(rows(&w).await, vec![1, 2]);
+    }
+
+    /// A job commits while another waits for the writer, leaving the batch's commit to it;
+    /// that one's client hangs up before it gets the writer. The batch must commit anyway and
+    /// the first job hear so (it used to wait until some other request came along).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_job_cancelled_still_leaves_the_batch_committed() {
+        let (_dir, w) = writer().await;
+        let first = insert(&w, 1).await;
+        let w2 = w.clone();
+        let mut waiting = Box::pin(async move { w2.begin().await.map(drop) });
+        assert!(poll_once(waiting.as_mut()).is_pending(), "the second job waits for the writer");
+        let mut commit = pin!(first.commit());
+        assert!(poll_once(commit.as_mut()).is_pending(), "the batch is left to the waiting job");
+        drop(waiting);
+        let answered = tokio::time::timeout(std::time::Duration::from_secs(30), commit).await;
+        answered.expect("the first job is answered").unwrap();
+        assert_eq!(rows(&w).await, vec![1]);
     }
 }
