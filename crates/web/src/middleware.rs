@@ -56,9 +56,9 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().clone();
     let ctx = ReqCtx { request_id: request_id.clone(), lang };
-    state.metrics.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let in_flight = InFlight::enter(&state.metrics.in_flight);
     let mut resp = REQ.scope(ctx, next.run(req)).await;
-    state.metrics.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    drop(in_flight);
     let elapsed = started.elapsed();
     state.metrics.observe(&route, resp.status().as_u16(), elapsed);
     tracing::info!(target: "baton::http", request_id = %request_id, method = %method, route = %route, status = resp.status().as_u16(), micros = elapsed.as_micros() as u64, "request");
@@ -76,6 +76,23 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     resp
+}
+
+/// Counts a request in flight until it is answered or dropped: a client that hangs up drops
+/// the request's future at whatever `.await` it was, and the count must go down then too.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicI64);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a std::sync::atomic::AtomicI64) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A panic in a handler becomes a 500 with the stable error shape, never a dropped connection.

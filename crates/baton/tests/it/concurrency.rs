@@ -95,3 +95,42 @@ async fn bulk_jobs_among_requests(b: Backend) {
     app.stop().await;
 }
 both!(bulk_jobs_in_their_own_transactions_keep_everyone_elses_writes, bulk_jobs_among_requests);
+
+/// A client that hangs up while its write waits for the database: the request's future is
+/// dropped, and `baton_http_in_flight` must come down with it (it used to stay up for good).
+async fn hang_up_leaves_no_request_in_flight(b: Backend) {
+    let app = spawn_app(b).await;
+    let c = app.login("commander").await;
+    let metrics = app.anonymous().with_bearer(baton_testkit::METRICS_TOKEN);
+    let in_flight = || async {
+        let (_, m) = metrics.get("/metrics").await;
+        let m = m.as_str().unwrap().to_string();
+        m.lines().find_map(|l| l.strip_prefix("baton_http_in_flight ")).unwrap().trim().parse::<i64>().unwrap()
+    };
+    assert_eq!(in_flight().await, 1, "only the metrics request itself");
+    // Hold what every audited write needs: the SQLite writer, PostgreSQL's audit head row.
+    let mut hold = app.store.db.begin().await.unwrap();
+    hold.execute(baton_store::q!("UPDATE audit_head SET seq = seq WHERE id = 1")).await.unwrap();
+    let sent = c
+        .raw(reqwest::Method::POST, "/api/v1/units")
+        .json(&json!({"name": "挂断单位", "kind": "lab", "division_code": "140427"}))
+        .timeout(std::time::Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(sent.unwrap_err().is_timeout(), "the write waits for the held transaction");
+    // The server notices the closed connection and drops the request.
+    let mut seen = 0;
+    for _ in 0..200 {
+        seen = in_flight().await;
+        if seen == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(seen, 1, "the hung-up request is no longer counted");
+    drop(hold);
+    let (_, v) = c.get("/api/v1/units?q=挂断单位").await;
+    assert_eq!(v["units"].as_array().unwrap().len(), 0, "the dropped request wrote nothing");
+    app.stop().await;
+}
+both!(a_hung_up_request_is_not_left_in_flight, hang_up_leaves_no_request_in_flight);
