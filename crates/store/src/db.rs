@@ -237,12 +237,67 @@ impl Tx {
         }
     }
 
+    /// Commit, unless the task runs under [`hold`]: then the transaction is kept open for the
+    /// caller of `hold` to finish.
     pub async fn commit(self) -> Result<(), Error> {
+        match HELD.try_with(Arc::clone) {
+            Ok(held) => {
+                let mut slot = held.lock().await;
+                if let Some(earlier) = slot.replace(self) {
+                    // `begin` commits a held transaction first, so this is only reached by a
+                    // transaction begun before `hold`; keep the order of commits anyway.
+                    earlier.commit_now().await?;
+                }
+                Ok(())
+            }
+            Err(_) => self.commit_now().await,
+        }
+    }
+
+    /// Commit now, whatever the task.
+    pub async fn commit_now(self) -> Result<(), Error> {
         match self {
             Tx::Sqlite(j) => j.commit().await,
             Tx::Postgres(t) => t.commit().await.map_err(db_err),
         }
     }
+}
+
+type Held = Arc<tokio::sync::Mutex<Option<Tx>>>;
+
+tokio::task_local! {
+    static HELD: Held;
+}
+
+/// Run `f` with the commit of its last transaction held back: that transaction is handed back
+/// open, for the caller to add a last write and commit the whole (a create's idempotency key
+/// and answer, with the record it answers, so that no crash can leave one without the other).
+/// Reads `f` makes after its commit run in the held transaction and so see its writes; a
+/// second transaction begun by `f` commits the held one first (`f`'s earlier writes are then
+/// durable on their own, as without `hold`). Dropping the returned transaction rolls it back.
+pub async fn hold<F: std::future::Future>(f: F) -> (F::Output, Option<Tx>) {
+    let held: Held = Arc::default();
+    let out = HELD.scope(held.clone(), f).await;
+    let tx = held.lock().await.take();
+    (out, tx)
+}
+
+/// The transaction this task holds (under [`hold`]), if `f` has "committed" one.
+async fn held() -> Option<tokio::sync::OwnedMutexGuard<Option<Tx>>> {
+    let held = HELD.try_with(Arc::clone).ok()?;
+    let g = held.lock_owned().await;
+    g.is_some().then_some(g)
+}
+
+/// Commit the transaction this task holds, before another begins (on SQLite the held one
+/// keeps the writer, so waiting for it would never end).
+async fn commit_held() -> Result<(), Error> {
+    if let Some(mut g) = held().await
+        && let Some(tx) = g.take()
+    {
+        tx.commit_now().await?;
+    }
+    Ok(())
 }
 
 /// Options for opening a database.
@@ -313,6 +368,7 @@ impl Db {
     }
 
     pub async fn begin(&self) -> Result<Tx, Error> {
+        commit_held().await?;
         match self {
             Db::Sqlite { write, .. } => write.begin().await.map(Tx::Sqlite),
             Db::Postgres(p) => p.begin().await.map(Tx::Postgres).map_err(db_err),
@@ -324,6 +380,7 @@ impl Db {
     /// does not wait for the disk at commit (`Durability`; on PostgreSQL
     /// `synchronous_commit = off` for the transaction, which has the same meaning there).
     pub async fn begin_alone(&self, durability: Durability) -> Result<Tx, Error> {
+        commit_held().await?;
         match self {
             Db::Sqlite { write, .. } => write.begin_alone(durability).await.map(Tx::Sqlite),
             Db::Postgres(p) => {
@@ -339,6 +396,11 @@ impl Db {
     /// One row. On SQLite it is read on the calling thread: a short read costs a few
     /// microseconds, less than handing it to another thread would.
     pub async fn fetch_optional(&self, q: Q) -> Result<Option<Row>, Error> {
+        if let Some(mut g) = held().await
+            && let Some(tx) = g.as_mut()
+        {
+            return tx.fetch_optional(q).await;
+        }
         match self {
             Db::Sqlite { read, .. } => Ok(read.with(|c| lite::run(c, &q, 1))?.0.pop().map(Row::Sqlite)),
             Db::Postgres(p) => pg_query(q).fetch_optional(p).await.map(|r| r.map(Row::Postgres)).map_err(db_err),
@@ -348,6 +410,11 @@ impl Db {
     /// Every row of a short read (by key, a parent's children, a bounded page): on SQLite on
     /// the calling thread, like `fetch_optional`.
     pub async fn fetch_all(&self, q: Q) -> Result<Vec<Row>, Error> {
+        if let Some(mut g) = held().await
+            && let Some(tx) = g.as_mut()
+        {
+            return tx.fetch_all(q).await;
+        }
         match self {
             Db::Sqlite { read, .. } => Ok(read.with(|c| lite::run(c, &q, usize::MAX))?.0.into_iter().map(Row::Sqlite).collect()),
             Db::Postgres(p) => pg_query(q).fetch_all(p).await.map(|r| r.into_iter().map(Row::Postgres).collect()).map_err(db_err),
@@ -358,6 +425,11 @@ impl Db {
     /// the audit chain, a recompute's affected persons): on SQLite on the blocking pool, at most
     /// `max_connections` at once, so that the runtime's threads keep serving requests.
     pub async fn scan(&self, q: Q) -> Result<Vec<Row>, Error> {
+        if let Some(mut g) = held().await
+            && let Some(tx) = g.as_mut()
+        {
+            return tx.fetch_all(q).await;
+        }
         match self {
             Db::Sqlite { read, .. } => {
                 let _permit = read.permits.acquire().await.map_err(|_| Error::internal("the database is closed"))?;

@@ -55,11 +55,40 @@ pub struct Store {
     pub clock: Arc<dyn Clock>,
     /// Recently looked-up sessions and tokens (see `auth::AuthCache`).
     pub auth_cache: Arc<auth::AuthCache>,
+    /// Crashes that tests simulate at exact points; nothing sets them in service.
+    pub faults: Arc<Faults>,
+}
+
+/// A point where a test makes a request end as if the server had died there: the request stops
+/// at once, nothing it had not committed is kept, and the client hears nothing useful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// A keyed create has written its record, before its answer is stored.
+    CrashAfterRecord,
+    /// A keyed create has committed its record and answer, before the client hears it.
+    CrashAfterAnswer,
+}
+
+/// The faults armed for the next request that reaches each point (each fires once).
+#[derive(Debug, Default)]
+pub struct Faults(std::sync::Mutex<Vec<Fault>>);
+
+impl Faults {
+    pub fn arm(&self, f: Fault) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(f);
+    }
+
+    /// Whether `f` was armed (disarming it).
+    pub fn hit(&self, f: Fault) -> bool {
+        let mut armed = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let found = armed.iter().position(|a| *a == f);
+        found.map(|i| armed.swap_remove(i)).is_some()
+    }
 }
 
 impl Store {
     pub fn new(db: Db, vault: Arc<Vault>, clock: Arc<dyn Clock>) -> Self {
-        Self { db, vault, clock, auth_cache: Arc::new(auth::AuthCache::default()) }
+        Self { db, vault, clock, auth_cache: Arc::new(auth::AuthCache::default()), faults: Arc::default() }
     }
 
     /// Now, at the precision both databases keep.

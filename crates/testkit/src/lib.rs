@@ -151,6 +151,7 @@ impl TestApp {
 }
 
 /// A signed-in client: session cookie plus CSRF header, or a bearer token.
+#[derive(Clone)]
 pub struct Session {
     pub http: reqwest::Client,
     pub base: String,

@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use baton_domain::Error;
 use baton_domain::division::Divisions;
 use baton_domain::ident::PersonalKind;
-use baton_store::{audit, auth, grids, idempotency, policy, units, users};
+use baton_store::{Fault, audit, auth, grids, idempotency, policy, units, users};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -152,7 +152,7 @@ where
     h.update([0]);
     h.update(raw);
     let hash = h.finalize().to_vec();
-    match idempotency::claim(&state.store, &actor, key, &hash).await? {
+    let replay = |claim| match claim {
         idempotency::Claim::Replay { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             Ok((status, [(header::CONTENT_TYPE, "application/json"), (header::HeaderName::from_static("idempotent-replay"), "true")], body)
@@ -161,36 +161,44 @@ where
         idempotency::Claim::Mismatch => {
             Err(Error::conflict("idempotency_key_reused", "该幂等键已用于另一请求", "this idempotency key was used for a different request").into())
         }
-        idempotency::Claim::InProgress => {
-            Err(Error::conflict("idempotency_in_progress", "相同请求正在处理中", "the same request is still being processed").into())
-        }
+        // Only if the answer vanished between two reads (the daily clean-up): ask for a retry.
         idempotency::Claim::New => {
-            let result = f().await;
-            let (status, body) = match &result {
-                Ok(resp) if resp.status().is_success() => (resp.status(), None),
-                Err(AppError(e)) if !matches!(e, Error::Internal(_)) => (crate::error::status_of(e), Some(e.clone())),
-                _ => {
-                    idempotency::release(&state.store, &actor, key).await?;
-                    return result;
-                }
-            };
-            match (result, body) {
-                (Ok(resp), _) => {
-                    let (parts, b) = resp.into_parts();
-                    let bytes = axum::body::to_bytes(b, usize::MAX).await.map_err(Error::internal)?;
-                    idempotency::finish(&state.store, &actor, key, status.as_u16(), &String::from_utf8_lossy(&bytes)).await?;
-                    Ok(Response::from_parts(parts, axum::body::Body::from(bytes)))
-                }
-                (Err(e), Some(err)) => {
-                    let r = req();
-                    let body = crate::error::error_body(&err, r.lang, &r.request_id).to_string();
-                    idempotency::finish(&state.store, &actor, key, status.as_u16(), &body).await?;
-                    Err(e)
-                }
-                (Err(e), None) => Err(e),
-            }
+            Err(Error::conflict("idempotency_in_progress", "相同请求正在处理中，请稍后重试", "the same request is being processed; retry shortly")
+                .into())
         }
+    };
+    let claim = idempotency::lookup(&state.store, &actor, key, &hash).await?;
+    if !matches!(claim, idempotency::Claim::New) {
+        return replay(claim);
     }
+    // The record's transaction is held open and the answer written into it (`db::hold`).
+    let (result, held) = baton_store::db::hold(f()).await;
+    if state.store.faults.hit(Fault::CrashAfterRecord) {
+        return Err(Error::internal("simulated crash after the record").into());
+    }
+    let (status, body, result) = match result {
+        Ok(resp) => {
+            let (parts, b) = resp.into_parts();
+            let bytes = axum::body::to_bytes(b, usize::MAX).await.map_err(Error::internal)?;
+            (parts.status, bytes.clone(), Ok(Response::from_parts(parts, axum::body::Body::from(bytes))))
+        }
+        // A refusal wrote nothing (whatever the request did before it is rolled back with the
+        // held transaction) and is answered the same way on a retry.
+        Err(AppError(e)) if !matches!(e, Error::Internal(_)) => {
+            let r = req();
+            let body = crate::error::error_body(&e, r.lang, &r.request_id).to_string();
+            (crate::error::status_of(&e), body.into(), Err(AppError(e)))
+        }
+        Err(e) => return Err(e),
+    };
+    let held = if status.is_success() { held } else { None };
+    if let Some(other) = idempotency::answer(&state.store, held, &actor, key, &hash, status.as_u16(), &String::from_utf8_lossy(&body)).await? {
+        return replay(other);
+    }
+    if state.store.faults.hit(Fault::CrashAfterAnswer) {
+        return Err(Error::internal("simulated crash after the answer").into());
+    }
+    result
 }
 
 // ---------- auth ----------

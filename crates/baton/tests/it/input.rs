@@ -145,3 +145,97 @@ async fn idempotency(b: Backend) {
     app.stop().await;
 }
 both!(a_retried_create_does_not_create_twice, idempotency);
+
+/// How many rows of `table` have `col = value`, straight from the database.
+async fn count(app: &baton_testkit::TestApp, sql: &'static str, value: &str) -> i64 {
+    app.store.db.fetch_one(baton_store::q!(sql, value)).await.unwrap().get::<i64>("n").unwrap()
+}
+
+/// A keyed create whose server dies between writing the record and storing its answer, or
+/// after both but before the client hears: the retry with the same key, on the restarted
+/// server, creates exactly once and tells the client the record's id. (The key used to be
+/// claimed, the record written and the answer stored in three commits: a crash after the
+/// second left the key "in progress" and the record without an answer, and the retry got 409,
+/// then a second venue, or a 422 for a trip or a tube.)
+async fn keyed_create_survives_a_crash(b: Backend) {
+    let mut app = spawn_app(b).await;
+    let logins = [app.login("commander").await, app.login("enterprise").await, app.login("sampler").await];
+    let (_, v) = logins[0].get("/api/v1/units?q=壶关县太行钢材贸易有限公司").await;
+    let dest = v["units"][0]["id"].as_str().unwrap().to_string();
+    let expected_at = (baton_domain::clock::Clock::now(&*app.clock) + chrono::Duration::hours(2)).to_rfc3339();
+    let creates = |n: usize| {
+        [
+            (
+                "/api/v1/venues",
+                json!({"name": format!("崩溃场所{n}"), "kind": "market", "division": "140427100"}),
+                "SELECT COUNT(*) AS n FROM venues WHERE name = $1",
+                format!("崩溃场所{n}"),
+            ),
+            (
+                "/api/v1/trips",
+                json!({"plate": format!("晋D7000{n}"), "destination_id": dest, "expected_at": expected_at,
+                                    "crew": [{"name": "张师傅", "id_number": "11010519491231002X", "phone": "13912345678", "health_code": "green"}]}),
+                "SELECT COUNT(*) AS n FROM trips WHERE plate = $1",
+                format!("晋D7000{n}"),
+            ),
+            (
+                "/api/v1/testing/tubes",
+                json!({"barcode": format!("HG-CRASH-{n}"), "pool_size": 1,
+                                            "members": [{"name": "居民甲", "document_number": "11010519491231002X"}]}),
+                "SELECT COUNT(*) AS n FROM tubes WHERE barcode = $1",
+                format!("HG-CRASH-{n}"),
+            ),
+        ]
+    };
+    for (n, fault) in [baton_store::Fault::CrashAfterRecord, baton_store::Fault::CrashAfterAnswer].into_iter().enumerate() {
+        for (who, (path, body, sql, value)) in creates(n).into_iter().enumerate() {
+            let key = format!("crash-{n}-{who}");
+            app.store.faults.arm(fault);
+            let s = baton_testkit::Session { base: app.base.clone(), ..logins[who].clone() };
+            let r = s.raw(reqwest::Method::POST, path).header("idempotency-key", &key).json(&body).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR, "{fault:?} {path}: the simulated crash");
+            app.restart().await;
+            let s = baton_testkit::Session { base: app.base.clone(), ..logins[who].clone() };
+            let r = s.raw(reqwest::Method::POST, path).header("idempotency-key", &key).json(&body).send().await.unwrap();
+            let replayed = r.headers().get("idempotent-replay").is_some();
+            let (status, v) = (r.status(), r.json::<Value>().await.unwrap());
+            assert_eq!(status, StatusCode::CREATED, "{fault:?} {path}: the retry learns the record: {v}");
+            assert!(v["id"].is_string(), "{v}");
+            assert_eq!(replayed, fault == baton_store::Fault::CrashAfterAnswer, "{fault:?} {path}: replayed only once the answer was stored");
+            assert_eq!(count(&app, sql, &value).await, 1, "{fault:?} {path}: exactly one record");
+            // And the next retry replays that same answer.
+            let r = s.raw(reqwest::Method::POST, path).header("idempotency-key", &key).json(&body).send().await.unwrap();
+            assert_eq!(r.headers()["idempotent-replay"], "true");
+            assert_eq!(r.json::<Value>().await.unwrap()["id"], v["id"]);
+            assert_eq!(count(&app, sql, &value).await, 1);
+        }
+    }
+    app.stop().await;
+}
+both!(a_keyed_create_survives_a_crash_between_record_and_answer, keyed_create_survives_a_crash);
+
+/// Retries racing each other with one key: one creates, every other is answered with its
+/// answer, and nothing of theirs is kept.
+async fn racing_retries(b: Backend) {
+    let app = spawn_app(b).await;
+    let c = std::sync::Arc::new(app.login("commander").await);
+    let mut racing = Vec::new();
+    for _ in 0..8 {
+        let c = c.clone();
+        racing.push(tokio::spawn(async move {
+            let body = json!({"name": "同键场所", "kind": "market", "division": "140427100"});
+            let r = c.raw(reqwest::Method::POST, "/api/v1/venues").header("idempotency-key", "race-1").json(&body).send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap()["id"].clone())
+        }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for r in racing {
+        let (status, id) = r.await.unwrap();
+        assert_eq!(status, StatusCode::CREATED);
+        ids.insert(id.to_string());
+    }
+    assert_eq!(ids.len(), 1, "every retry answered with the one record: {ids:?}");
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM venues WHERE name = $1", "同键场所").await, 1);
+    app.stop().await;
+}
+both!(racing_retries_with_one_key_create_once, racing_retries);
