@@ -55,6 +55,7 @@ pub struct Running {
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     jobs: tokio::task::JoinHandle<()>,
+    audit_anchor: std::path::PathBuf,
 }
 
 impl Running {
@@ -63,6 +64,7 @@ impl Running {
         let _ = self.stop.send(true);
         let _ = self.server.await;
         let _ = self.jobs.await;
+        crate::jobs::anchor_audit(&self.store, &self.audit_anchor).await;
         self.store.db.close().await;
     }
 }
@@ -91,8 +93,9 @@ pub async fn start(store: Store, cfg: &Config, listener: tokio::net::TcpListener
             tracing::error!(error = %e, "server stopped");
         }
     });
-    let jobs = tokio::spawn(crate::jobs::run(store.clone(), metrics, rx));
-    Ok(Running { addr, store, stop, server, jobs })
+    let audit_anchor = cfg.audit_anchor();
+    let jobs = tokio::spawn(crate::jobs::run(store.clone(), metrics, rx, audit_anchor.clone()));
+    Ok(Running { addr, store, stop, server, jobs, audit_anchor })
 }
 
 /// Run until SIGINT or SIGTERM, then stop gracefully.

@@ -38,6 +38,14 @@ pub struct Config {
     pub metrics_token: Option<String>,
 }
 
+impl Config {
+    /// Where the audit chain's anchor is kept: beside the key file's default place, on this
+    /// server's disk, out of reach of whoever changes the database (`audit::Anchor`).
+    pub fn audit_anchor(&self) -> PathBuf {
+        self.data_dir.join("audit-anchor.json")
+    }
+}
+
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")

@@ -83,7 +83,15 @@ async fn recompute(store: Store, metrics: Arc<Metrics>, mut stop: watch::Receive
     }
 }
 
-pub async fn run(store: Store, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
+/// Write the audit chain's anchor if the chain moved (`audit::anchor`); a failure is logged,
+/// and the next tick tries again.
+pub async fn anchor_audit(store: &Store, path: &std::path::Path) {
+    if let Err(e) = baton_store::audit::anchor(&store.db, &store.vault, path, store.now()).await {
+        tracing::error!(error = %e, "audit anchor");
+    }
+}
+
+pub async fn run(store: Store, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>, audit_anchor: std::path::PathBuf) {
     let codes = tokio::spawn(recompute(store.clone(), metrics.clone(), stop.clone()));
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(WATCH_SECONDS));
     let mut n: u64 = 0;
@@ -113,6 +121,7 @@ pub async fn run(store: Store, metrics: Arc<Metrics>, mut stop: watch::Receiver<
             }
         }
         metrics.jobs_run.fetch_add(1, Ordering::Relaxed);
+        anchor_audit(&store, &audit_anchor).await;
         // Housekeeping once a minute.
         if !n.is_multiple_of(60 / WATCH_SECONDS) {
             continue;

@@ -136,9 +136,18 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys(cmd) => keys_cmd(&cfg, cmd).await,
         Command::Audit(AuditCmd::Verify) => {
             let store = app::open_store(&cfg, Arc::new(SystemClock)).await?;
-            let report = baton_store::audit::verify(&store.db, &store.vault).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let path = cfg.audit_anchor();
+            let anchor = baton_store::audit::read_anchor(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let report = baton_store::audit::verify_anchored(&store.db, &store.vault, anchor.as_ref()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             if report.ok() {
-                println!("audit chain intact: {} entries", report.entries);
+                match &anchor {
+                    Some(a) => println!("audit chain intact: {} entries, anchored at entry {} ({})", report.entries, a.seq, path.display()),
+                    None => println!(
+                        "audit chain intact: {} entries; no anchor at {} yet, so deletion of the newest entries cannot be ruled out",
+                        report.entries,
+                        path.display()
+                    ),
+                }
                 Ok(())
             } else {
                 for p in &report.problems {

@@ -146,8 +146,112 @@ impl VerifyReport {
     }
 }
 
+/// A checkpoint of the chain kept outside the database (a file beside the key file, on the
+/// application server): the head's sequence number and hash when it was written, with a MAC
+/// under the audit key. The chain alone cannot show that its newest entries were deleted and
+/// the head rewound to match, or that every entry was; the anchor can, since whoever changes
+/// the database cannot change it (nor forge one without the key). `anchor` writes it after
+/// the chain has moved (the jobs loop, and shutdown); `verify` checks the log against it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Anchor {
+    pub seq: i64,
+    /// Hex of the entry's chain hash.
+    pub hash: String,
+    pub at: DateTime<Utc>,
+    /// Hex of the MAC over the fields above.
+    pub mac: String,
+}
+
+impl Anchor {
+    fn mac(vault: &Vault, seq: i64, hash: &str, at: DateTime<Utc>) -> String {
+        let data = format!("baton-audit-anchor\0{seq}\0{hash}\0{}", at.to_rfc3339_opts(SecondsFormat::Micros, true));
+        hex::encode(vault.audit_mac(data.as_bytes()))
+    }
+
+    fn genuine(&self, vault: &Vault) -> bool {
+        Anchor::mac(vault, self.seq, &self.hash, self.at) == self.mac
+    }
+}
+
+/// The anchor in `path`, if one was written; an unreadable one is an error (a problem to
+/// report, not a missing anchor).
+pub fn read_anchor(path: &std::path::Path) -> Result<Option<Anchor>, Error> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::internal(format!("audit anchor {}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::internal(format!("audit anchor {}: {e}", path.display()))),
+    }
+}
+
+/// What is wrong between the chain (its head at `head_seq`) and the anchor, if anything.
+async fn anchor_problem(db: &Db, vault: &Vault, a: &Anchor, head_seq: i64) -> Result<Option<String>, Error> {
+    if !a.genuine(vault) {
+        return Ok(Some("the audit anchor's MAC does not match (the anchor was altered or made without the audit key)".into()));
+    }
+    if a.seq > head_seq {
+        return Ok(Some(format!(
+            "the audit anchor of {} records entry {} but the chain ends at {head_seq} (the newest entries were deleted and the head rewound)",
+            a.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            a.seq
+        )));
+    }
+    if a.seq == 0 {
+        return Ok(None);
+    }
+    Ok(match db.fetch_optional(q!("SELECT hash FROM audit_log WHERE seq = $1", a.seq)).await? {
+        Some(r) if hex::encode(r.get::<Vec<u8>>("hash")?) == a.hash => None,
+        Some(_) => Some(format!("entry {} differs from the audit anchor (the chain was rewritten)", a.seq)),
+        None => Some(format!("entry {} recorded by the audit anchor is missing (deleted)", a.seq)),
+    })
+}
+
+/// Write the chain's head to the anchor file if it moved on from the last one: to a temporary
+/// file, flushed to disk, then renamed over the old one, so a crash leaves one whole anchor.
+/// Returns the anchor written, if any; an error (the anchor kept) when the chain no longer
+/// reaches the last anchor.
+pub async fn anchor(db: &Db, vault: &Vault, path: &std::path::Path, now: DateTime<Utc>) -> Result<Option<Anchor>, Error> {
+    let head = db.fetch_one(q!("SELECT seq, hash FROM audit_head WHERE id = 1")).await?;
+    let seq: i64 = head.get("seq")?;
+    let hash = hex::encode(head.get::<Vec<u8>>("hash")?);
+    if let Some(old) = read_anchor(path)? {
+        if old.seq == seq && old.hash == hash {
+            return Ok(None);
+        }
+        // The anchor only moves forward along the chain it anchored: it never follows a head
+        // that was rewound or a chain that was rewritten, so `verify` still sees those.
+        if let Some(p) = anchor_problem(db, vault, &old, seq).await? {
+            return Err(Error::internal(format!("audit anchor kept: {p}")));
+        }
+    }
+    let at = micros(now);
+    let a = Anchor { seq, mac: Anchor::mac(vault, seq, &hash, at), hash, at };
+    let (path, body) = (path.to_path_buf(), serde_json::to_vec(&a).map_err(Error::internal)?);
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        use std::io::Write;
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(Error::internal)?
+    .map_err(|e| Error::internal(format!("audit anchor: {e}")))?;
+    Ok(Some(a))
+}
+
 /// Walk the whole chain in order and report every break.
 pub async fn verify(db: &Db, vault: &Vault) -> Result<VerifyReport, Error> {
+    verify_anchored(db, vault, None).await
+}
+
+/// `verify`, and with an anchor also check that the log still reaches the anchored entry
+/// unchanged.
+pub async fn verify_anchored(db: &Db, vault: &Vault, anchor: Option<&Anchor>) -> Result<VerifyReport, Error> {
     let mut report = VerifyReport::default();
     let mut expected_seq = 1i64;
     let mut prev = vec![0u8; 32];
@@ -187,6 +291,11 @@ pub async fn verify(db: &Db, vault: &Vault) -> Result<VerifyReport, Error> {
         report.problems.push(format!("the chain head is at entry {head_seq} but the log ends at {} (entries deleted)", expected_seq - 1));
     } else if head_hash != prev {
         report.problems.push(format!("the last entry {head_seq} does not match the chain head (altered)"));
+    }
+    if let Some(a) = anchor
+        && let Some(p) = anchor_problem(db, vault, a, head_seq).await?
+    {
+        report.problems.push(p);
     }
     Ok(report)
 }

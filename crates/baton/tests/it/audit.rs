@@ -79,6 +79,56 @@ async fn tamper(b: Backend) {
 }
 both!(audit_verify_catches_edited_deleted_and_reordered_entries, tamper);
 
+/// Deleting the newest entries and rewinding the head to match, or deleting every entry, leaves
+/// a chain that checks by itself; the anchor kept outside the database catches both, refuses
+/// to follow the rewound head, and cannot be forged without the key.
+async fn anchored(b: Backend) {
+    let app = spawn_app(b).await;
+    let c = app.login("commander").await;
+    for i in 0..3 {
+        let (s, _) = c.post("/api/v1/units", json!({"name": format!("锚定单位{i}"), "kind": "lab", "division_code": "140427"})).await;
+        assert!(s.is_success());
+    }
+    let (db, vault, path) = (&app.store.db, &app.store.vault, app.config.data_dir.join("audit-anchor.json"));
+    let now = baton_domain::clock::Clock::now(&*app.clock);
+    // (The jobs loop anchors too, every ten seconds; either way the anchor is at the head.)
+    audit::anchor(db, vault, &path, now).await.unwrap();
+    let a = audit::read_anchor(&path).unwrap().unwrap();
+    let head: i64 = db.fetch_one(q!("SELECT seq FROM audit_head WHERE id = 1")).await.unwrap().get("seq").unwrap();
+    assert_eq!(a.seq, head);
+    assert_eq!(audit::anchor(db, vault, &path, now).await.unwrap(), None, "an unmoved chain is not anchored again");
+    let (ok, out) = verify_cli(&app);
+    assert!(ok && out.contains(&format!("anchored at entry {}", a.seq)), "{out}");
+
+    // Rewind: the newest three entries deleted, the head set back to the entry before them.
+    let k = a.seq - 3;
+    let h: Vec<u8> = db.fetch_one(q!("SELECT hash FROM audit_log WHERE seq = $1", k)).await.unwrap().get("hash").unwrap();
+    db.execute(q!("DELETE FROM audit_log WHERE seq > $1", k)).await.unwrap();
+    db.execute(q!("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", k, h)).await.unwrap();
+    assert!(verify(&app).await.ok(), "the chain alone cannot tell");
+    let (ok, out) = verify_cli(&app);
+    assert!(!ok && out.contains("head rewound"), "{out}");
+    let kept = audit::anchor(db, vault, &path, now).await;
+    assert!(kept.is_err(), "the anchor does not follow a rewound head: {kept:?}");
+    assert_eq!(audit::read_anchor(&path).unwrap(), Some(a.clone()));
+
+    // Every entry deleted, the head back at the start.
+    db.execute(q!("DELETE FROM audit_log")).await.unwrap();
+    db.execute(q!("UPDATE audit_head SET seq = 0, hash = $1 WHERE id = 1", vec![0u8; 32])).await.unwrap();
+    let r = verify(&app).await;
+    assert!(r.ok() && r.entries == 0, "{:?}", r.problems);
+    let (ok, out) = verify_cli(&app);
+    assert!(!ok && out.contains(&format!("records entry {}", a.seq)), "{out}");
+
+    // An anchor moved back by hand, without the key, is refused as forged.
+    let forged = audit::Anchor { seq: 0, ..a };
+    std::fs::write(&path, serde_json::to_vec(&forged).unwrap()).unwrap();
+    let (ok, out) = verify_cli(&app);
+    assert!(!ok && out.contains("MAC does not match"), "{out}");
+    app.stop().await;
+}
+both!(audit_anchor_catches_a_rewound_or_emptied_chain, anchored);
+
 async fn every_write_is_audited(b: Backend) {
     let app = spawn_app(b).await;
     let c = app.login("commander").await;
