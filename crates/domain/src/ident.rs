@@ -38,6 +38,26 @@ impl IdNumber {
         Ok(Self(s))
     }
 
+    /// `parse`, for an ID number given now for a person (not one read back from storage): its
+    /// date of birth may not be after `today`, the county's date.
+    pub fn parse_born_by(field: &str, raw: &str, today: NaiveDate) -> Result<Self, FieldError> {
+        let id = Self::parse(field, raw)?;
+        if id.birth_date().is_some_and(|d| d > today) {
+            return Err(FieldError::new(
+                field,
+                "id_number_birth_future",
+                "身份证号中的出生日期晚于今天",
+                "the ID number's date of birth is after today",
+            ));
+        }
+        Ok(id)
+    }
+
+    /// The date of birth the number carries (checked by `parse`).
+    pub fn birth_date(&self) -> Option<NaiveDate> {
+        NaiveDate::parse_from_str(self.0.get(6..14)?, "%Y%m%d").ok()
+    }
+
     /// The GB 11643 check character for the first 17 digits.
     pub fn check_char(first17: &[u8]) -> u8 {
         let sum: u32 = first17.iter().zip(WEIGHTS).map(|(d, w)| u32::from(d - b'0') * w).sum();
@@ -193,6 +213,13 @@ mod tests {
         assert_eq!(IdNumber::parse("id", &with_check("11010519491331002")).unwrap_err().code, "id_number_birth");
         assert_eq!(IdNumber::parse("id", &with_check("99010519491231002")).unwrap_err().code, "id_number_region");
         assert_eq!(IdNumber::parse("id", "11010519491231002X").unwrap().mask(), "110105********002X");
+        // Born tomorrow: a valid number, but not of anyone who can be registered today.
+        let born = |d: &str| with_check(&format!("110105{d}002"));
+        let today = NaiveDate::from_ymd_opt(2022, 11, 10).unwrap();
+        assert!(IdNumber::parse("id", &born("20221111")).is_ok());
+        assert_eq!(IdNumber::parse_born_by("id", &born("20221111"), today).unwrap_err().code, "id_number_birth_future");
+        assert!(IdNumber::parse_born_by("id", &born("20221110"), today).is_ok());
+        assert_eq!(IdNumber::parse("id", &born("20221110")).unwrap().birth_date(), Some(today));
     }
 
     #[test]

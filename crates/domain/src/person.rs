@@ -4,6 +4,7 @@
 
 use crate::FieldError;
 use crate::ident::IdNumber;
+use chrono::NaiveDate;
 
 labelled! {
     /// The identity document a person is registered by.
@@ -22,6 +23,16 @@ pub struct Document {
 }
 
 impl Document {
+    /// `parse`, for a document given now for a person: an ID card's date of birth may not be
+    /// after `today` (`IdNumber::parse_born_by`).
+    pub fn parse_born_by(kind_field: &str, number_field: &str, kind: &str, number: &str, today: NaiveDate) -> Result<Document, FieldError> {
+        let d = Self::parse(kind_field, number_field, kind, number)?;
+        if d.kind == DocumentKind::IdCard {
+            IdNumber::parse_born_by(number_field, &d.number, today)?;
+        }
+        Ok(d)
+    }
+
     /// `kind` empty means an ID card, the common case at a sampling desk.
     pub fn parse(kind_field: &str, number_field: &str, kind: &str, number: &str) -> Result<Document, FieldError> {
         let kind = match kind.trim() {

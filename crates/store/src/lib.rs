@@ -96,6 +96,11 @@ impl Store {
         audit::micros(self.clock.now())
     }
 
+    /// Today's date in the county (China Standard Time).
+    pub fn today(&self) -> chrono::NaiveDate {
+        sheet::china_date(self.clock.now())
+    }
+
     /// Begin a transaction, run `f`, append its audit entry, commit. Used by every write.
     pub async fn audited(&self, who: &Principal, entry: audit::Entry<'_>, tx: db::Tx) -> Result<(), Error> {
         let mut tx = tx;

@@ -69,11 +69,11 @@ pub struct Draft {
 }
 
 /// Check a person's fields; field names are prefixed with `prefix` (e.g. `members[2].`).
-pub fn check(who: &Principal, prefix: &str, input: &PersonInput) -> Result<Draft, Vec<FieldError>> {
+pub fn check(who: &Principal, prefix: &str, input: &PersonInput, today: chrono::NaiveDate) -> Result<Draft, Vec<FieldError>> {
     let mut c = Check::default();
     let f = |n: &str| format!("{prefix}{n}");
     let name = c.take(text_field(&f("name"), &input.name, 1, 50));
-    let document = c.take(Document::parse(&f("document_kind"), &f("document_number"), &input.document_kind, &input.document_number));
+    let document = c.take(Document::parse_born_by(&f("document_kind"), &f("document_number"), &input.document_kind, &input.document_number, today));
     let phone = match input.phone.as_deref().map(str::trim) {
         None | Some("") => Some(None),
         Some(p) => c.take(Phone::parse(&f("phone"), p)).map(Some),
@@ -415,7 +415,12 @@ pub async fn search(store: &Store, who: &Principal, f: &Filter) -> Result<Vec<Pe
 /// Register one person by hand (the registry page, the API), audited.
 pub async fn create(store: &Store, who: &Principal, input: &PersonInput) -> Result<(Person, bool), Error> {
     who.require(Permission::PersonsWrite)?;
-    let d = check(who, "", input).map_err(Error::Invalid)?;
+    let mut d = check(who, "", input, store.today()).map_err(Error::Invalid)?;
+    // Someone who sees only their own unit's records (a grid member) registers residents into
+    // that unit; otherwise they could not read back whom they had just registered.
+    if let (None, baton_domain::scope::Scope::Unit { unit_id, .. }) = (d.unit_id, &who.scope) {
+        d.unit_id = Some(*unit_id);
+    }
     let mut tx = store.db.begin().await?;
     let (id, new) = register(&mut tx, store, who, &d, store.now()).await?;
     if new {

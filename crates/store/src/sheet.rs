@@ -208,6 +208,11 @@ pub fn china() -> Option<chrono::FixedOffset> {
     chrono::FixedOffset::east_opt(8 * 3600)
 }
 
+/// The county's date at `t`.
+pub fn china_date(t: DateTime<Utc>) -> chrono::NaiveDate {
+    china().map_or_else(|| t.date_naive(), |z| t.with_timezone(&z).date_naive())
+}
+
 pub fn from_china(n: chrono::NaiveDateTime) -> Option<DateTime<Utc>> {
     use chrono::TimeZone;
     china()?.from_local_datetime(&n).single().map(|t| t.with_timezone(&Utc))

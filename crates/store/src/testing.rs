@@ -372,7 +372,7 @@ async fn resolve_member(
         division: m.division.clone(),
         unit_id: None,
     };
-    let draft = match persons::check(who, &format!("members[{i}]."), &input) {
+    let draft = match persons::check(who, &format!("members[{i}]."), &input, store.today()) {
         Ok(d) => d,
         Err(e) => return Ok(Err(e)),
     };

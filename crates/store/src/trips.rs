@@ -155,7 +155,7 @@ struct CrewChecked {
     health_code: Option<CodeColour>,
 }
 
-fn check_crew(c: &mut Check, crew: &[CrewInput], need_code: bool) -> Vec<CrewChecked> {
+fn check_crew(c: &mut Check, crew: &[CrewInput], need_code: bool, today: chrono::NaiveDate) -> Vec<CrewChecked> {
     if crew.len() > 5 {
         c.0.push(FieldError::new("crew", "too_many", "司乘人员最多 5 人", "at most 5 crew members"));
     }
@@ -163,7 +163,7 @@ fn check_crew(c: &mut Check, crew: &[CrewInput], need_code: bool) -> Vec<CrewChe
     let mut out = Vec::new();
     for (i, m) in crew.iter().enumerate() {
         let name = c.take(text_field(&format!("crew[{i}].name"), &m.name, 1, 40));
-        let id = c.take(IdNumber::parse(&format!("crew[{i}].id_number"), &m.id_number));
+        let id = c.take(IdNumber::parse_born_by(&format!("crew[{i}].id_number"), &m.id_number, today));
         let phone = if m.phone.trim().is_empty() { None } else { c.take(Phone::parse(&format!("crew[{i}].phone"), &m.phone)) };
         let code = match (&m.health_code, need_code) {
             (Some(s), _) => c.take(CodeColour::parse(s.trim()).map(Some).ok_or_else(|| {
@@ -445,7 +445,7 @@ async fn report_checked(tx: &mut Tx, input: &ReportInput, now: DateTime<Utc>) ->
     let mut c = Check::default();
     let plate = parse_plate(&mut c, "plate", &input.plate);
     let trailer = input.trailer.as_deref().filter(|t| !t.trim().is_empty()).and_then(|t| parse_plate(&mut c, "trailer", t));
-    let crew = check_crew(&mut c, &input.crew, false);
+    let crew = check_crew(&mut c, &input.crew, false, crate::sheet::china_date(now));
     if input.crew.is_empty() {
         c.0.push(FieldError::required("crew"));
     }
@@ -496,7 +496,7 @@ pub async fn check_in(store: &Store, who: &Principal, input: &CheckInInput) -> R
     let mut c = Check::default();
     let plate = parse_plate(&mut c, "plate", &input.plate);
     let trailer = input.trailer.as_deref().filter(|t| !t.trim().is_empty()).and_then(|t| parse_plate(&mut c, "trailer", t));
-    let crew = check_crew(&mut c, &input.crew, true);
+    let crew = check_crew(&mut c, &input.crew, true, store.today());
     let tube = c.take(text_field("landing_tube", &input.landing_tube, 4, 40));
     let now = store.now();
     if input.test_taken_at.is_some_and(|t| t > now) {

@@ -369,7 +369,8 @@ async fn check_input(store: &Store, who: &Principal, input: &UserInput, creating
         c.take(password_rule("password", &input.password));
     }
     let phone = if input.phone.trim().is_empty() { None } else { c.take(Phone::parse("phone", &input.phone)) };
-    let id_number = if input.id_number.trim().is_empty() { None } else { c.take(IdNumber::parse("id_number", &input.id_number)) };
+    let id_number =
+        if input.id_number.trim().is_empty() { None } else { c.take(IdNumber::parse_born_by("id_number", &input.id_number, store.today())) };
     let role = role_by_name(store, input.role.trim()).await?;
     match &role {
         None => c.0.push(FieldError::new("role", "role_unknown", format!("未知角色“{}”", input.role), format!("unknown role \"{}\"", input.role))),

@@ -319,7 +319,11 @@ pub fn check(d: &Draft, prefix: &str, now: DateTime<Utc>) -> Result<Checked, Vec
         Some(k @ EntryKind::Driver) => {
             let name = e.take(text_field("name", &d.name, 1, 40), "name");
             let id = e.take(
-                if d.id_number.trim().is_empty() { Err(FieldError::required("id_number")) } else { IdNumber::parse("id_number", &d.id_number) },
+                if d.id_number.trim().is_empty() {
+                    Err(FieldError::required("id_number"))
+                } else {
+                    IdNumber::parse_born_by("id_number", &d.id_number, crate::sheet::china_date(now))
+                },
                 "id_number",
             );
             let phone = e.take(if d.phone.trim().is_empty() { Err(FieldError::required("phone")) } else { Phone::parse("phone", &d.phone) }, "phone");

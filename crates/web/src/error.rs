@@ -81,8 +81,13 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Err
         return Err(Error::conflict("malformed_json", "请求体为空，应为 JSON", "the request body is empty; JSON expected"));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize::<_, T>(de) {
-        Ok(v) => Ok(v),
+    match serde_path_to_error::deserialize::<_, T>(&mut *de) {
+        // Anything after the value but whitespace (a second value, a stray brace) is refused:
+        // the client did not send what it meant.
+        Ok(v) => match de.end() {
+            Ok(()) => Ok(v),
+            Err(e) => Err(Error::conflict("malformed_json", format!("JSON 格式错误：{e}"), format!("malformed JSON: {e}"))),
+        },
         Err(err) => {
             let path = err.path().to_string();
             let inner = err.into_inner();

@@ -56,6 +56,8 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().clone();
     let ctx = ReqCtx { request_id: request_id.clone(), lang };
+    let (parts, body) = req.into_parts();
+    let req = Request::from_parts(parts, axum::body::Body::new(DrainOnDrop(Some(body))));
     let in_flight = InFlight::enter(&state.metrics.in_flight);
     let mut resp = REQ.scope(ctx, next.run(req)).await;
     drop(in_flight);
@@ -76,6 +78,54 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     resp
+}
+
+/// A request body that, when the handler leaves it unread (a request refused before its body
+/// was needed: not signed in, no permission, a route that takes none), is read to its end by a
+/// task of its own. Otherwise hyper closes the connection after the answer, under a keep-alive
+/// client that has already sent its next request on it. Bodies larger than the limit are not
+/// read (the connection closes then, as it must).
+struct DrainOnDrop(Option<axum::body::Body>);
+
+/// How much of an unread body is read away, and for how long at most.
+const DRAIN_MAX: usize = 1 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl http_body::Body for DrainOnDrop {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        match self.get_mut().0.as_mut() {
+            Some(b) => std::pin::Pin::new(b).poll_frame(cx),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(http_body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.as_ref().map(http_body::Body::size_hint).unwrap_or_default()
+    }
+}
+
+impl Drop for DrainOnDrop {
+    fn drop(&mut self) {
+        let Some(body) = self.0.take() else { return };
+        if http_body::Body::is_end_stream(&body) || http_body::Body::size_hint(&body).lower() > DRAIN_MAX as u64 {
+            return;
+        }
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            h.spawn(async move {
+                let _ = tokio::time::timeout(DRAIN_TIME, axum::body::to_bytes(body, DRAIN_MAX)).await;
+            });
+        }
+    }
 }
 
 /// Counts a request in flight until it is answered or dropped: a client that hangs up drops

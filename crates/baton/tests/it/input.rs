@@ -239,3 +239,86 @@ async fn racing_retries(b: Backend) {
     app.stop().await;
 }
 both!(racing_retries_with_one_key_create_once, racing_retries);
+
+fn id_born(date: &str) -> String {
+    let first17 = format!("140427{date}123");
+    format!("{first17}{}", baton_domain::ident::IdNumber::check_char(first17.as_bytes()) as char)
+}
+
+/// Read one HTTP/1.1 answer (headers and a Content-Length body) from a kept-alive connection;
+/// None when the server closed it instead.
+async fn read_answer(s: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let len = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                return Some(head);
+            }
+        }
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut chunk)).await.ok()?.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The edges of input: a JSON value followed by anything but whitespace is refused and writes
+/// nothing; a body the handler never read (the caller was not signed in) leaves the kept-alive
+/// connection answering the next request; an ID number born after today is refused; a grid
+/// member reads back the resident they have just registered.
+async fn input_edges(b: Backend) {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app(b).await;
+    let c = app.login("commander").await;
+    for trailing in [
+        r#"{"name": "尾随单位", "kind": "lab", "division_code": "140427"} {"name": "x"}"#,
+        r#"{"name": "尾随单位", "kind": "lab", "division_code": "140427"}}"#,
+    ] {
+        let r = c.raw(reqwest::Method::POST, "/api/v1/units").header("content-type", "application/json").body(trailing).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{trailing}");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "malformed_json");
+    }
+    let (_, v) = c.get("/api/v1/units?q=尾随单位").await;
+    assert_eq!(v["units"].as_array().unwrap().len(), 0, "nothing written");
+
+    let mut s = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap();
+    // A body of some size, sent after its headers, as a client uploading does.
+    let body = json!({"name": "未登录单位", "kind": "lab", "division_code": "140427", "address": "长".repeat(100_000)}).to_string();
+    let head = format!("POST /api/v1/units HTTP/1.1\r\nHost: baton\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
+    s.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    s.write_all(body.as_bytes()).await.unwrap();
+    let head = read_answer(&mut s).await.expect("the refusal is answered");
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: baton\r\n\r\n").await.unwrap();
+    let head = read_answer(&mut s).await.expect("the connection still answers the next request");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    let grid = app.login("grid").await;
+    let (s, e) = grid.post("/api/v1/persons", json!({"name": "未生", "document_number": id_born("20221111")})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "born tomorrow on the test clock (10 Nov 2022): {e}");
+    assert_eq!(e["fields"]["document_number"]["code"], "id_number_birth_future");
+    let enterprise = app.login("enterprise").await;
+    let (_, v) = c.get("/api/v1/units?q=壶关县太行钢材贸易有限公司").await;
+    let expected_at = (baton_domain::clock::Clock::now(&*app.clock) + chrono::Duration::hours(2)).to_rfc3339();
+    let trip = json!({"plate": "晋D55555", "destination_id": v["units"][0]["id"], "expected_at": expected_at,
+                      "crew": [{"name": "未生", "id_number": id_born("20230101"), "phone": "13912345678", "health_code": "green"}]});
+    let (s, e) = enterprise.post("/api/v1/trips", trip).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["fields"]["crew[0].id_number"]["code"], "id_number_birth_future", "{e}");
+    let (s, p) = grid.post("/api/v1/persons", json!({"name": "网格居民", "document_number": id_born("20221110")})).await;
+    assert_eq!(s, StatusCode::CREATED, "born today is fine: {p}");
+    let (s, back) = grid.get(&format!("/api/v1/persons/{}", p["id"].as_str().unwrap())).await;
+    assert_eq!(s, StatusCode::OK, "the grid member reads back whom they registered: {back}");
+    assert_eq!(back["name"], "网格居民");
+    app.stop().await;
+}
+both!(input_edges_trailing_json_unread_bodies_future_births_grid_readback, input_edges);
