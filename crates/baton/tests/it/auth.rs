@@ -192,3 +192,48 @@ async fn ui_requires_login_and_csrf(b: Backend) {
     app.stop().await;
 }
 both!(ui_requires_login_and_csrf_and_sends_security_headers, ui_requires_login_and_csrf);
+
+async fn login_form_csrf(b: Backend) {
+    let app = spawn_app(b).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = http.get(app.url("/login")).send().await.unwrap();
+    let pre = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let token = pre.split_once('=').unwrap().1.to_string();
+    assert!(!token.is_empty());
+    let creds = [("username", "commander"), ("password", baton::demo::DEMO_PASSWORD)];
+    // A login form posted from elsewhere: without the pre-session cookie, without the field,
+    // or with both empty (which compare equal) — refused, and no session is made.
+    let cases: [(Option<String>, Option<&str>); 5] = [
+        (None, None),
+        (Some(pre.clone()), None),
+        (None, Some(token.as_str())),
+        (Some("baton_pre=".into()), Some("")),
+        (None, Some("")),
+    ];
+    for (cookie, field) in cases {
+        let mut form: Vec<(&str, &str)> = creds.to_vec();
+        if let Some(f) = field {
+            form.push(("csrf", f));
+        }
+        let mut req = http.post(app.url("/login")).form(&form);
+        if let Some(c) = &cookie {
+            req = req.header("cookie", c);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::CONFLICT, "cookie {cookie:?}, field {field:?}");
+        assert!(!r.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("baton_session=")), "{cookie:?} {field:?}");
+    }
+    let (_, a) = app.login("commander").await.get("/api/v1/audit?action=session.login&actor=commander").await;
+    assert_eq!(a["entries"].as_array().unwrap().len(), 1, "only the sign-in just made: {a}");
+    // The real form, with the page's token in both places, signs in.
+    let mut form: Vec<(&str, &str)> = creds.to_vec();
+    form.push(("csrf", &token));
+    let r = http.post(app.url("/login")).header("cookie", &pre).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let session = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    assert!(session.starts_with("baton_session=") && session.len() > "baton_session=".len());
+    let home = http.get(app.url("/")).header("cookie", &session).send().await.unwrap().text().await.unwrap();
+    assert!(home.contains("data-role=\"commander\""));
+    app.stop().await;
+}
+both!(the_login_form_needs_a_matching_non_empty_csrf_token, login_form_csrf);
