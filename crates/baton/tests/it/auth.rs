@@ -237,3 +237,35 @@ async fn login_form_csrf(b: Backend) {
     app.stop().await;
 }
 both!(the_login_form_needs_a_matching_non_empty_csrf_token, login_form_csrf);
+
+async fn token_of_disabled_creator(b: Backend) {
+    let app = spawn_app(b).await;
+    let admin = app.login("admin").await;
+    let unit = admin.body["user"]["unit_id"].as_str().unwrap().to_string();
+    // A second administrator makes a token, then is disabled.
+    let user = |disabled: bool| {
+        json!({"username": "admin2", "display_name": "二号管理员", "unit_id": unit, "role": "admin", "scope_kind": "division", "scope_code": "140427", "password": "Second-admin-12", "disabled": disabled})
+    };
+    let (s, u) = admin.post("/api/v1/users", user(false)).await;
+    assert_eq!(s, StatusCode::CREATED, "{u}");
+    let id = u["id"].as_str().unwrap().to_string();
+    let admin2 = app.login_with("admin2", "Second-admin-12").await.unwrap();
+    let (s, t) = admin2
+        .post("/api/v1/tokens", json!({"name": "LIS", "unit_id": unit, "permissions": ["units.read"], "scope_kind": "division", "scope_code": "140427"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let bot = admin.with_bearer(t["secret"].as_str().unwrap());
+    // Used just now, so remembered by the principal cache: the disable must reach it at once.
+    assert_eq!(bot.get("/api/v1/units").await.0, StatusCode::OK);
+    let (s, v) = admin.put(&format!("/api/v1/users/{id}"), user(true)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, e) = bot.get("/api/v1/units").await;
+    assert_eq!((s, e["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthenticated")));
+    // The token is suspended with its creator, not revoked: re-enabling the creator restores it.
+    let (_, list) = admin.get("/api/v1/tokens").await;
+    assert!(list["tokens"][0]["revoked_at"].is_null(), "{list}");
+    assert_eq!(admin.put(&format!("/api/v1/users/{id}"), user(false)).await.0, StatusCode::OK);
+    assert_eq!(bot.get("/api/v1/units").await.0, StatusCode::OK);
+    app.stop().await;
+}
+both!(an_api_token_stops_when_its_creator_is_disabled, token_of_disabled_creator);
