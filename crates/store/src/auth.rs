@@ -237,7 +237,7 @@ pub async fn logout(store: &Store, who: &Principal, token: &str) -> Result<(), E
 pub async fn revoke_sessions(store: &Store, who: &Principal, user_id: Uuid) -> Result<u64, Error> {
     who.require(Permission::UsersWrite)?;
     let u = crate::users::get(store, who, user_id).await?;
-    crate::users::require_not_stronger(store, who, &u).await?;
+    crate::users::require_within(store, who, &u).await?;
     let mut tx = store.db.begin().await?;
     let n = tx.execute(q!("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", user_id, store.now())).await?;
     store

@@ -472,7 +472,7 @@ pub async fn create(store: &Store, who: &Principal, input: &UserInput) -> Result
 pub async fn update(store: &Store, who: &Principal, id: Uuid, input: &UserInput) -> Result<User, Error> {
     who.require(Permission::UsersWrite)?;
     let before = get(store, who, id).await?;
-    require_not_stronger(store, who, &before).await?;
+    require_within(store, who, &before).await?;
     let mut input = input.clone();
     input.username = before.username.clone();
     let c = check_input(store, who, &input, false).await?;
@@ -517,9 +517,15 @@ pub async fn update(store: &Store, who: &Principal, id: Uuid, input: &UserInput)
     get(store, &Principal::system(&who.request_id), id).await
 }
 
-/// Nobody may act on an account that holds permissions they do not hold themselves
-/// (no taking over a stronger account by resetting its password or editing it).
-pub async fn require_not_stronger(store: &Store, who: &Principal, target: &User) -> Result<(), Error> {
+/// Nobody may act on an account (edit, disable, reset its password, end its sessions, reveal
+/// its personal data) that reaches further than they do: one whose scope is not inside theirs
+/// (a county-wide user whose unit sits in a township is out of a township administrator's
+/// reach), or whose role holds permissions they do not hold. Otherwise they could take it over.
+/// Such an account is visible (it is in the actor's jurisdiction), so the answer is 403.
+pub async fn require_within(store: &Store, who: &Principal, target: &User) -> Result<(), Error> {
+    if !who.scope.contains_scope(&target.scope) {
+        return Err(Error::Forbidden);
+    }
     let role = role_by_name(store, &target.role).await?.ok_or(Error::NotFound("role"))?;
     if who.permissions.covers(&role.permission_set()) { Ok(()) } else { Err(Error::Forbidden) }
 }
@@ -527,7 +533,7 @@ pub async fn require_not_stronger(store: &Store, who: &Principal, target: &User)
 pub async fn reset_password(store: &Store, who: &Principal, id: Uuid, password: &str) -> Result<(), Error> {
     who.require(Permission::UsersWrite)?;
     let u = get(store, who, id).await?;
-    require_not_stronger(store, who, &u).await?;
+    require_within(store, who, &u).await?;
     password_rule("password", password).map_err(|e| Error::Invalid(vec![e]))?;
     let hash = hash_password(password)?;
     let mut tx = store.db.begin().await?;
@@ -553,6 +559,7 @@ pub async fn reset_password(store: &Store, who: &Principal, id: Uuid, password: 
 pub async fn reveal(store: &Store, who: &Principal, id: Uuid, kind: PersonalKind) -> Result<Option<String>, Error> {
     who.require(Permission::PersonalReveal)?;
     let u = get(store, &Principal { permissions: Permissions::all(), ..who.clone() }, id).await?;
+    require_within(store, who, &u).await?;
     let r = store.db.fetch_one(q!("SELECT phone_enc, id_number_enc FROM users WHERE id = $1", id)).await?;
     let (col, aad) = match kind {
         PersonalKind::Phone => ("phone_enc", PHONE_AAD),
