@@ -247,3 +247,55 @@ async fn township_admin_and_county_user(b: Backend) {
     app.stop().await;
 }
 both!(a_township_admin_cannot_act_on_a_county_user_whose_unit_is_in_the_township, township_admin_and_county_user);
+
+async fn role_of(s: &Session, name: &str) -> Value {
+    let (_, v) = s.get("/api/v1/roles").await;
+    v["roles"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap().clone()
+}
+
+async fn roles_within_reach(b: Backend) {
+    let app = spawn_app(b).await;
+    let admin = app.login("admin").await;
+    let la = township_admin(&app, &admin, &["units.read", "users.read", "users.write", "roles.write", "personal.reveal"]).await;
+    let save = |name: &str, perms: &[&str]| json!({"name": name, "label_zh": name, "label_en": name, "permissions": perms});
+
+    // Built-in roles are read-only, for everyone.
+    for (who, name) in [(&la, "grid_member"), (&admin, "grid_member"), (&admin, "admin")] {
+        let (s, e) = who.post("/api/v1/roles", save(name, &["units.read"])).await;
+        assert_eq!((s, e["error"].as_str()), (StatusCode::CONFLICT, Some("role_builtin")), "{e}");
+    }
+    assert_eq!(role_of(&admin, "grid_member").await["permissions"].as_array().unwrap().len(), 4);
+
+    // A role held by a county-scoped user is out of the township administrator's reach,
+    // even to add a permission the administrator holds.
+    role(&admin, "viewer", &["units.read"]).await;
+    lab_user(&admin, "county_lab", "viewer", "140427").await;
+    let (s, e) = la.post("/api/v1/roles", save("viewer", &["units.read", "personal.reveal"])).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["fields"]["name"]["code"], "role_held_outside_scope");
+    assert!(e["fields"]["name"]["zh"].is_string() && e["fields"]["name"]["en"].is_string(), "{e}");
+    assert_eq!(role_of(&admin, "viewer").await["permissions"], json!(["units.read"]));
+    // The county's administrator, whose scope covers every holder, may.
+    assert_eq!(admin.post("/api/v1/roles", save("viewer", &["units.read", "personal.reveal"])).await.0, StatusCode::OK);
+
+    // A role held only inside the township is the administrator's to change, within their own permissions.
+    role(&admin, "lq_viewer", &["units.read"]).await;
+    lab_user(&admin, "lq_lab", "lq_viewer", "140427100").await;
+    let (s, r) = la.post("/api/v1/roles", save("lq_viewer", &["units.read", "users.read"])).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (s, e) = la.post("/api/v1/roles", save("lq_viewer", &["units.read", "policy.write"])).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["fields"]["permissions"]["code"], "exceeds_own");
+    // Nor may they create a role above their own, nor change one that holds more than they do
+    // (held by no one: it is the permissions, not the holders, that put it out of reach).
+    let (s, e) = la.post("/api/v1/roles", save("lq_planner", &["policy.write"])).await;
+    assert_eq!((s, e["fields"]["permissions"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("exceeds_own")), "{e}");
+    role(&admin, "planner", &["policy.read", "policy.write"]).await;
+    let (s, e) = la.post("/api/v1/roles", save("planner", &["units.read"])).await;
+    assert_eq!((s, e["fields"]["name"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("role_exceeds_own")), "{e}");
+    assert_eq!(role_of(&admin, "planner").await["permissions"], json!(["policy.read", "policy.write"]));
+    let (_, v) = la.get("/api/v1/roles").await;
+    assert!(v["roles"].as_array().unwrap().iter().all(|r| r["name"] != "lq_planner"));
+    app.stop().await;
+}
+both!(a_role_is_changed_only_by_someone_whose_scope_and_permissions_cover_it, roles_within_reach);
