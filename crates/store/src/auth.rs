@@ -237,7 +237,7 @@ pub async fn logout(store: &Store, who: &Principal, token: &str) -> Result<(), E
 pub async fn revoke_sessions(store: &Store, who: &Principal, user_id: Uuid) -> Result<u64, Error> {
     who.require(Permission::UsersWrite)?;
     let u = crate::users::get(store, who, user_id).await?;
-    crate::users::require_not_stronger(store, who, &u).await?;
+    crate::users::require_within(store, who, &u).await?;
     let mut tx = store.db.begin().await?;
     let n = tx.execute(q!("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", user_id, store.now())).await?;
     store
@@ -403,7 +403,10 @@ pub async fn revoke_token(store: &Store, who: &Principal, id: Uuid) -> Result<()
         .await
 }
 
-/// The principal a bearer token stands for, if it is live.
+/// The principal a bearer token stands for, if it is live: not revoked, not expired, and its
+/// creator not disabled. A token acts on its creator's authority, so it stops with them;
+/// re-enabling the creator makes it work again (revoke a token to end it for good). Disabling
+/// a user is a `user.` change, which empties the cache at once.
 pub async fn token_principal(store: &Store, secret: &str, request_id: &str) -> Result<Option<Principal>, Error> {
     let now = store.now();
     let hash = token_hash(secret);
@@ -415,8 +418,9 @@ pub async fn token_principal(store: &Store, secret: &str, request_id: &str) -> R
     let r = store
         .db
         .fetch_optional(q!(
-            "SELECT id, name, unit_id, scope_kind, scope_code, permissions, last_used_at, expires_at FROM api_tokens
-             WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
+            "SELECT t.id, t.name, t.unit_id, t.scope_kind, t.scope_code, t.permissions, t.last_used_at, t.expires_at
+             FROM api_tokens t JOIN users u ON u.id = t.created_by
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2) AND u.disabled = FALSE",
             hash.clone(),
             now
         ))

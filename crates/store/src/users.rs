@@ -73,8 +73,11 @@ fn role_name(field: &str, s: &str) -> Result<String, FieldError> {
     Ok(t.to_string())
 }
 
-/// Create or update a role by name (built-in roles keep their permissions).
-/// Create or change a custom role; says whether it was created.
+/// Create or change a custom role; says whether it was created. Roles are county-wide, so
+/// what a change grants reaches every holder: a role may be created or changed only to
+/// permissions the editor holds, and an existing one changed only by someone who could have
+/// granted it (its permissions are theirs) and whose scope takes in every user holding it.
+/// Built-in roles are read-only. (API tokens hold permissions of their own, not roles.)
 pub async fn save_role(store: &Store, who: &Principal, input: &RoleInput) -> Result<(Role, bool), Error> {
     who.require(Permission::RolesWrite)?;
     let mut c = Check::default();
@@ -87,23 +90,82 @@ pub async fn save_role(store: &Store, who: &Principal, input: &RoleInput) -> Res
     {
         c.0.push(FieldError::new("permissions", "exceeds_own", "不能授予自己没有的权限", "you cannot grant permissions you do not have"));
     }
+    let existing = match &name {
+        Some(n) => role_by_name(store, n).await?,
+        None => None,
+    };
+    if existing.as_ref().is_some_and(|r| r.builtin) {
+        return Err(Error::conflict("role_builtin", "内置角色不能修改", "built-in roles cannot be changed"));
+    }
+    if let Some(r) = &existing
+        && !who.permissions.covers(&r.permission_set())
+    {
+        c.0.push(FieldError::new(
+            "name",
+            "role_exceeds_own",
+            "该角色含有您没有的权限，您不能修改它",
+            "the role holds permissions you do not have, so you cannot change it",
+        ));
+    }
     c.done()?;
     let (Some(name), Some(zh), Some(en), Some(perms)) = (name, zh, en, perms) else {
         return Err(Error::internal("validation"));
     };
-    let existing = role_by_name(store, &name).await?;
-    if existing.as_ref().is_some_and(|r| r.builtin) {
-        return Err(Error::conflict("role_builtin", "内置角色不能修改", "built-in roles cannot be changed"));
-    }
     let now = store.now();
     let id = existing.as_ref().map(|r| r.id).unwrap_or_else(Uuid::now_v7);
     let mut tx = store.db.begin().await?;
-    tx.execute(q!(
-        "INSERT INTO roles (id, name, label_zh, label_en, permissions, builtin, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, FALSE, $6, $6)
-         ON CONFLICT (name) DO UPDATE SET label_zh = excluded.label_zh, label_en = excluded.label_en, permissions = excluded.permissions, updated_at = excluded.updated_at",
-        id, name.clone(), zh, en, perms.to_db(), now
-    ))
-    .await?;
+    if existing.is_some() {
+        // Holders outside the editor's scope, counted in the transaction that changes the role.
+        let (lo, hi, unit) = scope_args(&who.scope);
+        let outside: i64 = tx
+            .fetch_one(q!(
+                "SELECT COUNT(*) AS n FROM users
+                 WHERE role_id = $1 AND NOT ((scope_code >= $2 AND scope_code < $3) OR (scope_kind = 'unit' AND unit_id = $4))",
+                id,
+                lo,
+                hi,
+                unit
+            ))
+            .await?
+            .get("n")?;
+        if outside > 0 {
+            return Err(Error::field(
+                "name",
+                "role_held_outside_scope",
+                "该角色有用户在您的管辖范围之外，只能由管辖范围覆盖全部持有人的人修改",
+                "users outside your scope hold this role; only someone whose scope covers every holder may change it",
+            ));
+        }
+    }
+    // An update names the row checked above; a create never overwrites a role made meanwhile.
+    let written = if existing.is_some() {
+        tx.execute(q!(
+            "UPDATE roles SET label_zh = $2, label_en = $3, permissions = $4, updated_at = $5 WHERE id = $1 AND builtin = FALSE",
+            id,
+            zh,
+            en,
+            perms.to_db(),
+            now
+        ))
+        .await
+    } else {
+        tx.execute(q!(
+            "INSERT INTO roles (id, name, label_zh, label_en, permissions, builtin, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, FALSE, $6, $6)",
+            id,
+            name.clone(),
+            zh,
+            en,
+            perms.to_db(),
+            now
+        ))
+        .await
+    };
+    let busy = || Error::conflict("role_busy", "该角色正被同时修改，请重试", "the role is being changed at the same time; try again");
+    match written {
+        Ok(1) => {}
+        Ok(_) | Err(Error::Conflict { code: "already_exists", .. }) => return Err(busy()),
+        Err(e) => return Err(e),
+    }
     let detail = serde_json::json!({"name": name, "permissions": perms.to_db()});
     let action = if existing.is_some() { "role.update" } else { "role.create" };
     store.audited(who, audit::Entry { action, object_type: "role", object_id: id.to_string(), jurisdiction: "", detail }, tx).await?;
@@ -473,7 +535,7 @@ pub async fn create(store: &Store, who: &Principal, input: &UserInput) -> Result
 pub async fn update(store: &Store, who: &Principal, id: Uuid, input: &UserInput) -> Result<User, Error> {
     who.require(Permission::UsersWrite)?;
     let before = get(store, who, id).await?;
-    require_not_stronger(store, who, &before).await?;
+    require_within(store, who, &before).await?;
     let mut input = input.clone();
     input.username = before.username.clone();
     let c = check_input(store, who, &input, false).await?;
@@ -518,9 +580,15 @@ pub async fn update(store: &Store, who: &Principal, id: Uuid, input: &UserInput)
     get(store, &Principal::system(&who.request_id), id).await
 }
 
-/// Nobody may act on an account that holds permissions they do not hold themselves
-/// (no taking over a stronger account by resetting its password or editing it).
-pub async fn require_not_stronger(store: &Store, who: &Principal, target: &User) -> Result<(), Error> {
+/// Nobody may act on an account (edit, disable, reset its password, end its sessions, reveal
+/// its personal data) that reaches further than they do: one whose scope is not inside theirs
+/// (a county-wide user whose unit sits in a township is out of a township administrator's
+/// reach), or whose role holds permissions they do not hold. Otherwise they could take it over.
+/// Such an account is visible (it is in the actor's jurisdiction), so the answer is 403.
+pub async fn require_within(store: &Store, who: &Principal, target: &User) -> Result<(), Error> {
+    if !who.scope.contains_scope(&target.scope) {
+        return Err(Error::Forbidden);
+    }
     let role = role_by_name(store, &target.role).await?.ok_or(Error::NotFound("role"))?;
     if who.permissions.covers(&role.permission_set()) { Ok(()) } else { Err(Error::Forbidden) }
 }
@@ -528,7 +596,7 @@ pub async fn require_not_stronger(store: &Store, who: &Principal, target: &User)
 pub async fn reset_password(store: &Store, who: &Principal, id: Uuid, password: &str) -> Result<(), Error> {
     who.require(Permission::UsersWrite)?;
     let u = get(store, who, id).await?;
-    require_not_stronger(store, who, &u).await?;
+    require_within(store, who, &u).await?;
     password_rule("password", password).map_err(|e| Error::Invalid(vec![e]))?;
     let hash = hash_password(password)?;
     let mut tx = store.db.begin().await?;
@@ -554,6 +622,7 @@ pub async fn reset_password(store: &Store, who: &Principal, id: Uuid, password: 
 pub async fn reveal(store: &Store, who: &Principal, id: Uuid, kind: PersonalKind) -> Result<Option<String>, Error> {
     who.require(Permission::PersonalReveal)?;
     let u = get(store, &Principal { permissions: Permissions::all(), ..who.clone() }, id).await?;
+    require_within(store, who, &u).await?;
     let r = store.db.fetch_one(q!("SELECT phone_enc, id_number_enc FROM users WHERE id = $1", id)).await?;
     let (col, aad) = match kind {
         PersonalKind::Phone => ("phone_enc", PHONE_AAD),

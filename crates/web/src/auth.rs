@@ -51,7 +51,7 @@ pub async fn from_parts(parts: &Parts, state: &AppState) -> Result<Caller, Error
     let (who, info) = baton_store::auth::session(&state.store, token, &rid).await?.ok_or(Error::Unauthenticated)?;
     if is_unsafe(&parts.method) {
         let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
-        if !constant_time_eq(sent.as_bytes(), info.csrf.as_bytes()) {
+        if !csrf_matches(sent, &info.csrf) {
             return Err(Error::conflict(
                 "csrf_failed",
                 "页面已过期或请求来源不明，请刷新后重试",
@@ -72,6 +72,13 @@ impl FromRequestParts<AppState> for Caller {
 
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A double-submit CSRF check: the token sent must equal the one expected, compared in
+/// constant time, and neither may be empty (an absent cookie and an absent field are equal,
+/// and must not pass).
+pub fn csrf_matches(sent: &str, expected: &str) -> bool {
+    !expected.is_empty() && constant_time_eq(sent.as_bytes(), expected.as_bytes())
 }
 
 pub fn session_cookie(token: &str, secure: bool, max_age_secs: i64) -> String {

@@ -3,7 +3,7 @@
 //! template. Every POST carries the session's CSRF token.
 
 use crate::AppState;
-use crate::auth::{constant_time_eq, session_cookie};
+use crate::auth::{csrf_matches, session_cookie};
 use crate::i18n::Lang;
 use crate::middleware::{cookie, req};
 use askama::Template;
@@ -316,7 +316,7 @@ impl FormData {
         self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
     }
     pub(crate) fn check_csrf(&self, expected: &str) -> Result<(), Error> {
-        if constant_time_eq(self.get("csrf").as_bytes(), expected.as_bytes()) {
+        if csrf_matches(&self.get("csrf"), expected) {
             Ok(())
         } else {
             Err(Error::conflict(

@@ -192,3 +192,80 @@ async fn ui_requires_login_and_csrf(b: Backend) {
     app.stop().await;
 }
 both!(ui_requires_login_and_csrf_and_sends_security_headers, ui_requires_login_and_csrf);
+
+async fn login_form_csrf(b: Backend) {
+    let app = spawn_app(b).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = http.get(app.url("/login")).send().await.unwrap();
+    let pre = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let token = pre.split_once('=').unwrap().1.to_string();
+    assert!(!token.is_empty());
+    let creds = [("username", "commander"), ("password", baton::demo::DEMO_PASSWORD)];
+    // A login form posted from elsewhere: without the pre-session cookie, without the field,
+    // or with both empty (which compare equal) — refused, and no session is made.
+    let cases: [(Option<String>, Option<&str>); 5] = [
+        (None, None),
+        (Some(pre.clone()), None),
+        (None, Some(token.as_str())),
+        (Some("baton_pre=".into()), Some("")),
+        (None, Some("")),
+    ];
+    for (cookie, field) in cases {
+        let mut form: Vec<(&str, &str)> = creds.to_vec();
+        if let Some(f) = field {
+            form.push(("csrf", f));
+        }
+        let mut req = http.post(app.url("/login")).form(&form);
+        if let Some(c) = &cookie {
+            req = req.header("cookie", c);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::CONFLICT, "cookie {cookie:?}, field {field:?}");
+        assert!(!r.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("baton_session=")), "{cookie:?} {field:?}");
+    }
+    let (_, a) = app.login("commander").await.get("/api/v1/audit?action=session.login&actor=commander").await;
+    assert_eq!(a["entries"].as_array().unwrap().len(), 1, "only the sign-in just made: {a}");
+    // The real form, with the page's token in both places, signs in.
+    let mut form: Vec<(&str, &str)> = creds.to_vec();
+    form.push(("csrf", &token));
+    let r = http.post(app.url("/login")).header("cookie", &pre).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let session = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    assert!(session.starts_with("baton_session=") && session.len() > "baton_session=".len());
+    let home = http.get(app.url("/")).header("cookie", &session).send().await.unwrap().text().await.unwrap();
+    assert!(home.contains("data-role=\"commander\""));
+    app.stop().await;
+}
+both!(the_login_form_needs_a_matching_non_empty_csrf_token, login_form_csrf);
+
+async fn token_of_disabled_creator(b: Backend) {
+    let app = spawn_app(b).await;
+    let admin = app.login("admin").await;
+    let unit = admin.body["user"]["unit_id"].as_str().unwrap().to_string();
+    // A second administrator makes a token, then is disabled.
+    let user = |disabled: bool| {
+        json!({"username": "admin2", "display_name": "二号管理员", "unit_id": unit, "role": "admin", "scope_kind": "division", "scope_code": "140427", "password": "Second-admin-12", "disabled": disabled})
+    };
+    let (s, u) = admin.post("/api/v1/users", user(false)).await;
+    assert_eq!(s, StatusCode::CREATED, "{u}");
+    let id = u["id"].as_str().unwrap().to_string();
+    let admin2 = app.login_with("admin2", "Second-admin-12").await.unwrap();
+    let (s, t) = admin2
+        .post("/api/v1/tokens", json!({"name": "LIS", "unit_id": unit, "permissions": ["units.read"], "scope_kind": "division", "scope_code": "140427"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let bot = admin.with_bearer(t["secret"].as_str().unwrap());
+    // Used just now, so remembered by the principal cache: the disable must reach it at once.
+    assert_eq!(bot.get("/api/v1/units").await.0, StatusCode::OK);
+    let (s, v) = admin.put(&format!("/api/v1/users/{id}"), user(true)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, e) = bot.get("/api/v1/units").await;
+    assert_eq!((s, e["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthenticated")));
+    // The token is suspended with its creator, not revoked: re-enabling the creator restores it.
+    let (_, list) = admin.get("/api/v1/tokens").await;
+    assert!(list["tokens"][0]["revoked_at"].is_null(), "{list}");
+    assert_eq!(admin.put(&format!("/api/v1/users/{id}"), user(false)).await.0, StatusCode::OK);
+    assert_eq!(bot.get("/api/v1/units").await.0, StatusCode::OK);
+    app.stop().await;
+}
+both!(an_api_token_stops_when_its_creator_is_disabled, token_of_disabled_creator);

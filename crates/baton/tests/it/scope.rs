@@ -1,6 +1,6 @@
 //! A township-scoped user can neither read nor change another township's records,
 //! endpoint by endpoint. 龙泉镇 (140427100) staff against 百尺镇 (140427101) records.
-use baton_testkit::{Backend, Session, both, spawn_app};
+use baton_testkit::{Backend, Session, TestApp, both, spawn_app};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -168,3 +168,134 @@ async fn unit_scope(b: Backend) {
     app.stop().await;
 }
 both!(a_unit_scoped_user_sees_only_their_unit, unit_scope);
+
+/// 龙泉镇's administrator, signed in: a role of `perms` (made by the county's administrator),
+/// scoped to the township.
+async fn township_admin(app: &TestApp, admin: &Session, perms: &[&str]) -> Session {
+    let (s, r) = admin.post("/api/v1/roles", json!({"name": "township_admin", "label_zh": "乡镇管理员", "label_en": "Township admin", "permissions": perms})).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let lq_unit = unit_id(admin, "龙泉镇人民政府").await;
+    let (s, u) = admin.post("/api/v1/users", json!({"username": "lq_admin", "display_name": "龙泉管理员", "unit_id": lq_unit, "role": "township_admin", "scope_kind": "division", "scope_code": "140427100", "password": "Longquan-admin-1"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{u}");
+    app.login_with("lq_admin", "Longquan-admin-1").await.unwrap()
+}
+
+/// A user made by the county's administrator in the county hospital's lab (a unit in 龙泉镇),
+/// with a role and a division scope; returns their id.
+async fn lab_user(admin: &Session, username: &str, role: &str, scope_code: &str) -> String {
+    let lab = unit_id(admin, "壶关县人民医院核酸检测实验室").await;
+    let (s, u) = admin
+        .post(
+            "/api/v1/users",
+            json!({"username": username, "display_name": username, "unit_id": lab, "role": role, "scope_kind": "division",
+                   "scope_code": scope_code, "password": "Lab-password-12", "phone": "13903559999"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{u}");
+    u["id"].as_str().unwrap().to_string()
+}
+
+async fn role(admin: &Session, name: &str, perms: &[&str]) {
+    let (s, r) = admin.post("/api/v1/roles", json!({"name": name, "label_zh": name, "label_en": name, "permissions": perms})).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+}
+
+async fn township_admin_and_county_user(b: Backend) {
+    let app = spawn_app(b).await;
+    let admin = app.login("admin").await;
+    let la = township_admin(&app, &admin, &["units.read", "users.read", "users.write", "personal.reveal"]).await;
+    role(&admin, "viewer", &["units.read"]).await;
+    // A county-scoped user whose unit lies in 龙泉镇: the township's administrator sees them…
+    let county = lab_user(&admin, "county_lab", "viewer", "140427").await;
+    let signed_in = app.login_with("county_lab", "Lab-password-12").await.unwrap();
+    assert_eq!(la.get(&format!("/api/v1/users/{county}")).await.0, StatusCode::OK);
+    // …but may not reset their password, sign them out, reveal their data, disable or change them:
+    // a role within the administrator's, a scope beyond it.
+    let lab = unit_id(&admin, "壶关县人民医院核酸检测实验室").await;
+    let edit = |disabled: bool| {
+        json!({"username": "county_lab", "display_name": "改", "unit_id": lab, "role": "viewer", "scope_kind": "unit", "disabled": disabled})
+    };
+    for (path, body) in [
+        ("password", json!({"password": "Taken-over-123"})),
+        ("revoke-sessions", json!({})),
+        ("reveal", json!({"field": "phone"})),
+    ] {
+        let (s, e) = la.post(&format!("/api/v1/users/{county}/{path}"), body).await;
+        assert_eq!((s, e["error"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "{path}: {e}");
+        assert!(e["message_zh"].is_string() && e["message_en"].is_string(), "{e}");
+    }
+    for disabled in [true, false] {
+        assert_eq!(la.put(&format!("/api/v1/users/{county}"), edit(disabled)).await.0, StatusCode::FORBIDDEN);
+    }
+    // Nothing changed: still signed in, the password still theirs, the scope still the county.
+    assert_eq!(signed_in.get("/api/v1/me").await.0, StatusCode::OK);
+    assert!(app.login_with("county_lab", "Lab-password-12").await.is_ok());
+    let (_, u) = admin.get(&format!("/api/v1/users/{county}")).await;
+    assert_eq!((u["scope"]["code"].as_str(), u["display_name"].as_str(), u["disabled"].as_bool()), (Some("140427"), Some("county_lab"), Some(false)));
+    let (_, a) = admin.get(&format!("/api/v1/audit?object_id={county}&action=personal.reveal")).await;
+    assert_eq!(a["entries"].as_array().unwrap().len(), 0);
+
+    // The same role, scoped to the township: the administrator's to manage.
+    let own = lab_user(&admin, "lq_lab", "viewer", "140427100").await;
+    assert_eq!(la.post(&format!("/api/v1/users/{own}/reveal"), json!({"field": "phone"})).await.0, StatusCode::OK);
+    assert_eq!(la.post(&format!("/api/v1/users/{own}/password"), json!({"password": "Reset-by-town-1"})).await.0, StatusCode::OK);
+    assert_eq!(la.post(&format!("/api/v1/users/{own}/revoke-sessions"), json!({})).await.0, StatusCode::OK);
+    let (s, u) = la
+        .put(&format!("/api/v1/users/{own}"), json!({"username": "lq_lab", "display_name": "龙泉检测", "unit_id": lab, "role": "viewer", "scope_kind": "unit", "disabled": true}))
+        .await;
+    assert_eq!((s, u["disabled"].as_bool()), (StatusCode::OK, Some(true)), "{u}");
+    app.stop().await;
+}
+both!(a_township_admin_cannot_act_on_a_county_user_whose_unit_is_in_the_township, township_admin_and_county_user);
+
+async fn role_of(s: &Session, name: &str) -> Value {
+    let (_, v) = s.get("/api/v1/roles").await;
+    v["roles"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap().clone()
+}
+
+async fn roles_within_reach(b: Backend) {
+    let app = spawn_app(b).await;
+    let admin = app.login("admin").await;
+    let la = township_admin(&app, &admin, &["units.read", "users.read", "users.write", "roles.write", "personal.reveal"]).await;
+    let save = |name: &str, perms: &[&str]| json!({"name": name, "label_zh": name, "label_en": name, "permissions": perms});
+
+    // Built-in roles are read-only, for everyone.
+    for (who, name) in [(&la, "grid_member"), (&admin, "grid_member"), (&admin, "admin")] {
+        let (s, e) = who.post("/api/v1/roles", save(name, &["units.read"])).await;
+        assert_eq!((s, e["error"].as_str()), (StatusCode::CONFLICT, Some("role_builtin")), "{e}");
+    }
+    assert_eq!(role_of(&admin, "grid_member").await["permissions"].as_array().unwrap().len(), 4);
+
+    // A role held by a county-scoped user is out of the township administrator's reach,
+    // even to add a permission the administrator holds.
+    role(&admin, "viewer", &["units.read"]).await;
+    lab_user(&admin, "county_lab", "viewer", "140427").await;
+    let (s, e) = la.post("/api/v1/roles", save("viewer", &["units.read", "personal.reveal"])).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["fields"]["name"]["code"], "role_held_outside_scope");
+    assert!(e["fields"]["name"]["zh"].is_string() && e["fields"]["name"]["en"].is_string(), "{e}");
+    assert_eq!(role_of(&admin, "viewer").await["permissions"], json!(["units.read"]));
+    // The county's administrator, whose scope covers every holder, may.
+    assert_eq!(admin.post("/api/v1/roles", save("viewer", &["units.read", "personal.reveal"])).await.0, StatusCode::OK);
+
+    // A role held only inside the township is the administrator's to change, within their own permissions.
+    role(&admin, "lq_viewer", &["units.read"]).await;
+    lab_user(&admin, "lq_lab", "lq_viewer", "140427100").await;
+    let (s, r) = la.post("/api/v1/roles", save("lq_viewer", &["units.read", "users.read"])).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (s, e) = la.post("/api/v1/roles", save("lq_viewer", &["units.read", "policy.write"])).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["fields"]["permissions"]["code"], "exceeds_own");
+    // Nor may they create a role above their own, nor change one that holds more than they do
+    // (held by no one: it is the permissions, not the holders, that put it out of reach).
+    let (s, e) = la.post("/api/v1/roles", save("lq_planner", &["policy.write"])).await;
+    assert_eq!((s, e["fields"]["permissions"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("exceeds_own")), "{e}");
+    role(&admin, "planner", &["policy.read", "policy.write"]).await;
+    let (s, e) = la.post("/api/v1/roles", save("planner", &["units.read"])).await;
+    assert_eq!((s, e["fields"]["name"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("role_exceeds_own")), "{e}");
+    assert_eq!(role_of(&admin, "planner").await["permissions"], json!(["policy.read", "policy.write"]));
+    let (_, v) = la.get("/api/v1/roles").await;
+    assert!(v["roles"].as_array().unwrap().iter().all(|r| r["name"] != "lq_planner"));
+    app.stop().await;
+}
+both!(a_role_is_changed_only_by_someone_whose_scope_and_permissions_cover_it, roles_within_reach);
