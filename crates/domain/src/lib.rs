@@ -23,6 +23,7 @@ macro_rules! labelled {
     };
 }
 
+pub mod alert;
 pub mod classify;
 pub mod clock;
 pub mod code;

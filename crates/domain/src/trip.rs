@@ -73,6 +73,7 @@
 //!   deadline and handoff records the version that set it), and four parameters that `policy.rs` does not
 //!   have yet (see [`TripRules`]).
 
+use crate::alert::{AlertEnd, Settled};
 use crate::error::{Error, FieldError};
 use crate::ident::Plate;
 use crate::policy::TruckRules;
@@ -1012,6 +1013,52 @@ impl Trip {
             .collect()
     }
 
+    /// Whether a breach of `kind` raised on this trip (about `handoff`, for a handoff breach) is
+    /// settled by where the trip stands now, and how; `None` while it still stands. A closed trip
+    /// settles every breach: nothing more can happen to it, so nothing is left to escalate. Only a
+    /// positive landing outlives its trip unless the crew went to quarantine: it stays open for a
+    /// person to act on, and stops climbing.
+    pub fn settles(&self, kind: BreachKind, handoff: Option<Uuid>) -> Option<Settled> {
+        if let Some(end) = self.closed_end() {
+            return Some(match kind {
+                BreachKind::PositiveLanding if self.state != TripState::Isolated => Settled::Stopped(end),
+                _ => Settled::Closed(end),
+            });
+        }
+        let end = match kind {
+            BreachKind::NotCheckedIn => (self.state != TripState::Reported).then_some(AlertEnd::CheckedIn),
+            BreachKind::NoArrival => self.arrived_at.map(|_| AlertEnd::Arrived),
+            BreachKind::Overstay => self.departed_at.map(|_| AlertEnd::Departed),
+            // The breach watched one handoff: once it is no longer pending, its fate is known.
+            BreachKind::HandoffNotAccepted => {
+                let ended = self.handoffs.iter().find(|r| Some(r.handoff.id) == handoff);
+                ended.map(|r| match r.outcome {
+                    HandoffOutcome::Accepted => AlertEnd::HandoffAccepted,
+                    HandoffOutcome::Rejected => AlertEnd::HandoffRejected,
+                    HandoffOutcome::Withdrawn => AlertEnd::HandoffWithdrawn,
+                    HandoffOutcome::Superseded => AlertEnd::HandoffSuperseded,
+                })
+            }
+            // Only closing mends these: disposal, the exit scan; facts seen and emergencies stand.
+            BreachKind::NotDisposed | BreachKind::NoExit | BreachKind::PlateMismatch | BreachKind::IdentityMismatch | BreachKind::PositiveLanding => {
+                None
+            }
+        };
+        end.map(Settled::Closed)
+    }
+
+    /// How the trip ended, as an alert's reason; `None` while open.
+    fn closed_end(&self) -> Option<AlertEnd> {
+        match self.state {
+            TripState::Exited => Some(AlertEnd::TripExited),
+            TripState::Converted => Some(AlertEnd::TripConverted),
+            TripState::Isolated => Some(AlertEnd::TripIsolated),
+            TripState::TurnedBack => Some(AlertEnd::TripTurnedBack),
+            TripState::Cancelled => Some(AlertEnd::TripCancelled),
+            TripState::Reported | TripState::CheckedIn | TripState::EscortAssigned | TripState::AtDestination | TripState::Departed => None,
+        }
+    }
+
     /// The trip's invariants; `Err` names the first one broken. Every trip `apply` returns satisfies them.
     pub fn check_invariants(&self) -> Result<(), String> {
         let fail = |m: String| Err(m);
@@ -1603,6 +1650,43 @@ mod tests {
         let d = departed();
         assert_eq!(kinds(&d, 320), []);
         assert_eq!(kinds(&d, 321), [BreachKind::NoExit]);
+    }
+
+    #[test]
+    fn a_breach_is_settled_by_its_link_or_by_the_end_of_the_trip() {
+        use crate::alert::{AlertEnd as E, Settled as S};
+        let r = reported();
+        assert_eq!(r.settles(BreachKind::NotCheckedIn, None), None);
+        let checked = ok(&r, Action::CheckIn(check_in(ControlClass::Pass)), CP, 10);
+        assert_eq!(checked.settles(BreachKind::NotCheckedIn, None), Some(S::Closed(E::CheckedIn)));
+        assert_eq!(checked.settles(BreachKind::NoArrival, None), None);
+        assert_eq!(checked.settles(BreachKind::PlateMismatch, None), None, "a fact seen stands while the trip is open");
+        // A handoff breach is about its own handoff: the next one pending does not settle it.
+        let p = ok(&walk_in(ControlClass::ClosedLoop), Action::assign_escort(u(500), u(ESCORT)), CP, 1);
+        assert_eq!(p.settles(BreachKind::HandoffNotAccepted, Some(u(500))), None);
+        let w = ok(&p, Action::WithdrawHandoff { handoff: None }, CP, 40);
+        assert_eq!(w.settles(BreachKind::HandoffNotAccepted, Some(u(500))), Some(S::Closed(E::HandoffWithdrawn)));
+        let p2 = ok(&w, Action::assign_escort(u(501), u(ESCORT2)), CP, 41);
+        assert_eq!(p2.settles(BreachKind::HandoffNotAccepted, Some(u(501))), None);
+        let a = ok(&p2, accept(), ESCORT2, 80);
+        assert_eq!(a.settles(BreachKind::HandoffNotAccepted, Some(u(501))), Some(S::Closed(E::HandoffAccepted)));
+        let rejected = ok(&p, Action::RejectHandoff { handoff: None, reason: "no car".into() }, ESCORT, 40);
+        assert_eq!(rejected.settles(BreachKind::HandoffNotAccepted, Some(u(500))), Some(S::Closed(E::HandoffRejected)));
+        let d = at_destination();
+        assert_eq!(d.settles(BreachKind::NoArrival, None), Some(S::Closed(E::Arrived)));
+        assert_eq!(d.settles(BreachKind::Overstay, None), None);
+        assert_eq!(departed().settles(BreachKind::Overstay, None), Some(S::Closed(E::Departed)));
+        assert_eq!(departed().settles(BreachKind::NoExit, None), None);
+        // Every breach of a closed trip is settled; a positive landing only stops climbing, unless quarantined.
+        let exited = ok(&departed(), Action::ExitScan, EXIT, 250);
+        assert_eq!(exited.settles(BreachKind::NoExit, None), Some(S::Closed(E::TripExited)));
+        assert_eq!(exited.settles(BreachKind::PositiveLanding, None), Some(S::Stopped(E::TripExited)));
+        let isolated = ok(&ok(&walk_in(ControlClass::Isolate), Action::isolate(u(600), u(HOTEL)), CP, 1), accept(), HOTEL, 2);
+        assert_eq!(isolated.settles(BreachKind::PositiveLanding, None), Some(S::Closed(E::TripIsolated)));
+        assert_eq!(isolated.settles(BreachKind::NotDisposed, None), Some(S::Closed(E::TripIsolated)));
+        let cancelled = ok(&r, Action::Cancel { reason: "r".into() }, REPORTER, 1);
+        assert_eq!(cancelled.settles(BreachKind::NotCheckedIn, None), Some(S::Closed(E::TripCancelled)));
+        assert_eq!(cancelled.settles(BreachKind::PlateMismatch, None), Some(S::Closed(E::TripCancelled)));
     }
 
     #[test]

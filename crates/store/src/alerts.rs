@@ -4,12 +4,19 @@
 //! in force — the custodian's supervising unit (or the rung-1 unit the alert names), then the
 //! command office — until someone acts. Alerts are about a subject (`trip`, `tube`, `person`…):
 //! other modules raise theirs with [`raise`] and share the ladder and the pages.
+//!
+//! An alert ends when what it watched is settled: the change that mends the link or ends the
+//! trip ends its alerts in the same transaction ([`settle_trip`]), and the ladder never climbs
+//! for a subject that is no longer broken (checked again at each rung). A unit holds at most one
+//! open alert per subject and kind: an alert climbing to a unit that already has it stops there
+//! and names the one that carries on (`merged_into`).
 
-use crate::db::Row;
-use crate::{Principal, Store, audit, q, scope_args, text_field};
+use crate::db::{Row, Tx};
+use crate::{Principal, Store, Vault, audit, q, scope_args, text_field};
 use baton_domain::Error;
+use baton_domain::alert::{AlertEnd, Settled};
 use baton_domain::role::Permission;
-use baton_domain::trip::Trip;
+use baton_domain::trip::{Breach, BreachKind, Trip};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -28,6 +35,10 @@ pub struct SweepReport {
     pub trips_checked: u64,
     pub raised: u64,
     pub escalated: u64,
+    /// Due to climb, but what they watched was settled meanwhile: ended instead.
+    pub settled: u64,
+    /// Due to climb to a unit that already had them open: stopped, merged into that one.
+    pub merged: u64,
 }
 
 /// The command office of the county holding `jurisdiction` (the longest matching prefix).
@@ -45,6 +56,41 @@ pub async fn command_office(tx: &mut crate::db::Tx, jurisdiction: &str) -> Resul
 
 fn ladder_minutes(store_policy: &baton_domain::policy::PolicyParams, level: i64) -> Option<i64> {
     store_policy.escalation.ladder_minutes.get(usize::try_from(level).ok()?).map(|m| i64::from(*m))
+}
+
+/// The alert of a trip's breach `b`, to its custodian, inserted once (an alert is its subject,
+/// kind, due time and custodian; one already open at the custodian for the subject and kind takes
+/// it in). Returns whether it is new; the caller writes its audit entry.
+pub(crate) async fn insert_breach(
+    tx: &mut Tx,
+    policy: &baton_domain::policy::PolicyParams,
+    now: DateTime<Utc>,
+    trip: &Trip,
+    jurisdiction: &str,
+    b: &Breach,
+) -> Result<bool, Error> {
+    let escalate_at = ladder_minutes(policy, 0).map(|m| now + Duration::minutes(m));
+    let n = tx
+        .execute(q!(
+            "INSERT INTO alerts (id, subject_kind, subject_id, subject, trip_id, kind, due_at, raised_at, custodian_id, handoff_id, receiver_id, level,
+                                 recipient_id, escalate_at, jurisdiction, policy_version)
+             VALUES ($1, 'trip', $2, $12, $2, $3, $4, $5, $6, $7, $8, 0, $6, $9, $10, $11)
+             ON CONFLICT DO NOTHING",
+            Uuid::now_v7(),
+            trip.id,
+            b.kind.as_str(),
+            b.due_at,
+            now,
+            b.custodian,
+            b.handoff,
+            b.receiver,
+            escalate_at,
+            jurisdiction,
+            b.policy_version,
+            trip.plate.as_str()
+        ))
+        .await?;
+    Ok(n == 1)
 }
 
 /// One pass of the deadline watcher at `now`: raise what is due, escalate what is ignored.
@@ -67,28 +113,8 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<SweepReport, Err
             rep.trips_checked += 1;
             let mut overstayed = false;
             for b in trip.due_breaches(now) {
-                let escalate_at = ladder_minutes(&policy.params, 0).map(|m| now + Duration::minutes(m));
-                let n = tx
-                    .execute(q!(
-                        "INSERT INTO alerts (id, subject_kind, subject_id, subject, trip_id, kind, due_at, raised_at, custodian_id, handoff_id, receiver_id, level,
-                                             recipient_id, escalate_at, jurisdiction, policy_version)
-                         VALUES ($1, 'trip', $2, $12, $2, $3, $4, $5, $6, $7, $8, 0, $6, $9, $10, $11)
-                         ON CONFLICT (subject_kind, subject_id, kind, due_at, custodian_id) DO NOTHING",
-                        Uuid::now_v7(),
-                        trip.id,
-                        b.kind.as_str(),
-                        b.due_at,
-                        now,
-                        b.custodian,
-                        b.handoff,
-                        b.receiver,
-                        escalate_at,
-                        jurisdiction.clone(),
-                        b.policy_version,
-                        trip.plate.as_str()
-                    ))
-                    .await?;
-                if n == 1 {
+                let n = insert_breach(&mut tx, &policy.params, now, &trip, &jurisdiction, &b).await?;
+                if n {
                     rep.raised += 1;
                     overstayed |= b.kind == baton_domain::trip::BreachKind::Overstay;
                     let detail = serde_json::json!({"trip": trip.id, "kind": b.kind.as_str(), "due_at": b.due_at, "custodian": b.custodian});
@@ -140,17 +166,29 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<SweepReport, Err
             let id: Uuid = r.get("id")?;
             let Some(a) = tx
                 .fetch_optional(q!(
-                    "SELECT level, recipient_id, rung1_id, jurisdiction, subject_kind, subject_id, kind, escalate_at FROM alerts
-                     WHERE id = $1 AND acknowledged_at IS NULL AND resolved_at IS NULL",
-                    id
+                    "SELECT a.level, a.recipient_id, a.rung1_id, a.jurisdiction, a.subject_kind, a.subject_id, a.kind, a.handoff_id, a.escalate_at, t.data AS trip
+                     FROM alerts a LEFT JOIN trips t ON t.id = a.trip_id
+                     WHERE a.id = $1 AND a.acknowledged_at IS NULL AND a.resolved_at IS NULL AND a.escalate_at <= $2",
+                    id,
+                    now
                 ))
                 .await?
             else {
                 continue;
             };
+            let subject: Uuid = a.get("subject_id")?;
+            let subject_kind: String = a.get("subject_kind")?;
+            let kind: String = a.get("kind")?;
+            let jurisdiction: String = a.get("jurisdiction")?;
+            let ending = Ending { id, subject_kind: &subject_kind, subject, kind: &kind, jurisdiction: &jurisdiction };
+            // Nobody is asked to mend a link that is mended, or a trip that is over.
+            if let Some(s) = settled(&mut tx, &a).await? {
+                end(&mut tx, &store.vault, now, &ending, s, None).await?;
+                rep.settled += 1;
+                continue;
+            }
             let level: i64 = a.get("level")?;
             let recipient: Uuid = a.get("recipient_id")?;
-            let jurisdiction: String = a.get("jurisdiction")?;
             let cmd = command_office(&mut tx, &jurisdiction).await?;
             let rung1: Option<Uuid> = a.get("rung1_id")?;
             let supervisor: Option<Uuid> = match rung1 {
@@ -171,13 +209,27 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<SweepReport, Err
                 tx.execute(q!("UPDATE alerts SET escalate_at = NULL WHERE id = $1", id)).await?;
                 continue;
             };
+            // One open alert per unit and subject: where `to` has this one open already, that one
+            // carries on up the ladder and this one stays where it is.
+            let held = tx
+                .fetch_optional(q!(
+                    "SELECT id FROM alerts WHERE recipient_id = $1 AND subject_kind = $2 AND subject_id = $3 AND kind = $4 AND resolved_at IS NULL AND id <> $5",
+                    to,
+                    subject_kind.clone(),
+                    subject,
+                    kind.clone(),
+                    id
+                ))
+                .await?;
+            if let Some(h) = held {
+                end(&mut tx, &store.vault, now, &ending, Settled::Stopped(AlertEnd::Merged), Some(h.get("id")?)).await?;
+                rep.merged += 1;
+                continue;
+            }
             let rung_ran_out: DateTime<Utc> = a.get::<Option<DateTime<Utc>>>("escalate_at")?.unwrap_or(now);
             let next = if new_level >= 2 { None } else { ladder_minutes(&policy.params, new_level).map(|m| rung_ran_out + Duration::minutes(m)) };
             tx.execute(q!("UPDATE alerts SET level = $2, recipient_id = $3, escalate_at = $4 WHERE id = $1", id, new_level, to, next)).await?;
             rep.escalated += 1;
-            let subject: Uuid = a.get("subject_id")?;
-            let subject_kind: String = a.get("subject_kind")?;
-            let kind: String = a.get("kind")?;
             let detail = serde_json::json!({"alert": id, "kind": kind, "level": new_level, "to": to});
             audit::append(
                 &mut tx,
@@ -197,6 +249,92 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<SweepReport, Err
         tx.commit().await?;
     }
     Ok(rep)
+}
+
+/// The alert being ended, as its audit entry names it.
+struct Ending<'a> {
+    id: Uuid,
+    subject_kind: &'a str,
+    subject: Uuid,
+    kind: &'a str,
+    jurisdiction: &'a str,
+}
+
+/// Whether what the alert in `a` watches is settled now (its trip as it stands, its tube's
+/// result, its batch's receipt, its order's sample), and how; `None` while it is still broken.
+async fn settled(tx: &mut Tx, a: &Row) -> Result<Option<Settled>, Error> {
+    let kind: String = a.get("kind")?;
+    if let Some(data) = a.get::<Option<String>>("trip")? {
+        let Some(k) = BreachKind::parse(&kind) else { return Ok(None) };
+        let trip = serde_json::from_str::<StoredTrip>(&data).map_err(Error::internal)?.trip;
+        return Ok(trip.settles(k, a.get("handoff_id")?));
+    }
+    let subject: Uuid = a.get("subject_id")?;
+    let (check, end) = match (a.get::<String>("subject_kind")?.as_str(), kind.as_str()) {
+        ("tube", "result_overdue") => (q!("SELECT id FROM tubes WHERE id = $1 AND outcome IS NOT NULL", subject), AlertEnd::ResultRecorded),
+        ("batch", "batch_unaccepted") => (q!("SELECT id FROM test_batches WHERE id = $1 AND state <> 'handed'", subject), AlertEnd::BatchReceived),
+        ("retest_order", "retest_overdue") => {
+            (q!("SELECT id FROM retest_orders WHERE id = $1 AND (tube_id IS NOT NULL OR resolved_at IS NOT NULL)", subject), AlertEnd::OrderSampled)
+        }
+        _ => return Ok(None),
+    };
+    Ok(tx.fetch_optional(check).await?.map(|_| Settled::Closed(end)))
+}
+
+/// End an open alert as `s` says (closed, or stopped where it is), with the reason and, for a
+/// merge, the alert that carries on; with its audit entry, in the caller's transaction.
+async fn end(tx: &mut Tx, vault: &Vault, now: DateTime<Utc>, e: &Ending<'_>, s: Settled, merged_into: Option<Uuid>) -> Result<(), Error> {
+    let closed = matches!(s, Settled::Closed(_));
+    let n = tx
+        .execute(q!(
+            "UPDATE alerts SET stopped_at = $2, stop_reason = $3, merged_into = $4, escalate_at = NULL,
+                    resolved_at = CASE WHEN $5 THEN $2 ELSE resolved_at END, resolved_by = CASE WHEN $5 THEN 'system' ELSE resolved_by END
+             WHERE id = $1 AND resolved_at IS NULL",
+            e.id,
+            now,
+            s.reason().as_str(),
+            merged_into,
+            closed
+        ))
+        .await?;
+    if n == 0 {
+        return Ok(());
+    }
+    let detail = serde_json::json!({"subject_kind": e.subject_kind, "subject": e.subject, "kind": e.kind, "reason": s.reason().as_str(), "merged_into": merged_into});
+    let entry = audit::Entry {
+        action: if closed { "alert.close" } else { "alert.stop" },
+        object_type: "alert",
+        object_id: e.id.to_string(),
+        jurisdiction: e.jurisdiction,
+        detail,
+    };
+    audit::append(tx, vault, now, &Principal::system("alerts"), entry).await?;
+    Ok(())
+}
+
+/// End the open alerts of `trip` that where it stands now settles ([`Trip::settles`]), in the
+/// transaction that moved it there: the link they watched is mended, or the trip is over.
+pub(crate) async fn settle_trip(tx: &mut Tx, vault: &Vault, trip: &Trip, now: DateTime<Utc>) -> Result<(), Error> {
+    let rows = tx
+        .fetch_all(q!(
+            "SELECT id, subject_kind, subject_id, kind, handoff_id, stopped_at, jurisdiction FROM alerts WHERE trip_id = $1 AND resolved_at IS NULL",
+            trip.id
+        ))
+        .await?;
+    for r in &rows {
+        let kind: String = r.get("kind")?;
+        let handoff: Option<Uuid> = r.get("handoff_id")?;
+        let Some(s) = BreachKind::parse(&kind).and_then(|k| trip.settles(k, handoff)) else { continue };
+        // An alert already stopped stays as it was unless it can now be closed.
+        if matches!(s, Settled::Stopped(_)) && r.get::<Option<DateTime<Utc>>>("stopped_at")?.is_some() {
+            continue;
+        }
+        let subject_kind: String = r.get("subject_kind")?;
+        let jurisdiction: String = r.get("jurisdiction")?;
+        let e = Ending { id: r.get("id")?, subject_kind: &subject_kind, subject: r.get("subject_id")?, kind: &kind, jurisdiction: &jurisdiction };
+        end(tx, vault, now, &e, s, None).await?;
+    }
+    Ok(())
 }
 
 /// A new alert from another module (a tube overdue, a positive pool…), raised at `level`
@@ -221,7 +359,8 @@ pub struct NewAlert<'a> {
 }
 
 /// Raise an alert once (the same subject, kind, due time and custodian is the same alert), with
-/// its audit entry, in the caller's transaction. Returns whether it is new.
+/// its audit entry, in the caller's transaction. Returns whether it is new: an alert of the same
+/// subject and kind already open at the custodian takes it in.
 pub async fn raise(
     tx: &mut crate::db::Tx,
     store: &Store,
@@ -235,7 +374,7 @@ pub async fn raise(
             "INSERT INTO alerts (id, subject_kind, subject_id, subject, trip_id, kind, due_at, raised_at, custodian_id, level, recipient_id, rung1_id,
                                  emergency, escalate_at, jurisdiction, policy_version)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9, $11, $12, $13, $14, $15)
-             ON CONFLICT (subject_kind, subject_id, kind, due_at, custodian_id) DO NOTHING",
+             ON CONFLICT DO NOTHING",
             Uuid::now_v7(),
             a.subject_kind,
             a.subject_id,
@@ -303,6 +442,11 @@ pub struct Alert {
     pub resolved_by: Option<String>,
     pub note: String,
     pub policy_version: i64,
+    /// When the system ended it (closed it, or stopped its climb), and why: an [`AlertEnd`] code.
+    pub stopped_at: Option<DateTime<Utc>>,
+    pub stop_reason: Option<String>,
+    /// The alert that carries on in its place (same subject, one rung up).
+    pub merged_into: Option<Uuid>,
 }
 
 fn alert_from_row(r: &Row) -> Result<Alert, Error> {
@@ -328,6 +472,9 @@ fn alert_from_row(r: &Row) -> Result<Alert, Error> {
         resolved_by: r.get("resolved_by")?,
         note: r.get("note")?,
         policy_version: r.get("policy_version")?,
+        stopped_at: r.get("stopped_at")?,
+        stop_reason: r.get("stop_reason")?,
+        merged_into: r.get("merged_into")?,
     })
 }
 
@@ -370,7 +517,8 @@ pub async fn list(store: &Store, who: &Principal, f: &AlertFilter) -> Result<Vec
         .db
         .fetch_all(q!(
             "SELECT a.id, a.subject_kind, a.subject_id, a.trip_id, COALESCE(t.plate, a.subject) AS plate, a.emergency, a.kind, a.due_at, a.raised_at, a.custodian_id, c.name AS custodian_name, a.level, a.recipient_id,
-                    r.name AS recipient_name, a.escalate_at, a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, a.note, a.policy_version
+                    r.name AS recipient_name, a.escalate_at, a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, a.note, a.policy_version,
+                    a.stopped_at, a.stop_reason, a.merged_into
              FROM alerts a LEFT JOIN trips t ON t.id = a.trip_id JOIN units c ON c.id = a.custodian_id JOIN units r ON r.id = a.recipient_id
              WHERE ((a.jurisdiction >= $1 AND a.jurisdiction < $2) OR a.recipient_id = $3 OR a.custodian_id = $3 OR a.recipient_id = $4 OR a.custodian_id = $4)
                AND ($5 IS NULL OR ($5 = TRUE AND a.resolved_at IS NULL) OR ($5 = FALSE AND a.resolved_at IS NOT NULL))
@@ -399,7 +547,8 @@ async fn get_visible(store: &Store, who: &Principal, id: Uuid) -> Result<Alert, 
         .db
         .fetch_optional(q!(
             "SELECT a.id, a.subject_kind, a.subject_id, a.trip_id, COALESCE(t.plate, a.subject) AS plate, a.emergency, a.kind, a.due_at, a.raised_at, a.custodian_id, c.name AS custodian_name, a.level, a.recipient_id,
-                    r.name AS recipient_name, a.escalate_at, a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, a.note, a.policy_version
+                    r.name AS recipient_name, a.escalate_at, a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, a.note, a.policy_version,
+                    a.stopped_at, a.stop_reason, a.merged_into
              FROM alerts a LEFT JOIN trips t ON t.id = a.trip_id JOIN units c ON c.id = a.custodian_id JOIN units r ON r.id = a.recipient_id
              WHERE a.id = $5 AND ((a.jurisdiction >= $1 AND a.jurisdiction < $2) OR a.recipient_id = $3 OR a.custodian_id = $3 OR a.recipient_id = $4 OR a.custodian_id = $4)",
             lo,

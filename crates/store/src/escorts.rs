@@ -335,7 +335,7 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<EscortSweep, Err
                 continue;
             }
         };
-        match update_trip(&mut tx, &next, &l.extra, l.rev, now).await {
+        match update_trip(store, &mut tx, &next, &l.extra, l.rev, now).await {
             Ok(()) => {}
             Err(Error::Conflict { code: "trip_changed", .. }) => continue,
             Err(e) => return Err(e),
@@ -362,22 +362,13 @@ async fn raise_unaccepted(
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
     for b in l.trip.due_breaches(now).into_iter().filter(|b| b.kind == BreachKind::HandoffNotAccepted) {
-        let a = crate::alerts::NewAlert {
-            subject_kind: "trip",
-            subject_id: l.trip.id,
-            subject: l.trip.plate.as_str(),
-            trip_id: Some(l.trip.id),
-            kind: b.kind.as_str(),
-            due_at: b.due_at,
-            custodian: b.custodian,
-            level: 0,
-            rung1: None,
-            emergency: false,
-            jurisdiction: &l.jurisdiction,
-            policy_version: b.policy_version,
-            detail: serde_json::json!({"trip": l.trip.id, "due_at": b.due_at, "handoff": b.handoff, "receiver": b.receiver}),
-        };
-        crate::alerts::raise(tx, store, policy, now, &a).await?;
+        if !crate::alerts::insert_breach(tx, policy, now, &l.trip, &l.jurisdiction, &b).await? {
+            continue;
+        }
+        let detail = serde_json::json!({"trip": l.trip.id, "kind": b.kind.as_str(), "due_at": b.due_at, "custodian": b.custodian, "handoff": b.handoff, "receiver": b.receiver});
+        let entry =
+            audit::Entry { action: "alert.raise", object_type: "trip", object_id: l.trip.id.to_string(), jurisdiction: &l.jurisdiction, detail };
+        audit::append(tx, &store.vault, now, &Principal::system("alerts"), entry).await?;
     }
     Ok(())
 }

@@ -297,8 +297,9 @@ fn open_plate(e: Error) -> Error {
     }
 }
 
-/// Write a changed trip back, only if it is still the revision that was read.
-pub(crate) async fn update_trip(tx: &mut Tx, trip: &Trip, extra: &Extra, rev: i64, now: DateTime<Utc>) -> Result<(), Error> {
+/// Write a changed trip back, only if it is still the revision that was read, and end the
+/// alerts its new state settles (a mended link, a trip that is over) in the same transaction.
+pub(crate) async fn update_trip(store: &Store, tx: &mut Tx, trip: &Trip, extra: &Extra, rev: i64, now: DateTime<Utc>) -> Result<(), Error> {
     let data = serde_json::to_string(&Stored { trip: trip.clone(), extra: extra.clone() }).map_err(Error::internal)?;
     let n = tx
         .execute(q!(
@@ -326,6 +327,7 @@ pub(crate) async fn update_trip(tx: &mut Tx, trip: &Trip, extra: &Extra, rev: i6
     if n != 1 {
         return Err(Error::conflict("trip_changed", "行程已被他人更新，请刷新后重试", "the trip was changed meanwhile; reload and try again"));
     }
+    crate::alerts::settle_trip(tx, &store.vault, trip, now).await?;
     add_parties(tx, trip).await
 }
 
@@ -597,7 +599,7 @@ pub async fn check_in(store: &Store, who: &Principal, input: &CheckInInput) -> R
     let id = match existing {
         Some(l) if l.trip.state == TripState::Reported => {
             let next = l.trip.apply(&baton_domain::trip::Action::CheckIn(ci), checkpoint, now, &rules)?;
-            update_trip(&mut tx, &next, &extra, l.rev, now).await?;
+            update_trip(store, &mut tx, &next, &extra, l.rev, now).await?;
             if !reported_crew {
                 // The crew seen is not the crew reported: checked in as seen, and raised at once.
                 let bidx = |id: &str| store.vault.blind_index("id_number", id);
@@ -685,11 +687,10 @@ pub async fn act(store: &Store, who: &Principal, id: Uuid, action: serde_json::V
     {
         return Err(Error::field("to", "unit_unknown", "接收单位不存在", "the receiving unit does not exist"));
     }
-    update_trip(&mut tx, &next, &l.extra, l.rev, now).await?;
+    update_trip(store, &mut tx, &next, &l.extra, l.rev, now).await?;
     let name = format!("trip.{}", action.name());
     let detail = serde_json::json!({"from": l.trip.state.as_str(), "to": next.state.as_str(), "custodian": next.custodian, "action": action});
     store.audited(who, trip_audit(&name, &next, &l.jurisdiction, detail), tx).await?;
-    // A closed trip's open alerts need no more escalation: the link they watched is gone.
     get(store, who, id).await
 }
 
@@ -886,7 +887,7 @@ pub(crate) async fn propose_conversion(
     let Some(township) = township else { return Ok(None) };
     let action = Action::convert(Uuid::now_v7(), township);
     let next = l.trip.apply(&action, l.trip.custodian, now, rules)?;
-    update_trip(tx, &next, &l.extra, l.rev, now).await?;
+    update_trip(store, tx, &next, &l.extra, l.rev, now).await?;
     let who = Principal::system("deadline-watcher");
     let detail = serde_json::json!({"from": l.trip.state.as_str(), "to": next.state.as_str(), "custodian": next.custodian, "action": action, "rule": "overstay"});
     audit::append(tx, &store.vault, now, &who, trip_audit("trip.propose_handoff", &next, &l.jurisdiction, detail)).await?;

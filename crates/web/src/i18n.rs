@@ -268,6 +268,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("alert.open", "待处置", "Open"),
     ("alert.acknowledged", "已签收", "Acknowledged"),
     ("alert.resolved", "已处置", "Resolved"),
+    ("alert.stopped", "已停止上报", "No longer escalating"),
     ("alert.handle", "处置告警", "Handle an alert"),
     ("alert.acknowledge", "签收(停止上报)", "Acknowledge (stops escalation)"),
     ("alert.resolve", "处置完毕", "Resolve"),

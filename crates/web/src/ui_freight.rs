@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use baton_domain::Error;
+use baton_domain::alert::AlertEnd;
 use baton_domain::classify::RiskExposure;
 use baton_domain::role::{Permission, Permissions};
 use baton_domain::trip::{BreachKind, ControlClass, HandoffPurpose, TripState};
@@ -906,6 +907,7 @@ async fn alerts_view(s: &AppState, v: &Viewer, q: Option<String>, err: Option<Er
     let qm = query_map(&q);
     let open = qm.get("open").map(|o| o == "1").unwrap_or(true);
     let list = alerts::list(&s.store, &v.who, &alerts::AlertFilter { open: Some(open), ..Default::default() }).await?;
+    let stopped = |why: Option<&str>| why.map(|w| format!(" · {} ({w})", lang.t("alert.stopped"))).unwrap_or_default();
     let level = |l: i64| match l {
         0 => lang.t("alert.level0"),
         1 => lang.t("alert.level1"),
@@ -920,10 +922,15 @@ async fn alerts_view(s: &AppState, v: &Viewer, q: Option<String>, err: Option<Er
                 cell(local(a.due_at)),
                 cell(&a.custodian_name),
                 cell(format!("{} · {}", level(a.level), a.recipient_name)),
-                cell(match (&a.resolved_at, &a.acknowledged_at) {
-                    (Some(r), _) => format!("{} {} · {}", lang.t("alert.resolved"), local(*r), a.note),
-                    (None, Some(k)) => format!("{} {}", lang.t("alert.acknowledged"), local(*k)),
-                    _ => lang.t("alert.new").into(),
+                cell({
+                    // Ended by the system: why (the link mended, the trip over, merged above).
+                    let ended = a.stop_reason.as_deref().and_then(AlertEnd::parse).map(|e| e.label(lang.zh()));
+                    match (&a.resolved_at, &a.acknowledged_at, ended) {
+                        (Some(r), _, Some(why)) => format!("{} {} · {}", lang.t("alert.resolved"), local(*r), why),
+                        (Some(r), _, None) => format!("{} {} · {}", lang.t("alert.resolved"), local(*r), a.note),
+                        (None, Some(k), why) => format!("{} {}{}", lang.t("alert.acknowledged"), local(*k), stopped(why)),
+                        (None, None, why) => format!("{}{}", lang.t("alert.new"), stopped(why)),
+                    }
                 }),
             ]
         })

@@ -2,6 +2,7 @@
 //! on PostgreSQL (each test body runs on both through `both!`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod alerts;
 mod audit;
 mod auth;
 mod cli;
