@@ -81,7 +81,9 @@ pub async fn login(
     .await?;
     tx.execute(q!("DELETE FROM login_failures WHERE username = $1", uname)).await?;
     let principal = session_principal(&mut tx, &token_hash(&token), now, request_id).await?.ok_or(Error::Unauthenticated)?.0;
-    let jurisdiction = principal.scope.range().map(|r| r.0).unwrap_or_default();
+    // The user's own jurisdiction (a unit-scoped user's: their unit's), not the empty one:
+    // the entry carries the address they signed in from.
+    let jurisdiction = principal.home().0;
     store
         .audited(
             &principal,
