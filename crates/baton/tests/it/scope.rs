@@ -205,7 +205,7 @@ async fn role(admin: &Session, name: &str, perms: &[&str]) {
 async fn township_admin_and_county_user(b: Backend) {
     let app = spawn_app(b).await;
     let admin = app.login("admin").await;
-    let la = township_admin(&app, &admin, &["units.read", "users.read", "users.write", "personal.reveal"]).await;
+    let la = township_admin(&app, &admin, &["units.read", "users.read", "users.write", "personal.reveal", "tokens.write"]).await;
     role(&admin, "viewer", &["units.read"]).await;
     // A county-scoped user whose unit lies in 龙泉镇: the township's administrator sees them…
     let county = lab_user(&admin, "county_lab", "viewer", "140427").await;
@@ -230,6 +230,16 @@ async fn township_admin_and_county_user(b: Backend) {
     assert_eq!((u["scope"]["code"].as_str(), u["display_name"].as_str(), u["disabled"].as_bool()), (Some("140427"), Some("county_lab"), Some(false)));
     let (_, a) = admin.get(&format!("/api/v1/audit?object_id={county}&action=personal.reveal")).await;
     assert_eq!(a["entries"].as_array().unwrap().len(), 0);
+    // Likewise a county-wide API token of the lab: listed (its unit is in the township), not
+    // the township's to revoke; one scoped to the township is.
+    let token = |scope: &str| json!({"name": scope, "unit_id": lab, "permissions": ["units.read"], "scope_kind": "division", "scope_code": scope});
+    let (_, t) = admin.post("/api/v1/tokens", token("140427")).await;
+    let (_, own_t) = admin.post("/api/v1/tokens", token("140427100")).await;
+    let bot = admin.with_bearer(t["secret"].as_str().unwrap());
+    let path = |t: &Value| format!("/api/v1/tokens/{}/revoke", t["token"]["id"].as_str().unwrap());
+    assert_eq!(la.post(&path(&t), json!({})).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(bot.get("/api/v1/units").await.0, StatusCode::OK);
+    assert_eq!(la.post(&path(&own_t), json!({})).await.0, StatusCode::OK);
 
     // The same role, scoped to the township: the administrator's to manage.
     let own = lab_user(&admin, "lq_lab", "viewer", "140427100").await;
