@@ -41,6 +41,13 @@ impl Scope {
         }
     }
 
+    /// Whether the scope takes in the whole county (or more): a division code of county level
+    /// (6 digits) or shorter. County-wide rules (policy, the risk-area list, roles held across
+    /// the county) and county-wide records are only for such scopes.
+    pub fn is_county_wide(&self) -> bool {
+        matches!(self, Scope::Division { code } if code.len() <= 6)
+    }
+
     /// The half-open range `[lo, hi)` of jurisdiction paths inside a division scope.
     pub fn range(&self) -> Option<(String, String)> {
         match self {
@@ -81,5 +88,7 @@ mod tests {
         assert!(s.contains_scope(&unit));
         assert!(unit.covers("140427", Some(u)));
         assert!(!unit.covers("140427101", Some(Uuid::now_v7())));
+        assert!(county.is_county_wide() && Scope::Division { code: String::new() }.is_county_wide());
+        assert!(!s.is_county_wide() && !unit.is_county_wide());
     }
 }

@@ -104,6 +104,10 @@ pub async fn append_all(tx: &mut Tx, vault: &Vault, at: DateTime<Utc>, who: &Pri
     let last: i64 = head.get("seq")?;
     let mut prev: Vec<u8> = head.get("hash")?;
     let at = micros(at);
+    // An entry that names no jurisdiction belongs where its actor works (a sign-in, with its
+    // address, is seen by the actor's jurisdiction, not by every reader); only the system's own
+    // entries keep the empty jurisdiction, which county-wide readers alone see.
+    let home = who.home().0;
     let mut seqs = Vec::with_capacity(entries.len());
     for (i, e) in entries.into_iter().enumerate() {
         let rec = Record {
@@ -113,7 +117,7 @@ pub async fn append_all(tx: &mut Tx, vault: &Vault, at: DateTime<Utc>, who: &Pri
             actor_id: who.user_id,
             actor_name: who.name.clone(),
             unit_id: who.unit_id,
-            jurisdiction: e.jurisdiction.to_string(),
+            jurisdiction: if e.jurisdiction.is_empty() { home.clone() } else { e.jurisdiction.to_string() },
             action: e.action.to_string(),
             object_type: e.object_type.to_string(),
             object_id: e.object_id,
@@ -315,8 +319,9 @@ pub struct Search {
     pub limit: Option<i64>,
 }
 
-/// Entries inside the viewer's scope, newest first. Entries with no jurisdiction record the
-/// rules everyone works under (roles, policy versions, risk-area lists): every reader sees them.
+/// Entries inside the viewer's scope, newest first. Entries with no jurisdiction (the system's
+/// own: recomputes naming persons, key rotations; and entries written before every entry got
+/// its actor's jurisdiction, sign-ins with addresses among them) only county-wide readers see.
 pub async fn search(db: &Db, who: &Principal, s: &Search) -> Result<Vec<Record>, Error> {
     let (lo, hi, unit) = scope_args(&who.scope);
     let limit = s.limit.unwrap_or(100).clamp(1, 1000);
@@ -325,7 +330,7 @@ pub async fn search(db: &Db, who: &Principal, s: &Search) -> Result<Vec<Record>,
         .scan(q!(
             "SELECT seq, at, request_id, actor_id, actor_name, unit_id, jurisdiction, action, object_type, object_id, detail
              FROM audit_log
-             WHERE ((jurisdiction >= $1 AND jurisdiction < $2) OR unit_id = $3 OR jurisdiction = '')
+             WHERE ((jurisdiction >= $1 AND jurisdiction < $2) OR unit_id = $3 OR (jurisdiction = '' AND $12))
                AND ($4 IS NULL OR actor_name = $4)
                AND ($5 IS NULL OR action = $5)
                AND ($6 IS NULL OR object_type = $6)
@@ -344,7 +349,8 @@ pub async fn search(db: &Db, who: &Principal, s: &Search) -> Result<Vec<Record>,
             s.from,
             s.to,
             s.before,
-            limit
+            limit,
+            who.scope.is_county_wide()
         ))
         .await?;
     rows.iter().map(Record::from_row).collect()

@@ -81,7 +81,9 @@ pub async fn login(
     .await?;
     tx.execute(q!("DELETE FROM login_failures WHERE username = $1", uname)).await?;
     let principal = session_principal(&mut tx, &token_hash(&token), now, request_id).await?.ok_or(Error::Unauthenticated)?.0;
-    let jurisdiction = principal.scope.range().map(|r| r.0).unwrap_or_default();
+    // The user's own jurisdiction (a unit-scoped user's: their unit's), not the empty one:
+    // the entry carries the address they signed in from.
+    let jurisdiction = principal.home().0;
     store
         .audited(
             &principal,
@@ -382,6 +384,12 @@ pub async fn create_token(store: &Store, who: &Principal, input: &TokenInput) ->
 pub async fn revoke_token(store: &Store, who: &Principal, id: Uuid) -> Result<(), Error> {
     who.require(Permission::TokensWrite)?;
     let t = list_tokens(store, who).await?.into_iter().find(|t| t.id == id).ok_or(Error::NotFound("api_token"))?;
+    // As for users (`users::require_within`): a token that reaches further than the caller
+    // (its unit in their township, its scope the county's) is visible but not theirs to end.
+    let perms = Permissions(t.permissions.iter().filter_map(|p| Permission::parse(p)).collect());
+    if !who.scope.contains_scope(&t.scope) || !who.permissions.covers(&perms) {
+        return Err(Error::Forbidden);
+    }
     let mut tx = store.db.begin().await?;
     tx.execute(q!("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", id, store.now())).await?;
     let j = match &t.scope {

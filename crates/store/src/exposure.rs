@@ -334,12 +334,14 @@ pub async fn export(store: &Store, who: &Principal, case: Uuid, input: &SearchIn
         ]);
     }
     let bytes = write_sheets(&[("协查 Tracing", &rows), ("车辆 Trucks", &trucks)])?;
+    // Filed under the case's jurisdiction: the contacts' personal data leaves on the case's account.
+    let case_row = crate::persons::get(store, who, case).await?;
     let tx = store.db.begin().await?;
     let entry = audit::Entry {
         action: "exposure.export",
         object_type: "person",
         object_id: case.to_string(),
-        jurisdiction: "",
+        jurisdiction: &case_row.jurisdiction,
         detail: serde_json::json!({"contacts": e.contacts.len(), "trips": e.trips.len(), "window_minutes": e.window_minutes}),
     };
     store.audited(who, entry, tx).await?;

@@ -40,9 +40,7 @@ pub struct PolicyInput {
 /// Add a version. Only county-wide staff may: a policy binds the whole county.
 pub async fn create(store: &Store, who: &Principal, input: &PolicyInput) -> Result<PolicyVersion, Error> {
     who.require(Permission::PolicyWrite)?;
-    if !matches!(&who.scope, baton_domain::scope::Scope::Division { code } if code.len() <= 6) {
-        return Err(Error::Forbidden);
-    }
+    who.require_county_wide()?;
     let mut c = Check::default();
     let note = c.take(text_field("note", &input.note, 1, 500));
     let params: Option<PolicyParams> = match serde_json::from_value(input.params.clone()) {

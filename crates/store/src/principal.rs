@@ -53,6 +53,12 @@ impl Principal {
         }
     }
 
+    /// For what binds or reaches the whole county (policy, recomputing every code): a scope
+    /// narrower than the county may not.
+    pub fn require_county_wide(&self) -> Result<(), Error> {
+        if self.scope.is_county_wide() { Ok(()) } else { Err(Error::Forbidden) }
+    }
+
     /// A row outside the scope is reported as not found, so its existence does not leak.
     pub fn require_covers(&self, jurisdiction: &str, unit: Option<Uuid>, what: &'static str) -> Result<(), Error> {
         if self.scope.covers(jurisdiction, unit) { Ok(()) } else { Err(Error::NotFound(what)) }

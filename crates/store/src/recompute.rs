@@ -15,6 +15,7 @@ use crate::person_codes::{CHUNK, Context, Decided, Reads, decide, recompute_ids,
 use crate::{Principal, Store, audit, q};
 use baton_domain::Error;
 use baton_domain::division::prefix_end;
+use baton_domain::role::Permission;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use std::collections::{BTreeSet, VecDeque};
@@ -54,8 +55,14 @@ fn run_of(r: &Row) -> Result<Run, Error> {
     })
 }
 
-/// The latest runs, newest first.
-pub async fn list(store: &Store) -> Result<Vec<Run>, Error> {
+/// The latest runs, newest first. Every run is county-wide: a risk-area change, a policy
+/// version, the results of a pass and a manual run each recompute persons wherever they live,
+/// and its counts are the county's. So only county-wide readers see runs.
+pub async fn list(store: &Store, who: &Principal) -> Result<Vec<Run>, Error> {
+    who.require(Permission::PersonsRead)?;
+    if !who.scope.is_county_wide() {
+        return Ok(Vec::new());
+    }
     let rows = store
         .db
         .scan(q!("SELECT id, cause, cause_ref, state, total, processed, changed, watermark, error, created_at, started_at, finished_at
@@ -101,8 +108,11 @@ pub async fn get(store: &Store, id: Uuid) -> Result<Run, Error> {
     run_of(&r)
 }
 
-/// Queue a recompute of every person (after a policy version, or by hand).
+/// Queue a recompute of every person (after a policy version, or by hand): county-wide staff
+/// who may change the policy.
 pub async fn enqueue(store: &Store, who: &Principal, cause: &str, note: &str) -> Result<Run, Error> {
+    who.require(Permission::PolicyWrite)?;
+    who.require_county_wide()?;
     let note = crate::text_field("note", note, 0, 200).map_err(|e| Error::Invalid(vec![e]))?;
     insert(store, who, cause, &note, None).await
 }

@@ -1,6 +1,8 @@
 //! Risk areas, kept with history (migration 0003). Reading is open to every signed-in caller
-//! (risk areas are public notices); writing needs `risk_areas.write`. Risk areas are
-//! county-wide data, so their audit entries carry the empty jurisdiction.
+//! (risk areas are public notices); writing needs `risk_areas.write`, and an area the writer's
+//! scope covers: the county's list of areas elsewhere in the country, areas over the whole
+//! county and replacing the whole list are for county-wide staff; a township's staff may keep
+//! only areas inside their township.
 //!
 //! History: a row is never changed except to stamp `superseded_at`. Each area is identified by
 //! its division and named place; creating an area that already has a current row (an edit), a
@@ -22,6 +24,7 @@ use baton_domain::division::{Divisions, prefix_end};
 use baton_domain::policy::TruckRules;
 use baton_domain::risk::{RiskArea, RiskHit, RiskLevel, Stay};
 use baton_domain::role::Permission;
+use baton_domain::scope::Scope;
 use baton_domain::{Error, FieldError};
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -849,6 +852,21 @@ async fn write(store: &Store, who: &Principal, b: Batch<'_>, areas: &[Valid]) ->
     Ok(Written { list: List { id: list_id, source: source.to_string(), note: note.to_string(), row_count: count, created_at: now }, ids, superseded })
 }
 
+/// Whether the writer's scope covers an area: everything for county-wide staff, else the
+/// areas inside their division.
+fn writable(who: &Principal, division_code: &str) -> bool {
+    who.scope.is_county_wide() || matches!(&who.scope, Scope::Division { .. } if who.scope.covers(division_code, None))
+}
+
+fn outside_scope(field: String) -> FieldError {
+    FieldError::new(
+        field,
+        "outside_scope",
+        "该地区不在您的管辖范围内(辖区外和全县的风险地区由县级人员维护)",
+        "the area is outside your scope (areas elsewhere and county-wide are kept by county staff)",
+    )
+}
+
 fn note_of(n: Option<&str>) -> Result<String, Error> {
     text_field("note", n.unwrap_or(""), 0, 500).map_err(|e| Error::Invalid(vec![e]))
 }
@@ -876,6 +894,11 @@ pub async fn create(store: &Store, who: &Principal, input: &AreaInput) -> Result
             None
         }
     };
+    if let Some(v) = &v
+        && !writable(who, &v.division_code)
+    {
+        c.0.push(outside_scope("division".into()));
+    }
     let note = c.take(note_of(input.note.as_deref()).map_err(|e| e.fields().first().cloned().unwrap_or_else(|| FieldError::required("note"))));
     c.done()?;
     let (Some(v), Some(note)) = (v, note) else {
@@ -895,6 +918,10 @@ pub async fn create(store: &Store, who: &Principal, input: &AreaInput) -> Result
 pub async fn lift(store: &Store, who: &Principal, id: Uuid, input: &LiftInput) -> Result<Area, Error> {
     who.require(Permission::RiskAreasWrite)?;
     let cur = get(store, id).await?;
+    if !writable(who, &cur.division_code) {
+        // Visible to everyone (a public notice), but not the caller's to change.
+        return Err(Error::Forbidden);
+    }
     let now = store.now();
     if cur.superseded_at.is_some() {
         return Err(Error::conflict(
@@ -948,8 +975,30 @@ pub async fn import(store: &Store, who: &Principal, format: Format, bytes: &[u8]
     let (Some(source), Some(note)) = (source, note) else {
         return Err(Error::internal("validation"));
     };
+    if opts.replace && !who.scope.is_county_wide() {
+        return Err(Error::field(
+            "replace",
+            "county_wide_only",
+            "只有县级人员可以用文件替换整个风险地区清单",
+            "only county-wide staff may replace the whole list of risk areas",
+        ));
+    }
     let rows = read_file(format, bytes)?;
     let valid = check_rows(&rows)?;
+    // Rows and checked areas correspond one to one (check_rows fails on any bad row).
+    let outside: Vec<usize> = rows.iter().zip(&valid).filter(|(_, v)| !writable(who, &v.division_code)).map(|((n, _), _)| *n).collect();
+    if !outside.is_empty() {
+        let mut errs: Vec<FieldError> = outside.iter().take(MAX_ERRORS).map(|n| outside_scope(format!("rows[{n}].division"))).collect();
+        if outside.len() > MAX_ERRORS {
+            errs.push(FieldError::new(
+                "rows",
+                "too_many_errors",
+                format!("共 {} 行不在您的管辖范围内，只列出前 {MAX_ERRORS} 行", outside.len()),
+                format!("{} rows are outside your scope; the first {MAX_ERRORS} are listed", outside.len()),
+            ));
+        }
+        return Err(Error::Invalid(errs));
+    }
     let w = write(
         store,
         who,

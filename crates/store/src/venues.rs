@@ -16,7 +16,8 @@ use baton_domain::Error;
 use baton_domain::FieldError;
 use baton_domain::code::{Admission, Colour, VenueKind};
 use baton_domain::division::Divisions;
-use baton_domain::role::Permission;
+use baton_domain::role::{Permission, Permissions};
+use baton_domain::scope::Scope;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -83,16 +84,35 @@ pub async fn create(store: &Store, who: &Principal, input: &VenueInput) -> Resul
     let own = home_division(&who.scope);
     let jurisdiction = match input.division.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some(d) => c.take(Divisions::get_all().resolve("division", d).map(|x| x.code.to_string())),
-        None => Some(own),
+        None => Some(own.clone()),
     };
+    // The venue lies in the caller's division (a unit-scoped caller's: their unit's).
     if let Some(j) = &jurisdiction
-        && !who.scope.covers(j, input.unit_id)
-        && !matches!(who.scope, baton_domain::scope::Scope::Unit { .. })
+        && !j.starts_with(own.as_str())
     {
-        c.0.push(FieldError::new("division", "out_of_scope", "该地区不在您的管辖范围内", "this division is outside your scope"));
+        c.0.push(FieldError::new("division", "outside_scope", "该地区不在您的管辖范围内", "this division is outside your scope"));
     }
+    // The unit that runs it is one the caller can see (a unit-scoped caller's own, by default):
+    // another township's unit is answered as unknown, like an id that does not exist.
+    let unit_id = match (input.unit_id, &who.scope) {
+        (Some(u), _) => match crate::units::get(store, &Principal { permissions: Permissions::all(), ..who.clone() }, u).await {
+            Ok(u) => Some(Some(u.id)),
+            Err(Error::NotFound(_)) => {
+                c.0.push(FieldError::new(
+                    "unit_id",
+                    "unit_unknown",
+                    "单位不存在或不在您的辖区内",
+                    "the unit does not exist or is outside your jurisdiction",
+                ));
+                None
+            }
+            Err(e) => return Err(e),
+        },
+        (None, Scope::Unit { unit_id, .. }) => Some(Some(*unit_id)),
+        (None, Scope::Division { .. }) => Some(None),
+    };
     c.done()?;
-    let (Some(name), Some(kind), Some(address), Some(jurisdiction)) = (name, kind, address, jurisdiction) else {
+    let (Some(name), Some(kind), Some(address), Some(jurisdiction), Some(unit_id)) = (name, kind, address, jurisdiction, unit_id) else {
         return Err(Error::internal("validation"));
     };
     let id = Uuid::now_v7();
@@ -105,7 +125,7 @@ pub async fn create(store: &Store, who: &Principal, input: &VenueInput) -> Resul
         kind.as_str(),
         address,
         jurisdiction.clone(),
-        input.unit_id,
+        unit_id,
         who.name.clone(),
         now
     ))
@@ -115,7 +135,7 @@ pub async fn create(store: &Store, who: &Principal, input: &VenueInput) -> Resul
         object_type: "venue",
         object_id: id.to_string(),
         jurisdiction: &jurisdiction,
-        detail: serde_json::json!({"name": name, "kind": kind.as_str(), "unit_id": input.unit_id}),
+        detail: serde_json::json!({"name": name, "kind": kind.as_str(), "unit_id": unit_id}),
     };
     store.audited(who, entry, tx).await?;
     get(store, who, id).await
@@ -468,10 +488,10 @@ fn verify_on_every_core(
     Ok(parts.into_iter().flatten().collect())
 }
 
-fn home_division(s: &baton_domain::scope::Scope) -> String {
+fn home_division(s: &Scope) -> String {
     match s {
-        baton_domain::scope::Scope::Division { code } => code.clone(),
-        baton_domain::scope::Scope::Unit { division, .. } => division.clone(),
+        Scope::Division { code } => code.clone(),
+        Scope::Unit { division, .. } => division.clone(),
     }
 }
 

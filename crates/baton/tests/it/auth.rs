@@ -203,13 +203,8 @@ async fn login_form_csrf(b: Backend) {
     let creds = [("username", "commander"), ("password", baton::demo::DEMO_PASSWORD)];
     // A login form posted from elsewhere: without the pre-session cookie, without the field,
     // or with both empty (which compare equal) — refused, and no session is made.
-    let cases: [(Option<String>, Option<&str>); 5] = [
-        (None, None),
-        (Some(pre.clone()), None),
-        (None, Some(token.as_str())),
-        (Some("baton_pre=".into()), Some("")),
-        (None, Some("")),
-    ];
+    let cases: [(Option<String>, Option<&str>); 5] =
+        [(None, None), (Some(pre.clone()), None), (None, Some(token.as_str())), (Some("baton_pre=".into()), Some("")), (None, Some(""))];
     for (cookie, field) in cases {
         let mut form: Vec<(&str, &str)> = creds.to_vec();
         if let Some(f) = field {
@@ -243,15 +238,16 @@ async fn token_of_disabled_creator(b: Backend) {
     let admin = app.login("admin").await;
     let unit = admin.body["user"]["unit_id"].as_str().unwrap().to_string();
     // A second administrator makes a token, then is disabled.
-    let user = |disabled: bool| {
-        json!({"username": "admin2", "display_name": "二号管理员", "unit_id": unit, "role": "admin", "scope_kind": "division", "scope_code": "140427", "password": "Second-admin-12", "disabled": disabled})
-    };
+    let user = |disabled: bool| json!({"username": "admin2", "display_name": "二号管理员", "unit_id": unit, "role": "admin", "scope_kind": "division", "scope_code": "140427", "password": "Second-admin-12", "disabled": disabled});
     let (s, u) = admin.post("/api/v1/users", user(false)).await;
     assert_eq!(s, StatusCode::CREATED, "{u}");
     let id = u["id"].as_str().unwrap().to_string();
     let admin2 = app.login_with("admin2", "Second-admin-12").await.unwrap();
     let (s, t) = admin2
-        .post("/api/v1/tokens", json!({"name": "LIS", "unit_id": unit, "permissions": ["units.read"], "scope_kind": "division", "scope_code": "140427"}))
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "LIS", "unit_id": unit, "permissions": ["units.read"], "scope_kind": "division", "scope_code": "140427"}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{t}");
     let bot = admin.with_bearer(t["secret"].as_str().unwrap());

@@ -569,6 +569,11 @@ async fn venues_scans_and_exposure(b: Backend) {
     let bytes = r.bytes().await.unwrap();
     let rows = baton_store::sheet::read_sheet(&bytes).unwrap();
     assert_eq!(rows.len(), 3, "header and two contacts");
+    // Audited under the case's jurisdiction, for the case's township to read, not every reader.
+    let (_, p) = c.get(&format!("/api/v1/persons/{case}")).await;
+    let (_, a) = c.get(&format!("/api/v1/audit?action=exposure.export&object_id={case}")).await;
+    assert_eq!(a["entries"][0]["jurisdiction"], p["jurisdiction"], "{a} {p}");
+    assert!(!p["jurisdiction"].as_str().unwrap().is_empty());
     // Venue staff may not search.
     let (st, _) = staff.get(&format!("/api/v1/persons/{case}/exposure")).await;
     assert_eq!(st, StatusCode::FORBIDDEN);

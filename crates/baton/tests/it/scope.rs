@@ -144,9 +144,9 @@ async fn township_scope(b: Backend) {
     let (_, a) = la.get("/api/v1/audit").await;
     let objs: Vec<String> = a["entries"].as_array().unwrap().iter().map(|x| x["jurisdiction"].as_str().unwrap().to_string()).collect();
     assert!(objs.iter().any(|j| j.starts_with("140427100")), "{objs:?}");
-    // Besides the township's own entries, only the county-wide rules (here the new role).
-    assert!(objs.iter().all(|j| j.starts_with("140427100") || j.is_empty()), "{objs:?}");
-    assert!(a["entries"].as_array().unwrap().iter().any(|x| x["action"] == "role.create"), "county-wide rules are visible");
+    // Only the township's own entries: the county's (here the new role, made by the county's
+    // administrator) and the system's are not a township's to read.
+    assert!(objs.iter().all(|j| j.starts_with("140427100")), "{objs:?}");
 
     // Nothing of 百尺镇 changed.
     let (_, team) = cmd.get(&format!("/api/v1/units/{baichi_team}")).await;
@@ -172,7 +172,9 @@ both!(a_unit_scoped_user_sees_only_their_unit, unit_scope);
 /// 龙泉镇's administrator, signed in: a role of `perms` (made by the county's administrator),
 /// scoped to the township.
 async fn township_admin(app: &TestApp, admin: &Session, perms: &[&str]) -> Session {
-    let (s, r) = admin.post("/api/v1/roles", json!({"name": "township_admin", "label_zh": "乡镇管理员", "label_en": "Township admin", "permissions": perms})).await;
+    let (s, r) = admin
+        .post("/api/v1/roles", json!({"name": "township_admin", "label_zh": "乡镇管理员", "label_en": "Township admin", "permissions": perms}))
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
     let lq_unit = unit_id(admin, "龙泉镇人民政府").await;
     let (s, u) = admin.post("/api/v1/users", json!({"username": "lq_admin", "display_name": "龙泉管理员", "unit_id": lq_unit, "role": "township_admin", "scope_kind": "division", "scope_code": "140427100", "password": "Longquan-admin-1"})).await;
@@ -203,7 +205,7 @@ async fn role(admin: &Session, name: &str, perms: &[&str]) {
 async fn township_admin_and_county_user(b: Backend) {
     let app = spawn_app(b).await;
     let admin = app.login("admin").await;
-    let la = township_admin(&app, &admin, &["units.read", "users.read", "users.write", "personal.reveal"]).await;
+    let la = township_admin(&app, &admin, &["units.read", "users.read", "users.write", "personal.reveal", "tokens.write"]).await;
     role(&admin, "viewer", &["units.read"]).await;
     // A county-scoped user whose unit lies in 龙泉镇: the township's administrator sees them…
     let county = lab_user(&admin, "county_lab", "viewer", "140427").await;
@@ -212,14 +214,8 @@ async fn township_admin_and_county_user(b: Backend) {
     // …but may not reset their password, sign them out, reveal their data, disable or change them:
     // a role within the administrator's, a scope beyond it.
     let lab = unit_id(&admin, "壶关县人民医院核酸检测实验室").await;
-    let edit = |disabled: bool| {
-        json!({"username": "county_lab", "display_name": "改", "unit_id": lab, "role": "viewer", "scope_kind": "unit", "disabled": disabled})
-    };
-    for (path, body) in [
-        ("password", json!({"password": "Taken-over-123"})),
-        ("revoke-sessions", json!({})),
-        ("reveal", json!({"field": "phone"})),
-    ] {
+    let edit = |disabled: bool| json!({"username": "county_lab", "display_name": "改", "unit_id": lab, "role": "viewer", "scope_kind": "unit", "disabled": disabled});
+    for (path, body) in [("password", json!({"password": "Taken-over-123"})), ("revoke-sessions", json!({})), ("reveal", json!({"field": "phone"}))] {
         let (s, e) = la.post(&format!("/api/v1/users/{county}/{path}"), body).await;
         assert_eq!((s, e["error"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "{path}: {e}");
         assert!(e["message_zh"].is_string() && e["message_en"].is_string(), "{e}");
@@ -234,6 +230,16 @@ async fn township_admin_and_county_user(b: Backend) {
     assert_eq!((u["scope"]["code"].as_str(), u["display_name"].as_str(), u["disabled"].as_bool()), (Some("140427"), Some("county_lab"), Some(false)));
     let (_, a) = admin.get(&format!("/api/v1/audit?object_id={county}&action=personal.reveal")).await;
     assert_eq!(a["entries"].as_array().unwrap().len(), 0);
+    // Likewise a county-wide API token of the lab: listed (its unit is in the township), not
+    // the township's to revoke; one scoped to the township is.
+    let token = |scope: &str| json!({"name": scope, "unit_id": lab, "permissions": ["units.read"], "scope_kind": "division", "scope_code": scope});
+    let (_, t) = admin.post("/api/v1/tokens", token("140427")).await;
+    let (_, own_t) = admin.post("/api/v1/tokens", token("140427100")).await;
+    let bot = admin.with_bearer(t["secret"].as_str().unwrap());
+    let path = |t: &Value| format!("/api/v1/tokens/{}/revoke", t["token"]["id"].as_str().unwrap());
+    assert_eq!(la.post(&path(&t), json!({})).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(bot.get("/api/v1/units").await.0, StatusCode::OK);
+    assert_eq!(la.post(&path(&own_t), json!({})).await.0, StatusCode::OK);
 
     // The same role, scoped to the township: the administrator's to manage.
     let own = lab_user(&admin, "lq_lab", "viewer", "140427100").await;
@@ -241,7 +247,10 @@ async fn township_admin_and_county_user(b: Backend) {
     assert_eq!(la.post(&format!("/api/v1/users/{own}/password"), json!({"password": "Reset-by-town-1"})).await.0, StatusCode::OK);
     assert_eq!(la.post(&format!("/api/v1/users/{own}/revoke-sessions"), json!({})).await.0, StatusCode::OK);
     let (s, u) = la
-        .put(&format!("/api/v1/users/{own}"), json!({"username": "lq_lab", "display_name": "龙泉检测", "unit_id": lab, "role": "viewer", "scope_kind": "unit", "disabled": true}))
+        .put(
+            &format!("/api/v1/users/{own}"),
+            json!({"username": "lq_lab", "display_name": "龙泉检测", "unit_id": lab, "role": "viewer", "scope_kind": "unit", "disabled": true}),
+        )
         .await;
     assert_eq!((s, u["disabled"].as_bool()), (StatusCode::OK, Some(true)), "{u}");
     app.stop().await;
@@ -299,3 +308,112 @@ async fn roles_within_reach(b: Backend) {
     app.stop().await;
 }
 both!(a_role_is_changed_only_by_someone_whose_scope_and_permissions_cover_it, roles_within_reach);
+
+async fn upload(s: &Session, query: &str, csv: &str) -> (StatusCode, Value) {
+    let r = s
+        .raw(reqwest::Method::POST, &format!("/api/v1/risk-areas/import{query}"))
+        .header("content-type", "text/csv")
+        .body(csv.to_string())
+        .send()
+        .await
+        .unwrap();
+    let st = r.status();
+    (st, r.json().await.unwrap())
+}
+
+async fn county_wide_writes(b: Backend) {
+    let app = spawn_app(b).await;
+    let admin = app.login("admin").await;
+    let cmd = app.login("commander").await;
+    let lq = app.login("longquan").await;
+    // 龙泉镇 staff with the rights the county's staff use for county-wide writes.
+    let perms = ["units.read", "persons.read", "policy.read", "policy.write", "risk_areas.write", "venues.write", "audit.read"];
+    let ops = township_admin(&app, &admin, &perms).await;
+
+    // Risk areas: in another township, over the county, elsewhere in the country — refused;
+    // inside the township — allowed.
+    for division in ["140427101", "140427", "140105"] {
+        let (s, e) = ops.post("/api/v1/risk-areas", json!({"division": division, "level": "high", "from": "2022-11-10"})).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{division}: {e}");
+        assert_eq!(e["fields"]["division"]["code"], "outside_scope", "{e}");
+    }
+    let (s, own) = ops.post("/api/v1/risk-areas", json!({"division": "140427100", "level": "medium", "from": "2022-11-10"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{own}");
+    let (s, baichi) = cmd.post("/api/v1/risk-areas", json!({"division": "140427101", "level": "high", "from": "2022-11-10"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{baichi}");
+    let (s, e) = ops.post(&format!("/api/v1/risk-areas/{}/lift", baichi["id"].as_str().unwrap()), json!({})).await;
+    assert_eq!((s, e["error"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "{e}");
+    let (s, l) = ops.post(&format!("/api/v1/risk-areas/{}/lift", own["id"].as_str().unwrap()), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{l}");
+    // A file: every row outside the township is named; replacing the whole list is the county's.
+    let (s, e) = upload(&ops, "", "division,level,from\n140427100,low,2022-11-10\n140427101,low,2022-11-10\n140427,low,2022-11-10\n").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    let fields: Vec<&String> = e["fields"].as_object().unwrap().keys().collect();
+    assert_eq!(fields, ["rows[3].division", "rows[4].division"], "{e}");
+    assert_eq!(e["fields"]["rows[3].division"]["code"], "outside_scope");
+    let (s, e) = upload(&ops, "?replace=true", "division,level,from\n140427100,low,2022-11-10\n").await;
+    assert_eq!((s, e["fields"]["replace"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("county_wide_only")), "{e}");
+    let (_, areas) = cmd.get("/api/v1/risk-areas").await;
+    let codes: Vec<&str> = areas["areas"].as_array().unwrap().iter().map(|a| a["division_code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["140427101"], "only the county's area is in force");
+
+    // Recomputing every code is the county's; runs are county-wide, so a township sees none.
+    let (s, e) = ops.post("/api/v1/codes/recomputes", json!({"note": "全县重算"})).await;
+    assert_eq!((s, e["error"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "{e}");
+    let (s, run) = cmd.post("/api/v1/codes/recomputes", json!({"note": "全县重算"})).await;
+    assert_eq!(s, StatusCode::OK, "{run}");
+    baton_store::recompute::sweep(&app.store, usize::MAX).await.unwrap();
+    let (_, runs) = cmd.get("/api/v1/codes/recomputes").await;
+    assert!(runs["runs"].as_array().unwrap().iter().any(|r| r["id"] == run["id"]), "{runs}");
+    for township in [&lq, &ops] {
+        let (s, runs) = township.get("/api/v1/codes/recomputes").await;
+        assert_eq!((s, runs["runs"].as_array().unwrap().len()), (StatusCode::OK, 0), "{runs}");
+    }
+
+    // Venues: run by one of the township's units, in the township; another township's unit is
+    // answered as unknown, like an id that does not exist.
+    let baichi_team = unit_id(&cmd, "百尺镇核酸采样队").await;
+    for unit in [baichi_team.as_str(), "0190a5f4-0000-7000-8000-000000000000"] {
+        let (s, e) = ops.post("/api/v1/venues", json!({"name": "越权场所", "kind": "market", "unit_id": unit})).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+        assert_eq!(e["fields"]["unit_id"]["code"], "unit_unknown", "{e}");
+    }
+    let (s, e) = ops.post("/api/v1/venues", json!({"name": "越权场所", "kind": "market", "division": "140427101"})).await;
+    assert_eq!((s, e["fields"]["division"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("outside_scope")), "{e}");
+    let lq_team = unit_id(&cmd, "龙泉镇核酸采样队").await;
+    let (s, v) = ops.post("/api/v1/venues", json!({"name": "龙泉采样点", "kind": "other", "unit_id": lq_team})).await;
+    assert_eq!((s, v["unit_id"].as_str()), (StatusCode::CREATED, Some(lq_team.as_str())), "{v}");
+    let (_, vs) = cmd.get("/api/v1/venues").await;
+    assert!(!names(&vs, "venues", "name").contains(&"越权场所".to_string()), "{vs}");
+
+    // Audit: a sign-in (with its address) belongs to the user's jurisdiction — a unit-scoped
+    // user's is their unit's — and the system's own entries (the recompute) only county-wide
+    // readers see. 百尺镇's auditor sees neither 龙泉镇's sign-ins nor the system's entries.
+    app.login("checkpoint").await;
+    let baichi_unit = unit_id(&cmd, "百尺镇人民政府").await;
+    role(&admin, "auditor", &["units.read", "audit.read"]).await;
+    let (s, u) = admin.post("/api/v1/users", json!({"username": "bc_audit", "display_name": "百尺审计", "unit_id": baichi_unit, "role": "auditor", "scope_kind": "division", "scope_code": "140427101", "password": "Baichi-audit-1"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{u}");
+    let bc = app.login_with("bc_audit", "Baichi-audit-1").await.unwrap();
+    let (_, a) = bc.get("/api/v1/audit?limit=1000").await;
+    let seen = a["entries"].as_array().unwrap();
+    assert!(!seen.is_empty());
+    for e in seen {
+        assert!(e["jurisdiction"].as_str().unwrap().starts_with("140427101"), "{e}");
+    }
+    let logins = |a: &Value, actor: &str| {
+        a["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "session.login" && e["actor_name"] == actor).cloned().collect::<Vec<_>>()
+    };
+    let (_, a) = ops.get("/api/v1/audit?limit=1000&action=session.login").await;
+    let cp = logins(&a, "checkpoint");
+    assert_eq!(cp.len(), 1, "{a}");
+    assert_eq!(cp[0]["jurisdiction"], "140427100");
+    let (_, a) = ops.get("/api/v1/audit?limit=1000").await;
+    assert!(a["entries"].as_array().unwrap().iter().all(|e| e["jurisdiction"].as_str().unwrap().starts_with("140427100")), "{a}");
+    let (_, a) = cmd.get("/api/v1/audit?limit=1000&action=code.recompute_queued").await;
+    let queued = a["entries"].as_array().unwrap();
+    assert!(queued.iter().any(|e| e["actor_name"] == "system" && e["jurisdiction"] == ""), "{a}");
+    assert!(queued.iter().any(|e| e["actor_name"] == "commander" && e["jurisdiction"] == "140427"), "{a}");
+    app.stop().await;
+}
+both!(township_users_cannot_make_county_wide_writes_or_read_county_wide_records, county_wide_writes);
