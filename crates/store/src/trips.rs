@@ -497,7 +497,7 @@ pub async fn check_in(store: &Store, who: &Principal, input: &CheckInInput) -> R
     let plate = parse_plate(&mut c, "plate", &input.plate);
     let trailer = input.trailer.as_deref().filter(|t| !t.trim().is_empty()).and_then(|t| parse_plate(&mut c, "trailer", t));
     let crew = check_crew(&mut c, &input.crew, true);
-    let tube = c.take(text_field("landing_tube", &input.landing_tube, 4, 40));
+    let tube = c.take(baton_domain::testing::parse_barcode("landing_tube", &input.landing_tube));
     let now = store.now();
     if input.test_taken_at.is_some_and(|t| t > now) {
         c.0.push(FieldError::new("test_taken_at", "in_future", "检测时间不能晚于现在", "the test cannot be in the future"));
@@ -612,6 +612,7 @@ pub async fn check_in(store: &Store, who: &Principal, input: &CheckInInput) -> R
                 }
                 insert_crew(store, &mut tx, next.id, &crew).await?;
             }
+            open_landing_tube(&mut tx, store, who, &policy, &tube, next.id, now).await?;
             store.audited(who, trip_audit("trip.check_in", &next, &jurisdiction, detail), tx).await?;
             next.id
         }
@@ -620,11 +621,37 @@ pub async fn check_in(store: &Store, who: &Principal, input: &CheckInInput) -> R
             let trip = Trip::walk_in(Uuid::now_v7(), checkpoint, ci, now, &rules)?;
             insert_trip(&mut tx, &trip, &jurisdiction, &extra, now).await?;
             insert_crew(store, &mut tx, trip.id, &crew).await?;
+            open_landing_tube(&mut tx, store, who, &policy, &tube, trip.id, now).await?;
             store.audited(who, trip_audit("trip.check_in", &trip, &jurisdiction, detail), tx).await?;
             trip.id
         }
     };
     get(store, who, id).await
+}
+
+/// The check-in's landing tube becomes a tube in testing, in the check-in's transaction, with
+/// the driver (the first crew member, as seen or as reported) in it.
+async fn open_landing_tube(
+    tx: &mut Tx,
+    store: &Store,
+    who: &Principal,
+    policy: &PolicyVersion,
+    barcode: &str,
+    trip: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let r = tx.fetch_one(q!("SELECT name, id_number_enc, phone_enc FROM trip_crew WHERE trip_id = $1 ORDER BY seq LIMIT 1", trip)).await?;
+    let id: Vec<u8> = r.get("id_number_enc")?;
+    let phone: Option<Vec<u8>> = r.get("phone_enc")?;
+    let driver = crate::testing::MemberInput {
+        name: r.get("name")?,
+        document_kind: baton_domain::person::DocumentKind::IdCard.as_str().into(),
+        document_number: store.vault.open(ID_AAD, &id)?,
+        phone: phone.map(|p| store.vault.open(PHONE_AAD, &p)).transpose()?,
+        ..Default::default()
+    };
+    crate::testing::open_landing(tx, store, who, policy, barcode, trip, driver, now).await?;
+    Ok(())
 }
 
 /// Raise a breach that is a fact seen now (a mismatch), not a passed deadline, to `custodian`.
