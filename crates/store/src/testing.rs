@@ -326,16 +326,10 @@ async fn resolve_member(
 ) -> Result<Result<Resolved, Vec<FieldError>>, Error> {
     let f = |n: &str| format!("members[{i}].{n}");
     if let Some(id) = m.person_id {
-        let r = tx.fetch_optional(q!("SELECT id, jurisdiction, merged_into FROM persons WHERE id = $1", id)).await?;
-        let Some(r) = r else {
-            return Ok(Err(vec![FieldError::new(f("person_id"), "person_unknown", "人员不存在", "no such person")]));
-        };
-        let merged: Option<Uuid> = r.get("merged_into")?;
-        if let Some(to) = merged {
-            let r = tx.fetch_one(q!("SELECT id, jurisdiction FROM persons WHERE id = $1", to)).await?;
-            return Ok(Ok(Resolved { person: r.get("id")?, jurisdiction: r.get("jurisdiction")?, new: false }));
-        }
-        return Ok(Ok(Resolved { person: id, jurisdiction: r.get("jurisdiction")?, new: false }));
+        return Ok(match persons::nameable(tx, who, id).await? {
+            Some((person, jurisdiction)) => Ok(Resolved { person, jurisdiction, new: false }),
+            None => Err(vec![FieldError::new(f("person_id"), "person_unknown", "人员不存在", "no such person")]),
+        });
     }
     if m.document_number.trim().is_empty() {
         return Ok(Err(vec![FieldError::new(
@@ -499,28 +493,25 @@ pub async fn open_tube(store: &Store, who: &Principal, input: &TubeInput) -> Res
         }
     }
     if let Some(round) = input.round_id {
-        match tx.fetch_optional(q!("SELECT starts_at, due_at, priority FROM screening_rounds WHERE id = $1", round)).await? {
+        match crate::rounds::nameable(&mut tx, who, round, now).await? {
             None => c.0.push(FieldError::new("round_id", "round_unknown", "筛查轮次不存在", "no such screening round")),
-            Some(r) if now < r.get::<DateTime<Utc>>("starts_at")? => {
+            Some(r) if now < r.starts_at => {
                 c.0.push(FieldError::new("round_id", "round_not_started", "该筛查轮次尚未开始", "the screening round has not started yet"))
             }
-            Some(r) if now > r.get::<DateTime<Utc>>("due_at")? => {
-                c.0.push(FieldError::new("round_id", "round_closed", "该筛查轮次已结束", "the screening round is over"))
-            }
+            Some(r) if now > r.due_at => c.0.push(FieldError::new("round_id", "round_closed", "该筛查轮次已结束", "the screening round is over")),
             // A round's tubes take its priority unless the desk says otherwise.
             Some(r) if input.trip_id.is_none() && input.priority.as_deref().is_none_or(|p| p.trim().is_empty()) => {
-                priority = Priority::parse(&r.get::<String>("priority")?).or(priority);
+                priority = priority.map(|_| r.priority);
             }
             Some(_) => {}
         }
     }
     if let Some(trip) = input.trip_id {
-        match tx.fetch_optional(q!("SELECT data FROM trips WHERE id = $1", trip)).await? {
-            None => c.0.push(FieldError::new("trip_id", "trip_unknown", "行程不存在", "no such trip")),
-            Some(r) => {
-                let data: String = r.get("data")?;
-                let v: serde_json::Value = serde_json::from_str(&data).map_err(Error::internal)?;
-                let landing = v["extra"]["landing_tube"].as_str().and_then(|b| t::parse_barcode("b", b).ok());
+        match crate::trips::load_visible(&mut tx, who, trip).await {
+            Err(Error::NotFound(_)) => c.0.push(FieldError::new("trip_id", "trip_unknown", "行程不存在", "no such trip")),
+            Err(e) => return Err(e),
+            Ok(l) => {
+                let landing = l.extra.landing_tube.as_deref().and_then(|b| t::parse_barcode("b", b).ok());
                 if landing.is_some() && landing != barcode {
                     c.0.push(FieldError::new(
                         "barcode",
@@ -1335,15 +1326,18 @@ async fn apply_row(
     rep: &mut ResultReport,
     errs: &mut Vec<FieldError>,
 ) -> Result<(), Error> {
-    let f = format!("rows[{n}].barcode");
-    let Some(row) = found.get(&r.barcode) else {
-        errs.push(FieldError::new(f, "tube_unknown", "条码未登记", "no tube has this barcode"));
+    // Another lab's tube, or one not shipped yet, is as unknown to this lab as a barcode nobody
+    // registered: one answer, so that a lab cannot probe for tubes it was never sent.
+    let Some(row) = found.get(&r.barcode).filter(|row| row.lab_id == Some(lab)) else {
+        errs.push(FieldError::new(
+            format!("rows[{n}].barcode"),
+            "tube_unknown",
+            "条码未登记或未送检到本机构",
+            "no tube with this barcode was shipped to your lab",
+        ));
         return Ok(());
     };
-    if row.lab_id != Some(lab) {
-        errs.push(FieldError::new(f, "tube_not_shipped", "该管未送检到本机构", "the tube was never shipped to your lab"));
-        return Ok(());
-    }
+    let f = format!("rows[{n}].barcode");
     if row.tube.outcome == Some(r.outcome) && row.ct_centi == r.ct_centi {
         rep.unchanged += 1;
         return Ok(());

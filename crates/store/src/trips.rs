@@ -116,7 +116,7 @@ pub struct TripView {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Extra {
     reasons: Vec<Reason>,
-    landing_tube: Option<String>,
+    pub(crate) landing_tube: Option<String>,
     evidence: Option<Evidence>,
     #[serde(default)]
     whitelist: Option<serde_json::Value>,
@@ -357,7 +357,10 @@ fn visible_trip(who: &Principal, id: Uuid) -> crate::db::Q {
     )
 }
 
-async fn load_visible(tx: &mut Tx, who: &Principal, id: Uuid) -> Result<Loaded, Error> {
+/// A trip named by id in a request (acted on, checked in, a landing tube's), inside the caller's
+/// transaction: only one the caller may see; `NotFound` for an unknown trip and one out of
+/// scope alike.
+pub(crate) async fn load_visible(tx: &mut Tx, who: &Principal, id: Uuid) -> Result<Loaded, Error> {
     loaded(&tx.fetch_optional(visible_trip(who, id)).await?.ok_or(Error::NotFound("trip"))?)
 }
 
@@ -521,19 +524,6 @@ pub async fn check_in(store: &Store, who: &Principal, input: &CheckInInput) -> R
         Some((kind, _)) if kind == UnitKind::Checkpoint.as_str() => {}
         _ => return Err(Error::conflict("not_a_checkpoint", "只有卡口可以登记货车", "only a checkpoint can check trucks in")),
     }
-    if let (Some(id), Some(seen)) = (input.trip_id, &plate) {
-        let reported = tx.fetch_optional(q!("SELECT data, rev, jurisdiction FROM trips WHERE id = $1 AND closed_at IS NULL", id)).await?;
-        let Some(l) = reported.map(|r| loaded(&r)).transpose()? else { return Err(Error::NotFound("trip")) };
-        if l.trip.plate != *seen {
-            // Refused, and the broken link is raised at once to whoever holds the report.
-            drop(tx);
-            let mut tx = store.db.begin().await?;
-            let detail = serde_json::json!({"reported": l.trip.plate, "seen": seen, "checkpoint": checkpoint});
-            raise_now(&mut tx, store, &policy, &l.trip, &l.jurisdiction, BreachKind::PlateMismatch, l.trip.custodian, detail).await?;
-            tx.commit().await?;
-            return Err(TransitionError::PlateMismatch.into());
-        }
-    }
     let existing = match &plate {
         Some(p) => tx
             .fetch_optional(q!("SELECT data, rev, jurisdiction FROM trips WHERE plate = $1 AND closed_at IS NULL", p.as_str()))
@@ -542,6 +532,30 @@ pub async fn check_in(store: &Store, who: &Principal, input: &CheckInInput) -> R
             .transpose()?,
         None => None,
     };
+    if let (Some(id), Some(seen)) = (input.trip_id, &plate) {
+        // The pre-report picked by its id: an open trip in the caller's scope, or else only the
+        // plate's own open trip (no more than finding it by the plate). Anything else is answered
+        // as an unknown trip, and raises nothing on a trip the checkpoint may not see.
+        let named = match load_visible(&mut tx, who, id).await {
+            Ok(l) if !l.trip.is_closed() => Some(l),
+            Ok(_) | Err(Error::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        match named {
+            Some(l) if l.trip.plate != *seen => {
+                // Refused, and the broken link is raised at once to whoever holds the report.
+                drop(tx);
+                let mut tx = store.db.begin().await?;
+                let detail = serde_json::json!({"reported": l.trip.plate, "seen": seen, "checkpoint": checkpoint});
+                raise_now(&mut tx, store, &policy, &l.trip, &l.jurisdiction, BreachKind::PlateMismatch, l.trip.custodian, detail).await?;
+                tx.commit().await?;
+                return Err(TransitionError::PlateMismatch.into());
+            }
+            Some(_) => {}
+            None if existing.as_ref().is_some_and(|l| l.trip.id == id) => {}
+            None => return Err(Error::NotFound("trip")),
+        }
+    }
     let destination = input.destination_id.or(existing.as_ref().map(|l| l.trip.destination));
     let dest = match destination {
         Some(d) => unit_kind_and_division(&mut tx, d).await?.map(|x| (d, x.1)),

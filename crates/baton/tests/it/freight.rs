@@ -396,8 +396,20 @@ async fn mismatches(b: Backend) {
                "crew": [{"name": "张师傅", "id_number": id_number, "health_code": "green"}],
                "test_taken_at": (now(&app) - Duration::hours(5)).to_rfc3339(), "landing_tube": tube_of(plate)})
     };
+    // Checkpoint staff whose scope covers the pre-report (the county's) may name it by its id; a
+    // unit-scoped checkpoint names only trips it is party to (see ids.rs).
+    let admin = app.login("admin").await;
+    let (s, u) = admin
+        .post(
+            "/api/v1/users",
+            json!({"username": "cp_county", "display_name": "县卡口值守", "unit_id": p.checkpoint_unit, "role": "checkpoint_staff",
+                   "scope_kind": "division", "scope_code": "140427", "password": "Checkpoint-county-1"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{u}");
+    let cp = app.login_with("cp_county", "Checkpoint-county-1").await.unwrap();
     // The checkpoint picks the pre-report, but another truck stands there: refused, raised at once to the reporter.
-    let (s, e) = p.checkpoint.post("/api/v1/trips/check-in", body("晋D80009", "11010519491231002X")).await;
+    let (s, e) = cp.post("/api/v1/trips/check-in", body("晋D80009", "11010519491231002X")).await;
     assert_eq!((s, e["fields"]["plate"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("plate_mismatch")), "{e}");
     let (_, a) = p.enterprise.get(&format!("/api/v1/alerts?trip_id={id}")).await;
     let a = &a["alerts"].as_array().unwrap();
@@ -405,7 +417,7 @@ async fn mismatches(b: Backend) {
     assert_eq!((a[0]["kind"].as_str(), a[0]["custodian_id"].as_str()), (Some("plate_mismatch"), p.enterprise.body["user"]["unit_id"].as_str()));
     assert_eq!(p.cmd.get(&format!("/api/v1/trips/{id}")).await.1["state"], "reported", "nothing changed");
     // The right truck with another driver: checked in as seen, and the identity mismatch is raised to the checkpoint.
-    let (s, v) = p.checkpoint.post("/api/v1/trips/check-in", body("晋D80001", "110105194912310038")).await;
+    let (s, v) = cp.post("/api/v1/trips/check-in", body("晋D80001", "110105194912310038")).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let (_, a) = p.cmd.get(&format!("/api/v1/alerts?trip_id={id}&kind=identity_mismatch")).await;
     assert_eq!(a["alerts"][0]["custodian_id"], p.checkpoint_unit, "{a}");
@@ -414,7 +426,7 @@ async fn mismatches(b: Backend) {
     let id2 = r2["id"].as_str().unwrap();
     let mut same = body("晋D80002", "11010519491231002X");
     same["trip_id"] = json!(id2);
-    assert_eq!(p.checkpoint.post("/api/v1/trips/check-in", same).await.0, StatusCode::CREATED);
+    assert_eq!(cp.post("/api/v1/trips/check-in", same).await.0, StatusCode::CREATED);
     assert_eq!(p.cmd.get(&format!("/api/v1/alerts?trip_id={id2}")).await.1["alerts"].as_array().unwrap().len(), 0);
     app.stop().await;
 }

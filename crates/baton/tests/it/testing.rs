@@ -168,7 +168,7 @@ async fn positive_pool(b: Backend) {
     tube(&p, "HG-UNSHIP", 5, 300, 1).await;
     let (s, e) = results(&p, json!([{"barcode": "HG-N10", "result": "negative"}, {"barcode": "HG-UNSHIP", "result": "negative"}, {"barcode": "HG-NONE", "result": "阴性"}, {"barcode": "HG-P10", "result": "maybe"}])).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
-    assert_eq!(e["fields"]["rows[1].barcode"]["code"], "tube_not_shipped");
+    assert_eq!(e["fields"]["rows[1].barcode"]["code"], "tube_unknown", "not shipped to this lab: as unknown to it as no tube");
     assert_eq!(e["fields"]["rows[2].barcode"]["code"], "tube_unknown");
     assert_eq!(e["fields"]["rows[3].result"]["code"], "result_unknown");
     assert_eq!(status_of(&app, &member_ids(&neg)[0]).await, "pending", "nothing was half-applied");
