@@ -12,7 +12,7 @@ use baton_domain::Error;
 use baton_domain::clock::{Clock, ManualClock};
 use baton_domain::ident::IdNumber;
 use baton_domain::trip::{BreachKind, HandoffPurpose, TripState};
-use baton_store::testing::{BatchInput, MemberInput, ReceiptInput, ResultInput, TubeInput};
+use baton_store::testing::{BatchInput, ReceiptInput, ResultInput};
 use baton_store::trips::{CheckInInput, CrewInput, ReportInput};
 use baton_store::{Principal, Store, escorts, q, testing, trips, units};
 use chrono::{DateTime, Duration, Utc};
@@ -416,17 +416,7 @@ async fn step(
                 return Err(Error::internal(format!("{} classified {:?}, not {}", t.plate, v.trip.class, t.class())));
             }
             t.trip = Some(v.trip.id);
-            let tube = TubeInput {
-                barcode: t.tube.clone(),
-                pool_size: 1,
-                priority: None,
-                purpose: Some("landing".into()),
-                site_id: None,
-                round_id: None,
-                trip_id: t.trip,
-                members: vec![MemberInput { name: "司机".into(), document_number: t.id_number.clone(), ..Default::default() }],
-            };
-            testing::open_tube(store, &as_unit(t.checkpoint), &tube).await?;
+            // The check-in registered the landing tube, with the driver in it.
             to_ship.entry(t.checkpoint).or_default().push(t.tube.clone());
             let escort = receiver_escort.get(&t.dest).copied().flatten();
             (t.phase, t.next_at) = match (t.class(), fault) {

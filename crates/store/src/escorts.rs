@@ -123,8 +123,7 @@ pub async fn set_fallback(store: &Store, who: &Principal, input: &FallbackInput)
     let mut c = Check::default();
     for (i, id) in input.units.iter().enumerate() {
         let field = format!("units[{i}]");
-        match active_unit(&mut tx, *id).await? {
-            Some((_, j)) if !who.scope.covers(&j, Some(*id)) => c.0.push(unknown(&field)),
+        match crate::units::in_scope(&mut tx, who, *id).await? {
             Some((kind, _)) if kind != UnitKind::Department.as_str() => c.0.push(FieldError::new(
                 field,
                 "not_a_department",

@@ -125,6 +125,17 @@ pub fn scope_args(scope: &Scope) -> (String, String, Uuid) {
     }
 }
 
+/// The same three values for the area a caller works in: a division scope's subtree, and for a
+/// unit scope its unit's division as well as its unit (a township's sampling team works the
+/// township). For what a caller may *name* in a request (a resident put into a tube), never for
+/// what it may read: reads stay with [`scope_args`].
+pub fn area_args(scope: &Scope) -> (String, String, Uuid) {
+    match scope {
+        Scope::Division { code } => (code.clone(), baton_domain::division::prefix_end(code), Uuid::nil()),
+        Scope::Unit { unit_id, division } => (division.clone(), baton_domain::division::prefix_end(division), *unit_id),
+    }
+}
+
 /// Trim a free-text field and check its length in characters.
 pub fn text_field(field: &str, v: &str, min: usize, max: usize) -> Result<String, baton_domain::FieldError> {
     let t = v.trim();

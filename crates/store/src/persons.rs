@@ -185,6 +185,34 @@ pub async fn find_by_document(store: &Store, d: &Document) -> Result<Option<Uuid
     }
 }
 
+/// A person named by id in a request (put into a tube by their id): the record a merge left them
+/// in, with its jurisdiction, if both the named record and that one are in the caller's area
+/// (`area_args`: a township's sampling team names the township's residents) or were registered
+/// for the caller's unit. Anyone else is named by their document, which only the person at the
+/// desk holds. `None` for an unknown id and for one out of reach alike, so that a request cannot
+/// tell them apart.
+pub(crate) async fn nameable(tx: &mut Tx, who: &Principal, id: Uuid) -> Result<Option<(Uuid, String)>, Error> {
+    let (lo, hi, unit) = crate::area_args(&who.scope);
+    let mut id = id;
+    for _ in 0..MAX_MERGE_CHAIN {
+        let r = tx
+            .fetch_optional(q!(
+                "SELECT jurisdiction, merged_into FROM persons WHERE id = $1 AND ((jurisdiction >= $2 AND jurisdiction < $3) OR unit_id = $4)",
+                id,
+                lo.clone(),
+                hi.clone(),
+                unit
+            ))
+            .await?;
+        let Some(r) = r else { return Ok(None) };
+        match r.get::<Option<Uuid>>("merged_into")? {
+            Some(next) => id = next,
+            None => return Ok(Some((id, r.get("jurisdiction")?))),
+        }
+    }
+    Ok(None)
+}
+
 /// Merges chain at most this deep (a merged record's survivor merged again, and so on).
 const MAX_MERGE_CHAIN: usize = 16;
 
@@ -415,13 +443,30 @@ pub async fn search(store: &Store, who: &Principal, f: &Filter) -> Result<Vec<Pe
 /// Register one person by hand (the registry page, the API), audited.
 pub async fn create(store: &Store, who: &Principal, input: &PersonInput) -> Result<(Person, bool), Error> {
     who.require(Permission::PersonsWrite)?;
-    let mut d = check(who, "", input, store.today()).map_err(Error::Invalid)?;
     // Someone who sees only their own unit's records (a grid member) registers residents into
     // that unit; otherwise they could not read back whom they had just registered.
-    if let (None, baton_domain::scope::Scope::Unit { unit_id, .. }) = (d.unit_id, &who.scope) {
-        d.unit_id = Some(*unit_id);
-    }
+    let checked = check(who, "", input, store.today()).map(|mut d| {
+        if let (None, baton_domain::scope::Scope::Unit { unit_id, .. }) = (d.unit_id, &who.scope) {
+            d.unit_id = Some(*unit_id);
+        }
+        d
+    });
     let mut tx = store.db.begin().await?;
+    // The unit a person is registered for sees them: only a unit inside the registrar's scope.
+    let unit_ok = match input.unit_id {
+        Some(u) => crate::units::in_scope(&mut tx, who, u).await?.is_some(),
+        None => true,
+    };
+    let d = match (checked, unit_ok) {
+        (Ok(d), true) => d,
+        (checked, unit_ok) => {
+            let mut errs = checked.err().unwrap_or_default();
+            if !unit_ok {
+                errs.push(FieldError::new("unit_id", "unit_unknown", "单位不存在", "the unit does not exist"));
+            }
+            return Err(Error::Invalid(errs));
+        }
+    };
     let (id, new) = register(&mut tx, store, who, &d, store.now()).await?;
     if new {
         let entry = audit::Entry {

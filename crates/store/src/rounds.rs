@@ -12,7 +12,7 @@
 //! single-tube positives; members of positive pools count as tested), turned into a pool
 //! size by Dorfman (1943) among the sizes the policy allows, beside the unconstrained best.
 
-use crate::db::Row;
+use crate::db::{Row, Tx};
 use crate::sheet::{XCell, write_sheet};
 use crate::{Check, Principal, Store, audit, q, scope_args, text_field};
 use baton_domain::division::{Divisions, Level, prefix_end};
@@ -183,28 +183,36 @@ pub struct RoundFilter {
     pub state: Option<String>,
 }
 
-async fn fetch(store: &Store, who: &Principal, id: Option<Uuid>) -> Result<Vec<Round>, Error> {
-    who.require(Permission::TestingRead)?;
+/// The rounds `who` may see (of their area and the areas above it), or the one with this id.
+fn visible(who: &Principal, id: Option<Uuid>) -> crate::db::Q {
     let (code, ups) = anchor(who);
     let [a, b, c, d, e] = ups;
-    let rows = store
-        .db
-        .scan(q!(
-            "SELECT id, name, jurisdiction, starts_at, due_at, priority, created_by, created_at, policy_version FROM screening_rounds
-             WHERE ((jurisdiction >= $1 AND jurisdiction < $2) OR jurisdiction IN ($3, $4, $5, $6, $7)) AND ($8 IS NULL OR id = $8)
-             ORDER BY starts_at DESC, id DESC LIMIT 500",
-            code.clone(),
-            prefix_end(&code),
-            a,
-            b,
-            c,
-            d,
-            e,
-            id
-        ))
-        .await?;
+    q!(
+        "SELECT id, name, jurisdiction, starts_at, due_at, priority, created_by, created_at, policy_version FROM screening_rounds
+         WHERE ((jurisdiction >= $1 AND jurisdiction < $2) OR jurisdiction IN ($3, $4, $5, $6, $7)) AND ($8 IS NULL OR id = $8)
+         ORDER BY starts_at DESC, id DESC LIMIT 500",
+        code.clone(),
+        prefix_end(&code),
+        a,
+        b,
+        c,
+        d,
+        e,
+        id
+    )
+}
+
+async fn fetch(store: &Store, who: &Principal, id: Option<Uuid>) -> Result<Vec<Round>, Error> {
+    who.require(Permission::TestingRead)?;
+    let rows = store.db.scan(visible(who, id)).await?;
     let now = store.now();
     rows.iter().map(|r| round_of(r, now)).collect()
+}
+
+/// A round named by id in a request (a tube sampled for it), inside the caller's transaction:
+/// only one the caller may see. `None` for an unknown round and another area's alike.
+pub(crate) async fn nameable(tx: &mut Tx, who: &Principal, id: Uuid, now: DateTime<Utc>) -> Result<Option<Round>, Error> {
+    tx.fetch_optional(visible(who, Some(id))).await?.map(|r| round_of(&r, now)).transpose()
 }
 
 /// Rounds of the caller's area and of the areas above it, newest first.

@@ -326,16 +326,10 @@ async fn resolve_member(
 ) -> Result<Result<Resolved, Vec<FieldError>>, Error> {
     let f = |n: &str| format!("members[{i}].{n}");
     if let Some(id) = m.person_id {
-        let r = tx.fetch_optional(q!("SELECT id, jurisdiction, merged_into FROM persons WHERE id = $1", id)).await?;
-        let Some(r) = r else {
-            return Ok(Err(vec![FieldError::new(f("person_id"), "person_unknown", "人员不存在", "no such person")]));
-        };
-        let merged: Option<Uuid> = r.get("merged_into")?;
-        if let Some(to) = merged {
-            let r = tx.fetch_one(q!("SELECT id, jurisdiction FROM persons WHERE id = $1", to)).await?;
-            return Ok(Ok(Resolved { person: r.get("id")?, jurisdiction: r.get("jurisdiction")?, new: false }));
-        }
-        return Ok(Ok(Resolved { person: id, jurisdiction: r.get("jurisdiction")?, new: false }));
+        return Ok(match persons::nameable(tx, who, id).await? {
+            Some((person, jurisdiction)) => Ok(Resolved { person, jurisdiction, new: false }),
+            None => Err(vec![FieldError::new(f("person_id"), "person_unknown", "人员不存在", "no such person")]),
+        });
     }
     if m.document_number.trim().is_empty() {
         return Ok(Err(vec![FieldError::new(
@@ -499,28 +493,25 @@ pub async fn open_tube(store: &Store, who: &Principal, input: &TubeInput) -> Res
         }
     }
     if let Some(round) = input.round_id {
-        match tx.fetch_optional(q!("SELECT starts_at, due_at, priority FROM screening_rounds WHERE id = $1", round)).await? {
+        match crate::rounds::nameable(&mut tx, who, round, now).await? {
             None => c.0.push(FieldError::new("round_id", "round_unknown", "筛查轮次不存在", "no such screening round")),
-            Some(r) if now < r.get::<DateTime<Utc>>("starts_at")? => {
+            Some(r) if now < r.starts_at => {
                 c.0.push(FieldError::new("round_id", "round_not_started", "该筛查轮次尚未开始", "the screening round has not started yet"))
             }
-            Some(r) if now > r.get::<DateTime<Utc>>("due_at")? => {
-                c.0.push(FieldError::new("round_id", "round_closed", "该筛查轮次已结束", "the screening round is over"))
-            }
+            Some(r) if now > r.due_at => c.0.push(FieldError::new("round_id", "round_closed", "该筛查轮次已结束", "the screening round is over")),
             // A round's tubes take its priority unless the desk says otherwise.
             Some(r) if input.trip_id.is_none() && input.priority.as_deref().is_none_or(|p| p.trim().is_empty()) => {
-                priority = Priority::parse(&r.get::<String>("priority")?).or(priority);
+                priority = priority.map(|_| r.priority);
             }
             Some(_) => {}
         }
     }
     if let Some(trip) = input.trip_id {
-        match tx.fetch_optional(q!("SELECT data FROM trips WHERE id = $1", trip)).await? {
-            None => c.0.push(FieldError::new("trip_id", "trip_unknown", "行程不存在", "no such trip")),
-            Some(r) => {
-                let data: String = r.get("data")?;
-                let v: serde_json::Value = serde_json::from_str(&data).map_err(Error::internal)?;
-                let landing = v["extra"]["landing_tube"].as_str().and_then(|b| t::parse_barcode("b", b).ok());
+        match crate::trips::load_visible(&mut tx, who, trip).await {
+            Err(Error::NotFound(_)) => c.0.push(FieldError::new("trip_id", "trip_unknown", "行程不存在", "no such trip")),
+            Err(e) => return Err(e),
+            Ok(l) => {
+                let landing = l.extra.landing_tube.as_deref().and_then(|b| t::parse_barcode("b", b).ok());
                 if landing.is_some() && landing != barcode {
                     c.0.push(FieldError::new(
                         "barcode",
@@ -536,58 +527,131 @@ pub async fn open_tube(store: &Store, who: &Principal, input: &TubeInput) -> Res
     let (Some(barcode), Some(purpose), Some(priority), Some(pool_size)) = (barcode, purpose, priority, pool_size) else {
         return Err(Error::internal("validation"));
     };
+    let new = NewTube {
+        barcode,
+        field: "barcode",
+        pool_size,
+        priority,
+        purpose,
+        team,
+        site_id: input.site_id,
+        round_id: input.round_id,
+        trip_id: input.trip_id,
+        jurisdiction,
+    };
+    let id = open_in_tx(&mut tx, store, who, &policy, &new, &input.members, now).await?;
+    store.audited(who, open_audit(id, &new, &policy, input.members.len(), now), tx).await?;
+    get_tube(store, who, id).await
+}
+
+/// A tube about to be opened, checked.
+struct NewTube {
+    barcode: String,
+    /// The input field that carried the barcode (a reused one is refused there).
+    field: &'static str,
+    pool_size: u32,
+    priority: Priority,
+    purpose: Purpose,
+    team: Uuid,
+    site_id: Option<Uuid>,
+    round_id: Option<Uuid>,
+    trip_id: Option<Uuid>,
+    jurisdiction: String,
+}
+
+/// Insert an open tube and put its first persons in, inside the caller's transaction.
+async fn open_in_tx(
+    tx: &mut Tx,
+    store: &Store,
+    who: &Principal,
+    policy: &PolicyVersion,
+    n: &NewTube,
+    members: &[MemberInput],
+    now: DateTime<Utc>,
+) -> Result<Uuid, Error> {
     // A reused barcode is refused by the unique index (mapped below): no look-up first.
     let id = Uuid::now_v7();
-    let due = t::result_due(rules, now, pool_size, priority, purpose);
+    let due = t::result_due(&policy.params.testing, now, n.pool_size, n.priority, n.purpose);
     tx.execute(q!(
         "INSERT INTO tubes (id, barcode, pool_size, members, priority, purpose, state, team_id, site_id, round_id, trip_id, sampled_at, due_at, watch_at,
                             jurisdiction, policy_version, created_by, updated_at)
          VALUES ($1, $2, $3, 0, $4, $5, 'open', $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $10)",
         id,
-        barcode.clone(),
-        i64::from(pool_size),
-        priority.as_str(),
-        purpose.as_str(),
-        team,
-        input.site_id,
-        input.round_id,
-        input.trip_id,
+        n.barcode.clone(),
+        i64::from(n.pool_size),
+        n.priority.as_str(),
+        n.purpose.as_str(),
+        n.team,
+        n.site_id,
+        n.round_id,
+        n.trip_id,
         now,
         due,
-        jurisdiction.clone(),
+        n.jurisdiction.clone(),
         policy.version,
         who.name.clone()
     ))
     .await
     .map_err(|e| match e {
-        Error::Conflict { code: "already_exists", .. } => Error::field("barcode", "barcode_reused", "该条码已被使用", "this barcode is already used"),
+        Error::Conflict { code: "already_exists", .. } => Error::field(n.field, "barcode_reused", "该条码已被使用", "this barcode is already used"),
         e => e,
     })?;
     let row = TubeRow {
         id,
-        barcode: barcode.clone(),
-        tube: Tube::open(pool_size),
-        priority,
-        purpose,
-        team_id: team,
-        trip_id: input.trip_id,
+        barcode: n.barcode.clone(),
+        tube: Tube::open(n.pool_size),
+        priority: n.priority,
+        purpose: n.purpose,
+        team_id: n.team,
+        trip_id: n.trip_id,
         lab_id: None,
         ct_centi: None,
-        jurisdiction: jurisdiction.clone(),
+        jurisdiction: n.jurisdiction.clone(),
     };
-    if !input.members.is_empty() {
-        add_in_tx(&mut tx, store, who, &row, &input.members, now).await?;
+    if !members.is_empty() {
+        add_in_tx(tx, store, who, &row, members, now).await?;
     }
-    let detail = serde_json::json!({"barcode": barcode, "pool_size": pool_size, "priority": priority.as_str(), "purpose": purpose.as_str(), "due_at": due,
-                                    "members": input.members.len(), "policy_version": policy.version, "trip": input.trip_id});
-    store
-        .audited(
-            who,
-            audit::Entry { action: "testing.tube.open", object_type: "tube", object_id: id.to_string(), jurisdiction: &jurisdiction, detail },
-            tx,
-        )
-        .await?;
-    get_tube(store, who, id).await
+    Ok(id)
+}
+
+fn open_audit<'a>(id: Uuid, n: &'a NewTube, policy: &PolicyVersion, members: usize, now: DateTime<Utc>) -> audit::Entry<'a> {
+    let due = t::result_due(&policy.params.testing, now, n.pool_size, n.priority, n.purpose);
+    let detail = serde_json::json!({"barcode": n.barcode, "pool_size": n.pool_size, "priority": n.priority.as_str(), "purpose": n.purpose.as_str(),
+                                    "due_at": due, "members": members, "policy_version": policy.version, "trip": n.trip_id});
+    audit::Entry { action: "testing.tube.open", object_type: "tube", object_id: id.to_string(), jurisdiction: &n.jurisdiction, detail }
+}
+
+/// The landing test a checkpoint takes at check-in (落地核酸), registered in the check-in's own
+/// transaction so that the lab finds it by its barcode: a single tube, expedited, tied to the
+/// trip, with the driver in it (full, so sealed and ready to ship). The barcode is the check-in's
+/// `landing_tube` field. Returns the tube's id.
+pub(crate) async fn open_landing(
+    tx: &mut Tx,
+    store: &Store,
+    who: &Principal,
+    policy: &PolicyVersion,
+    barcode: &str,
+    trip: Uuid,
+    driver: MemberInput,
+    now: DateTime<Utc>,
+) -> Result<Uuid, Error> {
+    let team = actor_unit(who)?;
+    let (_, jurisdiction, _) = unit_row(tx, team).await?.ok_or(Error::Forbidden)?;
+    let new = NewTube {
+        barcode: barcode.to_string(),
+        field: "landing_tube",
+        pool_size: 1,
+        priority: Priority::Expedited,
+        purpose: Purpose::Landing,
+        team,
+        site_id: None,
+        round_id: None,
+        trip_id: Some(trip),
+        jurisdiction,
+    };
+    let id = open_in_tx(tx, store, who, policy, &new, &[driver], now).await?;
+    audit::append(tx, &store.vault, now, who, open_audit(id, &new, policy, 1, now)).await?;
+    Ok(id)
 }
 
 /// Scan or type persons into an open tube; a full tube seals itself.
@@ -1262,15 +1326,18 @@ async fn apply_row(
     rep: &mut ResultReport,
     errs: &mut Vec<FieldError>,
 ) -> Result<(), Error> {
-    let f = format!("rows[{n}].barcode");
-    let Some(row) = found.get(&r.barcode) else {
-        errs.push(FieldError::new(f, "tube_unknown", "条码未登记", "no tube has this barcode"));
+    // Another lab's tube, or one not shipped yet, is as unknown to this lab as a barcode nobody
+    // registered: one answer, so that a lab cannot probe for tubes it was never sent.
+    let Some(row) = found.get(&r.barcode).filter(|row| row.lab_id == Some(lab)) else {
+        errs.push(FieldError::new(
+            format!("rows[{n}].barcode"),
+            "tube_unknown",
+            "条码未登记或未送检到本机构",
+            "no tube with this barcode was shipped to your lab",
+        ));
         return Ok(());
     };
-    if row.lab_id != Some(lab) {
-        errs.push(FieldError::new(f, "tube_not_shipped", "该管未送检到本机构", "the tube was never shipped to your lab"));
-        return Ok(());
-    }
+    let f = format!("rows[{n}].barcode");
     if row.tube.outcome == Some(r.outcome) && row.ct_centi == r.ct_centi {
         rep.unchanged += 1;
         return Ok(());

@@ -116,7 +116,7 @@ pub struct TripView {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Extra {
     reasons: Vec<Reason>,
-    landing_tube: Option<String>,
+    pub(crate) landing_tube: Option<String>,
     evidence: Option<Evidence>,
     #[serde(default)]
     whitelist: Option<serde_json::Value>,
@@ -359,7 +359,10 @@ fn visible_trip(who: &Principal, id: Uuid) -> crate::db::Q {
     )
 }
 
-async fn load_visible(tx: &mut Tx, who: &Principal, id: Uuid) -> Result<Loaded, Error> {
+/// A trip named by id in a request (acted on, checked in, a landing tube's), inside the caller's
+/// transaction: only one the caller may see; `NotFound` for an unknown trip and one out of
+/// scope alike.
+pub(crate) async fn load_visible(tx: &mut Tx, who: &Principal, id: Uuid) -> Result<Loaded, Error> {
     loaded(&tx.fetch_optional(visible_trip(who, id)).await?.ok_or(Error::NotFound("trip"))?)
 }
 
@@ -499,7 +502,7 @@ pub async fn check_in(store: &Store, who: &Principal, input: &CheckInInput) -> R
     let plate = parse_plate(&mut c, "plate", &input.plate);
     let trailer = input.trailer.as_deref().filter(|t| !t.trim().is_empty()).and_then(|t| parse_plate(&mut c, "trailer", t));
     let crew = check_crew(&mut c, &input.crew, true, store.today());
-    let tube = c.take(text_field("landing_tube", &input.landing_tube, 4, 40));
+    let tube = c.take(baton_domain::testing::parse_barcode("landing_tube", &input.landing_tube));
     let now = store.now();
     if input.test_taken_at.is_some_and(|t| t > now) {
         c.0.push(FieldError::new("test_taken_at", "in_future", "检测时间不能晚于现在", "the test cannot be in the future"));
@@ -523,19 +526,6 @@ pub async fn check_in(store: &Store, who: &Principal, input: &CheckInInput) -> R
         Some((kind, _)) if kind == UnitKind::Checkpoint.as_str() => {}
         _ => return Err(Error::conflict("not_a_checkpoint", "只有卡口可以登记货车", "only a checkpoint can check trucks in")),
     }
-    if let (Some(id), Some(seen)) = (input.trip_id, &plate) {
-        let reported = tx.fetch_optional(q!("SELECT data, rev, jurisdiction FROM trips WHERE id = $1 AND closed_at IS NULL", id)).await?;
-        let Some(l) = reported.map(|r| loaded(&r)).transpose()? else { return Err(Error::NotFound("trip")) };
-        if l.trip.plate != *seen {
-            // Refused, and the broken link is raised at once to whoever holds the report.
-            drop(tx);
-            let mut tx = store.db.begin().await?;
-            let detail = serde_json::json!({"reported": l.trip.plate, "seen": seen, "checkpoint": checkpoint});
-            raise_now(&mut tx, store, &policy, &l.trip, &l.jurisdiction, BreachKind::PlateMismatch, l.trip.custodian, detail).await?;
-            tx.commit().await?;
-            return Err(TransitionError::PlateMismatch.into());
-        }
-    }
     let existing = match &plate {
         Some(p) => tx
             .fetch_optional(q!("SELECT data, rev, jurisdiction FROM trips WHERE plate = $1 AND closed_at IS NULL", p.as_str()))
@@ -544,6 +534,30 @@ pub async fn check_in(store: &Store, who: &Principal, input: &CheckInInput) -> R
             .transpose()?,
         None => None,
     };
+    if let (Some(id), Some(seen)) = (input.trip_id, &plate) {
+        // The pre-report picked by its id: an open trip in the caller's scope, or else only the
+        // plate's own open trip (no more than finding it by the plate). Anything else is answered
+        // as an unknown trip, and raises nothing on a trip the checkpoint may not see.
+        let named = match load_visible(&mut tx, who, id).await {
+            Ok(l) if !l.trip.is_closed() => Some(l),
+            Ok(_) | Err(Error::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        match named {
+            Some(l) if l.trip.plate != *seen => {
+                // Refused, and the broken link is raised at once to whoever holds the report.
+                drop(tx);
+                let mut tx = store.db.begin().await?;
+                let detail = serde_json::json!({"reported": l.trip.plate, "seen": seen, "checkpoint": checkpoint});
+                raise_now(&mut tx, store, &policy, &l.trip, &l.jurisdiction, BreachKind::PlateMismatch, l.trip.custodian, detail).await?;
+                tx.commit().await?;
+                return Err(TransitionError::PlateMismatch.into());
+            }
+            Some(_) => {}
+            None if existing.as_ref().is_some_and(|l| l.trip.id == id) => {}
+            None => return Err(Error::NotFound("trip")),
+        }
+    }
     let destination = input.destination_id.or(existing.as_ref().map(|l| l.trip.destination));
     let dest = match destination {
         Some(d) => unit_kind_and_division(&mut tx, d).await?.map(|x| (d, x.1)),
@@ -614,6 +628,7 @@ pub async fn check_in(store: &Store, who: &Principal, input: &CheckInInput) -> R
                 }
                 insert_crew(store, &mut tx, next.id, &crew).await?;
             }
+            open_landing_tube(&mut tx, store, who, &policy, &tube, next.id, now).await?;
             store.audited(who, trip_audit("trip.check_in", &next, &jurisdiction, detail), tx).await?;
             next.id
         }
@@ -622,11 +637,37 @@ pub async fn check_in(store: &Store, who: &Principal, input: &CheckInInput) -> R
             let trip = Trip::walk_in(Uuid::now_v7(), checkpoint, ci, now, &rules)?;
             insert_trip(&mut tx, &trip, &jurisdiction, &extra, now).await?;
             insert_crew(store, &mut tx, trip.id, &crew).await?;
+            open_landing_tube(&mut tx, store, who, &policy, &tube, trip.id, now).await?;
             store.audited(who, trip_audit("trip.check_in", &trip, &jurisdiction, detail), tx).await?;
             trip.id
         }
     };
     get(store, who, id).await
+}
+
+/// The check-in's landing tube becomes a tube in testing, in the check-in's transaction, with
+/// the driver (the first crew member, as seen or as reported) in it.
+async fn open_landing_tube(
+    tx: &mut Tx,
+    store: &Store,
+    who: &Principal,
+    policy: &PolicyVersion,
+    barcode: &str,
+    trip: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let r = tx.fetch_one(q!("SELECT name, id_number_enc, phone_enc FROM trip_crew WHERE trip_id = $1 ORDER BY seq LIMIT 1", trip)).await?;
+    let id: Vec<u8> = r.get("id_number_enc")?;
+    let phone: Option<Vec<u8>> = r.get("phone_enc")?;
+    let driver = crate::testing::MemberInput {
+        name: r.get("name")?,
+        document_kind: baton_domain::person::DocumentKind::IdCard.as_str().into(),
+        document_number: store.vault.open(ID_AAD, &id)?,
+        phone: phone.map(|p| store.vault.open(PHONE_AAD, &p)).transpose()?,
+        ..Default::default()
+    };
+    crate::testing::open_landing(tx, store, who, policy, barcode, trip, driver, now).await?;
+    Ok(())
 }
 
 /// Raise a breach that is a fact seen now (a mismatch), not a passed deadline, to `custodian`.

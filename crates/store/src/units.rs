@@ -104,6 +104,25 @@ pub async fn get(store: &Store, who: &Principal, id: Uuid) -> Result<Unit, Error
     from_row(&r)
 }
 
+/// A unit named in a request as the owner of what it writes (the unit a person is registered
+/// for, a fallback escort on the roster): its kind and jurisdiction, if it is active and inside
+/// the caller's scope. `None` for an unknown unit and one out of scope alike. Units named as the
+/// other party of a link (a trip's destination, a handoff's receiver, a lab) are the county's
+/// shared directory and are not checked here.
+pub(crate) async fn in_scope(tx: &mut crate::db::Tx, who: &Principal, id: Uuid) -> Result<Option<(String, String)>, Error> {
+    let (lo, hi, unit) = scope_args(&who.scope);
+    let r = tx
+        .fetch_optional(q!(
+            "SELECT kind, jurisdiction FROM units WHERE id = $1 AND active = TRUE AND ((jurisdiction >= $2 AND jurisdiction < $3) OR id = $4)",
+            id,
+            lo,
+            hi,
+            unit
+        ))
+        .await?;
+    r.map(|r| Ok((r.get("kind")?, r.get("jurisdiction")?))).transpose()
+}
+
 /// Any unit by id, regardless of scope (for checks such as "does the supervisor exist").
 async fn exists(tx: &mut crate::db::Tx, id: Uuid) -> Result<Option<(Uuid, Option<Uuid>)>, Error> {
     let r = tx.fetch_optional(q!("SELECT id, supervisor_id FROM units WHERE id = $1", id)).await?;

@@ -18,6 +18,11 @@ fn now(app: &TestApp) -> chrono::DateTime<chrono::Utc> {
     baton_domain::clock::Clock::now(&*app.clock)
 }
 
+/// A landing tube's barcode of its own for each truck (a barcode names one tube).
+fn tube_of(plate: &str) -> String {
+    format!("LT-{}", plate.chars().filter(char::is_ascii_alphanumeric).collect::<String>())
+}
+
 fn crew(code: &str) -> Value {
     json!([{"name": "张师傅", "id_number": "11010519491231002X", "phone": "13912345678", "health_code": code}])
 }
@@ -50,7 +55,7 @@ async fn parties(app: &TestApp) -> Parties {
 
 async fn check_in(app: &TestApp, p: &Parties, plate: &str, code: &str, eta_h: i64) -> Value {
     let body = json!({"plate": plate, "destination_id": p.dest, "eta": (now(app) + Duration::hours(eta_h)).to_rfc3339(), "crew": crew(code),
-                      "test_taken_at": (now(app) - Duration::hours(10)).to_rfc3339(), "risk": "none", "landing_tube": "LT-000001"});
+                      "test_taken_at": (now(app) - Duration::hours(10)).to_rfc3339(), "risk": "none", "landing_tube": tube_of(plate)});
     let (s, v) = p.checkpoint.post("/api/v1/trips/check-in", body).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     v
@@ -74,7 +79,7 @@ async fn closed_loop_walk(b: Backend) {
     assert_eq!(v["class"], "closed_loop");
     assert_eq!(v["reasons"][0]["code"], "yellow_code");
     assert_eq!(v["custodian"], p.checkpoint_unit);
-    assert_eq!(v["landing_tube"], "LT-000001");
+    assert_eq!(v["landing_tube"], "LT-D12345");
     // Each crew member gets a signed code that opens without an account; a forged one does not.
     let code = v["crew"][0]["code"].as_str().unwrap().to_string();
     let page = reqwest::get(app.url(&format!("/code/{code}"))).await.unwrap();
@@ -207,7 +212,7 @@ async fn whitelist_at_check_in(b: Backend) {
         assert_eq!(s, StatusCode::OK, "{r}");
     }
     // No test certificate: whitelisted vehicle and crew go as `pass`, matched, not declared.
-    let body = |plate: &str| json!({"plate": plate, "destination_id": p.dest, "eta": (now(&app) + Duration::hours(2)).to_rfc3339(), "crew": crew("green"), "risk": "none", "landing_tube": "LT-W"});
+    let body = |plate: &str| json!({"plate": plate, "destination_id": p.dest, "eta": (now(&app) + Duration::hours(2)).to_rfc3339(), "crew": crew("green"), "risk": "none", "landing_tube": tube_of(plate)});
     let (s, v) = p.checkpoint.post("/api/v1/trips/check-in", body("晋D77777")).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["class"], "pass");
@@ -345,7 +350,7 @@ async fn itinerary_at_check_in(b: Backend) {
     assert_eq!(s, StatusCode::CREATED, "{a}");
     let body = |plate: &str, place: &str| {
         json!({"plate": plate, "destination_id": p.dest, "eta": (now(&app) + Duration::hours(2)).to_rfc3339(), "crew": crew("green"),
-               "test_taken_at": (now(&app) - Duration::hours(5)).to_rfc3339(), "landing_tube": "LT-R",
+               "test_taken_at": (now(&app) - Duration::hours(5)).to_rfc3339(), "landing_tube": tube_of(plate),
                "itinerary": [{"place": place, "from": format!("{} 08:00", day(-2)), "to": format!("{} 20:00", day(-2))}]})
     };
     // A stay in the high-risk district itself: isolate, and the hit is recorded.
@@ -389,10 +394,22 @@ async fn mismatches(b: Backend) {
     let body = |plate: &str, id_number: &str| {
         json!({"plate": plate, "trip_id": id, "destination_id": p.dest, "eta": (now(&app) + Duration::hours(3)).to_rfc3339(),
                "crew": [{"name": "张师傅", "id_number": id_number, "health_code": "green"}],
-               "test_taken_at": (now(&app) - Duration::hours(5)).to_rfc3339(), "landing_tube": "LT-M1"})
+               "test_taken_at": (now(&app) - Duration::hours(5)).to_rfc3339(), "landing_tube": tube_of(plate)})
     };
+    // Checkpoint staff whose scope covers the pre-report (the county's) may name it by its id; a
+    // unit-scoped checkpoint names only trips it is party to (see ids.rs).
+    let admin = app.login("admin").await;
+    let (s, u) = admin
+        .post(
+            "/api/v1/users",
+            json!({"username": "cp_county", "display_name": "县卡口值守", "unit_id": p.checkpoint_unit, "role": "checkpoint_staff",
+                   "scope_kind": "division", "scope_code": "140427", "password": "Checkpoint-county-1"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{u}");
+    let cp = app.login_with("cp_county", "Checkpoint-county-1").await.unwrap();
     // The checkpoint picks the pre-report, but another truck stands there: refused, raised at once to the reporter.
-    let (s, e) = p.checkpoint.post("/api/v1/trips/check-in", body("晋D80009", "11010519491231002X")).await;
+    let (s, e) = cp.post("/api/v1/trips/check-in", body("晋D80009", "11010519491231002X")).await;
     assert_eq!((s, e["fields"]["plate"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("plate_mismatch")), "{e}");
     let (_, a) = p.enterprise.get(&format!("/api/v1/alerts?trip_id={id}")).await;
     let a = &a["alerts"].as_array().unwrap();
@@ -400,7 +417,7 @@ async fn mismatches(b: Backend) {
     assert_eq!((a[0]["kind"].as_str(), a[0]["custodian_id"].as_str()), (Some("plate_mismatch"), p.enterprise.body["user"]["unit_id"].as_str()));
     assert_eq!(p.cmd.get(&format!("/api/v1/trips/{id}")).await.1["state"], "reported", "nothing changed");
     // The right truck with another driver: checked in as seen, and the identity mismatch is raised to the checkpoint.
-    let (s, v) = p.checkpoint.post("/api/v1/trips/check-in", body("晋D80001", "110105194912310038")).await;
+    let (s, v) = cp.post("/api/v1/trips/check-in", body("晋D80001", "110105194912310038")).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let (_, a) = p.cmd.get(&format!("/api/v1/alerts?trip_id={id}&kind=identity_mismatch")).await;
     assert_eq!(a["alerts"][0]["custodian_id"], p.checkpoint_unit, "{a}");
@@ -409,7 +426,7 @@ async fn mismatches(b: Backend) {
     let id2 = r2["id"].as_str().unwrap();
     let mut same = body("晋D80002", "11010519491231002X");
     same["trip_id"] = json!(id2);
-    assert_eq!(p.checkpoint.post("/api/v1/trips/check-in", same).await.0, StatusCode::CREATED);
+    assert_eq!(cp.post("/api/v1/trips/check-in", same).await.0, StatusCode::CREATED);
     assert_eq!(p.cmd.get(&format!("/api/v1/alerts?trip_id={id2}")).await.1["alerts"].as_array().unwrap().len(), 0);
     app.stop().await;
 }

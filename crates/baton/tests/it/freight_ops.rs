@@ -18,13 +18,18 @@ fn now(app: &TestApp) -> chrono::DateTime<chrono::Utc> {
     baton_domain::clock::Clock::now(&*app.clock)
 }
 
+/// A landing tube's barcode of its own for each truck (a barcode names one tube).
+fn tube_of(plate: &str) -> String {
+    format!("LT-{}", plate.chars().filter(char::is_ascii_alphanumeric).collect::<String>())
+}
+
 fn crew(code: &str) -> Value {
     json!([{"name": "张师傅", "id_number": "11010519491231002X", "phone": "13912345678", "health_code": code}])
 }
 
 async fn check_in(app: &TestApp, cp: &Session, dest: &str, plate: &str) -> Value {
     let body = json!({"plate": plate, "destination_id": dest, "eta": (now(app) + Duration::hours(2)).to_rfc3339(), "crew": crew("yellow"),
-                      "test_taken_at": (now(app) - Duration::hours(10)).to_rfc3339(), "landing_tube": "LT-000001"});
+                      "test_taken_at": (now(app) - Duration::hours(10)).to_rfc3339(), "landing_tube": tube_of(plate)});
     let (s, v) = cp.post("/api/v1/trips/check-in", body).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     v

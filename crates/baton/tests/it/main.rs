@@ -11,6 +11,7 @@ mod concurrency;
 mod escort_pages;
 mod freight;
 mod freight_ops;
+mod ids;
 mod input;
 mod pages;
 mod personal;

@@ -168,7 +168,7 @@ async fn positive_pool(b: Backend) {
     tube(&p, "HG-UNSHIP", 5, 300, 1).await;
     let (s, e) = results(&p, json!([{"barcode": "HG-N10", "result": "negative"}, {"barcode": "HG-UNSHIP", "result": "negative"}, {"barcode": "HG-NONE", "result": "阴性"}, {"barcode": "HG-P10", "result": "maybe"}])).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
-    assert_eq!(e["fields"]["rows[1].barcode"]["code"], "tube_not_shipped");
+    assert_eq!(e["fields"]["rows[1].barcode"]["code"], "tube_unknown", "not shipped to this lab: as unknown to it as no tube");
     assert_eq!(e["fields"]["rows[2].barcode"]["code"], "tube_unknown");
     assert_eq!(e["fields"]["rows[3].result"]["code"], "result_unknown");
     assert_eq!(status_of(&app, &member_ids(&neg)[0]).await, "pending", "nothing was half-applied");
@@ -442,18 +442,36 @@ async fn lab_files(b: Backend) {
 }
 both!(lab_files_import_all_or_nothing_with_a_report_per_row, lab_files);
 
+/// Issue 17, item 13: the landing tube recorded at check-in is a tube in testing from that
+/// moment (single, expedited, tied to the trip, the driver in it), so that the lab's result for
+/// its barcode is accepted and a positive landing test alerts the trip, through the API and the pages.
 async fn landing(b: Backend) {
     let app = spawn_app(b).await;
     let p = parties(&app).await;
     let checkpoint = app.login("checkpoint").await;
     let dest = unit(&p.cmd, "壶关县太行钢材贸易有限公司").await;
-    let body = json!({"plate": "晋D77777", "destination_id": dest, "eta": (now(&app) + Duration::hours(2)).to_rfc3339(),
-                      "crew": [{"name": "张师傅", "id_number": "11010519491231002X", "health_code": "green"}],
-                      "test_taken_at": (now(&app) - Duration::hours(10)).to_rfc3339(), "risk": "none", "landing_tube": "LT-7777"});
-    let (s, trip) = checkpoint.post("/api/v1/trips/check-in", body).await;
+    let check_in = |plate: &str, tube: &str| {
+        json!({"plate": plate, "destination_id": dest, "eta": (now(&app) + Duration::hours(2)).to_rfc3339(),
+               "crew": [{"name": "张师傅", "id_number": "11010519491231002X", "phone": "13912345678", "health_code": "green"}],
+               "test_taken_at": (now(&app) - Duration::hours(10)).to_rfc3339(), "risk": "none", "landing_tube": tube})
+    };
+    let (s, trip) = checkpoint.post("/api/v1/trips/check-in", check_in("晋D77777", "lt-7777")).await;
     assert_eq!(s, StatusCode::CREATED, "{trip}");
     let trip_id = trip["id"].as_str().unwrap();
-    // The landing sample is a real tube: single, expedited (4 h), tied to the trip; its barcode must match.
+    assert_eq!(trip["landing_tube"], "LT-7777", "kept as the lab will send it");
+    let (s, t) = checkpoint.get("/api/v1/testing/tubes/lookup?barcode=LT-7777").await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!((t["purpose"].as_str(), t["priority"].as_str(), t["state"].as_str()), (Some("landing"), Some("expedited"), Some("sealed")), "{t}");
+    assert_eq!((t["pool_size"].as_i64(), t["trip_id"].as_str(), t["member_list"][0]["name"].as_str()), (Some(1), Some(trip_id), Some("张师傅")));
+    let due = |t: &Value, k: &str| chrono::DateTime::parse_from_rfc3339(t[k].as_str().unwrap()).unwrap();
+    assert_eq!((due(&t, "due_at") - due(&t, "sampled_at")).num_hours(), 4, "expedited: {t}");
+    let (_, opened) = p.cmd.get(&format!("/api/v1/audit?object_id={}&action=testing.tube.open", t["id"].as_str().unwrap())).await;
+    assert_eq!(opened["entries"].as_array().unwrap().len(), 1, "{opened}");
+    // A barcode names one tube: another truck with it is refused at the field, nothing checked in.
+    let (s, e) = checkpoint.post("/api/v1/trips/check-in", check_in("晋D77778", "LT-7777")).await;
+    assert_eq!((s, e["fields"]["landing_tube"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("barcode_reused")), "{e}");
+    assert_eq!(p.cmd.get("/api/v1/trips?plate=晋D77778").await.1["trips"].as_array().unwrap().len(), 0);
+    // A tube opened for the trip by hand must carry its barcode.
     let (s, e) = checkpoint
         .post(
             "/api/v1/testing/tubes",
@@ -461,18 +479,13 @@ async fn landing(b: Backend) {
         )
         .await;
     assert_eq!((s, e["fields"]["barcode"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("landing_tube_mismatch")), "{e}");
-    let (s, t) = checkpoint
-        .post(
-            "/api/v1/testing/tubes",
-            json!({"barcode": "LT-7777", "trip_id": trip_id, "members": [{"name": "张师傅", "document_number": "11010519491231002X"}]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{t}");
-    assert_eq!((t["purpose"].as_str(), t["priority"].as_str(), t["state"].as_str()), (Some("landing"), Some("expedited"), Some("sealed")));
+    // Shipped like any tube, and the lab's positive is accepted.
     let (s, batch) = checkpoint.post("/api/v1/testing/batches", json!({"lab_id": p.lab_id, "barcodes": ["LT-7777"]})).await;
     assert_eq!(s, StatusCode::CREATED, "{batch}");
     let (s, r) = results(&p, json!([{"barcode": "LT-7777", "result": "positive", "ct": 22.0}])).await;
     assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["positive"], json!(["LT-7777"]), "{r}");
+    assert_eq!(status_of(&app, t["member_list"][0]["person_id"].as_str().unwrap()).await, "positive");
     // A positive landing test is an emergency on the trip: to its custodian, its township and
     // the command office, at once.
     let (_, a) = p.cmd.get(&format!("/api/v1/alerts?trip_id={trip_id}")).await;
@@ -488,6 +501,39 @@ async fn landing(b: Backend) {
     assert!(trip["jurisdiction"].as_str().unwrap().starts_with(unit["division_code"].as_str().unwrap()), "{trip} {unit}");
     let landings = baton_store::results::positive_landings(&app.store, now(&app) - Duration::hours(1)).await.unwrap();
     assert_eq!(landings.iter().map(|l| l.trip_id.to_string()).collect::<Vec<_>>(), [trip_id.to_string()]);
+
+    // The same through the pages: the checkpoint checks in, ships from its sampling desk, the lab posts the positive.
+    let cp_ui = crate::pages::Ui::of(&app, "checkpoint", "zh").await;
+    let eta = (now(&app) + Duration::hours(2)).with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).format("%Y-%m-%dT%H:%M").to_string();
+    let a = cp_ui
+        .post(
+            "/trips/check-in",
+            &[
+                ("plate", "晋D77779"),
+                ("trailer", ""),
+                ("destination_id", dest.as_str()),
+                ("eta", eta.as_str()),
+                ("crew_name", "李师傅"),
+                ("crew_id_number", "110105194912310038"),
+                ("crew_phone", ""),
+                ("crew_health_code", "green"),
+                ("test_taken_at", ""),
+                ("itinerary", ""),
+                ("risk", "none"),
+                ("landing_tube", "LT-7779"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.html);
+    let trip2 = a.location.trim_start_matches("/trips/").split('?').next().unwrap().to_string();
+    assert!(cp_ui.get("/testing/sample").await.html.contains("LT-7779"), "the landing tube waits on the desk to be shipped");
+    let a = cp_ui.post("/testing/ship", &[("lab_id", p.lab_id.as_str()), ("barcodes", "LT-7779")]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.html);
+    let lab_ui = crate::pages::Ui::of(&app, "lab", "zh").await;
+    let a = lab_ui.post("/testing/lab", &[("barcode", "LT-7779"), ("result", "阳性"), ("ct", "25")]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.html);
+    let (_, a) = p.cmd.get(&format!("/api/v1/alerts?trip_id={trip2}&kind=positive_landing")).await;
+    assert_eq!(a["alerts"].as_array().unwrap().len(), 3, "{a}");
     app.stop().await;
 }
-both!(a_positive_landing_test_alerts_the_trip, landing);
+both!(the_landing_tube_of_a_check_in_is_a_tube_the_lab_results, landing);

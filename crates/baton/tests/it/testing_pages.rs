@@ -295,7 +295,7 @@ async fn import(b: Backend) {
     // In English the reasons are English.
     let en = Ui::of(&app, "lab", "en").await;
     let a = en.upload("/testing/lab/import", "lis.csv", bad.as_bytes(), &en.csrf).await;
-    assert!(a.html.contains("no tube has this barcode") && a.html.contains("Errors by row"));
+    assert!(a.html.contains("no tube with this barcode was shipped to your lab") && a.html.contains("Errors by row"));
     // No file, or a forged form: refused.
     let a = lab_ui.upload("/testing/lab/import", "lis.csv", b"", &lab_ui.csrf).await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
