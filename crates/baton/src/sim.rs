@@ -343,6 +343,8 @@ pub async fn simulate(store: &Store, clock: &ManualClock, opts: &SimOptions) -> 
                         barcode: b.clone(),
                         result: if positive.contains(b) { "positive".into() } else { "negative".into() },
                         ct: positive.contains(b).then_some(24.0),
+                        ct_orf1ab: None,
+                        ct_n: None,
                         tested_at: None,
                     })
                     .collect();

@@ -6,6 +6,7 @@
 
 use crate::error::FieldError;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -69,36 +70,43 @@ pub struct Divisions {
     by_name: HashMap<String, Vec<usize>>,
 }
 
-/// Suffixes dropped to form the short names people write ("山西" for 山西省， "和平社区" for 和平社区居委会).
-const SUFFIXES: &[&str] = &[
-    "特别行政区",
-    "维吾尔自治区",
-    "壮族自治区",
-    "回族自治区",
-    "自治区",
-    "自治州",
-    "自治县",
-    "自治旗",
-    "地区",
-    "街道办事处",
-    "办事处",
-    "街道",
-    "社区居委会",
-    "居委会",
-    "村委会",
-    "村民委员会",
-    "省",
-    "市",
-    "区",
-    "县",
-    "镇",
-    "乡",
-    "盟",
-    "旗",
+/// Suffixes dropped to form the short names people write ("山西" for 山西省， "和平社区" for
+/// 和平社区居委会), each with what may stand in its place: a village committee (百尺村委会) is
+/// written as its village, "百尺村", as well as "百尺".
+const SUFFIXES: &[(&str, &str)] = &[
+    ("特别行政区", ""),
+    ("维吾尔自治区", ""),
+    ("壮族自治区", ""),
+    ("回族自治区", ""),
+    ("自治区", ""),
+    ("自治州", ""),
+    ("自治县", ""),
+    ("自治旗", ""),
+    ("地区", ""),
+    ("街道办事处", ""),
+    ("办事处", ""),
+    ("街道", ""),
+    ("社区居委会", ""),
+    ("社区居民委员会", ""),
+    ("居委会", ""),
+    ("居民委员会", ""),
+    ("村委会", "村"),
+    ("村民委员会", "村"),
+    ("省", ""),
+    ("市", ""),
+    ("区", ""),
+    ("县", ""),
+    ("镇", ""),
+    ("乡", ""),
+    ("盟", ""),
+    ("旗", ""),
 ];
 
-fn short_names(name: &str) -> impl Iterator<Item = &str> {
-    SUFFIXES.iter().filter_map(move |s| name.strip_suffix(s)).filter(|rest| rest.chars().count() >= 2)
+fn short_names(name: &str) -> impl Iterator<Item = Cow<'_, str>> {
+    SUFFIXES
+        .iter()
+        .filter_map(move |(s, keep)| name.strip_suffix(s).filter(|rest| rest.chars().count() >= 2).map(|rest| (rest, *keep)))
+        .flat_map(|(rest, keep)| std::iter::once(Cow::Borrowed(rest)).chain((!keep.is_empty()).then(|| Cow::Owned(format!("{rest}{keep}")))))
 }
 
 impl Divisions {
@@ -123,7 +131,7 @@ impl Divisions {
         for (i, d) in list.iter().enumerate() {
             by_name.entry(d.name.to_string()).or_default().push(i);
             for s in short_names(d.name) {
-                let v = by_name.entry(s.to_string()).or_default();
+                let v = by_name.entry(s.into_owned()).or_default();
                 if !v.contains(&i) {
                     v.push(i);
                 }
@@ -198,11 +206,15 @@ impl Divisions {
                 }
             }
         }
-        // Prefer the reading that explains most of the words, then the higher level.
+        // Prefer the reading that explains most of the words, then the higher level: a town and
+        // a village of its own with the same stem (百尺镇, 百尺村委会) both read "百尺", which
+        // names the town (the village is "百尺村").
         let best = found.iter().map(|&(_, n)| n).max().unwrap_or(0);
         let mut out: Vec<&Division> = found.into_iter().filter(|&(_, n)| n == best).map(|(i, _)| &self.list[i]).collect();
         out.sort_by_key(|d| d.code);
         out.dedup_by_key(|d| d.code);
+        let codes: Vec<&str> = out.iter().map(|d| d.code).collect();
+        out.retain(|d| !codes.iter().any(|c| c.len() < d.code.len() && d.code.starts_with(c)));
         out
     }
 
@@ -213,9 +225,9 @@ impl Divisions {
             return Some(0);
         }
         let parent = self.parent(code)?;
-        let names = std::iter::once(parent.name).chain(short_names(parent.name));
+        let names = std::iter::once(Cow::Borrowed(parent.name)).chain(short_names(parent.name));
         for n in names {
-            if let Some(rest) = head.strip_suffix(n)
+            if let Some(rest) = head.strip_suffix(n.as_ref())
                 && let Some(k) = self.consume_ancestors(rest, parent.code)
             {
                 return Some(k + 1);
@@ -308,6 +320,29 @@ mod tests {
         assert_eq!(d.resolve("place", "火星市").unwrap_err().code, "division_unknown");
         assert!(d.lookup("").is_empty());
         assert!(d.lookup("999999").is_empty());
+    }
+
+    /// Villages are written as people write them: 百尺村 for 百尺村委会; a town and its own
+    /// village of the same stem (百尺镇, 百尺村委会) do not make a name ambiguous.
+    #[test]
+    fn villages_by_their_own_names() {
+        let d = Divisions::get_all();
+        assert_eq!(d.get("140427101200").unwrap().name, "百尺村委会");
+        for q in ["百尺村", "百尺村委会", "百尺镇百尺村", "壶关县百尺村", "山西省长治市壶关县百尺镇百尺村委会"] {
+            assert_eq!(d.resolve("place", q).map(|x| x.code), Ok("140427101200"), "{q}");
+        }
+        // The stem alone names the town, not the town and its village.
+        for q in ["壶关县百尺", "壶关百尺"] {
+            assert_eq!(d.resolve("place", q).map(|x| x.code), Ok("140427101"), "{q}");
+        }
+        let bare: Vec<&str> = d.lookup("百尺").iter().map(|x| x.code).collect();
+        assert!(bare.contains(&"140427101") && !bare.contains(&"140427101200"), "{bare:?}");
+        // Other villages of the county, and a 村民委员会 elsewhere.
+        assert_eq!(d.resolve("place", "龙泉镇南关村").map(|x| x.code), Ok("140427100200"));
+        assert_eq!(d.resolve("place", "壶关县城南社区").map(|x| x.code), Ok("140427100001"));
+        let (code, name) = d.list.iter().find(|x| x.name.ends_with("村民委员会")).map(|x| (x.code, x.name)).unwrap();
+        let village = format!("{}{}", d.full_name(&code[..9]), name.trim_end_matches("村民委员会"));
+        assert_eq!(d.resolve("place", &format!("{village}村")).map(|x| x.code), Ok(code), "{village}");
     }
 
     #[test]

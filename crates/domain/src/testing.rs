@@ -57,6 +57,9 @@ labelled! {
         Negative = "negative", "阴性", "Negative";
         Positive = "positive", "阳性", "Positive";
         Invalid = "invalid", "无效", "Invalid";
+        /// 可疑: the lab saw something but not enough to call the tube positive (one gene only,
+        /// or a late Ct). Not a refused row: see [`member_status`] for what it means.
+        Suspect = "suspect", "可疑", "Suspect";
     }
 }
 
@@ -79,9 +82,46 @@ impl Outcome {
             "阴性" | "阴" | "-" => Some(Outcome::Negative),
             "阳性" | "阳" | "+" => Some(Outcome::Positive),
             "无效" | "无效样本" => Some(Outcome::Invalid),
+            "可疑" | "可疑阳性" | "suspected" | "Suspected" => Some(Outcome::Suspect),
             _ => None,
         })
     }
+}
+
+/// A Ct value as labs write it: a number, or one of the ways their exports say there is none
+/// (`未检出`, `-`, `NoCt`, `N/A`, `Undetermined`, `>40`, empty…), as a negative's Ct normally
+/// is. Anything else is an error of `field`.
+pub fn parse_ct(field: &str, s: &str) -> Result<Option<f64>, FieldError> {
+    let t: String = s.trim().chars().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase();
+    const NONE: &[&str] = &[
+        "",
+        "-",
+        "--",
+        "—",
+        "/",
+        "\\",
+        "未检出",
+        "未检测到",
+        "无",
+        "无ct",
+        "无ct值",
+        "阴性",
+        "nd",
+        "n/a",
+        "na",
+        "noct",
+        "none",
+        "null",
+        "undetermined",
+        "undet",
+    ];
+    // Beyond the run's last cycle (">40"): no Ct either.
+    if NONE.contains(&t.as_str()) || t.starts_with(['>', '＞', '≥']) {
+        return Ok(None);
+    }
+    t.replace('，', ".").parse::<f64>().map(Some).map_err(|_| {
+        FieldError::new(field, "ct_invalid", "Ct 值应为数字，或留空、写“未检出”", "a Ct value is a number, or empty or 未检出 when there is none")
+    })
 }
 
 /// A tube as the state machine sees it.
@@ -233,10 +273,17 @@ pub fn parse_barcode(field: &str, s: &str) -> Result<String, FieldError> {
 }
 
 /// What one result means for each member of the tube.
+///
+/// The policy for a suspect (可疑) result: it clears nobody and convicts nobody, so every member
+/// goes on pending re-check (yellow code, as a positive pool's members do) and is owed a
+/// single-tube re-test, expedited, with the re-check deadline and the member's township
+/// answerable for it, exactly like the members of a positive pool; it raises no emergency alert
+/// (only a positive does). The re-test's result then decides.
 pub fn member_status(pool_size: u32, outcome: Outcome) -> PersonStatus {
     match outcome {
         Outcome::Negative => PersonStatus::Negative,
         Outcome::Invalid => PersonStatus::Invalid,
+        Outcome::Suspect => PersonStatus::PendingRecheck,
         Outcome::Positive if pool_size > 1 => PersonStatus::PendingRecheck,
         Outcome::Positive => PersonStatus::Positive,
     }
@@ -372,6 +419,19 @@ mod tests {
         assert_eq!(Outcome::parse_loose("Negative"), Some(Outcome::Negative));
         assert_eq!(Outcome::parse_loose("无效"), Some(Outcome::Invalid));
         assert_eq!(Outcome::parse_loose("maybe"), None);
+        assert_eq!(Outcome::parse_loose("可疑"), Some(Outcome::Suspect));
+        assert_eq!(Outcome::parse_loose("suspect"), Some(Outcome::Suspect));
+    }
+
+    #[test]
+    fn ct_values_as_lab_exports_write_them() {
+        for none in ["", " ", "-", "未检出", "NoCt", "No Ct", "N/A", "Undetermined", ">40", "＞40", "/"] {
+            assert_eq!(parse_ct("ct", none).unwrap(), None, "{none:?}");
+        }
+        assert_eq!(parse_ct("ct", " 27.3 ").unwrap(), Some(27.3));
+        assert_eq!(parse_ct("ct", "36").unwrap(), Some(36.0));
+        let e = parse_ct("rows[3].ct_n", "abc").unwrap_err();
+        assert_eq!((e.field.as_str(), e.code), ("rows[3].ct_n", "ct_invalid"));
     }
 
     #[test]
@@ -397,6 +457,9 @@ mod tests {
         assert_eq!(member_status(10, Outcome::Positive), PersonStatus::PendingRecheck);
         assert_eq!(member_status(1, Outcome::Positive), PersonStatus::Positive);
         assert_eq!(member_status(20, Outcome::Invalid), PersonStatus::Invalid);
+        // A suspect result re-tests its members, single tube or pool.
+        assert_eq!(member_status(1, Outcome::Suspect), PersonStatus::PendingRecheck);
+        assert_eq!(member_status(10, Outcome::Suspect), PersonStatus::PendingRecheck);
         let s = |h, k, o| Sample { sampled_at: t(h), pool_size: k, outcome: o };
         assert_eq!(person_status(&[]), None);
         assert_eq!(person_status(&[s(0, 10, None)]), Some(PersonStatus::Pending));
@@ -417,7 +480,7 @@ mod tests {
             Just(Event::Ship),
             Just(Event::Receive),
             Just(Event::Missing),
-            prop_oneof![Just(Outcome::Negative), Just(Outcome::Positive), Just(Outcome::Invalid)].prop_map(Event::Result),
+            prop_oneof![Just(Outcome::Negative), Just(Outcome::Positive), Just(Outcome::Invalid), Just(Outcome::Suspect)].prop_map(Event::Result),
         ]
     }
 

@@ -88,6 +88,13 @@ pub fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(chrono::Duration::microseconds(1)).unwrap_or(t)
 }
 
+/// Entries per multi-row append (PostgreSQL; SQLite writes them one by one).
+const APPEND_ROWS: usize = 10;
+const APPEND_HEAD: &str = "INSERT INTO audit_log (seq, at, request_id, actor_id, actor_name, unit_id, jurisdiction, action, object_type, object_id, detail, prev_hash, hash)";
+static SQL_APPEND_MANY: std::sync::LazyLock<&'static str> =
+    std::sync::LazyLock::new(|| crate::person_codes::values(APPEND_HEAD, 13, APPEND_ROWS, ""));
+static SQL_APPEND_ONE: std::sync::LazyLock<&'static str> = std::sync::LazyLock::new(|| crate::person_codes::values(APPEND_HEAD, 13, 1, ""));
+
 pub async fn append(tx: &mut Tx, vault: &Vault, at: DateTime<Utc>, who: &Principal, e: Entry<'_>) -> Result<i64, Error> {
     let seqs = append_all(tx, vault, at, who, vec![e]).await?;
     seqs.first().copied().ok_or_else(|| Error::internal("audit append wrote nothing"))
@@ -109,6 +116,7 @@ pub async fn append_all(tx: &mut Tx, vault: &Vault, at: DateTime<Utc>, who: &Pri
     // entries keep the empty jurisdiction, which county-wide readers alone see.
     let home = who.home().0;
     let mut seqs = Vec::with_capacity(entries.len());
+    let mut rows: Vec<Vec<crate::db::Val>> = Vec::with_capacity(entries.len());
     for (i, e) in entries.into_iter().enumerate() {
         let rec = Record {
             seq: last - n + 1 + i as i64,
@@ -124,16 +132,26 @@ pub async fn append_all(tx: &mut Tx, vault: &Vault, at: DateTime<Utc>, who: &Pri
             detail: e.detail.to_string(),
         };
         let hash = rec.chain_hash(vault, &prev);
-        tx.execute(q!(
-            "INSERT INTO audit_log (seq, at, request_id, actor_id, actor_name, unit_id, jurisdiction, action, object_type, object_id, detail, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            rec.seq, rec.at, rec.request_id, rec.actor_id, rec.actor_name, rec.unit_id, rec.jurisdiction, rec.action,
-            rec.object_type, rec.object_id, rec.detail, prev, hash.clone()
-        ))
-        .await?;
         seqs.push(rec.seq);
+        rows.push(vec![
+            rec.seq.into(),
+            rec.at.into(),
+            rec.request_id.into(),
+            rec.actor_id.into(),
+            rec.actor_name.into(),
+            rec.unit_id.into(),
+            rec.jurisdiction.into(),
+            rec.action.into(),
+            rec.object_type.into(),
+            rec.object_id.into(),
+            rec.detail.into(),
+            prev.into(),
+            hash.clone().into(),
+        ]);
         prev = hash;
     }
+    // Several entries a statement: a batch import appends one per row it writes.
+    tx.execute_rows(&SQL_APPEND_MANY, APPEND_ROWS, &SQL_APPEND_ONE, &rows).await?;
     tx.execute(q!("UPDATE audit_head SET hash = $1 WHERE id = 1", prev)).await?;
     Ok(seqs)
 }

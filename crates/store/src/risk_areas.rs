@@ -17,8 +17,8 @@
 //! the row as a spreadsheet shows it (header = row 1; for JSON, element 1 is row 1), and
 //! nothing is written.
 
-use crate::db::Row;
-use crate::sheet::{Format, decode_text};
+use crate::db::{Row, Val};
+use crate::sheet::{self, Column, Format, Header, RCell, RowErrors};
 use crate::{Check, Principal, Store, audit, q, text_field};
 use baton_domain::division::{Divisions, prefix_end};
 use baton_domain::policy::TruckRules;
@@ -33,8 +33,6 @@ use uuid::Uuid;
 
 /// Most rows one import may carry (the national list at its late-2022 peak had well under this).
 pub const MAX_ROWS: usize = 100_000;
-/// Most row errors reported; the rest are counted.
-const MAX_ERRORS: usize = 500;
 /// Most stays one itinerary may list.
 const MAX_STAYS: usize = 200;
 
@@ -197,6 +195,16 @@ pub struct Valid {
 
 /// Check one row; field names are `{prefix}division` etc.
 pub fn validate(prefix: &str, r: &RawRow) -> Result<Valid, Vec<FieldError>> {
+    validate_with(prefix, r, &mut |field, name| Divisions::get_all().resolve(field, name).map(|d| d.code))
+}
+
+/// [`validate`], with divisions resolved by `division` (field, name) → code: a list of thousands
+/// of rows names the same divisions again and again.
+fn validate_with(
+    prefix: &str,
+    r: &RawRow,
+    division: &mut impl FnMut(&str, &str) -> Result<&'static str, FieldError>,
+) -> Result<Valid, Vec<FieldError>> {
     let f = |n: &str| format!("{prefix}{n}");
     if r.is_empty() {
         let at = prefix.trim_end_matches('.');
@@ -207,7 +215,7 @@ pub fn validate(prefix: &str, r: &RawRow) -> Result<Valid, Vec<FieldError>> {
         c.take::<()>(Err(FieldError::required(f("division"))));
         None
     } else {
-        c.take(Divisions::get_all().resolve(&f("division"), &r.division))
+        c.take(division(&f("division"), &r.division))
     };
     let place = c.take(text_field(&f("place"), &r.place, 0, 100));
     let level = c.take(RiskLevel::parse_field(&f("level"), &r.level));
@@ -219,16 +227,16 @@ pub fn validate(prefix: &str, r: &RawRow) -> Result<Valid, Vec<FieldError>> {
         c.0.push(FieldError::new(f("to"), "to_before_from", "结束时间应晚于开始时间", "must be later than the start"));
     }
     match (division, place, level, from, to, c.0.is_empty()) {
-        (Some(d), Some(place), Some(level), Some(from), Some(to), true) => Ok(Valid { division_code: d.code.to_string(), place, level, from, to }),
+        (Some(d), Some(place), Some(level), Some(from), Some(to), true) => Ok(Valid { division_code: d.to_string(), place, level, from, to }),
         _ => Err(c.0),
     }
 }
 
 // ---------- reading files ----------
 
-/// The column a header names, in English or Chinese.
+/// The column a header names, in English or Chinese (white space already dropped).
 fn column(h: &str) -> Option<usize> {
-    let k: String = h.trim().trim_start_matches('\u{feff}').to_lowercase().chars().filter(|c| !c.is_whitespace()).collect();
+    let k = h.to_lowercase();
     Some(match k.as_str() {
         "division" | "division_code" | "code" | "地区" | "行政区划" | "区划" | "区划代码" | "所在地区" | "地区代码" => 0,
         "place" | "地点" | "具体地点" | "区域" | "风险区域" | "小区" => 1,
@@ -255,34 +263,24 @@ fn file_error(code: &'static str, zh: impl Into<String>, en: impl Into<String>) 
     Error::field("file", code, zh, en)
 }
 
-/// Map a header row to columns: unknown names and missing required columns are errors.
-fn header_map(headers: &[String]) -> Result<Vec<Option<usize>>, Error> {
+/// Unknown names, repeated and missing columns are errors; a 序号 column and columns without a
+/// name are passed over.
+fn check_header(h: &Header<usize>, _: &[RCell]) -> Result<(), Error> {
     let mut c = Check::default();
-    let mut map = Vec::new();
     let mut seen = [false; 5];
-    for h in headers {
-        if h.trim().is_empty() {
-            map.push(None);
-            continue;
-        }
-        match column(h) {
-            Some(i) if seen[i] => {
-                c.0.push(FieldError::new(format!("columns.{}", h.trim()), "column_repeated", "列重复", "the column appears twice"));
-                map.push(None);
+    for col in &h.columns {
+        match col {
+            Column::Known(i) if seen[*i] => {
+                c.0.push(FieldError::new(format!("columns.{}", COLUMNS[*i]), "column_repeated", "列重复", "the column appears twice"))
             }
-            Some(i) => {
-                seen[i] = true;
-                map.push(Some(i));
-            }
-            None => {
-                c.0.push(FieldError::new(
-                    format!("columns.{}", h.trim()),
-                    "column_unknown",
-                    format!("不认识的列“{}”，可用列：division(地区)、place(地点)、level(等级)、from(开始时间)、to(解除时间)", h.trim()),
-                    format!("unknown column \"{}\"; columns are division, place, level, from, to", h.trim()),
-                ));
-                map.push(None);
-            }
+            Column::Known(i) => seen[*i] = true,
+            Column::Unknown(name) => c.0.push(FieldError::new(
+                format!("columns.{name}"),
+                "column_unknown",
+                format!("不认识的列“{name}”，可用列：division(地区)、place(地点)、level(等级)、from(开始时间)、to(解除时间)"),
+                format!("unknown column \"{name}\"; columns are division, place, level, from, to"),
+            )),
+            Column::RowNumber | Column::Blank => {}
         }
     }
     for (i, name) in COLUMNS.iter().enumerate() {
@@ -290,53 +288,52 @@ fn header_map(headers: &[String]) -> Result<Vec<Option<usize>>, Error> {
             c.0.push(FieldError::new(
                 format!("columns.{name}"),
                 "column_missing",
-                format!("缺少“{name}”列"),
-                format!("the column \"{name}\" is missing"),
+                format!("表头(第 {} 行)缺少“{name}”列", h.row),
+                format!("the header (row {}) has no column \"{name}\"", h.row),
             ));
         }
     }
-    c.done()?;
-    Ok(map)
-}
-
-fn parse_csv(bytes: &[u8]) -> Result<Vec<(usize, RawRow)>, Error> {
-    let text = decode_text(bytes)?;
-    let mut rd = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(text.as_bytes());
-    let unreadable = |e: csv::Error| file_error("csv_unreadable", format!("CSV 无法读取：{e}"), format!("the CSV cannot be read: {e}"));
-    let headers: Vec<String> = rd.headers().map_err(unreadable)?.iter().map(str::to_string).collect();
-    let map = header_map(&headers)?;
-    let mut out = Vec::new();
-    let mut extra = Vec::new();
-    for rec in rd.records() {
-        let rec = rec.map_err(unreadable)?;
-        let line = rec.position().map(|p| p.line() as usize).unwrap_or(out.len() + 2);
-        let mut r = RawRow::default();
-        for (i, v) in rec.iter().enumerate() {
-            match map.get(i) {
-                Some(Some(col)) => set(&mut r, *col, v.to_string()),
-                Some(None) => {}
-                None if v.trim().is_empty() => {}
-                None => extra.push(FieldError::new(
-                    format!("rows[{line}]"),
-                    "row_too_long",
-                    "该行的值多于表头的列",
-                    "the row has more values than the header has columns",
-                )),
-            }
-        }
-        out.push((line, r));
-        if out.len() > MAX_ROWS {
-            return Err(too_many_rows());
-        }
-    }
-    if !extra.is_empty() {
-        return Err(Error::Invalid(extra));
-    }
-    Ok(out)
+    c.done()
 }
 
 fn too_many_rows() -> Error {
     file_error("too_many_rows", format!("一次最多导入 {MAX_ROWS} 行"), format!("at most {MAX_ROWS} rows per import"))
+}
+
+/// A CSV or xlsx list, as `sheet::read_table` reads it (a title row, a 序号 column, blank rows
+/// and a total line are passed over). A time typed into Excel is a date cell, or a bare serial
+/// number when its format was lost: both are read as the time they stand for.
+fn parse_sheet(format: Format, bytes: &[u8]) -> Result<Vec<(usize, RawRow)>, Error> {
+    let mut out = Vec::new();
+    let mut overhang = RowErrors::default();
+    sheet::read_table(format, bytes, column, check_header, |r| {
+        if out.len() >= MAX_ROWS {
+            return Err(too_many_rows());
+        }
+        let mut raw = RawRow::default();
+        for col in 0..COLUMNS.len() {
+            let v = match r.get(col) {
+                RCell::Number(f) if col >= 3 => RCell::Date(*f).text(),
+                cell => cell.text(),
+            };
+            set(&mut raw, col, v);
+        }
+        if r.overhangs() {
+            overhang.push(
+                r.row,
+                FieldError::new(
+                    format!("rows[{}]", r.row),
+                    "row_too_long",
+                    "该行的值多于表头的列",
+                    "the row has more values than the header has columns",
+                ),
+            );
+        }
+        out.push((r.row, raw));
+        Ok(())
+    })?;
+    overhang.finish()?;
+    Ok(out)
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Vec<(usize, RawRow)>, Error> {
@@ -349,22 +346,25 @@ fn parse_json(bytes: &[u8]) -> Result<Vec<(usize, RawRow)>, Error> {
         return Err(too_many_rows());
     }
     let mut out = Vec::new();
-    let mut errs = Vec::new();
+    let mut errs = RowErrors::default();
     for (i, item) in items.iter().enumerate() {
         let n = i + 1;
         let serde_json::Value::Object(m) = item else {
-            errs.push(FieldError::new(format!("rows[{n}]"), "row_not_object", "每一项应为对象", "each item must be an object"));
+            errs.push(n, FieldError::new(format!("rows[{n}]"), "row_not_object", "每一项应为对象", "each item must be an object"));
             continue;
         };
         let mut r = RawRow::default();
         for (k, v) in m {
             let Some(col) = column(k) else {
-                errs.push(FieldError::new(
-                    format!("rows[{n}].{k}"),
-                    "unknown_field",
-                    format!("不认识的字段“{k}”"),
-                    format!("unknown field \"{k}\"; fields are division, place, level, from, to"),
-                ));
+                errs.push(
+                    n,
+                    FieldError::new(
+                        format!("rows[{n}].{k}"),
+                        "unknown_field",
+                        format!("不认识的字段“{k}”"),
+                        format!("unknown field \"{k}\"; fields are division, place, level, from, to"),
+                    ),
+                );
                 continue;
             };
             let text = match v {
@@ -372,7 +372,7 @@ fn parse_json(bytes: &[u8]) -> Result<Vec<(usize, RawRow)>, Error> {
                 serde_json::Value::String(s) => s.clone(),
                 serde_json::Value::Number(x) => x.to_string(),
                 _ => {
-                    errs.push(FieldError::new(format!("rows[{n}].{}", COLUMNS[col]), "invalid_type", "应为文本", "must be text"));
+                    errs.push(n, FieldError::new(format!("rows[{n}].{}", COLUMNS[col]), "invalid_type", "应为文本", "must be text"));
                     continue;
                 }
             };
@@ -380,70 +380,15 @@ fn parse_json(bytes: &[u8]) -> Result<Vec<(usize, RawRow)>, Error> {
         }
         out.push((n, r));
     }
-    if !errs.is_empty() {
-        return Err(Error::Invalid(errs));
-    }
-    Ok(out)
-}
-
-fn cell_text(d: &calamine::Data) -> String {
-    use calamine::Data;
-    match d {
-        Data::Empty => String::new(),
-        Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
-        Data::Int(i) => i.to_string(),
-        // Codes typed into Excel are numbers: 140105.0 is "140105".
-        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{f:.0}"),
-        Data::Float(f) => f.to_string(),
-        Data::Bool(b) => b.to_string(),
-        Data::DateTime(dt) => {
-            let (y, mo, d, h, mi, s, _) = dt.to_ymd_hms_milli();
-            format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
-        }
-        Data::Error(e) => format!("#{e}"),
-    }
-}
-
-fn parse_xlsx(bytes: &[u8]) -> Result<Vec<(usize, RawRow)>, Error> {
-    use calamine::Reader;
-    let unreadable = |e: String| file_error("xlsx_unreadable", format!("xlsx 文件无法读取：{e}"), format!("the xlsx file cannot be read: {e}"));
-    let mut wb: calamine::Xlsx<_> = calamine::Xlsx::new(std::io::Cursor::new(bytes.to_vec())).map_err(|e| unreadable(e.to_string()))?;
-    let range = match wb.worksheet_range_at(0) {
-        Some(r) => r.map_err(|e| unreadable(e.to_string()))?,
-        None => return Err(file_error("file_empty", "文件中没有工作表", "the file has no worksheet")),
-    };
-    let first = range.start().map(|(r, _)| r as usize).unwrap_or(0);
-    let first_col = range.start().map(|(_, c)| c as usize).unwrap_or(0);
-    let mut rows = range.rows();
-    let Some(head) = rows.next() else {
-        return Err(file_error("file_empty", "文件中没有数据", "the file holds no rows"));
-    };
-    // Columns left of the used range are empty; keep positions as the sheet shows them.
-    let mut headers = vec![String::new(); first_col];
-    headers.extend(head.iter().map(cell_text));
-    let map = header_map(&headers)?;
-    let mut out = Vec::new();
-    for (i, row) in rows.enumerate() {
-        let mut r = RawRow::default();
-        for (j, cell) in row.iter().enumerate() {
-            if let Some(Some(col)) = map.get(first_col + j) {
-                set(&mut r, *col, cell_text(cell));
-            }
-        }
-        out.push((first + i + 2, r));
-        if out.len() > MAX_ROWS {
-            return Err(too_many_rows());
-        }
-    }
+    errs.finish()?;
     Ok(out)
 }
 
 /// Read a file into rows numbered as the file shows them.
 pub fn read_file(format: Format, bytes: &[u8]) -> Result<Vec<(usize, RawRow)>, Error> {
     let rows = match format {
-        Format::Csv => parse_csv(bytes)?,
+        Format::Csv | Format::Xlsx => parse_sheet(format, bytes)?,
         Format::Json => parse_json(bytes)?,
-        Format::Xlsx => parse_xlsx(bytes)?,
     };
     if rows.is_empty() {
         return Err(file_error("file_empty", "文件中没有数据行", "the file holds no data rows"));
@@ -451,51 +396,43 @@ pub fn read_file(format: Format, bytes: &[u8]) -> Result<Vec<(usize, RawRow)>, E
     Ok(rows)
 }
 
-/// Check every row; all errors, or every row valid. Two rows naming the same area are an error.
+/// Check every row; all errors (the first thousand listed), or every row valid. Two rows naming
+/// the same area are an error.
 pub fn check_rows(rows: &[(usize, RawRow)]) -> Result<Vec<Valid>, Error> {
-    let mut errs: Vec<FieldError> = Vec::new();
-    let mut bad_rows = 0usize;
+    let mut errs = RowErrors::default();
     let mut out = Vec::with_capacity(rows.len());
     let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    // Each name resolved once; its error is given again under each row's field.
+    let mut names: HashMap<String, Result<&'static str, FieldError>> = HashMap::new();
+    let mut division = |field: &str, name: &str| -> Result<&'static str, FieldError> {
+        let found = names.entry(name.to_string()).or_insert_with(|| Divisions::get_all().resolve(field, name).map(|d| d.code));
+        found.clone().map_err(|e| e.at(field))
+    };
     for (n, raw) in rows {
-        match validate(&format!("rows[{n}]."), raw) {
+        match validate_with(&format!("rows[{n}]."), raw, &mut division) {
             Ok(v) => {
-                match seen.get(&(v.division_code.clone(), v.place.clone())) {
-                    Some(first) => {
-                        bad_rows += 1;
-                        errs.push(FieldError::new(
+                let key = (v.division_code.clone(), v.place.clone());
+                match seen.get(&key) {
+                    Some(first) => errs.push(
+                        *n,
+                        FieldError::new(
                             format!("rows[{n}].division"),
                             "duplicate_row",
                             format!("与第 {first} 行是同一地区"),
                             format!("names the same area as row {first}"),
-                        ));
-                    }
+                        ),
+                    ),
                     None => {
-                        seen.insert((v.division_code.clone(), v.place.clone()), *n);
+                        seen.insert(key, *n);
                     }
                 }
                 out.push(v);
             }
-            Err(e) => {
-                bad_rows += 1;
-                errs.extend(e);
-            }
+            Err(e) => errs.extend(*n, e),
         }
     }
-    if errs.is_empty() {
-        return Ok(out);
-    }
-    if errs.len() > MAX_ERRORS {
-        let more = errs.len() - MAX_ERRORS;
-        errs.truncate(MAX_ERRORS);
-        errs.push(FieldError::new(
-            "rows",
-            "too_many_errors",
-            format!("共 {bad_rows} 行有误，另有 {more} 处错误未列出"),
-            format!("{bad_rows} rows are bad; {more} more errors not listed"),
-        ));
-    }
-    Err(Error::Invalid(errs))
+    errs.finish()?;
+    Ok(out)
 }
 
 // ---------- reading ----------
@@ -774,12 +711,28 @@ struct Batch<'a> {
     extra: serde_json::Value,
 }
 
+/// Divisions read, and versions superseded, per statement (the same text for both databases;
+/// unused slots repeat the first value).
+const CHUNK: usize = 32;
+/// New versions per multi-row insert (PostgreSQL; SQLite writes row by row).
+const WRITE_ROWS: usize = 10;
+const INSERT_HEAD: &str =
+    "INSERT INTO risk_areas (id, list_id, division_code, place, level, valid_from, valid_to, replaces, superseded_at, created_at)";
+static SQL_INSERT_AREAS: std::sync::LazyLock<&'static str> =
+    std::sync::LazyLock::new(|| crate::person_codes::values(INSERT_HEAD, 10, WRITE_ROWS, ""));
+static SQL_INSERT_AREA: std::sync::LazyLock<&'static str> = std::sync::LazyLock::new(|| crate::person_codes::values(INSERT_HEAD, 10, 1, ""));
+
+fn busy() -> Error {
+    Error::conflict("risk_area_busy", "该地区正被同时修改，请重试", "this area is being changed at the same time; try again")
+}
+
 async fn write(store: &Store, who: &Principal, b: Batch<'_>, areas: &[Valid]) -> Result<Written, Error> {
     let Batch { action, source, note, replace, extra } = b;
     let now = store.now();
     let list_id = Uuid::now_v7();
     let count = i64::try_from(areas.len()).map_err(Error::internal)?;
-    let mut tx = store.db.begin().await?;
+    // A long list: a transaction of its own, not a savepoint (see `Writer::begin_alone`).
+    let mut tx = if areas.len() > CHUNK { store.db.begin_alone(crate::Durability::Durable).await? } else { store.db.begin().await? };
     tx.execute(q!(
         "INSERT INTO risk_area_lists (id, source, note, row_count, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         list_id,
@@ -790,44 +743,68 @@ async fn write(store: &Store, who: &Principal, b: Batch<'_>, areas: &[Valid]) ->
         now
     ))
     .await?;
-    let mut ids = Vec::with_capacity(areas.len());
-    let mut superseded = 0usize;
-    let mut replaced = Vec::new();
-    for a in areas {
-        let old = tx
-            .fetch_optional(q!(
-                "UPDATE risk_areas SET superseded_at = $1 WHERE division_code = $2 AND place = $3 AND superseded_at IS NULL RETURNING id",
-                now,
-                a.division_code.clone(),
-                a.place.clone()
-            ))
-            .await?;
-        let replaces: Option<Uuid> = old.map(|r| r.get("id")).transpose()?;
-        superseded += usize::from(replaces.is_some());
-        let id = Uuid::now_v7();
-        tx.execute(q!(
-            "INSERT INTO risk_areas (id, list_id, division_code, place, level, valid_from, valid_to, replaces, superseded_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9)",
-            id,
-            list_id,
-            a.division_code.clone(),
-            a.place.clone(),
-            a.level.as_str(),
-            a.from,
-            a.to,
-            replaces,
-            now
-        ))
-        .await
-        .map_err(|e| match e {
-            Error::Conflict { code: "already_exists", .. } => {
-                Error::conflict("risk_area_busy", "该地区正被同时修改，请重试", "this area is being changed at the same time; try again")
-            }
-            e => e,
-        })?;
-        replaced.push(replaces);
-        ids.push(id);
+    // The current version of each area named, found a few divisions a statement; then each
+    // superseded and the new versions written several a statement (a list of 100,000 rows).
+    let mut codes: Vec<&str> = areas.iter().map(|a| a.division_code.as_str()).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    let mut current: HashMap<(String, String), Uuid> = HashMap::new();
+    for chunk in codes.chunks(CHUNK) {
+        let mut args: Vec<Val> = chunk.iter().map(|c| Val::from(*c)).collect();
+        args.resize(CHUNK, Val::from(chunk[0]));
+        let mut q = q!(
+            "SELECT id, division_code, place FROM risk_areas WHERE superseded_at IS NULL
+               AND division_code IN ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)"
+        );
+        q.args = args;
+        for r in tx.fetch_all(q).await? {
+            current.insert((r.get("division_code")?, r.get("place")?), r.get("id")?);
+        }
     }
+    let replaced: Vec<Option<Uuid>> = areas.iter().map(|a| current.get(&(a.division_code.clone(), a.place.clone())).copied()).collect();
+    drop(current);
+    let old: Vec<Uuid> = replaced.iter().flatten().copied().collect();
+    let mut superseded = 0usize;
+    for chunk in old.chunks(CHUNK) {
+        let mut args = vec![Val::from(now)];
+        args.extend(chunk.iter().map(|id| Val::from(*id)));
+        args.resize(CHUNK + 1, Val::from(chunk[0]));
+        let mut q = q!(
+            "UPDATE risk_areas SET superseded_at = $1 WHERE superseded_at IS NULL
+               AND id IN ($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)"
+        );
+        q.args = args;
+        superseded += usize::try_from(tx.execute(q).await?).map_err(Error::internal)?;
+    }
+    if superseded < old.len() {
+        // Another writer superseded one of them since it was read.
+        return Err(busy());
+    }
+    let ids: Vec<Uuid> = areas.iter().map(|_| Uuid::now_v7()).collect();
+    let rows: Vec<Vec<Val>> = areas
+        .iter()
+        .zip(&ids)
+        .zip(&replaced)
+        .map(|((a, id), replaces)| {
+            vec![
+                (*id).into(),
+                list_id.into(),
+                a.division_code.as_str().into(),
+                a.place.as_str().into(),
+                a.level.as_str().into(),
+                a.from.into(),
+                a.to.into(),
+                (*replaces).into(),
+                Val::Time(None),
+                now.into(),
+            ]
+        })
+        .collect();
+    tx.execute_rows(&SQL_INSERT_AREAS, WRITE_ROWS, &SQL_INSERT_AREA, &rows).await.map_err(|e| match e {
+        Error::Conflict { code: "already_exists", .. } => busy(),
+        e => e,
+    })?;
+    drop(rows);
     if replace {
         let n = tx.execute(q!("UPDATE risk_areas SET superseded_at = $1 WHERE superseded_at IS NULL AND list_id <> $2", now, list_id)).await?;
         superseded += usize::try_from(n).map_err(Error::internal)?;

@@ -7,6 +7,7 @@
 
 use crate::db::{Row, Tx};
 use crate::persons::{self, PersonInput};
+use crate::sheet::RowErrors;
 use crate::{Check, Principal, Store, alerts, audit, q, scope_args, text_field};
 use baton_domain::person::Document;
 use baton_domain::policy::PolicyVersion;
@@ -200,6 +201,9 @@ pub struct ResultRecord {
     pub id: Uuid,
     pub outcome: Outcome,
     pub ct: Option<f64>,
+    /// The ORF1ab and N genes' Ct values, when the lab gave them apart.
+    pub ct_orf1ab: Option<f64>,
+    pub ct_n: Option<f64>,
     pub source: String,
     pub tested_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
@@ -231,6 +235,8 @@ pub struct TubeView {
     pub overdue: bool,
     pub outcome: Option<Outcome>,
     pub ct: Option<f64>,
+    pub ct_orf1ab: Option<f64>,
+    pub ct_n: Option<f64>,
     pub resulted_at: Option<DateTime<Utc>>,
     pub jurisdiction: String,
     pub policy_version: i64,
@@ -249,8 +255,23 @@ struct TubeRow {
     team_id: Uuid,
     trip_id: Option<Uuid>,
     lab_id: Option<Uuid>,
-    ct_centi: Option<i64>,
+    cts: Cts,
     jurisdiction: String,
+}
+
+/// A result's Ct values in hundredths: the tube's (the lab's one value, or the lower of its
+/// gene values: the stronger signal), and the ORF1ab and N genes' when the lab gives them apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cts {
+    pub ct: Option<i64>,
+    pub orf1ab: Option<i64>,
+    pub n: Option<i64>,
+}
+
+impl Cts {
+    fn of(r: &Row) -> Result<Cts, Error> {
+        Ok(Cts { ct: r.get("ct_centi")?, orf1ab: r.get("ct_orf1ab_centi")?, n: r.get("ct_n_centi")? })
+    }
 }
 
 fn enum_col<T>(r: &Row, col: &str, parse: fn(&str) -> Option<T>) -> Result<T, Error> {
@@ -274,14 +295,14 @@ fn tube_row(r: &Row) -> Result<TubeRow, Error> {
         team_id: r.get("team_id")?,
         trip_id: r.get("trip_id")?,
         lab_id: r.get("lab_id")?,
-        ct_centi: r.get("ct_centi")?,
+        cts: Cts::of(r)?,
         jurisdiction: r.get("jurisdiction")?,
     })
 }
 
 async fn tube_by_id(tx: &mut Tx, id: Uuid) -> Result<Option<TubeRow>, Error> {
     tx.fetch_optional(q!(
-        "SELECT id, barcode, pool_size, members, state, outcome, priority, purpose, team_id, trip_id, lab_id, ct_centi, jurisdiction FROM tubes WHERE id = $1",
+        "SELECT id, barcode, pool_size, members, state, outcome, priority, purpose, team_id, trip_id, lab_id, ct_centi, ct_orf1ab_centi, ct_n_centi, jurisdiction FROM tubes WHERE id = $1",
         id
     ))
     .await?
@@ -291,7 +312,7 @@ async fn tube_by_id(tx: &mut Tx, id: Uuid) -> Result<Option<TubeRow>, Error> {
 
 async fn tube_by_barcode(tx: &mut Tx, barcode: &str) -> Result<Option<TubeRow>, Error> {
     tx.fetch_optional(q!(
-        "SELECT id, barcode, pool_size, members, state, outcome, priority, purpose, team_id, trip_id, lab_id, ct_centi, jurisdiction FROM tubes WHERE barcode = $1",
+        "SELECT id, barcode, pool_size, members, state, outcome, priority, purpose, team_id, trip_id, lab_id, ct_centi, ct_orf1ab_centi, ct_n_centi, jurisdiction FROM tubes WHERE barcode = $1",
         barcode
     ))
     .await?
@@ -605,7 +626,7 @@ async fn open_in_tx(
         team_id: n.team,
         trip_id: n.trip_id,
         lab_id: None,
-        ct_centi: None,
+        cts: Cts::default(),
         jurisdiction: n.jurisdiction.clone(),
     };
     if !members.is_empty() {
@@ -746,7 +767,7 @@ async fn view(store: &Store, r: &Row) -> Result<TubeView, Error> {
     let results = store
         .db
         .fetch_all(q!(
-            "SELECT id, outcome, ct_centi, source, tested_at, recorded_at, recorded_by, supersedes FROM tube_results WHERE tube_id = $1 ORDER BY recorded_at, id",
+            "SELECT id, outcome, ct_centi, ct_orf1ab_centi, ct_n_centi, source, tested_at, recorded_at, recorded_by, supersedes FROM tube_results WHERE tube_id = $1 ORDER BY recorded_at, id",
             row.id
         ))
         .await?
@@ -756,6 +777,8 @@ async fn view(store: &Store, r: &Row) -> Result<TubeView, Error> {
                 id: x.get("id")?,
                 outcome: enum_col(x, "outcome", Outcome::parse)?,
                 ct: ct_of(x.get("ct_centi")?),
+                ct_orf1ab: ct_of(x.get("ct_orf1ab_centi")?),
+                ct_n: ct_of(x.get("ct_n_centi")?),
                 source: x.get("source")?,
                 tested_at: x.get("tested_at")?,
                 recorded_at: x.get("recorded_at")?,
@@ -787,7 +810,9 @@ async fn view(store: &Store, r: &Row) -> Result<TubeView, Error> {
         due_at,
         overdue: row.tube.outcome.is_none() && due_at < now,
         outcome: row.tube.outcome,
-        ct: ct_of(row.ct_centi),
+        ct: ct_of(row.cts.ct),
+        ct_orf1ab: ct_of(row.cts.orf1ab),
+        ct_n: ct_of(row.cts.n),
         resulted_at: r.get("resulted_at")?,
         jurisdiction: row.jurisdiction,
         policy_version: r.get("policy_version")?,
@@ -1155,10 +1180,17 @@ async fn list_batches_q(store: &Store, who: &Principal, id: Option<Uuid>, state:
 #[serde(deny_unknown_fields)]
 pub struct ResultInput {
     pub barcode: String,
-    /// `negative`, `positive` or `invalid` (阴性 / 阳性 / 无效 are read too).
+    /// `negative`, `positive`, `invalid` or `suspect` (阴性 / 阳性 / 无效 / 可疑 are read too).
     pub result: String,
+    /// The tube's Ct value; a negative usually has none.
     #[serde(default)]
     pub ct: Option<f64>,
+    /// The ORF1ab gene's Ct value, when the lab reports the genes apart.
+    #[serde(default)]
+    pub ct_orf1ab: Option<f64>,
+    /// The N gene's Ct value.
+    #[serde(default)]
+    pub ct_n: Option<f64>,
     /// When the lab tested it (default: now).
     #[serde(default)]
     pub tested_at: Option<DateTime<Utc>>,
@@ -1181,7 +1213,9 @@ pub struct ResultReport {
     pub corrected: usize,
     /// Tubes whose (new) result is positive.
     pub positive: Vec<String>,
-    /// Persons put on pending re-check by positive pools.
+    /// Tubes whose (new) result is suspect: their members are re-tested.
+    pub suspect: Vec<String>,
+    /// Persons put on pending re-check by positive pools and suspect tubes.
     pub pending_recheck: usize,
 }
 
@@ -1189,7 +1223,7 @@ pub struct ResultReport {
 pub struct CheckedResult {
     pub barcode: String,
     pub outcome: Outcome,
-    pub ct_centi: Option<i64>,
+    pub cts: Cts,
     pub tested_at: Option<DateTime<Utc>>,
 }
 
@@ -1206,24 +1240,29 @@ pub fn check_result(n: usize, r: &ResultInput, now: DateTime<Utc>) -> Result<Che
             FieldError::new(
                 f("result"),
                 "result_unknown",
-                "结果应为阴性、阳性或无效(negative/positive/invalid)",
-                "the result is negative, positive or invalid",
+                "结果应为阴性、阳性、无效或可疑(negative/positive/invalid/suspect)",
+                "the result is negative, positive, invalid or suspect",
             )
         }))
     };
-    let ct = match r.ct {
+    let mut centi = |name: &str, v: Option<f64>| match v {
         None => Some(None),
         Some(x) if x.is_finite() && (0.0..=50.0).contains(&x) => Some(Some((x * 100.0).round() as i64)),
         Some(_) => {
-            c.0.push(FieldError::new(f("ct"), "ct_out_of_range", "Ct 值应在 0 到 50 之间", "a Ct value is between 0 and 50"));
+            c.0.push(FieldError::new(f(name), "ct_out_of_range", "Ct 值应在 0 到 50 之间", "a Ct value is between 0 and 50"));
             None
         }
+    };
+    let (ct, orf1ab, n) = (centi("ct", r.ct), centi("ct_orf1ab", r.ct_orf1ab), centi("ct_n", r.ct_n));
+    let cts = match (ct, orf1ab, n) {
+        (Some(ct), Some(orf1ab), Some(n)) => Some(Cts { ct: ct.or_else(|| orf1ab.into_iter().chain(n).min()), orf1ab, n }),
+        _ => None,
     };
     if r.tested_at.is_some_and(|x| x > now + Duration::minutes(5)) {
         c.0.push(FieldError::new(f("tested_at"), "in_future", "检测时间不能晚于现在", "the test time cannot be in the future"));
     }
-    match (barcode, outcome, ct, c.0.is_empty()) {
-        (Some(barcode), Some(outcome), Some(ct_centi), true) => Ok(CheckedResult { barcode, outcome, ct_centi, tested_at: r.tested_at }),
+    match (barcode, outcome, cts, c.0.is_empty()) {
+        (Some(barcode), Some(outcome), Some(cts), true) => Ok(CheckedResult { barcode, outcome, cts, tested_at: r.tested_at }),
         _ => Err(c.0),
     }
 }
@@ -1240,36 +1279,41 @@ pub async fn post_results(store: &Store, who: &Principal, rows: &[ResultInput], 
     if rows.len() > MAX_RESULTS {
         return Err(Error::field("results", "too_many", format!("一次最多 {MAX_RESULTS} 条"), format!("at most {MAX_RESULTS} rows at once")));
     }
-    let mut errs = Vec::new();
+    let mut errs = RowErrors::default();
     let mut checked = Vec::with_capacity(rows.len());
     for (i, r) in rows.iter().enumerate() {
         match check_result(i, r, now) {
             Ok(c) => checked.push((i, c)),
-            Err(e) => errs.extend(e),
+            Err(e) => errs.extend(i, e),
         }
     }
     apply_results(store, who, &checked, source, errs).await
 }
 
-/// Apply checked rows (numbered as the caller shows them); `errs` holds the rows' own errors so
-/// far, and every tube-level error is added before anything is kept.
+/// Apply checked rows (numbered as the caller shows them, in order); `errs` holds the rows' own
+/// errors so far, and every tube-level error is added before anything is kept.
 pub async fn apply_results(
     store: &Store,
     who: &Principal,
     rows: &[(usize, CheckedResult)],
     source: &str,
-    mut errs: Vec<FieldError>,
+    mut errs: RowErrors,
 ) -> Result<ResultReport, Error> {
     who.require(Permission::TestingResult)?;
     let lab = actor_unit(who)?;
     let now = store.now();
     let policy = policy_now(store).await?;
+    // Each pass over the rows keeps its own first errors by row (see `RowErrors::merge`).
+    let mut dups = RowErrors::default();
     let mut seen = HashSet::new();
     for (n, r) in rows {
         if !seen.insert(r.barcode.as_str()) {
-            errs.push(FieldError::new(format!("rows[{n}].barcode"), "duplicate", "同一条码出现多次", "the barcode appears more than once"));
+            dups.push(*n, FieldError::new(format!("rows[{n}].barcode"), "duplicate", "同一条码出现多次", "the barcode appears more than once"));
         }
     }
+    drop(seen);
+    errs.merge(dups);
+    let mut tube_errs = RowErrors::default();
     let mut rep = ResultReport { rows: rows.len(), ..Default::default() };
     let mut tx = store.db.begin().await?;
     let mut effects = Effects::new(&mut tx, Some(lab)).await?;
@@ -1278,13 +1322,13 @@ pub async fn apply_results(
     for chunk in rows.chunks(CHUNK) {
         let found = tubes_by_barcodes(&mut tx, chunk.iter().map(|(_, r)| r.barcode.clone()).collect()).await?;
         for (n, r) in chunk {
-            apply_row(&mut tx, store, who, &policy, &mut effects, &found, (*n, r), lab, source, now, &mut rep, &mut errs).await?;
+            let clean = errs.is_empty() && tube_errs.is_empty();
+            apply_row(&mut tx, store, who, &policy, &mut effects, &found, (*n, r), lab, source, now, &mut rep, &mut tube_errs, clean).await?;
         }
         effects.flush(&mut tx, now).await?;
     }
-    if !errs.is_empty() {
-        return Err(Error::Invalid(errs));
-    }
+    errs.merge(tube_errs);
+    errs.finish()?;
     let sample: Vec<&str> = rows.iter().take(20).map(|(_, r)| r.barcode.as_str()).collect();
     let detail = serde_json::json!({"source": source, "rows": rep.rows, "applied": rep.applied, "unchanged": rep.unchanged, "corrected": rep.corrected,
                                     "positive": rep.positive, "first": sample});
@@ -1303,7 +1347,7 @@ async fn tubes_by_barcodes(tx: &mut Tx, mut barcodes: Vec<String>) -> Result<Has
     let Some(first) = barcodes.first().cloned() else { return Ok(HashMap::new()) };
     barcodes.resize(CHUNK, first);
     let mut q = q!(
-        "SELECT id, barcode, pool_size, members, state, outcome, priority, purpose, team_id, trip_id, lab_id, ct_centi, jurisdiction FROM tubes
+        "SELECT id, barcode, pool_size, members, state, outcome, priority, purpose, team_id, trip_id, lab_id, ct_centi, ct_orf1ab_centi, ct_n_centi, jurisdiction FROM tubes
          WHERE barcode IN ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)"
     );
     q.args = barcodes.into_iter().map(crate::db::Val::from).collect();
@@ -1324,8 +1368,10 @@ async fn apply_row(
     source: &str,
     now: DateTime<Utc>,
     rep: &mut ResultReport,
-    errs: &mut Vec<FieldError>,
+    errs: &mut RowErrors,
+    clean: bool,
 ) -> Result<(), Error> {
+<<<<<<< HEAD
     // Another lab's tube, or one not shipped yet, is as unknown to this lab as a barcode nobody
     // registered: one answer, so that a lab cannot probe for tubes it was never sent.
     let Some(row) = found.get(&r.barcode).filter(|row| row.lab_id == Some(lab)) else {
@@ -1339,17 +1385,29 @@ async fn apply_row(
     };
     let f = format!("rows[{n}].barcode");
     if row.tube.outcome == Some(r.outcome) && row.ct_centi == r.ct_centi {
+=======
+    let f = format!("rows[{n}].barcode");
+    let Some(row) = found.get(&r.barcode) else {
+        errs.push(n, FieldError::new(f, "tube_unknown", "条码未登记", "no tube has this barcode"));
+        return Ok(());
+    };
+    if row.lab_id != Some(lab) {
+        errs.push(n, FieldError::new(f, "tube_not_shipped", "该管未送检到本机构", "the tube was never shipped to your lab"));
+        return Ok(());
+    }
+    if row.tube.outcome == Some(r.outcome) && row.cts == r.cts {
+>>>>>>> i17-files
         rep.unchanged += 1;
         return Ok(());
     }
     let next = match row.tube.apply(Event::Result(r.outcome)) {
         Ok(n) => n,
         Err(e) => {
-            errs.push(FieldError::new(f, e.code(), e.zh(), e.en()));
+            errs.push(n, FieldError::new(f, e.code(), e.zh(), e.en()));
             return Ok(());
         }
     };
-    if !errs.is_empty() {
+    if !clean {
         // Something is already wrong: keep checking, write nothing more.
         return Ok(());
     }
@@ -1363,37 +1421,44 @@ async fn apply_row(
             .transpose()?,
     };
     tx.execute(q!(
-        "INSERT INTO tube_results (id, tube_id, outcome, ct_centi, lab_id, source, tested_at, recorded_at, recorded_by, supersedes)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO tube_results (id, tube_id, outcome, ct_centi, ct_orf1ab_centi, ct_n_centi, lab_id, source, tested_at, recorded_at, recorded_by, supersedes)
+             VALUES ($1, $2, $3, $4, $11, $12, $5, $6, $7, $8, $9, $10)",
         Uuid::now_v7(),
         row.id,
         r.outcome.as_str(),
-        r.ct_centi,
+        r.cts.ct,
         lab,
         source,
         r.tested_at.unwrap_or(now),
         now,
         who.name.clone(),
-        prev
+        prev,
+        r.cts.orf1ab,
+        r.cts.n
     ))
     .await?;
     tx.execute(q!(
-            "UPDATE tubes SET state = $2, outcome = $3, ct_centi = $4, resulted_at = $5, received_at = COALESCE(received_at, $5), watch_at = NULL, updated_at = $5
+        "UPDATE tubes SET state = $2, outcome = $3, ct_centi = $4, ct_orf1ab_centi = $6, ct_n_centi = $7, resulted_at = $5,
+                    received_at = COALESCE(received_at, $5), watch_at = NULL, updated_at = $5
              WHERE id = $1",
-            row.id,
-            next.state.as_str(),
-            r.outcome.as_str(),
-            r.ct_centi,
-            now
-        ))
-        .await?;
+        row.id,
+        next.state.as_str(),
+        r.outcome.as_str(),
+        r.cts.ct,
+        now,
+        r.cts.orf1ab,
+        r.cts.n
+    ))
+    .await?;
     if prev.is_some() {
         rep.corrected += 1;
     } else {
         rep.applied += 1;
     }
-    if r.outcome == Outcome::Positive {
-        rep.positive.push(row.barcode.clone());
+    match r.outcome {
+        Outcome::Positive => rep.positive.push(row.barcode.clone()),
+        Outcome::Suspect => rep.suspect.push(row.barcode.clone()),
+        _ => {}
     }
     rep.pending_recheck += effects.apply(tx, store, policy, row, row.tube.outcome, r.outcome, now).await?;
     Ok(())
@@ -1479,7 +1544,7 @@ impl Effects {
         tx.execute(q!("UPDATE person_results SET status = $2, resulted_at = $3, updated_at = $3 WHERE tube_id = $1", row.id, status.as_str(), now))
             .await?;
         // Members sampled again since: recomputed from their history (rare: a late or corrected result).
-        if before.is_some() || outcome == Outcome::Positive {
+        if before.is_some() || matches!(outcome, Outcome::Positive | Outcome::Suspect) {
             let others = tx
                 .fetch_all(q!(
                     "SELECT m.person_id FROM tube_members m JOIN person_results pr ON pr.person_id = m.person_id WHERE m.tube_id = $1 AND pr.tube_id <> $1",
@@ -1503,14 +1568,21 @@ impl Effects {
                 tx.execute(q!("UPDATE retest_orders SET resolved_at = $2 WHERE tube_id = $1 AND resolved_at IS NULL", row.id, now)).await?;
             }
         }
-        if before == Some(Outcome::Positive) && outcome != Outcome::Positive {
-            // A corrected positive: the re-tests it ordered are no longer owed.
+        let retests = |o: Option<Outcome>| matches!(o, Some(Outcome::Positive | Outcome::Suspect));
+        if retests(before) && !retests(Some(outcome)) {
+            // A corrected positive or suspect: the re-tests it ordered are no longer owed.
             tx.execute(q!(
                 "UPDATE retest_orders SET resolved_at = $2 WHERE source_tube_id = $1 AND resolved_at IS NULL AND kind = 'recheck'",
                 row.id,
                 now
             ))
             .await?;
+        }
+        if outcome == Outcome::Suspect && before != Some(Outcome::Suspect) {
+            // The policy for a suspect tube (`testing::member_status`): its members are re-tested,
+            // single tube, expedited, by the re-check deadline, as a positive pool's are.
+            let due = now + Duration::hours(i64::from(t::result_hours(rules, 1, Priority::Expedited, Purpose::Recheck)));
+            return self.order(tx, row, "recheck", due, now).await;
         }
         if outcome != Outcome::Positive || before == Some(Outcome::Positive) {
             return Ok(0);

@@ -7,28 +7,34 @@
 //! in Chinese or English (the template has both), in any order; other columns are ignored.
 //!
 //! All or nothing: every row is checked first; if any is bad nothing is written and the error
-//! lists every problem by spreadsheet row (`rows[5].plate`, `rows[5].driver_id_number`). A
-//! plate that already has an open trip, or appears twice in the file, is an error of its row,
-//! so uploading the same file again reports each truck as already reported instead of
-//! duplicating it (and the API honours an Idempotency-Key).
+//! lists the problems by spreadsheet row (`rows[5].plate`, `rows[5].driver_id_number`; the
+//! first thousand, and how many there are in all). A plate that already has an open trip, or
+//! appears twice in the file, is an error of its row, so uploading the same file again reports
+//! each truck as already reported instead of duplicating it (and the API honours an
+//! Idempotency-Key). Files come as companies export them: a title row above the header, a 序号
+//! column, blank rows and a total line are passed over (`sheet::read_table`); up to 100,000 rows,
+//! written a chunk at a time.
 
-use crate::sheet::{Format, RCell, XCell, cell_time, read_rows, write_sheet};
-use crate::trips::{CrewInput, ReportInput, report_check, report_in, trip_audit};
-use crate::{Principal, Store, audit, q};
+use crate::sheet::{self, Format, Header, RCell, RowErrors, XCell, cell_time, write_sheet};
+use crate::trips::{CrewInput, ReportInput, insert_reported, report_check_known, report_new, trip_audit};
+use crate::{Durability, Principal, Store, audit, q};
 use baton_domain::ident::Plate;
 use baton_domain::role::Permission;
 use baton_domain::trip::TripRules;
 use baton_domain::unit::UnitKind;
 use baton_domain::{Error, FieldError};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
-const MAX_ROWS: usize = 2000;
+/// Rows one file may carry: a logistics company's pre-reports for a busy week.
+pub const MAX_ROWS: usize = 100_000;
+/// Trips written (with their audit entries) per round of statements.
+const WRITE_CHUNK: usize = 1000;
 
 /// Field, then the header names that mean it (the first Chinese and English ones go in the template).
 const HEADERS: &[(&str, &[&str])] = &[
-    ("plate", &["车牌号", "plate", "车牌"]),
+    ("plate", &["车牌号", "plate", "车牌", "车牌号码"]),
     ("trailer", &["挂车号", "trailer", "挂车车牌"]),
     ("destination", &["目的地单位", "destination", "目的地"]),
     ("expected_at", &["预计到达卡口时间", "expected_at", "预计到达时间"]),
@@ -68,6 +74,23 @@ fn header_field(h: &str) -> Option<&'static str> {
     HEADERS.iter().find(|(_, names)| names.iter().any(|n| h.split('/').any(|part| n.eq_ignore_ascii_case(part.trim())))).map(|(f, _)| *f)
 }
 
+fn check_header(h: &Header<&'static str>, _: &[RCell]) -> Result<(), Error> {
+    let missing: Vec<FieldError> = REQUIRED
+        .iter()
+        .filter(|f| !h.has(f))
+        .map(|f| {
+            let name = HEADERS.iter().find(|(x, _)| x == f).map(|(_, n)| n[0]).unwrap_or(f);
+            FieldError::new(
+                format!("header.{f}"),
+                "column_missing",
+                format!("表头(第 {} 行)缺少“{name}”列", h.row),
+                format!("the header (row {}) has no column \"{name}\" ({f})", h.row),
+            )
+        })
+        .collect();
+    if missing.is_empty() { Ok(()) } else { Err(Error::Invalid(missing)) }
+}
+
 /// Crew errors come back as `crew[0].x` / `crew[1].x`; the sheet calls them `driver_x` / `co_driver_x`.
 fn row_field(n: usize, field: &str) -> String {
     let f = if let Some(rest) = field.strip_prefix("crew[0].") {
@@ -84,88 +107,89 @@ fn row_field(n: usize, field: &str) -> String {
     format!("rows[{n}].{f}")
 }
 
+/// A row that passed every check: its input and its destination's jurisdiction.
+struct Good {
+    row: usize,
+    input: ReportInput,
+    jurisdiction: String,
+}
+
 pub async fn import(store: &Store, who: &Principal, format: Format, bytes: &[u8]) -> Result<ImportReport, Error> {
     who.require(Permission::TripsReport)?;
     let reporter = who.unit_id.ok_or(Error::Forbidden)?;
     let now = store.now();
-    let rows = read_rows(format, bytes)?;
-    let mut rows = rows.into_iter().filter(|(_, cells)| cells.iter().any(|c| !c.text().is_empty()));
-    let Some((_, header)) = rows.next() else {
-        return Err(Error::field("file", "sheet_empty", "表格是空的", "the sheet is empty"));
-    };
-    let mut col: HashMap<&str, usize> = HashMap::new();
-    for (i, h) in header.iter().enumerate() {
-        if let Some(f) = header_field(&h.text()) {
-            col.entry(f).or_insert(i);
-        }
-    }
-    let missing: Vec<FieldError> = REQUIRED
-        .iter()
-        .filter(|f| !col.contains_key(**f))
-        .map(|f| {
-            let name = HEADERS.iter().find(|(x, _)| x == f).map(|(_, n)| n[0]).unwrap_or(f);
-            FieldError::new(format!("header.{f}"), "column_missing", format!("缺少“{name}”列"), format!("the column \"{name}\" ({f}) is missing"))
-        })
-        .collect();
-    if !missing.is_empty() {
-        return Err(Error::Invalid(missing));
-    }
-    let data: Vec<(usize, Vec<RCell>)> = rows.collect();
-    if data.is_empty() {
-        return Err(Error::field("file", "sheet_no_rows", "表格中没有数据行", "the sheet has no data rows"));
-    }
-    if data.len() > MAX_ROWS {
-        return Err(Error::field("file", "too_many_rows", format!("一次最多导入 {MAX_ROWS} 行"), format!("at most {MAX_ROWS} rows per import")));
-    }
-    // Destinations by exact unit name, among the kinds a truck is bound for.
-    let mut dests: HashMap<String, Uuid> = HashMap::new();
+    // Destinations by exact unit name, among the kinds a truck is bound for; a blank one is the reporter.
+    let mut dests: HashMap<String, (Uuid, String)> = HashMap::new();
     for kind in [UnitKind::CargoOwner, UnitKind::LogisticsPark, UnitKind::TruckServiceSite, UnitKind::KeyVenue] {
-        for r in store.db.fetch_all(q!("SELECT id, name FROM units WHERE kind = $1 AND active = TRUE", kind.as_str())).await? {
-            dests.entry(r.get("name")?).or_insert(r.get("id")?);
+        for r in store.db.fetch_all(q!("SELECT id, name, jurisdiction FROM units WHERE kind = $1 AND active = TRUE", kind.as_str())).await? {
+            dests.entry(r.get("name")?).or_insert((r.get("id")?, r.get("jurisdiction")?));
         }
     }
-    let mut errs: Vec<FieldError> = Vec::new();
-    let mut inputs: Vec<(usize, ReportInput)> = Vec::new();
+    let own: Option<String> = store
+        .db
+        .fetch_optional(q!("SELECT jurisdiction FROM units WHERE id = $1 AND active = TRUE", reporter))
+        .await?
+        .map(|r| r.get("jurisdiction"))
+        .transpose()?;
+    // Plates with an open trip already: a re-upload of the same file says so row by row.
+    let open: HashSet<String> =
+        store.db.scan(q!("SELECT plate FROM trips WHERE closed_at IS NULL")).await?.iter().map(|r| r.get("plate")).collect::<Result<_, _>>()?;
+    let mut errs = RowErrors::default();
+    let mut good: Vec<Good> = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for (n, cells) in &data {
-        let get = |f: &str| col.get(f).and_then(|i| cells.get(*i)).cloned().unwrap_or(RCell::Empty);
-        let text = |f: &str| get(f).text();
+    let mut count = 0usize;
+    let rows = sheet::read_table(format, bytes, header_field, check_header, |r| {
+        count += 1;
+        if count > MAX_ROWS {
+            return Err(Error::field("file", "too_many_rows", format!("一次最多导入 {MAX_ROWS} 行"), format!("at most {MAX_ROWS} rows per import")));
+        }
+        let n = r.row;
+        let text = |f: &'static str| r.text(f);
+        let mut row_errs: Vec<FieldError> = Vec::new();
         let destination = match text("destination") {
-            d if d.is_empty() => Some(reporter),
-            d => {
-                let found = dests.get(&d).copied();
-                if found.is_none() {
-                    errs.push(FieldError::new(
+            d if d.is_empty() => Some((reporter, own.clone())),
+            d => match dests.get(&d) {
+                Some((id, j)) => Some((*id, Some(j.clone()))),
+                None => {
+                    row_errs.push(FieldError::new(
                         format!("rows[{n}].destination"),
                         "unit_unknown",
                         format!("找不到名为“{d}”的目的地单位"),
                         format!("no destination unit is named \"{d}\""),
                     ));
+                    None
                 }
-                found
-            }
+            },
         };
-        let expected_at = match cell_time(&format!("rows[{n}].expected_at"), &get("expected_at"), false) {
+        let expected_at = match cell_time(&format!("rows[{n}].expected_at"), r.get("expected_at"), false) {
             Some(Ok(t)) => Some(t),
             Some(Err(e)) => {
-                errs.push(e);
+                row_errs.push(e);
                 None
             }
             None => {
-                errs.push(FieldError::required(format!("rows[{n}].expected_at")));
+                row_errs.push(FieldError::required(format!("rows[{n}].expected_at")));
                 None
             }
         };
         if let Ok(p) = Plate::parse("plate", &text("plate")) {
             match seen.get(p.as_str()) {
-                Some(first) => errs.push(FieldError::new(
+                Some(first) => row_errs.push(FieldError::new(
                     format!("rows[{n}].plate"),
                     "duplicate_in_file",
                     format!("与第 {first} 行车牌重复"),
                     format!("the same plate as row {first}"),
                 )),
                 None => {
-                    seen.insert(p.as_str().to_string(), *n);
+                    if open.contains(p.as_str()) {
+                        row_errs.push(FieldError::new(
+                            format!("rows[{n}].plate"),
+                            "trip_open_for_plate",
+                            "该车辆已有未闭环的行程(已报备)",
+                            "this vehicle already has an open trip (already reported)",
+                        ));
+                    }
+                    seen.insert(p.as_str().to_string(), n);
                 }
             }
         }
@@ -180,65 +204,58 @@ pub async fn import(store: &Store, who: &Principal, format: Format, bytes: &[u8]
             });
         }
         let trailer = Some(text("trailer")).filter(|t| !t.is_empty());
-        // Rows with a bad time or destination are still checked field by field (with stand-ins).
-        let input = ReportInput {
-            plate: text("plate"),
-            trailer,
-            destination_id: destination.unwrap_or(reporter),
-            expected_at: expected_at.unwrap_or(now),
-            crew,
+        // A row with a bad time or destination is still checked field by field (with stand-ins).
+        let (destination_id, jurisdiction) = match destination {
+            Some((id, j)) => (id, j),
+            None => (reporter, own.clone()),
         };
-        inputs.push((*n, input));
-    }
-    // Plates with an open trip already: a re-upload of the same file says so row by row.
-    for (n, input) in &inputs {
-        if let Ok(p) = Plate::parse("plate", &input.plate)
-            && store.db.fetch_optional(q!("SELECT id FROM trips WHERE plate = $1 AND closed_at IS NULL", p.as_str())).await?.is_some()
-        {
-            errs.push(FieldError::new(
-                format!("rows[{n}].plate"),
-                "trip_open_for_plate",
-                "该车辆已有未闭环的行程(已报备)",
-                "this vehicle already has an open trip (already reported)",
-            ));
-        }
-    }
-    let policy = crate::trips::policy_now(store).await?;
-    let rules = TripRules::new(policy.version, &policy.params.truck);
-    let mut tx = store.db.begin().await?;
-    for (n, input) in &inputs {
-        let row_errs: Vec<String> = errs.iter().filter(|e| e.field.starts_with(&format!("rows[{n}]."))).map(|e| e.field.clone()).collect();
-        match report_check(&mut tx, input, now).await {
-            Ok(()) => {}
+        let input = ReportInput { plate: text("plate"), trailer, destination_id, expected_at: expected_at.unwrap_or(now), crew };
+        let stood_in: Vec<String> = row_errs.iter().map(|e| e.field.clone()).collect();
+        match report_check_known(&input, jurisdiction.clone(), now) {
+            Ok(_) => {}
             Err(Error::Invalid(fs)) => {
                 for f in fs {
-                    let field = row_field(*n, &f.field);
+                    let field = row_field(n, &f.field);
                     // A stand-in value (time, destination) already has its own error.
-                    if !row_errs.contains(&field) {
-                        errs.push(f.at(field));
+                    if !stood_in.contains(&field) {
+                        row_errs.push(f.at(field));
                     }
                 }
             }
             Err(e) => return Err(e),
         }
+        match (row_errs.is_empty(), jurisdiction) {
+            (true, Some(jurisdiction)) => good.push(Good { row: n, input, jurisdiction }),
+            _ => errs.extend(n, row_errs),
+        }
+        Ok(())
+    })?;
+    if rows == 0 {
+        return Err(Error::field("file", "sheet_no_rows", "表格中没有数据行", "the sheet has no data rows"));
     }
-    if !errs.is_empty() {
-        // By row, and in column order within a row (a stable sort keeps the order found).
-        errs.sort_by_key(|e| e.field.trim_start_matches("rows[").split(']').next().and_then(|x| x.parse::<usize>().ok()).unwrap_or(0));
-        return Err(Error::Invalid(errs));
-    }
-    let mut done = Vec::new();
-    let mut entries = Vec::new();
-    for (n, input) in &inputs {
-        let (trip, jurisdiction, detail) = report_in(store, &mut tx, reporter, input, &rules, now).await?;
-        done.push(ImportedTrip { row: *n, id: trip.id, plate: trip.plate.as_str().to_string() });
-        entries.push((trip, jurisdiction, detail));
-    }
-    for (trip, jurisdiction, detail) in &entries {
-        audit::append(&mut tx, &store.vault, now, who, trip_audit("trip.report", trip, jurisdiction, detail.clone())).await?;
+    errs.finish()?;
+    drop(seen);
+    drop(open);
+    let policy = crate::trips::policy_now(store).await?;
+    let rules = TripRules::new(policy.version, &policy.params.truck);
+    // Thousands of rows: a transaction of its own, not a savepoint (see `Writer::begin_alone`).
+    let mut tx = store.db.begin_alone(Durability::Durable).await?;
+    let mut done = Vec::with_capacity(good.len());
+    for chunk in good.chunks(WRITE_CHUNK) {
+        let mut reported = Vec::with_capacity(chunk.len());
+        for g in chunk {
+            let checked = report_check_known(&g.input, Some(g.jurisdiction.clone()), now)?;
+            reported.push(report_new(reporter, &g.input, checked, &rules, now)?);
+        }
+        insert_reported(store, &mut tx, &reported, now).await?;
+        let entries = reported.iter().map(|r| trip_audit("trip.report", &r.trip, &r.jurisdiction, r.detail.clone())).collect();
+        audit::append_all(&mut tx, &store.vault, now, who, entries).await?;
+        done.extend(chunk.iter().zip(&reported).map(|(g, r)| ImportedTrip { row: g.row, id: r.trip.id, plate: r.trip.plate.as_str().to_string() }));
     }
     let (home, _) = who.home();
-    let detail = serde_json::json!({"format": format.as_str(), "rows": done.len(), "trips": done.iter().map(|t| t.id).collect::<Vec<_>>()});
+    use sha2::Digest;
+    let detail = serde_json::json!({"format": format.as_str(), "rows": done.len(), "sha256": hex::encode(sha2::Sha256::digest(bytes)),
+                                    "first": done.iter().take(20).map(|t| t.id).collect::<Vec<_>>()});
     let entry = audit::Entry { action: "trip.import", object_type: "trip", object_id: reporter.to_string(), jurisdiction: &home, detail };
     store.audited(who, entry, tx).await?;
     Ok(ImportReport { imported: done.len(), trips: done })

@@ -14,8 +14,8 @@
 //! **changed** only by writers whose scope covers it. The tier (province/city/county) says
 //! who approved the entry; it does not change where the entry applies.
 
-use crate::db::{Row, Tx};
-use crate::sheet::{RCell, XCell, cell_time, china, read_sheet, write_sheet};
+use crate::db::{Q, Row, Tx, Val};
+use crate::sheet::{Format, Header, RCell, RowErrors, XCell, cell_time, china, read_table, write_sheet};
 use crate::{Principal, Store, audit, q, scope_args, text_field};
 use baton_domain::ident::{IdNumber, PersonalKind, Phone, Plate, mask_kind};
 use baton_domain::role::Permission;
@@ -25,12 +25,13 @@ use baton_domain::{Error, FieldError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 use uuid::Uuid;
 
 const PHONE_AAD: &str = "whitelist_entries.phone";
 const ID_AAD: &str = "whitelist_entries.id_number";
-/// Rows accepted in one import.
-pub const MAX_IMPORT_ROWS: usize = 5000;
+/// Rows accepted in one import: a province's list.
+pub const MAX_IMPORT_ROWS: usize = 100_000;
 
 // ---------- views ----------
 
@@ -587,7 +588,19 @@ fn duplicate() -> Error {
     )
 }
 
-async fn insert(store: &Store, tx: &mut Tx, who: &Principal, c: &Checked, reason: &str, now: DateTime<Utc>) -> Result<Uuid, Error> {
+const ENTRIES_HEAD: &str =
+    "INSERT INTO whitelist_entries (id, kind, tier, status, fraud, subject_key, name, plate, credit_code, id_number_enc, id_number_bidx,
+    phone_enc, phone_bidx, valid_from, valid_until, note, jurisdiction, unit_id, created_by, created_at, updated_at)";
+const HISTORY_HEAD: &str = "INSERT INTO whitelist_history (id, entry_id, seq, kind, from_status, to_status, fraud, reason, actor, actor_id, at)";
+/// Entries per multi-row insert (PostgreSQL; SQLite writes row by row).
+const WRITE_ROWS: usize = 10;
+static SQL_ENTRIES: LazyLock<&'static str> = LazyLock::new(|| crate::person_codes::values(ENTRIES_HEAD, 21, WRITE_ROWS, ""));
+static SQL_ENTRY: LazyLock<&'static str> = LazyLock::new(|| crate::person_codes::values(ENTRIES_HEAD, 21, 1, ""));
+static SQL_HISTORIES: LazyLock<&'static str> = LazyLock::new(|| crate::person_codes::values(HISTORY_HEAD, 11, WRITE_ROWS, ""));
+static SQL_HISTORY: LazyLock<&'static str> = LazyLock::new(|| crate::person_codes::values(HISTORY_HEAD, 11, 1, ""));
+
+/// A new entry's row and its first history row (`pending_review`, created for `reason`).
+fn new_rows(store: &Store, who: &Principal, c: &Checked, reason: &str, now: DateTime<Utc>) -> Result<(Uuid, Vec<Val>, Vec<Val>), Error> {
     let id = Uuid::now_v7();
     let (jurisdiction, unit) = who.home();
     let key = subject_key(store, &c.subject);
@@ -604,48 +617,56 @@ async fn insert(store: &Store, tx: &mut Tx, who: &Principal, c: &Checked, reason
             Some(store.vault.blind_index("phone", phone.as_str())),
         ),
     };
-    tx.execute(q!(
-        "INSERT INTO whitelist_entries (id, kind, tier, status, fraud, subject_key, name, plate, credit_code, id_number_enc, id_number_bidx,
-                                        phone_enc, phone_bidx, valid_from, valid_until, note, jurisdiction, unit_id, created_by, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19)",
-        id,
-        c.subject.kind().as_str(),
-        c.tier.as_str(),
-        Status::PendingReview.as_str(),
-        key,
-        name,
-        plate,
-        code,
-        ie,
-        ib,
-        pe,
-        pb,
-        c.valid_from,
-        c.valid_until,
-        c.note.clone(),
-        jurisdiction,
-        unit,
-        who.name.clone(),
-        now
-    ))
-    .await
-    .map_err(|e| match e {
+    let entry = vec![
+        id.into(),
+        c.subject.kind().as_str().into(),
+        c.tier.as_str().into(),
+        Status::PendingReview.as_str().into(),
+        false.into(),
+        key.into(),
+        name.into(),
+        plate.into(),
+        code.into(),
+        ie.into(),
+        ib.into(),
+        pe.into(),
+        pb.into(),
+        c.valid_from.into(),
+        c.valid_until.into(),
+        c.note.as_str().into(),
+        jurisdiction.into(),
+        unit.into(),
+        who.name.as_str().into(),
+        now.into(),
+        now.into(),
+    ];
+    let history = vec![
+        Uuid::now_v7().into(),
+        id.into(),
+        1i64.into(),
+        EventKind::Create.as_str().into(),
+        Status::PendingReview.as_str().into(),
+        Status::PendingReview.as_str().into(),
+        false.into(),
+        reason.into(),
+        who.name.as_str().into(),
+        who.user_id.into(),
+        now.into(),
+    ];
+    Ok((id, entry, history))
+}
+
+fn duplicate_of(e: Error) -> Error {
+    match e {
         Error::Conflict { code: "already_exists", .. } => duplicate(),
         e => e,
-    })?;
-    tx.execute(q!(
-        "INSERT INTO whitelist_history (id, entry_id, seq, kind, from_status, to_status, fraud, reason, actor, actor_id, at)
-         VALUES ($1, $2, 1, $3, $4, $4, FALSE, $5, $6, $7, $8)",
-        Uuid::now_v7(),
-        id,
-        EventKind::Create.as_str(),
-        Status::PendingReview.as_str(),
-        reason,
-        who.name.clone(),
-        who.user_id,
-        now
-    ))
-    .await?;
+    }
+}
+
+async fn insert(store: &Store, tx: &mut Tx, who: &Principal, c: &Checked, reason: &str, now: DateTime<Utc>) -> Result<Uuid, Error> {
+    let (id, entry, history) = new_rows(store, who, c, reason, now)?;
+    tx.execute(Q { sql: &SQL_ENTRY, args: entry }).await.map_err(duplicate_of)?;
+    tx.execute(Q { sql: &SQL_HISTORY, args: history }).await?;
     Ok(id)
 }
 
@@ -943,56 +964,39 @@ pub struct ImportReport {
     pub ids: Vec<Uuid>,
 }
 
-/// Import a spreadsheet. Every row is checked first; if any row is bad, nothing is written and
-/// the error lists every problem by row (`rows[5].plate`, the spreadsheet's row number).
-/// Imported entries start `pending_review`.
-pub async fn import_xlsx(store: &Store, who: &Principal, bytes: &[u8]) -> Result<ImportReport, Error> {
-    who.require(Permission::WhitelistWrite)?;
-    let now = store.now();
-    let rows = read_sheet(bytes)?;
-    let mut rows = rows.into_iter().filter(|(_, cells)| cells.iter().any(|c| !c.text().is_empty()));
-    let Some((_, header)) = rows.next() else {
-        return Err(Error::field("file", "xlsx_empty", "表格是空的", "the sheet is empty"));
-    };
-    let mut col: HashMap<&str, usize> = HashMap::new();
-    for (i, h) in header.iter().enumerate() {
-        let h = h.text();
-        if let Some((field, _)) = HEADERS.iter().find(|(_, names)| names.iter().any(|n| n.eq_ignore_ascii_case(h.trim()))) {
-            col.entry(field).or_insert(i);
-        }
-    }
-    let mut errs: Vec<FieldError> = REQUIRED_HEADERS
+fn header_field(h: &str) -> Option<&'static str> {
+    HEADERS.iter().find(|(_, names)| names.iter().any(|n| n.eq_ignore_ascii_case(h))).map(|(f, _)| *f)
+}
+
+fn check_header(h: &Header<&'static str>, _: &[RCell]) -> Result<(), Error> {
+    let errs: Vec<FieldError> = REQUIRED_HEADERS
         .iter()
-        .filter(|f| !col.contains_key(**f))
+        .filter(|f| !h.has(f))
         .map(|f| {
             let name = HEADERS.iter().find(|(x, _)| x == f).and_then(|(_, n)| n.first()).copied().unwrap_or(f);
             FieldError::new(
                 format!("header.{f}"),
                 "xlsx_column_missing",
-                format!("缺少“{name}”列"),
-                format!("the column \"{name}\" ({f}) is missing"),
+                format!("表头(第 {} 行)缺少“{name}”列", h.row),
+                format!("the header (row {}) has no column \"{name}\" ({f})", h.row),
             )
         })
         .collect();
-    if !errs.is_empty() {
-        return Err(Error::Invalid(errs));
-    }
-    let data: Vec<(usize, Vec<RCell>)> = rows.collect();
-    if data.is_empty() {
-        return Err(Error::field("file", "xlsx_empty", "表格中没有数据行", "the sheet has no data rows"));
-    }
-    if data.len() > MAX_IMPORT_ROWS {
-        return Err(Error::field(
-            "file",
-            "xlsx_too_many_rows",
-            format!("一次最多导入 {MAX_IMPORT_ROWS} 行"),
-            format!("at most {MAX_IMPORT_ROWS} rows per import"),
-        ));
-    }
+    if errs.is_empty() { Ok(()) } else { Err(Error::Invalid(errs)) }
+}
+
+/// Import a spreadsheet (xlsx, or CSV in UTF-8 or GBK), as provinces and companies export it: a
+/// title row above the header, a 序号 column, blank rows and a total line are passed over. Every
+/// row is checked first; if any row is bad, nothing is written and the error lists the problems
+/// by row (`rows[5].plate`, the spreadsheet's row number; the first thousand, and the total).
+/// Imported entries start `pending_review`; up to 100,000 rows, written several a statement.
+pub async fn import(store: &Store, who: &Principal, format: Format, bytes: &[u8]) -> Result<ImportReport, Error> {
+    who.require(Permission::WhitelistWrite)?;
+    let now = store.now();
     let (jurisdiction, _) = who.home();
     let existing: HashSet<String> = store
         .db
-        .fetch_all(q!(
+        .scan(q!(
             "SELECT subject_key FROM whitelist_entries WHERE jurisdiction = $1 AND status IN ('pending_review', 'active', 'suspended')",
             jurisdiction.clone()
         ))
@@ -1002,20 +1006,31 @@ pub async fn import_xlsx(store: &Store, who: &Principal, bytes: &[u8]) -> Result
         .collect::<Result<_, _>>()?;
     let mut first_row: HashMap<String, usize> = HashMap::new();
     let mut good: Vec<Checked> = Vec::new();
-    for (n, cells) in &data {
-        let get = |f: &str| col.get(f).and_then(|i| cells.get(*i)).cloned().unwrap_or(RCell::Empty);
+    let mut errs = RowErrors::default();
+    let mut count = 0usize;
+    let rows = read_table(format, bytes, header_field, check_header, |r| {
+        count += 1;
+        if count > MAX_IMPORT_ROWS {
+            return Err(Error::field(
+                "file",
+                "xlsx_too_many_rows",
+                format!("一次最多导入 {MAX_IMPORT_ROWS} 行"),
+                format!("at most {MAX_IMPORT_ROWS} rows per import"),
+            ));
+        }
+        let n = r.row;
         let prefix = format!("rows[{n}].");
         let draft = Draft {
-            kind: get("kind").text(),
-            tier: get("tier").text(),
-            name: get("name").text(),
-            credit_code: get("credit_code").text(),
-            plate: get("plate").text(),
-            id_number: get("id_number").text(),
-            phone: get("phone").text(),
-            note: get("note").text(),
-            valid_from: cell_time("valid_from", &get("valid_from"), false),
-            valid_until: cell_time("valid_until", &get("valid_until"), true),
+            kind: r.text("kind"),
+            tier: r.text("tier"),
+            name: r.text("name"),
+            credit_code: r.text("credit_code"),
+            plate: r.text("plate"),
+            id_number: r.text("id_number"),
+            phone: r.text("phone"),
+            note: r.text("note"),
+            valid_from: cell_time("valid_from", r.get("valid_from"), false),
+            valid_until: cell_time("valid_until", r.get("valid_until"), true),
         };
         match check(&draft, &prefix, now) {
             Ok(c) => {
@@ -1026,39 +1041,59 @@ pub async fn import_xlsx(store: &Store, who: &Principal, bytes: &[u8]) -> Result
                     EntryKind::Driver => "id_number",
                 };
                 if let Some(first) = first_row.get(&key) {
-                    errs.push(FieldError::new(
-                        format!("{prefix}{field}"),
-                        "duplicate_in_file",
-                        format!("与第 {first} 行重复"),
-                        format!("the same as row {first}"),
-                    ));
+                    errs.push(
+                        n,
+                        FieldError::new(
+                            format!("{prefix}{field}"),
+                            "duplicate_in_file",
+                            format!("与第 {first} 行重复"),
+                            format!("the same as row {first}"),
+                        ),
+                    );
                 } else if existing.contains(&key) {
-                    errs.push(FieldError::new(
-                        format!("{prefix}{field}"),
-                        "whitelist_duplicate",
-                        "已有待审核、有效或暂停中的白名单条目",
-                        "already has a pending, active or suspended entry",
-                    ));
+                    errs.push(
+                        n,
+                        FieldError::new(
+                            format!("{prefix}{field}"),
+                            "whitelist_duplicate",
+                            "已有待审核、有效或暂停中的白名单条目",
+                            "already has a pending, active or suspended entry",
+                        ),
+                    );
                 }
-                first_row.entry(key).or_insert(*n);
+                first_row.entry(key).or_insert(n);
                 good.push(c);
             }
-            Err(mut e) => errs.append(&mut e),
+            Err(e) => errs.extend(n, e),
         }
+        Ok(())
+    })?;
+    if rows == 0 {
+        return Err(Error::field("file", "xlsx_empty", "表格中没有数据行", "the sheet has no data rows"));
     }
-    if !errs.is_empty() {
-        return Err(Error::Invalid(errs));
-    }
+    errs.finish()?;
+    drop(first_row);
+    drop(existing);
     let reason = format!("导入 / imported ({} rows)", good.len());
-    let mut tx = store.db.begin().await?;
+    // Thousands of rows: a transaction of its own, not a savepoint (see `Writer::begin_alone`).
+    let mut tx = store.db.begin_alone(crate::Durability::Durable).await?;
     let mut ids = Vec::with_capacity(good.len());
     let mut kinds: HashMap<&str, usize> = HashMap::new();
-    for c in &good {
-        ids.push(insert(store, &mut tx, who, c, &reason, now).await?);
-        *kinds.entry(c.subject.kind().as_str()).or_default() += 1;
+    for chunk in good.chunks(1000) {
+        let (mut entries, mut history) = (Vec::with_capacity(chunk.len()), Vec::with_capacity(chunk.len()));
+        for c in chunk {
+            let (id, e, h) = new_rows(store, who, c, &reason, now)?;
+            ids.push(id);
+            entries.push(e);
+            history.push(h);
+            *kinds.entry(c.subject.kind().as_str()).or_default() += 1;
+        }
+        tx.execute_rows(&SQL_ENTRIES, WRITE_ROWS, &SQL_ENTRY, &entries).await.map_err(duplicate_of)?;
+        tx.execute_rows(&SQL_HISTORIES, WRITE_ROWS, &SQL_HISTORY, &history).await?;
     }
     use sha2::Digest;
-    let detail = serde_json::json!({"rows": good.len(), "kinds": kinds, "sha256": hex::encode(sha2::Sha256::digest(bytes))});
+    let detail =
+        serde_json::json!({"format": format.as_str(), "rows": good.len(), "kinds": kinds, "sha256": hex::encode(sha2::Sha256::digest(bytes))});
     store
         .audited(
             who,

@@ -17,7 +17,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/trips", get(list_trips).post(report))
         .route("/trips/check-in", post(check_in))
-        .route("/trips/import", post(import_trips))
+        .route("/trips/import", post(import_trips).layer(axum::extract::DefaultBodyLimit::max(crate::UPLOAD_MAX_BYTES)))
         .route("/trips/import/template", get(import_template))
         .route("/trips/{id}", get(get_trip))
         .route("/trips/{id}/actions", post(act))

@@ -18,14 +18,11 @@ use baton_store::sheet::{Format, XLSX_MIME};
 use serde::Deserialize;
 use serde_json::json;
 
-/// An official list can be large (the national list held tens of thousands of rows at its peak).
-const IMPORT_MAX_BYTES: usize = 16 << 20;
-
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/risk-areas", get(list_risk_areas).post(create_risk_area))
         .route("/risk-areas/history", get(risk_area_history))
-        .route("/risk-areas/import", post(import_risk_areas).layer(DefaultBodyLimit::max(IMPORT_MAX_BYTES)))
+        .route("/risk-areas/import", post(import_risk_areas).layer(DefaultBodyLimit::max(crate::UPLOAD_MAX_BYTES)))
         .route("/risk-areas/match", post(match_risk_areas))
         .route("/risk-areas/{id}/lift", post(lift_risk_area))
 }

@@ -18,9 +18,6 @@ use baton_store::{results, testing, testing_import};
 use serde::Deserialize;
 use serde_json::json;
 
-/// A 100,000-row LIS export is a few MB; leave room.
-const IMPORT_MAX_BYTES: usize = 32 << 20;
-
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/testing/sites", get(list_sites).post(create_site))
@@ -32,8 +29,8 @@ pub fn routes() -> Router<AppState> {
         .route("/testing/batches", get(list_batches).post(ship_batch))
         .route("/testing/batches/{id}", get(get_batch))
         .route("/testing/batches/{id}/receive", post(receive_batch))
-        .route("/testing/results", post(post_results).layer(DefaultBodyLimit::max(IMPORT_MAX_BYTES)))
-        .route("/testing/results/import", post(import_results).layer(DefaultBodyLimit::max(IMPORT_MAX_BYTES)))
+        .route("/testing/results", post(post_results).layer(DefaultBodyLimit::max(crate::UPLOAD_MAX_BYTES)))
+        .route("/testing/results/import", post(import_results).layer(DefaultBodyLimit::max(crate::UPLOAD_MAX_BYTES)))
         .route("/testing/rechecks", get(rechecks))
         .route("/testing/persons/{id}/result", get(person_result))
 }

@@ -16,12 +16,12 @@ use baton_store::whitelist;
 use serde::Deserialize;
 use serde_json::json;
 
-use baton_store::sheet::XLSX_MIME as XLSX;
+use baton_store::sheet::{Format, XLSX_MIME as XLSX};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/whitelist", get(list_whitelist).post(create_whitelist_entry))
-        .route("/whitelist/import", post(import_whitelist))
+        .route("/whitelist/import", post(import_whitelist).layer(axum::extract::DefaultBodyLimit::max(crate::UPLOAD_MAX_BYTES)))
         .route("/whitelist/export", get(export_whitelist))
         .route("/whitelist/match", post(match_whitelist))
         .route("/whitelist/{id}", get(get_whitelist_entry))
@@ -30,24 +30,24 @@ pub fn routes() -> Router<AppState> {
         .route("/whitelist/{id}/review", post(whitelist_review))
 }
 
-/// An xlsx request body: the wrong content type, an oversized or unreadable body become the
-/// same stable error shape as the JSON bodies' (`unsupported_media_type`, `payload_too_large`,
-/// `bad_request`).
-pub struct Upload(pub Bytes);
+/// A spreadsheet request body, xlsx or CSV (UTF-8 or GBK) by its Content-Type: the wrong content
+/// type, an oversized or unreadable body become the same stable error shape as the JSON bodies'
+/// (`unsupported_media_type`, `payload_too_large`, `bad_request`).
+pub struct Upload(pub Format, pub Bytes);
 
 impl FromRequest<AppState> for Upload {
     type Rejection = AppError;
 
     async fn from_request(r: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let is_xlsx = r.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim().starts_with(XLSX));
-        if !is_xlsx {
+        let ct = r.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let Some(format) = Format::from_content_type(ct).filter(|f| *f != Format::Json) else {
             return Err(Error::conflict(
                 "unsupported_media_type",
-                format!("请求体应为 xlsx 文件(Content-Type: {XLSX})"),
-                format!("the body must be an xlsx file (Content-Type: {XLSX})"),
+                format!("请求体应为 xlsx 或 CSV 文件(Content-Type: {XLSX} 或 text/csv)"),
+                format!("the body must be an xlsx or CSV file (Content-Type: {XLSX} or text/csv)"),
             )
             .into());
-        }
+        };
         let bytes = Bytes::from_request(r, state).await.map_err(|rej| {
             if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 Error::conflict("payload_too_large", "请求体过大", "the request body is too large")
@@ -56,9 +56,14 @@ impl FromRequest<AppState> for Upload {
             }
         })?;
         if bytes.is_empty() {
-            return Err(Error::conflict("bad_request", "请求体为空，应为 xlsx 文件", "the request body is empty; an xlsx file is expected").into());
+            return Err(Error::conflict(
+                "bad_request",
+                "请求体为空，应为 xlsx 或 CSV 文件",
+                "the request body is empty; an xlsx or CSV file is expected",
+            )
+            .into());
         }
-        Ok(Upload(bytes))
+        Ok(Upload(format, bytes))
     }
 }
 
@@ -86,8 +91,8 @@ async fn whitelist_review(State(s): State<AppState>, c: Caller, Id(id): Id, Body
     ok(whitelist::review(&s.store, &c.who, id, &input).await?)
 }
 
-async fn import_whitelist(State(s): State<AppState>, c: Caller, h: HeaderMap, Upload(bytes): Upload) -> ApiResult {
-    once(&s, &c, "POST /whitelist/import", &h, &bytes, || async { created(whitelist::import_xlsx(&s.store, &c.who, &bytes).await?) }).await
+async fn import_whitelist(State(s): State<AppState>, c: Caller, h: HeaderMap, Upload(format, bytes): Upload) -> ApiResult {
+    once(&s, &c, "POST /whitelist/import", &h, &bytes, || async { created(whitelist::import(&s.store, &c.who, format, &bytes).await?) }).await
 }
 
 /// The list's filters, plus `reveal` (full personal data; needs `personal.reveal`, audited).

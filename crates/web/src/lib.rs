@@ -32,6 +32,10 @@ use axum::Router;
 use baton_store::Store;
 use std::sync::Arc;
 
+/// The largest file an import route takes (only those routes: every other body keeps
+/// `WebConfig::max_body_bytes`). A 100,000-row export is 10 to 20 MB as CSV; leave room.
+pub const UPLOAD_MAX_BYTES: usize = 64 << 20;
+
 #[derive(Clone, Debug)]
 pub struct WebConfig {
     /// Mark cookies `Secure` (set when served over HTTPS).

@@ -328,34 +328,36 @@ impl FormData {
     }
 }
 
-/// The parts of a `multipart/form-data` body (file uploads): name, file name, content. A body
-/// without a boundary, or cut short, yields the parts read so far.
-pub(crate) fn multipart(content_type: &str, body: &[u8]) -> Vec<(String, Option<String>, Vec<u8>)> {
+/// The parts of a `multipart/form-data` body (file uploads): name, file name, content (a slice
+/// of the body: an upload of tens of megabytes is not copied). A body without a boundary, or cut
+/// short, yields the parts read so far.
+pub(crate) fn multipart<'a>(content_type: &str, body: &'a [u8]) -> Vec<(String, Option<String>, &'a [u8])> {
     let Some(boundary) = content_type.split(';').find_map(|p| p.trim().strip_prefix("boundary=")).map(|b| format!("\r\n--{}", b.trim_matches('"')))
     else {
         return vec![];
     };
-    let find =
-        |hay: &[u8], needle: &[u8], from: usize| hay.get(from..).and_then(|h| h.windows(needle.len()).position(|w| w == needle)).map(|i| i + from);
-    // The first boundary has no line break before it.
-    let mut text = b"\r\n".to_vec();
-    text.extend_from_slice(body);
+    let delim = boundary.as_bytes();
+    let find = |needle: &[u8], from: usize| body.get(from..).and_then(|h| h.windows(needle.len()).position(|w| w == needle)).map(|i| i + from);
+    // The first boundary has no line break before it; `after` is the end of a boundary.
+    let mut after = match body.starts_with(&delim[2..]) {
+        true => Some(delim.len() - 2),
+        false => find(delim, 0).map(|i| i + delim.len()),
+    };
     let mut out = Vec::new();
-    let mut at = find(&text, boundary.as_bytes(), 0);
-    while let Some(start) = at {
-        let head_from = start + boundary.len() + 2;
-        if text.get(start + boundary.len()..head_from) == Some(b"--") {
+    while let Some(end) = after {
+        if body.get(end..end + 2) == Some(b"--") {
             break;
         }
-        let Some(head_end) = find(&text, b"\r\n\r\n", head_from) else { break };
-        let next = find(&text, boundary.as_bytes(), head_end);
-        let head = String::from_utf8_lossy(text.get(head_from..head_end).unwrap_or_default()).to_string();
+        let head_from = end + 2;
+        let Some(head_end) = find(b"\r\n\r\n", head_from) else { break };
+        let next = find(delim, head_end);
+        let head = String::from_utf8_lossy(body.get(head_from..head_end).unwrap_or_default()).to_string();
         let attr =
             |k: &str| head.split(';').find_map(|p| p.trim().strip_prefix(&format!("{k}=\"")).map(|v| v.split('"').next().unwrap_or("").to_string()));
         if let Some(name) = attr("name") {
-            out.push((name, attr("filename"), text.get(head_end + 4..next.unwrap_or(text.len())).unwrap_or_default().to_vec()));
+            out.push((name, attr("filename"), body.get(head_end + 4..next.unwrap_or(body.len())).unwrap_or_default()));
         }
-        at = next;
+        after = next.map(|i| i + delim.len());
     }
     out
 }
@@ -1504,7 +1506,7 @@ mod multipart_tests {
         let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\ntok\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\nContent-Type: text/csv\r\n\r\nplate\r\n\xe6\x99\x8bD1\r\n\r\n--XyZ--\r\n";
         let parts = super::multipart("multipart/form-data; boundary=\"XyZ\"", body);
         assert_eq!(parts.len(), 2);
-        assert_eq!((parts[0].0.as_str(), parts[0].1.as_deref(), parts[0].2.as_slice()), ("csrf", None, &b"tok"[..]));
+        assert_eq!((parts[0].0.as_str(), parts[0].1.as_deref(), parts[0].2), ("csrf", None, &b"tok"[..]));
         assert_eq!((parts[1].0.as_str(), parts[1].1.as_deref()), ("file", Some("a.csv")));
         assert_eq!(parts[1].2, "plate\r\n晋D1\r\n".as_bytes());
         assert!(super::multipart("multipart/form-data", body).is_empty());

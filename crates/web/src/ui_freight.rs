@@ -28,7 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/trips", get(trips_page))
         .route("/trips/check-in", get(check_in_page).post(check_in_submit))
         .route("/trips/report", get(report_page).post(report_submit))
-        .route("/trips/import", get(import_page).post(import_submit))
+        .route("/trips/import", get(import_page).post(import_submit).layer(axum::extract::DefaultBodyLimit::max(crate::UPLOAD_MAX_BYTES)))
         .route("/trips/{id}", get(trip_page))
         .route("/trips/{id}/act", post(trip_act))
         .route("/freight/dashboard", get(dashboard_page))
@@ -425,7 +425,7 @@ async fn import_submit(State(s): State<AppState>, v: Viewer, h: HeaderMap, body:
         Some((_, name, bytes)) => {
             let xlsx = name.is_some_and(|n| n.to_ascii_lowercase().ends_with(".xlsx"));
             let format = if xlsx { baton_store::sheet::Format::Xlsx } else { baton_store::sheet::Format::Csv };
-            baton_store::trip_import::import(&s.store, &v.who, format, &bytes).await
+            baton_store::trip_import::import(&s.store, &v.who, format, bytes).await
         }
     };
     match result {

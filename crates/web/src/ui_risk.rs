@@ -24,7 +24,7 @@ use uuid::Uuid;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/risk-areas", get(risk_page).post(risk_create))
-        .route("/risk-areas/import", post(risk_import))
+        .route("/risk-areas/import", post(risk_import).layer(axum::extract::DefaultBodyLimit::max(crate::UPLOAD_MAX_BYTES)))
         .route("/risk-areas/lift", post(risk_lift))
         .route("/risk-areas/history", get(history_page))
 }

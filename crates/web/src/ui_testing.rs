@@ -25,9 +25,6 @@ use baton_store::{Principal, policy, testing_import, testing_stats, units};
 use chrono::Duration;
 use uuid::Uuid;
 
-/// A lab's LIS export can run to a few MB.
-const UPLOAD_MAX_BYTES: usize = 32 << 20;
-
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/testing/sample", get(desk_page).post(open_submit))
@@ -38,7 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/testing/batches/{id}", get(batch_page))
         .route("/testing/batches/{id}/receive", post(receive_submit))
         .route("/testing/lab", get(lab_page).post(result_submit))
-        .route("/testing/lab/import", get(import_page).post(import_submit).layer(DefaultBodyLimit::max(UPLOAD_MAX_BYTES)))
+        .route("/testing/lab/import", get(import_page).post(import_submit).layer(DefaultBodyLimit::max(crate::UPLOAD_MAX_BYTES)))
         .route("/testing/dashboard", get(dashboard_page))
         .route("/testing/rechecks", get(rechecks_page))
 }
@@ -495,7 +492,7 @@ async fn tube_view(s: &AppState, v: &Viewer, id: Uuid, vals: PersonVals, err: Op
         ),
     ];
     if let Some(o) = t.outcome {
-        let ct = t.ct.map(|c| format!(" · Ct {c:.2}")).unwrap_or_default();
+        let ct = Some(ct_text(t.ct, t.ct_orf1ab, t.ct_n)).filter(|c| !c.is_empty()).map(|c| format!(" · Ct {c}")).unwrap_or_default();
         facts.push(("outcome", lang.t("testing.outcome").to_string(), format!("{}{ct}", o.label(lang.zh()))));
     }
     let mut sections = Vec::new();
@@ -552,7 +549,7 @@ async fn tube_view(s: &AppState, v: &Viewer, id: Uuid, vals: PersonVals, err: Op
             .map(|r| {
                 vec![
                     cell(r.outcome.label(lang.zh())),
-                    cell(r.ct.map(|c| format!("{c:.2}")).unwrap_or_default()),
+                    cell(ct_text(r.ct, r.ct_orf1ab, r.ct_n)),
                     cell(local(r.recorded_at)),
                     cell(&r.source),
                     cell(if r.supersedes.is_some() { lang.t("testing.correction") } else { "" }),
@@ -841,7 +838,7 @@ async fn result_submit(State(s): State<AppState>, v: Viewer, body: Bytes) -> UiR
     };
     let result = match ct {
         Ok(ct) => {
-            let row = ResultInput { barcode: vals.barcode.clone(), result: vals.result.clone(), ct, tested_at: None };
+            let row = ResultInput { barcode: vals.barcode.clone(), result: vals.result.clone(), ct, ct_orf1ab: None, ct_n: None, tested_at: None };
             testing::post_results(&s.store, &v.who, &[row], "ui").await
         }
         Err(e) => Err(e),
@@ -870,6 +867,17 @@ async fn result_submit(State(s): State<AppState>, v: Viewer, body: Bytes) -> UiR
             lab_view(&s, &v, vals, Some(e), None).await
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A result's Ct as the lab gave it: the tube's value, then the genes' when given apart
+/// (`27.30 (ORF1ab 27.30 · N 29.10)`).
+fn ct_text(ct: Option<f64>, orf1ab: Option<f64>, n: Option<f64>) -> String {
+    let genes: Vec<String> = [("ORF1ab", orf1ab), ("N", n)].iter().filter_map(|(g, v)| v.map(|v| format!("{g} {v:.2}"))).collect();
+    match (ct, genes.is_empty()) {
+        (Some(c), true) => format!("{c:.2}"),
+        (Some(c), false) => format!("{c:.2} ({})", genes.join(" · ")),
+        (None, _) => genes.join(" · "),
     }
 }
 
@@ -911,7 +919,7 @@ async fn import_submit(State(s): State<AppState>, v: Viewer, h: HeaderMap, body:
         Some((_, name, bytes)) => {
             let name = name.unwrap_or_default().to_ascii_lowercase();
             let format = if name.ends_with(".xlsx") { Format::Xlsx } else { Format::Csv };
-            testing_import::import(&s.store, &v.who, format, &bytes).await
+            testing_import::import(&s.store, &v.who, format, bytes).await
         }
     };
     let mut page = import_view(&v);
@@ -927,6 +935,11 @@ async fn import_submit(State(s): State<AppState>, v: Viewer, h: HeaderMap, body:
                     "positive",
                     lang.t("testing.positive_tubes").to_string(),
                     if r.positive.is_empty() { lang.t("common.none").to_string() } else { r.positive.join("、") },
+                ),
+                (
+                    "suspect",
+                    lang.t("testing.suspect_tubes").to_string(),
+                    if r.suspect.is_empty() { lang.t("common.none").to_string() } else { r.suspect.join("、") },
                 ),
                 ("recheck", lang.t("testing.put_on_recheck").to_string(), r.pending_recheck.to_string()),
             ];

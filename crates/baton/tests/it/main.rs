@@ -9,6 +9,7 @@ mod cli;
 mod codes;
 mod concurrency;
 mod escort_pages;
+mod files;
 mod freight;
 mod freight_ops;
 mod ids;

@@ -289,7 +289,7 @@ async fn import(b: Backend) {
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(a.html.contains("id=\"import-errors\""));
     assert!(a.html.contains("<td data-label=\"行\">3</td>") && a.html.contains("条码未登记"), "{}", a.html);
-    assert!(a.html.contains("<td data-label=\"行\">4</td>") && a.html.contains("结果应为阴性、阳性或无效"), "{}", a.html);
+    assert!(a.html.contains("<td data-label=\"行\">4</td>") && a.html.contains("结果应为阴性、阳性、无效或可疑"), "{}", a.html);
     let (_, t) = app.login("lab").await.get("/api/v1/testing/tubes/lookup?barcode=HG-IM-1").await;
     assert!(t["outcome"].is_null(), "nothing was applied");
     // In English the reasons are English.

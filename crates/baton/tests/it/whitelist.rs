@@ -335,7 +335,7 @@ async fn import_export(b: Backend) {
     assert_eq!(count(&c).await, entries_before);
     assert_eq!(audit_count(&c).await, audit_before);
     // Wrong type of file, not a workbook, a missing column, an empty sheet.
-    let r = c.raw(reqwest::Method::POST, "/api/v1/whitelist/import").header("content-type", "text/csv").body("a,b").send().await.unwrap();
+    let r = c.raw(reqwest::Method::POST, "/api/v1/whitelist/import").header("content-type", "application/pdf").body("a,b").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let (s, v) = upload(&c, b"PK not really a zip".to_vec()).await;
     assert_eq!((s, v["fields"]["file"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("xlsx_unreadable")));
