@@ -964,18 +964,11 @@ pub async fn import(store: &Store, who: &Principal, format: Format, bytes: &[u8]
     let valid = check_rows(&rows)?;
     // Rows and checked areas correspond one to one (check_rows fails on any bad row).
     let outside: Vec<usize> = rows.iter().zip(&valid).filter(|(_, v)| !writable(who, &v.division_code)).map(|((n, _), _)| *n).collect();
-    if !outside.is_empty() {
-        let mut errs: Vec<FieldError> = outside.iter().take(MAX_ERRORS).map(|n| outside_scope(format!("rows[{n}].division"))).collect();
-        if outside.len() > MAX_ERRORS {
-            errs.push(FieldError::new(
-                "rows",
-                "too_many_errors",
-                format!("共 {} 行不在您的管辖范围内，只列出前 {MAX_ERRORS} 行", outside.len()),
-                format!("{} rows are outside your scope; the first {MAX_ERRORS} are listed", outside.len()),
-            ));
-        }
-        return Err(Error::Invalid(errs));
+    let mut errs = crate::sheet::RowErrors::default();
+    for n in outside {
+        errs.push(n, outside_scope(format!("rows[{n}].division")));
     }
+    errs.finish()?;
     let w = write(
         store,
         who,

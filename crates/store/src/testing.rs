@@ -1371,32 +1371,14 @@ async fn apply_row(
     errs: &mut RowErrors,
     clean: bool,
 ) -> Result<(), Error> {
-<<<<<<< HEAD
     // Another lab's tube, or one not shipped yet, is as unknown to this lab as a barcode nobody
     // registered: one answer, so that a lab cannot probe for tubes it was never sent.
+    let f = format!("rows[{n}].barcode");
     let Some(row) = found.get(&r.barcode).filter(|row| row.lab_id == Some(lab)) else {
-        errs.push(FieldError::new(
-            format!("rows[{n}].barcode"),
-            "tube_unknown",
-            "条码未登记或未送检到本机构",
-            "no tube with this barcode was shipped to your lab",
-        ));
+        errs.push(n, FieldError::new(f, "tube_unknown", "条码未登记或未送检到本机构", "no tube with this barcode was shipped to your lab"));
         return Ok(());
     };
-    let f = format!("rows[{n}].barcode");
-    if row.tube.outcome == Some(r.outcome) && row.ct_centi == r.ct_centi {
-=======
-    let f = format!("rows[{n}].barcode");
-    let Some(row) = found.get(&r.barcode) else {
-        errs.push(n, FieldError::new(f, "tube_unknown", "条码未登记", "no tube has this barcode"));
-        return Ok(());
-    };
-    if row.lab_id != Some(lab) {
-        errs.push(n, FieldError::new(f, "tube_not_shipped", "该管未送检到本机构", "the tube was never shipped to your lab"));
-        return Ok(());
-    }
     if row.tube.outcome == Some(r.outcome) && row.cts == r.cts {
->>>>>>> i17-files
         rep.unchanged += 1;
         return Ok(());
     }
