@@ -646,6 +646,7 @@ fn open_audit<'a>(id: Uuid, n: &'a NewTube, policy: &PolicyVersion, members: usi
 /// transaction so that the lab finds it by its barcode: a single tube, expedited, tied to the
 /// trip, with the driver in it (full, so sealed and ready to ship). The barcode is the check-in's
 /// `landing_tube` field. Returns the tube's id.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn open_landing(
     tx: &mut Tx,
     store: &Store,

@@ -67,11 +67,14 @@ async fn footprint(app: &TestApp) -> Vec<(String, i64)> {
     out
 }
 
+/// The path and body of a request naming a given id.
+type Request<'a> = Box<dyn Fn(&str) -> (String, Value) + 'a>;
+
 /// One write naming an id: who sends it, and the request for a given id.
 struct Probe<'a> {
     what: &'static str,
     by: &'a Session,
-    request: Box<dyn Fn(&str) -> (String, Value) + 'a>,
+    request: Request<'a>,
     /// The id of a record out of the caller's reach; the unknown one is made up.
     foreign: String,
     unknown: String,
@@ -129,7 +132,10 @@ async fn ids_checked(b: Backend) {
 
     // 龙泉镇's own: an open tube of its sampling team and a resident registered by the township.
     let (s, v) = sampler
-        .post("/api/v1/testing/tubes", json!({"barcode": "LQ-0001", "pool_size": 5, "members": [{"name": "龙泉居民", "document_number": id_number(3)}]}))
+        .post(
+            "/api/v1/testing/tubes",
+            json!({"barcode": "LQ-0001", "pool_size": 5, "members": [{"name": "龙泉居民", "document_number": id_number(3)}]}),
+        )
         .await;
     let lq_tube = created(s, &v);
     let (s, v) = longquan.post("/api/v1/persons", json!({"name": "龙泉居民二", "document_number": id_number(4), "division": "140427100"})).await;
@@ -276,18 +282,16 @@ async fn ids_checked(b: Backend) {
     let (_, l) = cmd.get(&format!("/api/v1/trips/{bc_trip}/ledger")).await;
     assert_eq!(l["breaches"].as_array().unwrap().len(), 0, "no breach raised on another township's trip: {l}");
 
-    // What is in reach is still named: 龙泉镇's resident by id into 龙泉镇's tube, the trip's own
-    // plate with the pre-report's id, the lab's own shipped tube.
+    // What is in reach is still named: 龙泉镇's resident by id into 龙泉镇's tube, the pre-report's
+    // id with its own plate (no more than the plate finds), a unit of the township itself.
     let (s, v) = sampler.post(&format!("/api/v1/testing/tubes/{lq_tube}/members"), json!({"members": [{"person_id": lq_person}]})).await;
     assert_eq!((s, v["members"].as_i64()), (StatusCode::OK, Some(2)), "{v}");
-    let (s, v) = checkpoint
-        .post(
-            "/api/v1/trips/check-in",
-            json!({"plate": "晋D90001", "trip_id": bc_trip, "eta": eta, "landing_tube": "PR-LT-0002"}),
-        )
-        .await;
+    let (s, v) =
+        checkpoint.post("/api/v1/trips/check-in", json!({"plate": "晋D90001", "trip_id": bc_trip, "eta": eta, "landing_tube": "PR-LT-0002"})).await;
     assert_eq!((s, v["id"].as_str(), v["state"].as_str()), (StatusCode::CREATED, Some(bc_trip.as_str()), Some("checked_in")), "{v}");
-    let (s, v) = longquan.post("/api/v1/persons", json!({"name": "新居民", "document_number": id_number(5), "unit_id": unit_id(&cmd, "龙泉镇人民政府").await})).await;
+    let (s, v) = longquan
+        .post("/api/v1/persons", json!({"name": "新居民", "document_number": id_number(5), "unit_id": unit_id(&cmd, "龙泉镇人民政府").await}))
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     app.stop().await;
 }

@@ -141,7 +141,8 @@ async fn coverage(b: Backend) {
     open_tube(&sampler, "RD-0002", 1, None, &[&p[4]]).await;
     // A 百尺镇 resident at 龙泉镇's desk shows their ID card: named by document, not by an id of
     // another township's registry.
-    let (s, v) = sampler.post("/api/v1/testing/tubes", json!({"barcode": "RD-0003", "round_id": rid, "members": [{"document_number": id_number(6)}]})).await;
+    let (s, v) =
+        sampler.post("/api/v1/testing/tubes", json!({"barcode": "RD-0003", "round_id": rid, "members": [{"document_number": id_number(6)}]})).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     result(&sampler, &lab, &lab_id, &[("RD-0001", "positive"), ("RD-0003", "negative")]).await;
 
