@@ -1,6 +1,6 @@
 // The freight loop in the browser, on phone screens of the four parties: the checkpoint
 // checks a closed-loop truck in and hands it to the escort, the escort accepts, the cargo
-// owner confirms arrival and departure, and the checkpoint's exit scan closes the loop. When
+// owner confirms arrival and departure, and the checkpoint's exit scan by plate closes the loop. When
 // the receiver's escort rejects, the deadline watcher (every 10 s on the demo server's real
 // clock) redirects the truck to the police on the fallback roster, whose escort accepts; the
 // command office keeps that roster on its own page.
@@ -104,9 +104,13 @@ describe('freight loop on phones', () => {
     await screenshot(en, 'phone-freight-4-arrived');
     await submit(en, 'departure-form');
     assert.match(await text(en, 'main'), /已离开/);
-    // The exit scan closes the loop; the chain shows every holder.
-    await cp.goto(tripUrl);
+    // The exit scan closes the loop: the plate typed (or scanned) at the exit page, as any
+    // checkpoint of the county would; the chain shows every holder.
+    await cp.goto('/trips/exit');
+    await cp.fill('#f-plate', '晋D66666');
+    await screenshot(cp, 'phone-freight-5-exit-by-plate');
     await submit(cp, 'exit-form');
+    assert.equal(new URL(cp.url()).pathname, tripUrl);
     const closed = await text(cp, 'main');
     assert.match(closed, /已驶离\(闭环\)/);
     for (const holder of ['龙泉高速出口卡口', '壶关县交通运输局', '壶关县太行钢材贸易有限公司']) {

@@ -838,6 +838,42 @@ pub async fn act(store: &Store, who: &Principal, id: Uuid, action: serde_json::V
     get(store, who, id).await
 }
 
+/// The plate a truck shows at an exit checkpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExitInput {
+    pub plate: String,
+}
+
+/// An exit checkpoint scans a departing truck by its plate and closes its loop. The truck may
+/// leave by any checkpoint of the county, not only the one it entered by, so the open trip is
+/// found by the exact plate whoever's scope it is in (never listed: the plate is the one key);
+/// the scan is that checkpoint's acceptance, which makes it the trip's last custodian and a party
+/// that sees the trip from now on. Audited as the same `trip.exit_scan` as the scan on the trip.
+pub async fn exit_by_plate(store: &Store, who: &Principal, input: &ExitInput) -> Result<TripView, Error> {
+    who.require(Permission::TripsHandle)?;
+    let checkpoint = actor_unit(who)?;
+    let plate = Plate::parse("plate", &input.plate).map_err(|e| Error::Invalid(vec![e]))?;
+    let policy = policy_now(store).await?;
+    let rules = TripRules::new(policy.version, &policy.params.truck);
+    let now = store.now();
+    let mut tx = store.db.begin().await?;
+    match unit_kind_and_division(&mut tx, checkpoint).await? {
+        Some((kind, _)) if kind == UnitKind::Checkpoint.as_str() => {}
+        _ => return Err(Error::conflict("not_a_checkpoint", "只有卡口可以出口核销", "only a checkpoint can scan a truck out")),
+    }
+    let found = tx.fetch_optional(q!("SELECT data, rev, jurisdiction FROM trips WHERE plate = $1 AND closed_at IS NULL", plate.as_str())).await?;
+    let Some(l) = found.map(|r| loaded(&r)).transpose()? else {
+        return Err(Error::field("plate", "trip_unknown", "该车牌没有未闭环的行程", "no open trip for this plate"));
+    };
+    let action = Action::ExitScan;
+    let next = l.trip.apply(&action, checkpoint, now, &rules)?;
+    update_trip(&mut tx, &next, &l.extra, l.rev, now).await?;
+    let detail = serde_json::json!({"from": l.trip.state.as_str(), "to": next.state.as_str(), "custodian": next.custodian, "action": action, "by_plate": true});
+    store.audited(who, trip_audit("trip.exit_scan", &next, &l.jurisdiction, detail), tx).await?;
+    get(store, who, next.id).await
+}
+
 /// A trip and its jurisdiction, regardless of scope (for a signed code, which is its own credential).
 pub(crate) async fn by_id(store: &Store, id: Uuid) -> Result<(Trip, String), Error> {
     let r = store.db.fetch_optional(q!("SELECT data, rev, jurisdiction FROM trips WHERE id = $1", id)).await?.ok_or(Error::NotFound("trip"))?;

@@ -17,6 +17,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/trips", get(list_trips).post(report))
         .route("/trips/check-in", post(check_in))
+        .route("/trips/exit", post(exit_by_plate))
         .route("/trips/import", post(import_trips).layer(axum::extract::DefaultBodyLimit::max(crate::UPLOAD_MAX_BYTES)))
         .route("/trips/import/template", get(import_template))
         .route("/trips/{id}", get(get_trip))
@@ -45,6 +46,12 @@ async fn report(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, 
 /// one-open-trip-per-plate rule still refuses a second trip.
 async fn check_in(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<trips::CheckInInput>) -> ApiResult {
     once(&s, &c, "POST /trips/check-in", &h, &raw, || async { created(trips::check_in(&s.store, &c.who, &input).await?) }).await
+}
+
+/// An exit checkpoint scans a departing truck by its plate (`{"plate": "晋D12345"}`): any
+/// checkpoint of the county closes the loop of the plate's open trip, wherever it entered.
+async fn exit_by_plate(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<trips::ExitInput>) -> ApiResult {
+    once(&s, &c, "POST /trips/exit", &h, &raw, || async { ok(trips::exit_by_plate(&s.store, &c.who, &input).await?) }).await
 }
 
 async fn get_trip(State(s): State<AppState>, c: Caller, Id(id): Id) -> ApiResult {

@@ -93,6 +93,13 @@ pub(crate) const PAGES: &[(&str, &str, Option<Permission>, &str, &str)] = &[
         "货车闭环：报备、落地、接返、到达、离开、核销",
         "Truck loop: pre-report, check-in, escort, arrival, departure, exit",
     ),
+    (
+        "/trips/exit",
+        "trip.exit_scan",
+        Some(Permission::TripsCheckIn),
+        "驶离车辆按车牌核销，任一卡口均可闭环",
+        "Scan a departing truck out by its plate, at any checkpoint",
+    ),
     ("/alerts", "nav.alerts", Some(Permission::AlertsHandle), "断链告警与逐级上报：货车、样本", "Broken links and their escalation: trucks, samples"),
     (
         "/sites",

@@ -27,6 +27,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/trips", get(trips_page))
         .route("/trips/check-in", get(check_in_page).post(check_in_submit))
+        .route("/trips/exit", get(exit_page).post(exit_submit))
         .route("/trips/report", get(report_page).post(report_submit))
         .route("/trips/import", get(import_page).post(import_submit).layer(axum::extract::DefaultBodyLimit::max(crate::UPLOAD_MAX_BYTES)))
         .route("/trips/{id}", get(trip_page))
@@ -111,7 +112,13 @@ async fn trips_page(State(s): State<AppState>, v: Viewer, RawQuery(q): RawQuery)
     let yn = |on: &str, off: &str| vec![("1".to_string(), on.to_string()), ("0".to_string(), off.to_string())];
     let mut shell = v.shell("nav.trips");
     if v.who.can(Permission::TripsCheckIn) {
-        shell.flash = Some(lang.pick("卡口登记：车辆到达后点“新建”。", "Checkpoint: tap Create when a truck arrives.").to_string());
+        shell.flash = Some(
+            lang.pick(
+                "卡口登记：车辆到达后点“新建”；车辆驶离时在“出口核销”(/trips/exit)输入车牌。",
+                "Checkpoint: tap Create when a truck arrives; when one leaves, enter its plate at Exit scan (/trips/exit).",
+            )
+            .to_string(),
+        );
     } else if v.who.can(Permission::TripsReport) {
         shell.flash =
             Some(lang.pick("多辆车可在“批量报备”(/trips/import)一次上传。", "Many trucks at once: Batch pre-report (/trips/import).").to_string());
@@ -301,6 +308,43 @@ async fn check_in_submit(State(s): State<AppState>, v: Viewer, body: Bytes) -> U
             let mut forms = vec![check_in_form(&s, &v, Some(&f)).await?];
             let mut shell = v.shell("trip.check_in");
             attach_errors(&mut shell, &mut forms, &crew_fields(e));
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&FormPage { shell, forms })).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The exit checkpoint's form: the departing truck's plate, scanned or typed.
+fn exit_form(v: &Viewer, f: Option<&FormData>) -> FormCard {
+    let lang = v.lang;
+    FormCard {
+        id: "exit-form",
+        title: lang.t("trip.exit_scan").into(),
+        action: "/trips/exit".into(),
+        fields: vec![Field::new("plate", lang.t("trip.plate"), "text", f.map(|f| f.get("plate")).unwrap_or_default()).hint(lang.pick(
+            "扫描或输入驶离车辆的车牌；无论从哪个卡口进入，任一卡口均可核销",
+            "scan or type the departing truck's plate; any checkpoint can scan it out, wherever it came in",
+        ))],
+        submit: lang.t("trip.exit_scan").into(),
+        note: None,
+    }
+}
+
+async fn exit_page(v: Viewer) -> UiResult {
+    v.who.require(Permission::TripsCheckIn)?;
+    Ok(render(&FormPage { shell: v.shell("trip.exit_scan"), forms: vec![exit_form(&v, None)] }))
+}
+
+/// Close the loop of the plate's open trip, then show the trip (the checkpoint is a party now).
+async fn exit_submit(State(s): State<AppState>, v: Viewer, body: Bytes) -> UiResult {
+    v.who.require(Permission::TripsCheckIn)?;
+    let f = form_of(&v, &body)?;
+    match trips::exit_by_plate(&s.store, &v.who, &trips::ExitInput { plate: f.get("plate") }).await {
+        Ok(t) => Ok(Redirect::to(&format!("/trips/{}?saved=1", t.trip.id)).into_response()),
+        Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) => {
+            let mut forms = vec![exit_form(&v, Some(&f))];
+            let mut shell = v.shell("trip.exit_scan");
+            attach_errors(&mut shell, &mut forms, &e);
             Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&FormPage { shell, forms })).into_response())
         }
         Err(e) => Err(e.into()),

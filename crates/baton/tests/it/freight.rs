@@ -431,3 +431,90 @@ async fn mismatches(b: Backend) {
     app.stop().await;
 }
 both!(plate_and_identity_mismatches_raise_alerts_at_once, mismatches);
+
+/// Issue 17, item 12: a truck that leaves by another checkpoint than the one it entered by is
+/// scanned out there by its plate (API and page), audited, the baton handed to that checkpoint.
+async fn exit_elsewhere(b: Backend) {
+    let app = spawn_app(b).await;
+    let p = parties(&app).await;
+    let admin = app.login("admin").await;
+    let jidian_unit = unit(&p.cmd, "集店高速出口卡口").await;
+    let (s, u) = admin
+        .post(
+            "/api/v1/users",
+            json!({"username": "cp_jidian", "display_name": "集店卡口", "unit_id": jidian_unit, "role": "checkpoint_staff", "scope_kind": "unit",
+                   "password": baton::demo::DEMO_PASSWORD}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{u}");
+    let jidian = app.login("cp_jidian").await;
+    // In at 龙泉, to the steel yard and away again.
+    let id = check_in(&app, &p, "晋D21001", "green", 2).await["id"].as_str().unwrap().to_string();
+    let (s, v) = act(&p.enterprise, &id, json!({"action": "confirm_arrival"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // 集店 is no party to the trip: it cannot see it, nor scan it out by its id.
+    assert_eq!(jidian.get(&format!("/api/v1/trips/{id}")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(act(&jidian, &id, json!({"action": "exit_scan"})).await.0, StatusCode::NOT_FOUND);
+    // By the plate it finds the open trip, which is refused until the destination saw it leave.
+    let (s, e) = jidian.post("/api/v1/trips/exit", json!({"plate": "晋D21001"})).await;
+    assert_eq!((s, e["error"].as_str()), (StatusCode::CONFLICT, Some("exit_before_departure")), "{e}");
+    let (s, v) = act(&p.enterprise, &id, json!({"action": "confirm_departure"})).await;
+    assert_eq!((s, v["state"].as_str()), (StatusCode::OK, Some("departed")), "{v}");
+    // Bad plates, unknown plates and units that are not checkpoints are refused; nothing changes.
+    let (s, e) = jidian.post("/api/v1/trips/exit", json!({"plate": "晋D2100"})).await;
+    assert_eq!((s, e["fields"]["plate"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("plate_format")), "{e}");
+    let (s, e) = jidian.post("/api/v1/trips/exit", json!({"plate": "晋D29999"})).await;
+    assert_eq!((s, e["fields"]["plate"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("trip_unknown")), "{e}");
+    let (s, e) = p.enterprise.post("/api/v1/trips/exit", json!({"plate": "晋D21001"})).await;
+    assert_eq!((s, e["error"].as_str()), (StatusCode::CONFLICT, Some("not_a_checkpoint")), "{e}");
+    assert_eq!(p.cmd.get(&format!("/api/v1/trips/{id}")).await.1["state"], "departed");
+    // Scanned out at 集店 (the plate as typed, in lower case): the loop is closed there.
+    let send =
+        || jidian.raw(reqwest::Method::POST, "/api/v1/trips/exit").header("idempotency-key", "exit-1").json(&json!({"plate": "晋d21001"})).send();
+    let r = send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!((v["id"].as_str(), v["state"].as_str()), (Some(id.as_str()), Some("exited")), "{v}");
+    assert_eq!((v["custodian"].as_str(), v["closed"]["by"].as_str()), (Some(jidian_unit.as_str()), Some(jidian_unit.as_str())));
+    // The baton: the destination held it until the scan, and 集店 took it at that instant.
+    let chain = v["chain"].as_array().unwrap();
+    let (last, before) = (&chain[chain.len() - 1], &chain[chain.len() - 2]);
+    assert_eq!((last["unit"].as_str(), before["unit"].as_str()), (Some(jidian_unit.as_str()), Some(p.dest.as_str())), "{v}");
+    assert_eq!(
+        (before["to"].clone(), last["from"].clone(), last["to"].clone()),
+        (v["closed"]["at"].clone(), v["closed"]["at"].clone(), v["closed"]["at"].clone())
+    );
+    // A retry with the key answers the same; a second scan finds no open trip.
+    let r = send().await.unwrap();
+    assert_eq!(r.headers()["idempotent-replay"], "true");
+    let (s, e) = jidian.post("/api/v1/trips/exit", json!({"plate": "晋D21001"})).await;
+    assert_eq!((s, e["fields"]["plate"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("trip_unknown")), "{e}");
+    // 集店 is a party now, the scan is audited in its name, and the ledger reads the closed trip.
+    assert_eq!(jidian.get(&format!("/api/v1/trips/{id}")).await.0, StatusCode::OK);
+    let (_, a) = p.cmd.get(&format!("/api/v1/audit?object_id={id}&action=trip.exit_scan")).await;
+    let entries = a["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{a}");
+    assert_eq!((entries[0]["actor_name"].as_str(), entries[0]["unit_id"].as_str()), (Some("cp_jidian"), Some(jidian_unit.as_str())));
+    let (s, l) = p.cmd.get(&format!("/api/v1/trips/{id}/ledger")).await;
+    assert_eq!(s, StatusCode::OK, "{l}");
+
+    // The exit page: type or scan the plate, and the trip is closed.
+    let id2 = check_in(&app, &p, "晋D21002", "green", 2).await["id"].as_str().unwrap().to_string();
+    act(&p.enterprise, &id2, json!({"action": "confirm_arrival"})).await;
+    act(&p.enterprise, &id2, json!({"action": "confirm_departure"})).await;
+    let ui = crate::pages::Ui::of(&app, "cp_jidian", "zh").await;
+    let page = ui.get("/trips/exit").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("id=\"exit-form\"") && page.html.contains("name=\"plate\""), "{}", page.html);
+    let a = ui.post("/trips/exit", &[("plate", "晋D29998")]).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(crate::pages::field_error(&a.html, "plate").as_deref(), Some("该车牌没有未闭环的行程"), "{}", a.html);
+    let a = ui.post("/trips/exit", &[("plate", "晋D21002")]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.html);
+    assert_eq!(a.location, format!("/trips/{id2}?saved=1"));
+    assert_eq!(p.cmd.get(&format!("/api/v1/trips/{id2}")).await.1["state"], "exited");
+    // Staff without check-in rights have no exit page.
+    assert_eq!(crate::pages::Ui::of(&app, "enterprise", "zh").await.get("/trips/exit").await.status, StatusCode::FORBIDDEN);
+    app.stop().await;
+}
+both!(any_checkpoint_scans_a_truck_out_by_its_plate, exit_elsewhere);
