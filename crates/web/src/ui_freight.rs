@@ -409,7 +409,7 @@ async fn import_submit(State(s): State<AppState>, v: Viewer, h: HeaderMap, body:
     let lang = v.lang;
     let ct = h.get(header::CONTENT_TYPE).and_then(|x| x.to_str().ok()).unwrap_or("");
     let parts = crate::ui::multipart(ct, &body);
-    let csrf = parts.iter().find(|p| p.0 == "csrf").map(|p| String::from_utf8_lossy(&p.2).to_string()).unwrap_or_default();
+    let csrf = parts.iter().find(|p| p.0 == "csrf").map(|p| String::from_utf8_lossy(p.2).to_string()).unwrap_or_default();
     if !crate::auth::constant_time_eq(csrf.as_bytes(), v.csrf.as_bytes()) {
         return Err(Error::conflict(
             "csrf_failed",
