@@ -23,7 +23,8 @@ pub struct BenchArgs {
     /// Scenario: `platform` (authenticated reads and audited writes) or `checkin` (checkpoint
     /// check-ins: classification, whitelist and risk matching, code signing, audit; then one
     /// deadline-watcher sweep over every open trip) or `mass-screening` (person-samples registered
-    /// at sampling desks, a 100,000-row lab file imported, a positive pool flagged and alerted).
+    /// at sampling desks, a 100,000-row lab file imported, a positive pool flagged and alerted)
+    /// or `imports` (files of 100,000 rows as they come from outside, through each import).
     #[arg(long, default_value = "platform")]
     pub scenario: String,
     /// Concurrent clients.
@@ -120,8 +121,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.scenario == "codes" {
         return crate::bench_codes::run(&args).await;
     }
-    if args.scenario != "platform" && args.scenario != "checkin" && args.scenario != "mass-screening" {
-        anyhow::bail!("unknown scenario {}; known: platform, checkin, mass-screening", args.scenario);
+    if !["platform", "checkin", "mass-screening", "imports"].contains(&args.scenario.as_str()) {
+        anyhow::bail!("unknown scenario {}; known: platform, checkin, mass-screening, imports, codes", args.scenario);
     }
     let scratch = crate::scratch::Scratch::create("baton_bench", &args.backend, &args.pg_url, 16).await?;
     let cfg = &scratch.cfg;
@@ -163,6 +164,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         check_ins(&args, &store, &client, &base, dur, &health, &raw).await?;
     } else if args.scenario == "mass-screening" {
         crate::bench_testing::run(&args, &store, &client, &base, dur, &raw).await?;
+    } else if args.scenario == "imports" {
+        crate::bench_imports::run(&store, &client, &base).await?;
     } else {
         platform(&args, &client, &base, dur, &health, &raw).await?;
     }

@@ -196,7 +196,7 @@ async fn register_tubes(clients: usize, dur: Duration, client: &reqwest::Client,
 
 /// 100,000 persons, each in a single tube shipped to `lab`; returns the LIS file (CSV) for them,
 /// one in a thousand positive.
-async fn seed_shipped(store: &Store, team: Uuid, lab: Uuid, run_id: &str, offset: u64) -> anyhow::Result<Vec<u8>> {
+pub(crate) async fn seed_shipped(store: &Store, team: Uuid, lab: Uuid, run_id: &str, offset: u64) -> anyhow::Result<Vec<u8>> {
     let now = store.now();
     let policy = baton_store::policy::current(store, now).await.map_err(e)?;
     let jurisdiction = "140427100";

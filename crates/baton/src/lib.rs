@@ -4,6 +4,7 @@
 pub mod app;
 pub mod bench;
 pub mod bench_codes;
+pub mod bench_imports;
 pub mod bench_testing;
 pub mod config;
 pub mod demo;

@@ -804,7 +804,7 @@ const WRITE_ROWS: usize = 10;
 /// and with the casts of `template` (`(n, cast)`: the row's `n`th parameter, 1-based, of
 /// `per_row`; a cast where PostgreSQL cannot tell the type from a column, as in
 /// `UPDATE … FROM (VALUES …)`).
-fn value_rows(template: &[(usize, &str)], per_row: usize, rows: usize) -> String {
+pub(crate) fn value_rows(template: &[(usize, &str)], per_row: usize, rows: usize) -> String {
     let row = |r: usize| {
         let v: Vec<String> = template.iter().map(|(n, cast)| format!("${}{cast}", r * per_row + n)).collect();
         format!("({})", v.join(", "))
@@ -818,7 +818,7 @@ pub(crate) fn values(head: &str, cols: usize, rows: usize, tail: &str) -> &'stat
     leak(format!("{head} VALUES {} {tail}", value_rows(&template, cols, rows)))
 }
 
-fn leak(s: String) -> &'static str {
+pub(crate) fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }
 

@@ -313,7 +313,8 @@ fn parse_sheet(format: Format, bytes: &[u8]) -> Result<Vec<(usize, RawRow)>, Err
         let mut raw = RawRow::default();
         for col in 0..COLUMNS.len() {
             let v = match r.get(col) {
-                RCell::Number(f) if col >= 3 => RCell::Date(*f).text(),
+                // A serial from 2000 on (36526) is a date; a smaller number is not one.
+                RCell::Number(f) if col >= 3 && *f >= 36526.0 => RCell::Date(*f).text(),
                 cell => cell.text(),
             };
             set(&mut raw, col, v);
@@ -1081,13 +1082,22 @@ mod tests {
         ws.write_string(2, 1, "某某小区").unwrap();
         ws.write_string(2, 2, "low").unwrap();
         ws.write_string(2, 3, "2022-11-10").unwrap();
-        ws.write_string(2, 4, "2022-11-15").unwrap();
+        // A date whose cell lost its format: the bare serial (44880 is 2022-11-15).
+        ws.write_number(2, 4, 44880.0).unwrap();
+        // A number too small to be a date of ours is not read as one.
+        ws.write_string(3, 0, "140105").unwrap();
+        ws.write_string(3, 1, "另一小区").unwrap();
+        ws.write_string(3, 2, "low").unwrap();
+        ws.write_number(3, 3, 2022.0).unwrap();
         let bytes = wb.save_to_buffer().unwrap();
         let rows = read_file(Format::Xlsx, &bytes).unwrap();
-        assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), [2, 3]);
-        let v = check_rows(&rows).unwrap();
+        assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), [2, 3, 4]);
+        let e = check_rows(&rows).unwrap_err();
+        assert_eq!(e.fields().iter().map(|f| (f.field.as_str(), f.code)).collect::<Vec<_>>(), [("rows[4].from", "datetime_format")]);
+        let v = check_rows(&rows[..2]).unwrap();
         assert_eq!(v[0].division_code, "140105");
         assert_eq!(v[0].from, DateTime::parse_from_rfc3339("2022-11-10T08:00:00+08:00").unwrap().with_timezone(&Utc));
         assert_eq!(v[1].place, "某某小区");
+        assert_eq!(v[1].to, Some(DateTime::parse_from_rfc3339("2022-11-15T00:00:00+08:00").unwrap().with_timezone(&Utc)));
     }
 }

@@ -379,11 +379,6 @@ impl RowErrors {
         self.total
     }
 
-    /// Whether `row` has an error listed.
-    pub fn has_row(&self, row: usize) -> bool {
-        self.listed.iter().any(|(r, _)| *r == row)
-    }
-
     /// Nothing wrong, or the listed errors in row order with, when some are not listed, a
     /// `rows` error (`too_many_errors`) that gives the total.
     pub fn finish(mut self) -> Result<(), Error> {

@@ -5,7 +5,7 @@
 //! Every change to a tube's members or result updates `person_results` in the same
 //! transaction (see `results`), so that what the rest of the system reads never lags.
 
-use crate::db::{Row, Tx};
+use crate::db::{Row, Tx, Val};
 use crate::persons::{self, PersonInput};
 use crate::sheet::RowErrors;
 use crate::{Check, Principal, Store, alerts, audit, q, scope_args, text_field};
@@ -17,6 +17,7 @@ use baton_domain::{Error, FieldError};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::LazyLock;
 use uuid::Uuid;
 
 /// Rows per results submission (an API post or one lab file).
@@ -1316,16 +1317,23 @@ pub async fn apply_results(
     errs.merge(dups);
     let mut tube_errs = RowErrors::default();
     let mut rep = ResultReport { rows: rows.len(), ..Default::default() };
-    let mut tx = store.db.begin().await?;
+    // A lab file's thousands of rows: a transaction of its own, not a savepoint (see `Writer::begin_alone`).
+    let mut tx = if rows.len() > FLUSH_ROWS { store.db.begin_alone(crate::Durability::Durable).await? } else { store.db.begin().await? };
     let mut effects = Effects::new(&mut tx, Some(lab)).await?;
-    // A lab file is up to 200,000 rows: tubes are read a chunk at a time, and the common
-    // result (a first negative) has its person and order updates made a chunk at a time.
+    // A lab file is up to 200,000 rows: tubes are read a chunk at a time; results, their tubes
+    // and the common result's (a first negative's) persons and orders are written a few hundred
+    // at a time, several rows a statement.
     for chunk in rows.chunks(CHUNK) {
         let found = tubes_by_barcodes(&mut tx, chunk.iter().map(|(_, r)| r.barcode.clone()).collect()).await?;
         for (n, r) in chunk {
             let clean = errs.is_empty() && tube_errs.is_empty();
             apply_row(&mut tx, store, who, &policy, &mut effects, &found, (*n, r), lab, source, now, &mut rep, &mut tube_errs, clean).await?;
         }
+        if effects.pending() >= FLUSH_ROWS {
+            effects.flush(&mut tx, now).await?;
+        }
+    }
+    if errs.is_empty() && tube_errs.is_empty() {
         effects.flush(&mut tx, now).await?;
     }
     errs.merge(tube_errs);
@@ -1403,36 +1411,23 @@ async fn apply_row(
             .map(|x| x.get::<Uuid>("id"))
             .transpose()?,
     };
-    tx.execute(q!(
-        "INSERT INTO tube_results (id, tube_id, outcome, ct_centi, ct_orf1ab_centi, ct_n_centi, lab_id, source, tested_at, recorded_at, recorded_by, supersedes)
-             VALUES ($1, $2, $3, $4, $11, $12, $5, $6, $7, $8, $9, $10)",
-        Uuid::now_v7(),
-        row.id,
-        r.outcome.as_str(),
-        r.cts.ct,
-        lab,
-        source,
-        r.tested_at.unwrap_or(now),
-        now,
-        who.name.clone(),
-        prev,
-        r.cts.orf1ab,
-        r.cts.n
-    ))
-    .await?;
-    tx.execute(q!(
-        "UPDATE tubes SET state = $2, outcome = $3, ct_centi = $4, ct_orf1ab_centi = $6, ct_n_centi = $7, resulted_at = $5,
-                    received_at = COALESCE(received_at, $5), watch_at = NULL, updated_at = $5
-             WHERE id = $1",
-        row.id,
-        next.state.as_str(),
-        r.outcome.as_str(),
-        r.cts.ct,
-        now,
-        r.cts.orf1ab,
-        r.cts.n
-    ))
-    .await?;
+    effects.result(
+        vec![
+            Uuid::now_v7().into(),
+            row.id.into(),
+            r.outcome.as_str().into(),
+            r.cts.ct.into(),
+            r.cts.orf1ab.into(),
+            r.cts.n.into(),
+            lab.into(),
+            source.into(),
+            r.tested_at.unwrap_or(now).into(),
+            now.into(),
+            who.name.as_str().into(),
+            prev.into(),
+        ],
+        vec![row.id.into(), next.state.as_str().into(), r.outcome.as_str().into(), r.cts.ct.into(), r.cts.orf1ab.into(), r.cts.n.into(), now.into()],
+    );
     if prev.is_some() {
         rep.corrected += 1;
     } else {
@@ -1468,21 +1463,60 @@ async fn testing_task_force(tx: &mut Tx, lab: Option<Uuid>) -> Result<Option<Uui
     .transpose()
 }
 
+/// Result rows and tube updates per multi-row statement (PostgreSQL; SQLite writes row by row).
+const RESULT_ROWS: usize = 10;
+/// Results kept back before they are written (a lab file's are written a few hundred at a time).
+const FLUSH_ROWS: usize = 500;
+const RESULTS_HEAD: &str = "INSERT INTO tube_results (id, tube_id, outcome, ct_centi, ct_orf1ab_centi, ct_n_centi, lab_id, source, tested_at,
+    recorded_at, recorded_by, supersedes)";
+static SQL_RESULTS: LazyLock<&'static str> = LazyLock::new(|| crate::person_codes::values(RESULTS_HEAD, 12, RESULT_ROWS, ""));
+static SQL_RESULT: LazyLock<&'static str> = LazyLock::new(|| crate::person_codes::values(RESULTS_HEAD, 12, 1, ""));
+/// A tube's result: (id, state, outcome, Ct, ORF1ab Ct, N Ct, now).
+const SQL_TUBE_RESULTED: &str = "UPDATE tubes SET state = $2, outcome = $3, ct_centi = $4, ct_orf1ab_centi = $5, ct_n_centi = $6, resulted_at = $7,
+    received_at = COALESCE(received_at, $7), watch_at = NULL, updated_at = $7 WHERE id = $1";
+static SQL_TUBES_RESULTED: LazyLock<&'static str> = LazyLock::new(|| {
+    let template = [(1, "::uuid"), (2, "::text"), (3, "::text"), (4, "::bigint"), (5, "::bigint"), (6, "::bigint"), (7, "::timestamptz")];
+    crate::person_codes::leak(format!(
+        "UPDATE tubes t SET state = v.state, outcome = v.outcome, ct_centi = v.ct, ct_orf1ab_centi = v.orf1ab, ct_n_centi = v.n, resulted_at = v.at,
+                received_at = COALESCE(t.received_at, v.at), watch_at = NULL, updated_at = v.at
+           FROM (VALUES {}) AS v (id, state, outcome, ct, orf1ab, n, at) WHERE t.id = v.id",
+        crate::person_codes::value_rows(&template, template.len(), RESULT_ROWS)
+    ))
+});
+
 /// What a result does beyond the tube: person statuses, re-test orders and alerts.
 struct Effects {
     rung1: Option<Uuid>,
+    /// Result rows and tube updates not yet written (see `flush`).
+    results: Vec<Vec<Val>>,
+    tubes: Vec<Vec<Val>>,
     /// Tubes whose first result is negative, not yet written through to persons and orders.
     negatives: Vec<Uuid>,
 }
 
 impl Effects {
     async fn new(tx: &mut Tx, lab: Option<Uuid>) -> Result<Self, Error> {
-        Ok(Effects { rung1: testing_task_force(tx, lab).await?, negatives: Vec::new() })
+        Ok(Effects { rung1: testing_task_force(tx, lab).await?, results: Vec::new(), tubes: Vec::new(), negatives: Vec::new() })
     }
 
-    /// Write the pending first negatives: their members (whose latest sample they are) turn
-    /// negative and the re-test orders they met are resolved, `CHUNK` tubes per statement.
+    /// Keep a tube's new result to be written with the others.
+    fn result(&mut self, result: Vec<Val>, tube: Vec<Val>) {
+        self.results.push(result);
+        self.tubes.push(tube);
+    }
+
+    fn pending(&self) -> usize {
+        self.results.len()
+    }
+
+    /// Write what is kept back: the results and their tubes, several a statement, then the first
+    /// negatives' members (whose latest sample they are) turn negative and the re-test orders
+    /// they met are resolved, `CHUNK` tubes per statement.
     async fn flush(&mut self, tx: &mut Tx, now: DateTime<Utc>) -> Result<(), Error> {
+        tx.execute_rows(&SQL_RESULTS, RESULT_ROWS, &SQL_RESULT, &self.results).await?;
+        tx.execute_rows(&SQL_TUBES_RESULTED, RESULT_ROWS, SQL_TUBE_RESULTED, &self.tubes).await?;
+        self.results.clear();
+        self.tubes.clear();
         for chunk in self.negatives.chunks(CHUNK) {
             let mut ids: Vec<crate::db::Val> = chunk.iter().map(|id| crate::db::Val::from(*id)).collect();
             ids.resize(CHUNK, crate::db::Val::from(chunk[0]));

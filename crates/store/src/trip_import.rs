@@ -16,13 +16,14 @@
 //! written a chunk at a time.
 
 use crate::sheet::{self, Format, Header, RCell, RowErrors, XCell, cell_time, write_sheet};
-use crate::trips::{CrewInput, ReportInput, insert_reported, report_check_known, report_new, trip_audit};
+use crate::trips::{CrewInput, ReportChecked, ReportInput, insert_reported, report_check_known, report_new, trip_audit};
 use crate::{Durability, Principal, Store, audit, q};
 use baton_domain::ident::Plate;
 use baton_domain::role::Permission;
 use baton_domain::trip::TripRules;
 use baton_domain::unit::UnitKind;
 use baton_domain::{Error, FieldError};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
@@ -107,11 +108,12 @@ fn row_field(n: usize, field: &str) -> String {
     format!("rows[{n}].{f}")
 }
 
-/// A row that passed every check: its input and its destination's jurisdiction.
+/// A row that passed every check, ready to become a trip.
 struct Good {
     row: usize,
-    input: ReportInput,
-    jurisdiction: String,
+    destination: Uuid,
+    expected_at: DateTime<Utc>,
+    checked: ReportChecked,
 }
 
 pub async fn import(store: &Store, who: &Principal, format: Format, bytes: &[u8]) -> Result<ImportReport, Error> {
@@ -211,7 +213,11 @@ pub async fn import(store: &Store, who: &Principal, format: Format, bytes: &[u8]
         };
         let input = ReportInput { plate: text("plate"), trailer, destination_id, expected_at: expected_at.unwrap_or(now), crew };
         let stood_in: Vec<String> = row_errs.iter().map(|e| e.field.clone()).collect();
-        match report_check_known(&input, jurisdiction.clone(), now) {
+        match report_check_known(&input, jurisdiction, now) {
+            Ok(checked) if row_errs.is_empty() => {
+                good.push(Good { row: n, destination: input.destination_id, expected_at: input.expected_at, checked });
+                return Ok(());
+            }
             Ok(_) => {}
             Err(Error::Invalid(fs)) => {
                 for f in fs {
@@ -224,10 +230,7 @@ pub async fn import(store: &Store, who: &Principal, format: Format, bytes: &[u8]
             }
             Err(e) => return Err(e),
         }
-        match (row_errs.is_empty(), jurisdiction) {
-            (true, Some(jurisdiction)) => good.push(Good { row: n, input, jurisdiction }),
-            _ => errs.extend(n, row_errs),
-        }
+        errs.extend(n, row_errs);
         Ok(())
     })?;
     if rows == 0 {
@@ -241,16 +244,17 @@ pub async fn import(store: &Store, who: &Principal, format: Format, bytes: &[u8]
     // Thousands of rows: a transaction of its own, not a savepoint (see `Writer::begin_alone`).
     let mut tx = store.db.begin_alone(Durability::Durable).await?;
     let mut done = Vec::with_capacity(good.len());
-    for chunk in good.chunks(WRITE_CHUNK) {
-        let mut reported = Vec::with_capacity(chunk.len());
-        for g in chunk {
-            let checked = report_check_known(&g.input, Some(g.jurisdiction.clone()), now)?;
-            reported.push(report_new(reporter, &g.input, checked, &rules, now)?);
+    let mut good = good.into_iter().peekable();
+    while good.peek().is_some() {
+        let mut reported = Vec::with_capacity(WRITE_CHUNK);
+        for g in good.by_ref().take(WRITE_CHUNK) {
+            let r = report_new(reporter, (g.destination, g.expected_at), g.checked, &rules, now)?;
+            done.push(ImportedTrip { row: g.row, id: r.trip.id, plate: r.trip.plate.as_str().to_string() });
+            reported.push(r);
         }
         insert_reported(store, &mut tx, &reported, now).await?;
         let entries = reported.iter().map(|r| trip_audit("trip.report", &r.trip, &r.jurisdiction, r.detail.clone())).collect();
         audit::append_all(&mut tx, &store.vault, now, who, entries).await?;
-        done.extend(chunk.iter().zip(&reported).map(|(g, r)| ImportedTrip { row: g.row, id: r.trip.id, plate: r.trip.plate.as_str().to_string() }));
     }
     let (home, _) = who.home();
     use sha2::Digest;

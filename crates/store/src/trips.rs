@@ -483,23 +483,17 @@ pub(crate) struct Reported {
     pub detail: serde_json::Value,
 }
 
-/// The trip a checked pre-report makes.
+/// The trip a checked pre-report (bound for `destination` at `expected_at`) makes.
 pub(crate) fn report_new(
     reporter: Uuid,
-    input: &ReportInput,
+    (destination, expected_at): (Uuid, DateTime<Utc>),
     checked: ReportChecked,
     rules: &TripRules<'_>,
     now: DateTime<Utc>,
 ) -> Result<Reported, Error> {
     let ReportChecked { plate, trailer, crew, jurisdiction } = checked;
-    let trip = Trip::report(
-        Uuid::now_v7(),
-        reporter,
-        Report { plate, trailer, destination: input.destination_id, expected_at: input.expected_at },
-        now,
-        rules,
-    )?;
-    let detail = serde_json::json!({"plate": trip.plate, "destination": trip.destination, "expected_at": input.expected_at, "crew": crew.len(), "policy_version": rules.version});
+    let trip = Trip::report(Uuid::now_v7(), reporter, Report { plate, trailer, destination, expected_at }, now, rules)?;
+    let detail = serde_json::json!({"plate": trip.plate, "destination": destination, "expected_at": expected_at, "crew": crew.len(), "policy_version": rules.version});
     Ok(Reported { trip, jurisdiction, crew, detail })
 }
 

@@ -199,8 +199,8 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("risk.import", "导入风险地区名单", "Import a risk-area list"),
     (
         "risk.import_note",
-        "粘贴 CSV(列：division, place, level, from, to)或 JSON 对象数组；任一行有误则整批不写入。xlsx 文件请用接口 POST /api/v1/risk-areas/import 上传。",
-        "Paste CSV (columns division, place, level, from, to) or a JSON array of objects; if any row is bad nothing is written. Send xlsx files to POST /api/v1/risk-areas/import.",
+        "粘贴 CSV(列：division, place, level, from, to，或 地区、地点、等级、开始时间、解除时间；标题行、序号列、空行和合计行会跳过)或 JSON 对象数组；任一行有误则整批不写入。xlsx 文件请用接口 POST /api/v1/risk-areas/import 上传。",
+        "Paste CSV (columns division, place, level, from, to, or their Chinese names; a title row, a 序号 column, blank rows and a total line are passed over) or a JSON array of objects; if any row is bad nothing is written. Send xlsx files to POST /api/v1/risk-areas/import.",
     ),
     ("risk.import_failed", "名单有误，未写入任何记录。请修正以下各行：", "The list has errors and nothing was written. Fix these rows:"),
     ("risk.format", "格式", "Format"),

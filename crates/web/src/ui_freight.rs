@@ -436,8 +436,8 @@ fn import_page_of(v: &Viewer, errors: Vec<(String, String, String)>, imported: V
     ImportPage {
         shell: v.shell("import.title"),
         note: lang.pick(
-            "每辆车一行：车牌号、挂车号、目的地单位(空则为本单位)、预计到达卡口时间、司机及随车人员。任何一行有误则全部不导入，并逐行列出错误；重复上传不会重复报备。",
-            "One row per truck: plate, trailer, destination unit (blank: your unit), time expected at a checkpoint, driver and second crew member. If any row is wrong nothing is imported and every error is listed by row; uploading again does not report twice.",
+            "每辆车一行：车牌号、挂车号、目的地单位(空则为本单位)、预计到达卡口时间、司机及随车人员；表头上方的标题行、序号列、空行和末尾的合计行会跳过，一次最多 100,000 行。任何一行有误则全部不导入，并按 Excel 行号列出错误(最多列出 1000 处，并给出总数)；重复上传不会重复报备。",
+            "One row per truck: plate, trailer, destination unit (blank: your unit), time expected at a checkpoint, driver and second crew member; a title above the header, a 序号 column, blank rows and a total line at the end are passed over; up to 100,000 rows. If any row is wrong nothing is imported and the errors are listed by their Excel row (the first 1,000, with the total); uploading again does not report twice.",
         ),
         columns: vec![lang.pick("行", "Row"), lang.pick("列", "Column"), lang.pick("原因", "Reason")],
         errors,
@@ -454,7 +454,7 @@ async fn import_submit(State(s): State<AppState>, v: Viewer, h: HeaderMap, body:
     let lang = v.lang;
     let ct = h.get(header::CONTENT_TYPE).and_then(|x| x.to_str().ok()).unwrap_or("");
     let parts = crate::ui::multipart(ct, &body);
-    let csrf = parts.iter().find(|p| p.0 == "csrf").map(|p| String::from_utf8_lossy(&p.2).to_string()).unwrap_or_default();
+    let csrf = parts.iter().find(|p| p.0 == "csrf").map(|p| String::from_utf8_lossy(p.2).to_string()).unwrap_or_default();
     if !crate::auth::constant_time_eq(csrf.as_bytes(), v.csrf.as_bytes()) {
         return Err(Error::conflict(
             "csrf_failed",

@@ -910,7 +910,7 @@ async fn import_submit(State(s): State<AppState>, v: Viewer, h: HeaderMap, body:
     let lang = v.lang;
     let ct = h.get(header::CONTENT_TYPE).and_then(|x| x.to_str().ok()).unwrap_or("");
     let parts = crate::ui::multipart(ct, &body);
-    let csrf = parts.iter().find(|p| p.0 == "csrf").map(|p| String::from_utf8_lossy(&p.2).to_string()).unwrap_or_default();
+    let csrf = parts.iter().find(|p| p.0 == "csrf").map(|p| String::from_utf8_lossy(p.2).to_string()).unwrap_or_default();
     let token = serde_urlencoded::to_string([("csrf", csrf)]).unwrap_or_default();
     FormData::parse(&Bytes::from(token))?.check_csrf(&v.csrf)?;
     let file = parts.into_iter().find(|p| p.0 == "file" && !p.2.is_empty());

@@ -302,3 +302,69 @@ async fn whitelist_export(b: Backend) {
     app.stop().await;
 }
 both!(whitelists_from_xlsx_and_gbk_csv_with_titles_and_totals, whitelist_export);
+
+/// Rows of each big file.
+const BIG: usize = 100_000;
+
+/// A CSV file of a header and `n` rows made by `row`.
+fn csv_of(header: &str, n: usize, row: impl Fn(usize, &mut String)) -> Vec<u8> {
+    let mut s = String::with_capacity(n * 80);
+    s.push_str(header);
+    s.push('\n');
+    for i in 0..n {
+        row(i, &mut s);
+        s.push('\n');
+    }
+    s.into_bytes()
+}
+
+/// Files of 100,000 rows import whole (pre-reports, whitelist, risk areas); a file of 1,500 bad
+/// rows answers with the first 1,000 errors, in row order, and the total. (Timings are the
+/// bench's; see `baton bench --scenario imports`.)
+async fn big_files(b: Backend) {
+    use std::fmt::Write;
+    let app = spawn_app(b).await;
+    let ent = app.login("enterprise").await;
+    let cmd = app.login("commander").await;
+    let when = china(t0() + Duration::hours(30));
+    let plate = |letter: char, i: usize| format!("晋{letter}{i:05}");
+
+    // 1,500 bad rows: the first thousand listed, the total given, a small answer.
+    let bad = csv_of("车牌号,预计到达卡口时间,司机姓名,司机身份证号", 1500, |i, s| {
+        let _ = write!(s, "晋{i},{when},李师傅,11010519491231002X");
+    });
+    let r = ent.raw(reqwest::Method::POST, "/api/v1/trips/import").header("content-type", "text/csv").body(bad).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let text = r.text().await.unwrap();
+    assert!(text.len() < 400_000, "{} bytes", text.len());
+    let e: Value = serde_json::from_str(&text).unwrap();
+    let fields = e["fields"].as_object().unwrap();
+    assert_eq!(fields.len(), 1001);
+    assert!(fields.contains_key("rows[2].plate") && fields.contains_key("rows[1001].plate") && !fields.contains_key("rows[1002].plate"));
+    assert_eq!(e["fields"]["rows"]["code"], "too_many_errors");
+    assert!(e["fields"]["rows"]["en"].as_str().unwrap().starts_with("1500 errors in all"), "{}", e["fields"]["rows"]);
+
+    let file = csv_of("车牌号,预计到达卡口时间,司机姓名,司机身份证号,司机手机号", BIG, |i, s| {
+        let _ = write!(s, "{},{when},李师傅,11010519491231002X,13912345678", plate('A', i));
+    });
+    let (s, v) = upload(&ent, "/api/v1/trips/import", "text/csv", file).await;
+    assert_eq!((s, v["imported"].as_u64()), (StatusCode::CREATED, Some(BIG as u64)), "{}", v.to_string().chars().take(500).collect::<String>());
+    assert_eq!(v["trips"][BIG - 1]["row"].as_u64(), Some(BIG as u64 + 1));
+    let open: i64 =
+        app.store.db.fetch_one(baton_store::q!("SELECT COUNT(*) AS n FROM trips WHERE closed_at IS NULL")).await.unwrap().get("n").unwrap();
+    assert_eq!(open, BIG as i64);
+
+    let file = csv_of("类型,层级,名称/姓名,车牌号,有效期起,有效期止", BIG, |i, s| {
+        let _ = write!(s, "车辆,省级,太行物流,{},2022-11-01,2022-12-31", plate('B', i));
+    });
+    let (s, v) = upload(&cmd, "/api/v1/whitelist/import", "text/csv", file).await;
+    assert_eq!((s, v["imported"].as_u64()), (StatusCode::CREATED, Some(BIG as u64)), "{}", v.to_string().chars().take(500).collect::<String>());
+
+    let file = csv_of("地区,地点,等级,开始时间", BIG, |i, s| {
+        let _ = write!(s, "壶关县龙泉镇,{i}号院,低风险,2022-11-10");
+    });
+    let (s, v) = upload(&cmd, "/api/v1/risk-areas/import", "text/csv", file).await;
+    assert_eq!((s, v["created"].as_u64()), (StatusCode::CREATED, Some(BIG as u64)), "{}", v.to_string().chars().take(500).collect::<String>());
+    app.stop().await;
+}
+both!(files_of_100000_rows_import_and_1000_errors_are_listed_with_the_total, big_files);
