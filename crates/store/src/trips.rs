@@ -862,7 +862,7 @@ pub async fn exit_by_plate(store: &Store, who: &Principal, input: &ExitInput) ->
     };
     let action = Action::ExitScan;
     let next = l.trip.apply(&action, checkpoint, now, &rules)?;
-    update_trip(&mut tx, &next, &l.extra, l.rev, now).await?;
+    update_trip(store, &mut tx, &next, &l.extra, l.rev, now).await?;
     let detail = serde_json::json!({"from": l.trip.state.as_str(), "to": next.state.as_str(), "custodian": next.custodian, "action": action, "by_plate": true});
     store.audited(who, trip_audit("trip.exit_scan", &next, &l.jurisdiction, detail), tx).await?;
     get(store, who, next.id).await
