@@ -11,6 +11,7 @@
 //! those areas' divisions.
 
 use crate::db::Row;
+use crate::page::{Page, PageQuery, Paged};
 use crate::person_codes::{CHUNK, Context, Decided, Reads, decide, recompute_ids, write_decided};
 use crate::{Principal, Store, audit, q};
 use baton_domain::Error;
@@ -54,14 +55,22 @@ fn run_of(r: &Row) -> Result<Run, Error> {
     })
 }
 
-/// The latest runs, newest first.
-pub async fn list(store: &Store) -> Result<Vec<Run>, Error> {
+/// A page of runs, newest first.
+pub async fn list(store: &Store, page: &PageQuery) -> Result<Paged<Run>, Error> {
+    let page = Page::<(DateTime<Utc>, Uuid)>::read("recomputes", page)?;
+    let (at, id) = page.parts();
     let rows = store
         .db
-        .scan(q!("SELECT id, cause, cause_ref, state, total, processed, changed, watermark, error, created_at, started_at, finished_at
-               FROM code_recomputes ORDER BY created_at DESC, id DESC LIMIT 50"))
+        .scan(q!(
+            "SELECT id, cause, cause_ref, state, total, processed, changed, watermark, error, created_at, started_at, finished_at
+               FROM code_recomputes WHERE ($1 IS NULL OR (created_at, id) < ($1, $2)) ORDER BY created_at DESC, id DESC LIMIT $3",
+            at,
+            id,
+            page.fetch()
+        ))
         .await?;
-    rows.iter().map(run_of).collect()
+    let list = rows.iter().map(run_of).collect::<Result<Vec<_>, _>>()?;
+    Ok(page.finish(list, |r| (r.created_at, r.id)))
 }
 
 async fn insert(store: &Store, who: &Principal, cause: &str, cause_ref: &str, watermark: Option<DateTime<Utc>>) -> Result<Run, Error> {

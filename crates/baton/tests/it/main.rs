@@ -13,6 +13,7 @@ mod freight;
 mod freight_ops;
 mod input;
 mod pages;
+mod paging;
 mod personal;
 mod persons;
 mod platform;
