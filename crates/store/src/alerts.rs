@@ -288,7 +288,7 @@ async fn end(tx: &mut Tx, vault: &Vault, now: DateTime<Utc>, e: &Ending<'_>, s: 
     let closed = matches!(s, Settled::Closed(_));
     let n = tx
         .execute(q!(
-            "UPDATE alerts SET stopped_at = $2, stop_reason = $3, merged_into = $4, escalate_at = NULL,
+            "UPDATE alerts SET stopped_at = $2, stop_reason = $3, merged_into = COALESCE($4, merged_into), escalate_at = NULL,
                     resolved_at = CASE WHEN $5 THEN $2 ELSE resolved_at END, resolved_by = CASE WHEN $5 THEN 'system' ELSE resolved_by END
              WHERE id = $1 AND resolved_at IS NULL",
             e.id,
