@@ -111,8 +111,15 @@ pub async fn run(store: Store, metrics: Arc<Metrics>, mut stop: watch::Receiver<
         let sweep = if store.clock.is_manual() { Ok(Default::default()) } else { watch(&store).await };
         match sweep {
             Ok(r) => {
-                if r.raised > 0 || r.escalated > 0 {
-                    tracing::info!(raised = r.raised, escalated = r.escalated, trips = r.trips_checked, "deadline watcher");
+                if r.raised > 0 || r.escalated > 0 || r.settled > 0 || r.merged > 0 {
+                    tracing::info!(
+                        raised = r.raised,
+                        escalated = r.escalated,
+                        settled = r.settled,
+                        merged = r.merged,
+                        trips = r.trips_checked,
+                        "deadline watcher"
+                    );
                 }
             }
             Err(e) => {

@@ -12,6 +12,7 @@
 //! and names the one that carries on (`merged_into`).
 
 use crate::db::{Row, Tx};
+use crate::page::{Page, PageQuery, Paged};
 use crate::{Principal, Store, Vault, audit, q, scope_args, text_field};
 use baton_domain::Error;
 use baton_domain::alert::{AlertEnd, Settled};
@@ -287,7 +288,7 @@ async fn end(tx: &mut Tx, vault: &Vault, now: DateTime<Utc>, e: &Ending<'_>, s: 
     let closed = matches!(s, Settled::Closed(_));
     let n = tx
         .execute(q!(
-            "UPDATE alerts SET stopped_at = $2, stop_reason = $3, merged_into = $4, escalate_at = NULL,
+            "UPDATE alerts SET stopped_at = $2, stop_reason = $3, merged_into = COALESCE($4, merged_into), escalate_at = NULL,
                     resolved_at = CASE WHEN $5 THEN $2 ELSE resolved_at END, resolved_by = CASE WHEN $5 THEN 'system' ELSE resolved_by END
              WHERE id = $1 AND resolved_at IS NULL",
             e.id,
@@ -508,9 +509,11 @@ fn require_read(who: &Principal) -> Result<(), Error> {
     if who.can(Permission::TripsRead) || who.can(Permission::TestingRead) { Ok(()) } else { Err(Error::Forbidden) }
 }
 
-/// Alerts inside the caller's scope, or addressed to or about their unit.
-pub async fn list(store: &Store, who: &Principal, f: &AlertFilter) -> Result<Vec<Alert>, Error> {
+/// Alerts inside the caller's scope, or addressed to or about their unit, newest first.
+pub async fn list(store: &Store, who: &Principal, f: &AlertFilter, page: &PageQuery) -> Result<Paged<Alert>, Error> {
     require_read(who)?;
+    let page = Page::<(DateTime<Utc>, Uuid)>::read("alerts", page)?;
+    let (after_at, after_id) = page.parts();
     let (lo, hi, unit) = scope_args(&who.scope);
     let mine = if f.mine == Some(true) { who.unit_id } else { None };
     let rows = store
@@ -524,7 +527,8 @@ pub async fn list(store: &Store, who: &Principal, f: &AlertFilter) -> Result<Vec
                AND ($5 IS NULL OR ($5 = TRUE AND a.resolved_at IS NULL) OR ($5 = FALSE AND a.resolved_at IS NOT NULL))
                AND ($6 IS NULL OR a.trip_id = $6) AND ($7 IS NULL OR a.recipient_id = $7) AND ($8 IS NULL OR a.kind = $8)
                AND ($9 IS NULL OR a.subject_kind = $9) AND ($10 IS NULL OR a.subject_id = $10)
-             ORDER BY a.raised_at DESC LIMIT 1000",
+               AND ($11 IS NULL OR (a.raised_at, a.id) < ($11, $12))
+             ORDER BY a.raised_at DESC, a.id DESC LIMIT $13",
             lo,
             hi,
             unit,
@@ -534,10 +538,14 @@ pub async fn list(store: &Store, who: &Principal, f: &AlertFilter) -> Result<Vec
             mine,
             f.kind.clone().filter(|k| !k.is_empty()),
             f.subject_kind.clone().filter(|k| !k.is_empty()),
-            f.subject_id
+            f.subject_id,
+            after_at,
+            after_id,
+            page.fetch()
         ))
         .await?;
-    rows.iter().map(alert_from_row).collect()
+    let list = rows.iter().map(alert_from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(page.finish(list, |a| (a.raised_at, a.id)))
 }
 
 async fn get_visible(store: &Store, who: &Principal, id: Uuid) -> Result<Alert, Error> {

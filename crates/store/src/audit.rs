@@ -6,6 +6,7 @@
 //! (PostgreSQL), so concurrent appends queue instead of forking the chain.
 
 use crate::db::{Db, Tx};
+use crate::page::{Page, PageQuery, Paged};
 use crate::principal::Principal;
 use crate::vault::Vault;
 use crate::{q, scope_args};
@@ -332,17 +333,15 @@ pub struct Search {
     pub object_id: Option<String>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
-    /// Entries with a lower sequence number than this (paging backwards).
-    pub before: Option<i64>,
-    pub limit: Option<i64>,
 }
 
-/// Entries inside the viewer's scope, newest first. Entries with no jurisdiction (the system's
-/// own: recomputes naming persons, key rotations; and entries written before every entry got
-/// its actor's jurisdiction, sign-ins with addresses among them) only county-wide readers see.
-pub async fn search(db: &Db, who: &Principal, s: &Search) -> Result<Vec<Record>, Error> {
+/// Entries inside the viewer's scope, newest first, paged by sequence number. Entries with no
+/// jurisdiction (the system's own: recomputes naming persons, key rotations; and entries
+/// written before every entry got its actor's jurisdiction, sign-ins with addresses among them)
+/// only county-wide readers see.
+pub async fn search(db: &Db, who: &Principal, s: &Search, page: &PageQuery) -> Result<Paged<Record>, Error> {
     let (lo, hi, unit) = scope_args(&who.scope);
-    let limit = s.limit.unwrap_or(100).clamp(1, 1000);
+    let page = Page::<i64>::read("audit", page)?;
     let empty = |o: &Option<String>| o.as_ref().map(|x| x.trim().to_string()).filter(|x| !x.is_empty());
     let rows = db
         .scan(q!(
@@ -366,10 +365,11 @@ pub async fn search(db: &Db, who: &Principal, s: &Search) -> Result<Vec<Record>,
             empty(&s.object_id),
             s.from,
             s.to,
-            s.before,
-            limit,
+            page.after,
+            page.fetch(),
             who.scope.is_county_wide()
         ))
         .await?;
-    rows.iter().map(Record::from_row).collect()
+    let list = rows.iter().map(Record::from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(page.finish(list, |r| r.seq))
 }

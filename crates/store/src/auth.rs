@@ -2,6 +2,7 @@
 //! Only hashes of session and token secrets are stored.
 
 use crate::db::Row;
+use crate::page::{Page, PageQuery, Paged};
 use crate::users::{scope_from_db, verify_password};
 use crate::vault::{random_token, token_hash};
 use crate::{Check, Principal, Store, audit, q, scope_args, text_field};
@@ -310,19 +311,30 @@ fn token_from_row(r: &Row) -> Result<ApiToken, Error> {
     })
 }
 
-pub async fn list_tokens(store: &Store, who: &Principal) -> Result<Vec<ApiToken>, Error> {
+/// Every API token the caller may see.
+async fn all_tokens(store: &Store, who: &Principal) -> Result<Vec<ApiToken>, Error> {
+    crate::page::all(|p| async move { list_tokens(store, who, &p).await }).await
+}
+
+/// A page of API tokens, newest first.
+pub async fn list_tokens(store: &Store, who: &Principal, page: &PageQuery) -> Result<Paged<ApiToken>, Error> {
     who.require(Permission::TokensWrite)?;
+    let page = Page::<(DateTime<Utc>, Uuid)>::read("tokens", page)?;
+    let (at, id) = page.parts();
     let (lo, hi, unit) = scope_args(&who.scope);
     let rows = store
         .db
         .fetch_all(q!(
             "SELECT t.id, t.name, t.prefix, t.unit_id, n.name AS unit_name, t.scope_kind, t.scope_code, t.permissions, t.created_at, t.expires_at, t.revoked_at, t.last_used_at
              FROM api_tokens t JOIN units n ON n.id = t.unit_id
-             WHERE ((t.jurisdiction >= $1 AND t.jurisdiction < $2) OR t.unit_id = $3) ORDER BY t.created_at DESC",
-            lo, hi, unit
+             WHERE ((t.jurisdiction >= $1 AND t.jurisdiction < $2) OR t.unit_id = $3)
+               AND ($4 IS NULL OR (t.created_at, t.id) < ($4, $5))
+             ORDER BY t.created_at DESC, t.id DESC LIMIT $6",
+            lo, hi, unit, at, id, page.fetch()
         ))
         .await?;
-    rows.iter().map(token_from_row).collect()
+    let list = rows.iter().map(token_from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(page.finish(list, |t| (t.created_at, t.id)))
 }
 
 /// Create a token; the secret is returned once and never stored.
@@ -377,13 +389,13 @@ pub async fn create_token(store: &Store, who: &Principal, input: &TokenInput) ->
             tx,
         )
         .await?;
-    let t = list_tokens(store, who).await?.into_iter().find(|t| t.id == id).ok_or(Error::NotFound("api_token"))?;
+    let t = all_tokens(store, who).await?.into_iter().find(|t| t.id == id).ok_or(Error::NotFound("api_token"))?;
     Ok((t, secret))
 }
 
 pub async fn revoke_token(store: &Store, who: &Principal, id: Uuid) -> Result<(), Error> {
     who.require(Permission::TokensWrite)?;
-    let t = list_tokens(store, who).await?.into_iter().find(|t| t.id == id).ok_or(Error::NotFound("api_token"))?;
+    let t = all_tokens(store, who).await?.into_iter().find(|t| t.id == id).ok_or(Error::NotFound("api_token"))?;
     // As for users (`users::require_within`): a token that reaches further than the caller
     // (its unit in their township, its scope the county's) is visible but not theirs to end.
     let perms = Permissions(t.permissions.iter().filter_map(|p| Permission::parse(p)).collect());

@@ -139,16 +139,20 @@ pub async fn entry(store: &Store, id: Uuid, person: Uuid) -> Result<Entry, Error
     b.entries.into_iter().find(|e| e.person == person).ok_or_else(|| Error::internal(format!("history block {id} lacks {person}")))
 }
 
-/// Up to `limit` revisions of `person`'s code, newest first, from block `head` (the current
-/// revision's; none if it was written before the blocks) down the chain, then the rows kept
-/// before the blocks.
-pub async fn chain(store: &Store, person: Uuid, head: Option<Uuid>, limit: usize) -> Result<Vec<HistoryEntry>, Error> {
+/// Up to `limit` revisions of `person`'s code older than revision `below` (all for none), newest
+/// first, from block `head` (the current revision's; none if it was written before the blocks)
+/// down the chain, then the rows kept before the blocks.
+pub async fn chain(store: &Store, person: Uuid, head: Option<Uuid>, below: Option<i64>, limit: usize) -> Result<Vec<HistoryEntry>, Error> {
     let mut out = Vec::new();
     let mut next = head;
     while let Some(id) = next.filter(|_| out.len() < limit) {
         let b = read(store, id).await?;
         let e = b.entries.into_iter().find(|e| e.person == person).ok_or_else(|| Error::internal(format!("history block {id} lacks {person}")))?;
         next = e.prev;
+        // A chain is walked from its head: the newer revisions a later page starts below are passed over.
+        if below.is_some_and(|b| e.rev >= b) {
+            continue;
+        }
         out.push(HistoryEntry {
             rev: e.rev,
             colour: e.colour,
@@ -161,7 +165,7 @@ pub async fn chain(store: &Store, person: Uuid, head: Option<Uuid>, limit: usize
         });
     }
     if out.len() < limit && next.is_none() {
-        let below = out.last().map_or(i64::MAX, |e| e.rev);
+        let below = out.last().map_or(below.unwrap_or(i64::MAX), |e| e.rev);
         let n = i64::try_from(limit - out.len()).map_err(Error::internal)?;
         let rows = store
             .db

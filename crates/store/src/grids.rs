@@ -1,6 +1,7 @@
 //! Grids: the smallest management cells, created by users under villages. A grid's code
 //! extends its village's code (village + 3 digits), so grids nest in the jurisdiction path.
 
+use crate::page::{Page, PageQuery, Paged};
 use crate::{Check, Principal, Store, audit, q, scope_args, text_field};
 use baton_domain::division::{Divisions, Level};
 use baton_domain::role::Permission;
@@ -27,11 +28,14 @@ pub struct GridInput {
     pub member_id: Option<Uuid>,
 }
 
-pub async fn list(store: &Store, who: &Principal, village: Option<&str>) -> Result<Vec<Grid>, Error> {
+/// A page of grids, by code.
+pub async fn list(store: &Store, who: &Principal, village: Option<&str>, page: &PageQuery) -> Result<Paged<Grid>, Error> {
     // Grids name their members: those who manage grids or may see users.
     if !who.can(Permission::GridsWrite) && !who.can(Permission::UsersRead) {
         return Err(Error::Forbidden);
     }
+    let page = Page::<(String, Uuid)>::read("grids", page)?;
+    let (ac, ai) = page.parts();
     let (lo, hi, unit) = scope_args(&who.scope);
     let rows = store
         .db
@@ -39,15 +43,20 @@ pub async fn list(store: &Store, who: &Principal, village: Option<&str>) -> Resu
             "SELECT g.id, g.code, g.name, g.village_code, g.member_id, u.display_name AS member_name
              FROM grids g LEFT JOIN users u ON u.id = g.member_id
              WHERE ((g.jurisdiction >= $1 AND g.jurisdiction < $2) OR u.unit_id = $3) AND ($4 IS NULL OR g.village_code = $4)
-             ORDER BY g.code",
+               AND ($5 IS NULL OR (g.code, g.id) > ($5, $6))
+             ORDER BY g.code, g.id LIMIT $7",
             lo,
             hi,
             unit,
-            village
+            village,
+            ac,
+            ai,
+            page.fetch()
         ))
         .await?;
     let d = Divisions::get_all();
-    rows.iter()
+    let list = rows
+        .iter()
         .map(|r| {
             let v: String = r.get("village_code")?;
             Ok(Grid {
@@ -60,7 +69,8 @@ pub async fn list(store: &Store, who: &Principal, village: Option<&str>) -> Resu
                 member_name: r.get("member_name")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(page.finish(list, |g| (g.code.clone(), g.id)))
 }
 
 pub async fn create(store: &Store, who: &Principal, input: &GridInput) -> Result<Grid, Error> {
@@ -113,5 +123,6 @@ pub async fn create(store: &Store, who: &Principal, input: &GridInput) -> Result
     store
         .audited(who, audit::Entry { action: "grid.create", object_type: "grid", object_id: id.to_string(), jurisdiction: &code, detail }, tx)
         .await?;
-    list(store, who, Some(village.code)).await?.into_iter().find(|g| g.id == id).ok_or(Error::NotFound("grid"))
+    let all = crate::page::all(|p| async move { list(store, who, Some(village.code), &p).await }).await?;
+    all.into_iter().find(|g| g.id == id).ok_or(Error::NotFound("grid"))
 }

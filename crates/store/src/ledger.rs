@@ -111,8 +111,10 @@ async fn build(store: &Store, who: &Principal, trip: &Trip, jurisdiction: &str) 
         })
         .collect();
     let times: Vec<(LedgerParty, Option<DateTime<Utc>>)> = parties.iter().map(|p| (p.party, p.confirmed_at)).collect();
-    let list = alerts::list(store, who, &alerts::AlertFilter { trip_id: Some(trip.id), ..Default::default() }).await?;
+    let f = alerts::AlertFilter { trip_id: Some(trip.id), ..Default::default() };
+    let list = alerts::list(store, who, &f, &crate::page::PageQuery::largest()).await?;
     let breaches = list
+        .items
         .into_iter()
         .map(|a| BreachLine {
             unconfirmed: unconfirmed_at(&times, a.raised_at),

@@ -15,6 +15,7 @@ pub mod grids;
 pub mod idempotency;
 pub mod ledger;
 pub mod lite;
+pub mod page;
 pub mod person_codes;
 pub mod persons;
 pub mod policy;

@@ -14,6 +14,7 @@
 //! by a link that carries a token of kind `L` (longer-lived, never accepted as a code).
 
 use crate::db::{Q, Row, Tx, Val};
+use crate::page::{Page, PageQuery, Paged};
 use crate::{Principal, Store, audit, q, scope_args};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -327,9 +328,10 @@ pub async fn get(store: &Store, who: &Principal, person: Uuid) -> Result<CodeVie
     current(store, person).await
 }
 
-/// A person's code history, newest first (at most 200 revisions). A merged-away record's
+/// A page of a person's code history, newest first (by revision). A merged-away record's
 /// history ends where it was merged; its head was kept with the merge.
-pub async fn history(store: &Store, who: &Principal, person: Uuid) -> Result<Vec<HistoryEntry>, Error> {
+pub async fn history(store: &Store, who: &Principal, person: Uuid, page: &PageQuery) -> Result<Paged<HistoryEntry>, Error> {
+    let page = Page::<i64>::read("code_history", page)?;
     crate::persons::get(store, who, person).await?;
     let head = match store.db.fetch_optional(q!("SELECT hist FROM person_codes WHERE person_id = $1", person)).await? {
         Some(r) => r.get("hist")?,
@@ -338,7 +340,8 @@ pub async fn history(store: &Store, who: &Principal, person: Uuid) -> Result<Vec
             None => None,
         },
     };
-    crate::code_history::chain(store, person, head, 200).await
+    let list = crate::code_history::chain(store, person, head, page.after, usize::try_from(page.fetch()).unwrap_or(0)).await?;
+    Ok(page.finish(list, |e| e.rev))
 }
 
 /// A revision kept in `person_code_history` (written before the history blocks).

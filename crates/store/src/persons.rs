@@ -9,6 +9,7 @@
 //! and only users whose scope covers it see them.
 
 use crate::db::{Row, Tx};
+use crate::page::{Page, PageQuery, Paged};
 use crate::{Check, Principal, Store, audit, q, scope_args, text_field};
 use baton_domain::division::{Divisions, Level};
 use baton_domain::ident::{PersonalKind, Phone};
@@ -325,18 +326,26 @@ pub async fn merge(store: &Store, who: &Principal, keep: Uuid, input: &MergeInpu
     })
 }
 
-/// The records merged into a person, newest first.
-pub async fn merges(store: &Store, who: &Principal, keep: Uuid) -> Result<Vec<Merge>, Error> {
+/// A page of the records merged into a person, newest first.
+pub async fn merges(store: &Store, who: &Principal, keep: Uuid, page: &PageQuery) -> Result<Paged<Merge>, Error> {
+    let page = Page::<(DateTime<Utc>, Uuid)>::read("merges", page)?;
+    let (at, id) = page.parts();
     get(store, who, keep).await?;
     let rows = store
         .db
         .fetch_all(q!(
             "SELECT m.id, m.kept_id, m.merged_id, p.name, p.document_masked, m.note, m.moved, m.created_by, m.created_at
-               FROM person_merges m JOIN persons p ON p.id = m.merged_id WHERE m.kept_id = $1 ORDER BY m.created_at DESC, m.id DESC",
-            keep
+               FROM person_merges m JOIN persons p ON p.id = m.merged_id
+              WHERE m.kept_id = $1 AND ($2 IS NULL OR (m.created_at, m.id) < ($2, $3))
+              ORDER BY m.created_at DESC, m.id DESC LIMIT $4",
+            keep,
+            at,
+            id,
+            page.fetch()
         ))
         .await?;
-    rows.iter()
+    let list = rows
+        .iter()
         .map(|r| {
             Ok(Merge {
                 id: r.get("id")?,
@@ -350,7 +359,8 @@ pub async fn merges(store: &Store, who: &Principal, keep: Uuid) -> Result<Vec<Me
                 created_at: r.get("created_at")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(page.finish(list, |m| (m.created_at, m.id)))
 }
 
 fn from_row(r: &Row) -> Result<Person, Error> {
@@ -399,13 +409,13 @@ pub struct Filter {
     /// A division code: only people living there.
     #[serde(default)]
     pub division: Option<String>,
-    #[serde(default)]
-    pub limit: Option<i64>,
 }
 
-/// People in the viewer's scope, by name or document; merged records are left out.
-pub async fn search(store: &Store, who: &Principal, f: &Filter) -> Result<Vec<Person>, Error> {
+/// A page of the people in the viewer's scope, by name or document; merged records are left out.
+pub async fn search(store: &Store, who: &Principal, f: &Filter, page: &PageQuery) -> Result<Paged<Person>, Error> {
     who.require(Permission::PersonsRead)?;
+    let page = Page::<(String, String, Uuid)>::read("persons", page)?;
+    let (aj, an, ai) = page.parts();
     let (lo, hi, unit) = scope_args(&who.scope);
     let q = f.q.as_deref().map(str::trim).unwrap_or("");
     // A whole document number is looked up exactly; anything else is a name prefix.
@@ -415,7 +425,6 @@ pub async fn search(store: &Store, who: &Principal, f: &Filter) -> Result<Vec<Pe
         .map(|d| document_index(store, &d))
         .unwrap_or_default();
     let division = f.division.as_deref().map(str::trim).unwrap_or("");
-    let limit = f.limit.unwrap_or(100).clamp(1, 500);
     let like = format!("{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
     let rows = store
         .db
@@ -425,7 +434,8 @@ pub async fn search(store: &Store, who: &Principal, f: &Filter) -> Result<Vec<Pe
               WHERE merged_into IS NULL AND ((jurisdiction >= $1 AND jurisdiction < $2) OR unit_id = $3)
                 AND ($4 = '' OR name LIKE $5 ESCAPE '\\' OR document_bidx = $6)
                 AND ($7 = '' OR jurisdiction >= $7 AND jurisdiction < $8)
-              ORDER BY jurisdiction, name, id LIMIT $9",
+                AND ($9 IS NULL OR (jurisdiction, name, id) > ($9, $10, $11))
+              ORDER BY jurisdiction, name, id LIMIT $12",
             lo,
             hi,
             unit,
@@ -434,10 +444,14 @@ pub async fn search(store: &Store, who: &Principal, f: &Filter) -> Result<Vec<Pe
             bidx,
             division,
             baton_domain::division::prefix_end(division),
-            limit
+            aj,
+            an,
+            ai,
+            page.fetch()
         ))
         .await?;
-    rows.iter().map(from_row).collect()
+    let list = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(page.finish(list, |p| (p.jurisdiction.clone(), p.name.clone(), p.id)))
 }
 
 /// Register one person by hand (the registry page, the API), audited.

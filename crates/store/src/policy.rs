@@ -1,5 +1,6 @@
 //! Policy versions: parameters in force from an effective time, edited by the command office.
 
+use crate::page::{Page, PageQuery, Paged};
 use crate::{Check, Principal, Store, audit, q, text_field};
 use baton_domain::policy::{PolicyParams, PolicyVersion, in_force};
 use baton_domain::role::Permission;
@@ -8,9 +9,24 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
+/// Every version, oldest first.
 pub async fn list(store: &Store) -> Result<Vec<PolicyVersion>, Error> {
-    let rows = store.db.fetch_all(q!("SELECT version, effective_from, params, note FROM policy_versions ORDER BY version")).await?;
-    rows.iter()
+    crate::page::all(|p| async move { page(store, &p).await }).await
+}
+
+/// A page of versions, oldest first.
+pub async fn page(store: &Store, page: &PageQuery) -> Result<Paged<PolicyVersion>, Error> {
+    let page = Page::<i64>::read("policy", page)?;
+    let rows = store
+        .db
+        .fetch_all(q!(
+            "SELECT version, effective_from, params, note FROM policy_versions WHERE ($1 IS NULL OR version > $1) ORDER BY version LIMIT $2",
+            page.after,
+            page.fetch()
+        ))
+        .await?;
+    let list = rows
+        .iter()
         .map(|r| {
             let params: String = r.get("params")?;
             Ok(PolicyVersion {
@@ -20,7 +36,8 @@ pub async fn list(store: &Store) -> Result<Vec<PolicyVersion>, Error> {
                 note: r.get("note")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(page.finish(list, |v| v.version))
 }
 
 /// The version in force at `at` (every decision records its number).

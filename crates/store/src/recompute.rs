@@ -11,6 +11,7 @@
 //! those areas' divisions.
 
 use crate::db::Row;
+use crate::page::{Page, PageQuery, Paged};
 use crate::person_codes::{CHUNK, Context, Decided, Reads, decide, recompute_ids, write_decided};
 use crate::{Principal, Store, audit, q};
 use baton_domain::Error;
@@ -55,20 +56,28 @@ fn run_of(r: &Row) -> Result<Run, Error> {
     })
 }
 
-/// The latest runs, newest first. Every run is county-wide: a risk-area change, a policy
+/// A page of runs, newest first. Every run is county-wide: a risk-area change, a policy
 /// version, the results of a pass and a manual run each recompute persons wherever they live,
 /// and its counts are the county's. So only county-wide readers see runs.
-pub async fn list(store: &Store, who: &Principal) -> Result<Vec<Run>, Error> {
+pub async fn list(store: &Store, who: &Principal, page: &PageQuery) -> Result<Paged<Run>, Error> {
     who.require(Permission::PersonsRead)?;
+    let page = Page::<(DateTime<Utc>, Uuid)>::read("recomputes", page)?;
     if !who.scope.is_county_wide() {
-        return Ok(Vec::new());
+        return Ok(Paged { items: Vec::new(), next_cursor: None });
     }
+    let (at, id) = page.parts();
     let rows = store
         .db
-        .scan(q!("SELECT id, cause, cause_ref, state, total, processed, changed, watermark, error, created_at, started_at, finished_at
-               FROM code_recomputes ORDER BY created_at DESC, id DESC LIMIT 50"))
+        .scan(q!(
+            "SELECT id, cause, cause_ref, state, total, processed, changed, watermark, error, created_at, started_at, finished_at
+               FROM code_recomputes WHERE ($1 IS NULL OR (created_at, id) < ($1, $2)) ORDER BY created_at DESC, id DESC LIMIT $3",
+            at,
+            id,
+            page.fetch()
+        ))
         .await?;
-    rows.iter().map(run_of).collect()
+    let list = rows.iter().map(run_of).collect::<Result<Vec<_>, _>>()?;
+    Ok(page.finish(list, |r| (r.created_at, r.id)))
 }
 
 async fn insert(store: &Store, who: &Principal, cause: &str, cause_ref: &str, watermark: Option<DateTime<Utc>>) -> Result<Run, Error> {

@@ -19,6 +19,7 @@
 
 use crate::db::{Row, Val};
 use crate::sheet::{self, Column, Format, Header, RCell, RowErrors};
+use crate::page::{Page, PageQuery, Paged};
 use crate::{Check, Principal, Store, audit, q, text_field};
 use baton_domain::division::{Divisions, prefix_end};
 use baton_domain::policy::TruckRules;
@@ -113,7 +114,6 @@ pub struct LiftInput {
 pub struct HistoryFilter {
     /// A division code or name: versions of areas at or under it.
     pub division: Option<String>,
-    pub limit: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -472,8 +472,14 @@ fn from_row(r: &Row) -> Result<Area, Error> {
     })
 }
 
+/// Highest level first, then by division and place: the order of [`display_key`].
 fn sort_for_display(v: &mut [Area]) {
-    v.sort_by(|a, b| b.level.cmp(&a.level).then_with(|| a.division_code.cmp(&b.division_code)).then_with(|| a.place.cmp(&b.place)));
+    v.sort_by_key(display_key);
+}
+
+/// An area's place in the in-force list, as its page key.
+fn display_key(a: &Area) -> (i64, String, String, Uuid) {
+    (-(a.level as i64), a.division_code.clone(), a.place.clone().unwrap_or_default(), a.id)
 }
 
 /// The areas in force at `at`, as the lists stood at `at`; highest level first.
@@ -489,15 +495,22 @@ pub async fn in_force_at(store: &Store, at: DateTime<Utc>) -> Result<Vec<Area>, 
     Ok(out)
 }
 
+/// A page of the areas in force at `at` (a list made whole, then paged by its display order).
+pub async fn in_force_page(store: &Store, at: DateTime<Utc>, page: &PageQuery) -> Result<Paged<Area>, Error> {
+    let page = Page::read("risk_areas", page)?;
+    Ok(page.slice(in_force_at(store, at).await?, display_key, false))
+}
+
 /// One version by id, current or not.
 pub async fn get(store: &Store, id: Uuid) -> Result<Area, Error> {
     let r = store.db.fetch_optional(q!(select!("WHERE r.id = $1"), id)).await?.ok_or(Error::NotFound("risk_area"))?;
     from_row(&r)
 }
 
-/// Every version, newest first (at most `limit`, default 500, up to 5000).
-pub async fn history(store: &Store, f: &HistoryFilter) -> Result<Vec<Area>, Error> {
-    let limit = f.limit.unwrap_or(500).clamp(1, 5000);
+/// A page of every version, newest first.
+pub async fn history(store: &Store, f: &HistoryFilter, page: &PageQuery) -> Result<Paged<Area>, Error> {
+    let page = Page::<(DateTime<Utc>, Uuid)>::read("risk_area_history", page)?;
+    let (at, id) = page.parts();
     let (lo, hi) = match f.division.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some(d) => {
             let d = Divisions::get_all().resolve("division", d).map_err(|e| Error::Invalid(vec![e]))?;
@@ -510,14 +523,18 @@ pub async fn history(store: &Store, f: &HistoryFilter) -> Result<Vec<Area>, Erro
         .fetch_all(q!(
             select!(
                 "WHERE ($1 IS NULL OR (r.division_code >= $1 AND r.division_code < $2))
-                 ORDER BY r.created_at DESC, r.id DESC LIMIT $3"
+                   AND ($3 IS NULL OR (r.created_at, r.id) < ($3, $4))
+                 ORDER BY r.created_at DESC, r.id DESC LIMIT $5"
             ),
             lo,
             hi,
-            limit
+            at,
+            id,
+            page.fetch()
         ))
         .await?;
-    rows.iter().map(from_row).collect()
+    let list = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(page.finish(list, |a| (a.created_at, a.id)))
 }
 
 /// Current areas (as known at `known_at`) that may touch a stay at `code` between `start` and

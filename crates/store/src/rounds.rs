@@ -13,6 +13,7 @@
 //! size by Dorfman (1943) among the sizes the policy allows, beside the unconstrained best.
 
 use crate::db::{Row, Tx};
+use crate::page::{Page, PageQuery, Paged};
 use crate::sheet::{XCell, write_sheet};
 use crate::{Check, Principal, Store, audit, q, scope_args, text_field};
 use baton_domain::division::{Divisions, Level, prefix_end};
@@ -183,51 +184,86 @@ pub struct RoundFilter {
     pub state: Option<String>,
 }
 
-/// The rounds `who` may see (of their area and the areas above it), or the one with this id.
-fn visible(who: &Principal, id: Option<Uuid>) -> crate::db::Q {
+/// A round named by id in a request (a tube sampled for it), inside the caller's transaction:
+/// only one the caller may see (of their area or an area above it). `None` for an unknown
+/// round and another area's alike.
+pub(crate) async fn nameable(tx: &mut Tx, who: &Principal, id: Uuid, now: DateTime<Utc>) -> Result<Option<Round>, Error> {
     let (code, ups) = anchor(who);
     let [a, b, c, d, e] = ups;
-    q!(
-        "SELECT id, name, jurisdiction, starts_at, due_at, priority, created_by, created_at, policy_version FROM screening_rounds
-         WHERE ((jurisdiction >= $1 AND jurisdiction < $2) OR jurisdiction IN ($3, $4, $5, $6, $7)) AND ($8 IS NULL OR id = $8)
-         ORDER BY starts_at DESC, id DESC LIMIT 500",
-        code.clone(),
-        prefix_end(&code),
-        a,
-        b,
-        c,
-        d,
-        e,
-        id
-    )
+    let found = tx
+        .fetch_optional(q!(
+            "SELECT id, name, jurisdiction, starts_at, due_at, priority, created_by, created_at, policy_version FROM screening_rounds
+             WHERE ((jurisdiction >= $1 AND jurisdiction < $2) OR jurisdiction IN ($3, $4, $5, $6, $7)) AND id = $8",
+            code.clone(),
+            prefix_end(&code),
+            a,
+            b,
+            c,
+            d,
+            e,
+            id
+        ))
+        .await?;
+    found.map(|r| round_of(&r, now)).transpose()
 }
 
-async fn fetch(store: &Store, who: &Principal, id: Option<Uuid>) -> Result<Vec<Round>, Error> {
+/// Rounds of the caller's area and of the areas above it, newest first: one by `id`, or a
+/// page of those in `state` (`upcoming`, `open`, `closed`; all for none).
+async fn fetch(
+    store: &Store,
+    who: &Principal,
+    id: Option<Uuid>,
+    state: Option<&str>,
+    page: &Page<(DateTime<Utc>, Uuid)>,
+) -> Result<Vec<Round>, Error> {
     who.require(Permission::TestingRead)?;
-    let rows = store.db.scan(visible(who, id)).await?;
+    let (code, ups) = anchor(who);
+    let [a, b, c, d, e] = ups;
+    let (at, after) = page.parts();
     let now = store.now();
+    let rows = store
+        .db
+        .scan(q!(
+            "SELECT id, name, jurisdiction, starts_at, due_at, priority, created_by, created_at, policy_version FROM screening_rounds
+             WHERE ((jurisdiction >= $1 AND jurisdiction < $2) OR jurisdiction IN ($3, $4, $5, $6, $7)) AND ($8 IS NULL OR id = $8)
+               AND ($9 IS NULL OR ($9 = 'upcoming' AND starts_at > $10) OR ($9 = 'open' AND starts_at <= $10 AND due_at > $10)
+                    OR ($9 = 'closed' AND due_at <= $10))
+               AND ($11 IS NULL OR (starts_at, id) < ($11, $12))
+             ORDER BY starts_at DESC, id DESC LIMIT $13",
+            code.clone(),
+            prefix_end(&code),
+            a,
+            b,
+            c,
+            d,
+            e,
+            id,
+            state,
+            now,
+            at,
+            after,
+            page.fetch()
+        ))
+        .await?;
     rows.iter().map(|r| round_of(r, now)).collect()
 }
 
-/// A round named by id in a request (a tube sampled for it), inside the caller's transaction:
-/// only one the caller may see. `None` for an unknown round and another area's alike.
-pub(crate) async fn nameable(tx: &mut Tx, who: &Principal, id: Uuid, now: DateTime<Utc>) -> Result<Option<Round>, Error> {
-    tx.fetch_optional(visible(who, Some(id))).await?.map(|r| round_of(&r, now)).transpose()
-}
-
-/// Rounds of the caller's area and of the areas above it, newest first.
-pub async fn list(store: &Store, who: &Principal, f: &RoundFilter) -> Result<Vec<Round>, Error> {
+/// A page of the rounds of the caller's area and of the areas above it, newest first.
+pub async fn list(store: &Store, who: &Principal, f: &RoundFilter, page: &PageQuery) -> Result<Paged<Round>, Error> {
+    let page = Page::read("rounds", page)?;
     let state = f.state.as_deref().map(str::trim).filter(|s| !s.is_empty());
     if let Some(s) = state
         && !["upcoming", "open", "closed"].contains(&s)
     {
         return Err(Error::field("state", "state_unknown", "状态应为 upcoming、open 或 closed", "state is upcoming, open or closed"));
     }
-    Ok(fetch(store, who, None).await?.into_iter().filter(|r| state.is_none_or(|s| r.state == s)).collect())
+    let list = fetch(store, who, None, state, &page).await?;
+    Ok(page.finish(list, |r| (r.starts_at, r.id)))
 }
 
 pub async fn get(store: &Store, who: &Principal, id: Uuid) -> Result<Round, Error> {
-    fetch(store, who, Some(id)).await?.into_iter().next().ok_or(Error::NotFound("round"))
+    let first = Page::read("rounds", &PageQuery::default())?;
+    fetch(store, who, Some(id), None, &first).await?.into_iter().next().ok_or(Error::NotFound("round"))
 }
 
 /// One line of a coverage table: a village (or a township, or persons placed only at
@@ -362,8 +398,6 @@ pub struct MissingQuery {
     /// Only this village (or township) of the round's area.
     #[serde(default)]
     pub village: Option<String>,
-    #[serde(default)]
-    pub limit: Option<i64>,
     /// Export only: personal data in full (needs `personal.reveal`; audited).
     #[serde(default)]
     pub reveal: bool,
@@ -392,8 +426,17 @@ fn village_filter(round: &Round, village: Option<&str>) -> Result<String, Error>
     Ok(v.to_string())
 }
 
-async fn missing_rows(store: &Store, who: &Principal, round: &Round, village: &str, limit: i64) -> Result<Vec<Row>, Error> {
+/// Up to `limit` persons expected and not sampled, by division and name, after `after`.
+async fn missing_rows(
+    store: &Store,
+    who: &Principal,
+    round: &Round,
+    village: &str,
+    after: Option<(String, String, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Row>, Error> {
     let (lo, hi, unit) = scope_args(&who.scope);
+    let (aj, an, ai) = crate::page::Key::parts(after);
     store
         .db
         .scan(q!(
@@ -404,6 +447,7 @@ async fn missing_rows(store: &Store, who: &Principal, round: &Round, village: &s
                    AND ((p.jurisdiction >= $6 AND p.jurisdiction < $7) OR p.unit_id = $8)
                    AND ($9 = '' OR (p.jurisdiction >= $9 AND p.jurisdiction < $10))
                    AND NOT EXISTS (SELECT 1 FROM sampled WHERE sampled.person_id = p.id)
+                   AND ($12 IS NULL OR (p.jurisdiction, p.name, p.id) > ($12, $13, $14))
                  ORDER BY p.jurisdiction, p.name, p.id LIMIT $11"
             ),
             round.id,
@@ -416,7 +460,10 @@ async fn missing_rows(store: &Store, who: &Principal, round: &Round, village: &s
             unit,
             village.to_string(),
             prefix_end(village),
-            limit
+            limit,
+            aj,
+            an,
+            ai
         ))
         .await
 }
@@ -434,12 +481,14 @@ fn missing_of(r: &Row) -> Result<MissingPerson, Error> {
     })
 }
 
-/// Who is expected and not yet sampled (masked), village by village.
-pub async fn missing(store: &Store, who: &Principal, id: Uuid, f: &MissingQuery) -> Result<Vec<MissingPerson>, Error> {
+/// A page of who is expected and not yet sampled (masked), village by village.
+pub async fn missing(store: &Store, who: &Principal, id: Uuid, f: &MissingQuery, page: &PageQuery) -> Result<Paged<MissingPerson>, Error> {
+    let page = Page::read("round_missing", page)?;
     let round = get(store, who, id).await?;
     let village = village_filter(&round, f.village.as_deref())?;
-    let rows = missing_rows(store, who, &round, &village, f.limit.unwrap_or(500).clamp(1, 5000)).await?;
-    rows.iter().map(missing_of).collect()
+    let rows = missing_rows(store, who, &round, &village, page.after.clone(), page.fetch()).await?;
+    let list = rows.iter().map(missing_of).collect::<Result<Vec<_>, _>>()?;
+    Ok(page.finish(list, |m| (m.jurisdiction.clone(), m.name.clone(), m.person_id)))
 }
 
 /// The missing list as xlsx, for the village teams to go door to door. Personal data is masked
@@ -450,7 +499,7 @@ pub async fn export_missing(store: &Store, who: &Principal, id: Uuid, f: &Missin
     }
     let round = get(store, who, id).await?;
     let village = village_filter(&round, f.village.as_deref())?;
-    let rows = missing_rows(store, who, &round, &village, MAX_EXPORT).await?;
+    let rows = missing_rows(store, who, &round, &village, None, MAX_EXPORT).await?;
     let mut out: Vec<Vec<XCell>> = Vec::with_capacity(rows.len() + 1);
     out.push(
         ["村(社区)代码", "村(社区)", "姓名", "证件类型", "证件号码", "电话", "人员编号"].iter().map(|s| XCell::Text((*s).to_string())).collect(),

@@ -9,6 +9,7 @@
 //! truck in again at the same site returns its open stay (a retry does not duplicate).
 
 use crate::db::{Row, Tx};
+use crate::page::{Page, PageQuery, Paged};
 use crate::{Principal, Store, audit, q, scope_args};
 use baton_domain::ident::Plate;
 use baton_domain::role::Permission;
@@ -125,16 +126,21 @@ fn stay(r: &Row) -> Result<StayView, Error> {
     })
 }
 
-/// Sites inside the caller's scope (or their own site).
-pub async fn list(store: &Store, who: &Principal) -> Result<Vec<SiteSummary>, Error> {
+/// A page of the sites inside the caller's scope (or their own site), by division and name.
+pub async fn list(store: &Store, who: &Principal, page: &PageQuery) -> Result<Paged<SiteSummary>, Error> {
     who.require(Permission::TripsRead)?;
+    let page = Page::<(String, String, Uuid)>::read("sites", page)?;
+    let (aj, an, ai) = page.parts();
     let (lo, hi, unit) = scope_args(&who.scope);
     let sql = concat!(
         summary_sql!(),
-        " WHERE u.kind = 'truck_service_site' AND u.active = TRUE AND ((u.jurisdiction >= $1 AND u.jurisdiction < $2) OR u.id = $3) ORDER BY u.jurisdiction, u.name"
+        " WHERE u.kind = 'truck_service_site' AND u.active = TRUE AND ((u.jurisdiction >= $1 AND u.jurisdiction < $2) OR u.id = $3)
+            AND ($4 IS NULL OR (u.jurisdiction, u.name, u.id) > ($4, $5, $6))
+          ORDER BY u.jurisdiction, u.name, u.id LIMIT $7"
     );
-    let rows = store.db.fetch_all(q!(sql, lo, hi, unit)).await?;
-    rows.iter().map(summary).collect()
+    let rows = store.db.fetch_all(q!(sql, lo, hi, unit, aj, an, ai, page.fetch())).await?;
+    let list = rows.iter().map(summary).collect::<Result<Vec<_>, _>>()?;
+    Ok(page.finish(list, |s| (s.jurisdiction.clone(), s.name.clone(), s.id)))
 }
 
 async fn visible_site(store: &Store, who: &Principal, id: Uuid) -> Result<SiteSummary, Error> {

@@ -6,6 +6,7 @@
 //! transaction (see `results`), so that what the rest of the system reads never lags.
 
 use crate::db::{Row, Tx, Val};
+use crate::page::{Page, PageQuery, Paged};
 use crate::persons::{self, PersonInput};
 use crate::sheet::RowErrors;
 use crate::{Check, Principal, Store, alerts, audit, q, scope_args, text_field};
@@ -104,22 +105,36 @@ pub async fn create_site(store: &Store, who: &Principal, input: &SiteInput) -> R
     list_sites(store, who).await?.into_iter().find(|s| s.id == id).ok_or(Error::NotFound("sampling site"))
 }
 
+/// Every sampling site in the caller's scope (for choices).
 pub async fn list_sites(store: &Store, who: &Principal) -> Result<Vec<Site>, Error> {
+    crate::page::all(|p| async move { page_sites(store, who, &p).await }).await
+}
+
+/// A page of the sampling sites in the caller's scope, by division and name.
+pub async fn page_sites(store: &Store, who: &Principal, page: &PageQuery) -> Result<Paged<Site>, Error> {
     who.require(Permission::TestingRead)?;
+    let page = Page::<(String, String, Uuid)>::read("testing_sites", page)?;
+    let (aj, an, ai) = page.parts();
     let (lo, hi, unit) = scope_args(&who.scope);
     let rows = store
         .db
         .fetch_all(q!(
             "SELECT s.id, s.name, s.team_id, u.name AS team_name, s.address, s.jurisdiction FROM sampling_sites s JOIN units u ON u.id = s.team_id
              WHERE s.active = TRUE AND ((s.jurisdiction >= $1 AND s.jurisdiction < $2) OR s.team_id = $3 OR s.team_id = $4)
-             ORDER BY s.jurisdiction, s.name LIMIT 1000",
+               AND ($5 IS NULL OR (s.jurisdiction, s.name, s.id) > ($5, $6, $7))
+             ORDER BY s.jurisdiction, s.name, s.id LIMIT $8",
             lo,
             hi,
             unit,
-            who.unit_id
+            who.unit_id,
+            aj,
+            an,
+            ai,
+            page.fetch()
         ))
         .await?;
-    rows.iter()
+    let list = rows
+        .iter()
         .map(|r| {
             Ok(Site {
                 id: r.get("id")?,
@@ -130,7 +145,8 @@ pub async fn list_sites(store: &Store, who: &Principal) -> Result<Vec<Site>, Err
                 jurisdiction: r.get("jurisdiction")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(page.finish(list, |s| (s.jurisdiction.clone(), s.name.clone(), s.id)))
 }
 
 // ---------- tubes ----------
@@ -844,7 +860,6 @@ pub struct TubeFilter {
     pub mine: Option<bool>,
     pub overdue: Option<bool>,
     pub batch_id: Option<Uuid>,
-    pub limit: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -863,8 +878,11 @@ pub struct TubeSummary {
     pub resulted_at: Option<DateTime<Utc>>,
 }
 
-pub async fn list_tubes(store: &Store, who: &Principal, f: &TubeFilter) -> Result<Vec<TubeSummary>, Error> {
+/// A page of tubes, newest sample first.
+pub async fn list_tubes(store: &Store, who: &Principal, f: &TubeFilter, page: &PageQuery) -> Result<Paged<TubeSummary>, Error> {
     who.require(Permission::TestingRead)?;
+    let page = Page::<(DateTime<Utc>, Uuid)>::read("tubes", page)?;
+    let (at, id) = page.parts();
     let (lo, hi, unit) = scope_args(&who.scope);
     let mine = if f.mine == Some(true) { who.unit_id } else { None };
     let overdue_before = if f.overdue == Some(true) { Some(store.now()) } else { None };
@@ -876,7 +894,8 @@ pub async fn list_tubes(store: &Store, who: &Principal, f: &TubeFilter) -> Resul
              WHERE ((t.jurisdiction >= $1 AND t.jurisdiction < $2) OR t.team_id = $3 OR t.lab_id = $3 OR t.team_id = $4 OR t.lab_id = $4)
                AND ($5 IS NULL OR t.state = $5) AND ($6 IS NULL OR t.team_id = $6 OR t.lab_id = $6)
                AND ($7 IS NULL OR (t.outcome IS NULL AND t.due_at < $7)) AND ($8 IS NULL OR t.batch_id = $8)
-             ORDER BY t.sampled_at DESC LIMIT $9",
+               AND ($9 IS NULL OR (t.sampled_at, t.id) < ($9, $10))
+             ORDER BY t.sampled_at DESC, t.id DESC LIMIT $11",
             lo,
             hi,
             unit,
@@ -885,10 +904,13 @@ pub async fn list_tubes(store: &Store, who: &Principal, f: &TubeFilter) -> Resul
             mine,
             overdue_before,
             f.batch_id,
-            f.limit.unwrap_or(200).clamp(1, 2000)
+            at,
+            id,
+            page.fetch()
         ))
         .await?;
-    rows.iter()
+    let list = rows
+        .iter()
         .map(|r| {
             Ok(TubeSummary {
                 id: r.get("id")?,
@@ -905,7 +927,8 @@ pub async fn list_tubes(store: &Store, who: &Principal, f: &TubeFilter) -> Resul
                 resulted_at: r.get("resulted_at")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(page.finish(list, |t| (t.sampled_at, t.id)))
 }
 
 // ---------- batches: the handoff to a lab ----------
@@ -1117,7 +1140,8 @@ pub async fn receive(store: &Store, who: &Principal, id: Uuid, input: &ReceiptIn
 
 pub async fn get_batch(store: &Store, who: &Principal, id: Uuid) -> Result<BatchView, Error> {
     who.require(Permission::TestingRead)?;
-    list_batches_q(store, who, Some(id), None).await?.into_iter().next().ok_or(Error::NotFound("batch"))
+    let first = Page::read("batches", &PageQuery::default())?;
+    list_batches_q(store, who, Some(id), None, &first).await?.into_iter().next().ok_or(Error::NotFound("batch"))
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -1126,27 +1150,38 @@ pub struct BatchFilter {
     pub state: Option<String>,
 }
 
-pub async fn list_batches(store: &Store, who: &Principal, f: &BatchFilter) -> Result<Vec<BatchView>, Error> {
+/// A page of batches, newest first.
+pub async fn list_batches(store: &Store, who: &Principal, f: &BatchFilter, page: &PageQuery) -> Result<Paged<BatchView>, Error> {
     who.require(Permission::TestingRead)?;
-    list_batches_q(store, who, None, f.state.clone().filter(|s| !s.is_empty())).await
+    let page = Page::read("batches", page)?;
+    let list = list_batches_q(store, who, None, f.state.clone().filter(|s| !s.is_empty()), &page).await?;
+    Ok(page.finish(list, |b| (b.handed_at, b.id)))
 }
 
-async fn list_batches_q(store: &Store, who: &Principal, id: Option<Uuid>, state: Option<String>) -> Result<Vec<BatchView>, Error> {
+async fn list_batches_q(
+    store: &Store,
+    who: &Principal,
+    id: Option<Uuid>,
+    state: Option<String>,
+    page: &Page<(DateTime<Utc>, Uuid)>,
+) -> Result<Vec<BatchView>, Error> {
     let (lo, hi, unit) = scope_args(&who.scope);
+    let (at, after) = page.parts();
     macro_rules! batches_sql {
         ($key:literal) => {
             concat!(
                 "SELECT b.*, tu.name AS team_name, lu.name AS lab_name FROM test_batches b JOIN units tu ON tu.id = b.team_id JOIN units lu ON lu.id = b.lab_id WHERE ",
                 $key,
                 " AND ((b.jurisdiction >= $1 AND b.jurisdiction < $2) OR b.team_id = $3 OR b.lab_id = $3 OR b.team_id = $5 OR b.lab_id = $5)
-                 ORDER BY b.handed_at DESC LIMIT 500"
+                   AND ($6 IS NULL OR (b.handed_at, b.id) < ($6, $7))
+                 ORDER BY b.handed_at DESC, b.id DESC LIMIT $8"
             )
         };
     }
     // One batch by its key (an index look-up), or the list filtered by state.
     let q = match id {
-        Some(id) => q!(batches_sql!("b.id = $4"), lo, hi, unit, id, who.unit_id),
-        None => q!(batches_sql!("($4 IS NULL OR b.state = $4)"), lo, hi, unit, state, who.unit_id),
+        Some(id) => q!(batches_sql!("b.id = $4"), lo, hi, unit, id, who.unit_id, at, after, page.fetch()),
+        None => q!(batches_sql!("($4 IS NULL OR b.state = $4)"), lo, hi, unit, state, who.unit_id, at, after, page.fetch()),
     };
     let rows = store.db.fetch_all(q).await?;
     let mut out = Vec::new();
@@ -1989,9 +2024,11 @@ pub struct OrderView {
     pub jurisdiction: String,
 }
 
-/// The pending re-check list (and re-samples owed), in the caller's scope.
-pub async fn open_orders(store: &Store, who: &Principal) -> Result<Vec<OrderView>, Error> {
+/// A page of the pending re-check list (and re-samples owed), in the caller's scope, soonest due first.
+pub async fn open_orders(store: &Store, who: &Principal, page: &PageQuery) -> Result<Paged<OrderView>, Error> {
     who.require(Permission::TestingRead)?;
+    let page = Page::<(DateTime<Utc>, Uuid)>::read("rechecks", page)?;
+    let (at, id) = page.parts();
     let (lo, hi, unit) = scope_args(&who.scope);
     let rows = store
         .db
@@ -2000,14 +2037,19 @@ pub async fn open_orders(store: &Store, who: &Principal) -> Result<Vec<OrderView
              FROM retest_orders o JOIN persons p ON p.id = o.person_id JOIN tubes t ON t.id = o.source_tube_id
              LEFT JOIN person_results pr ON pr.person_id = o.person_id
              WHERE o.resolved_at IS NULL AND ((o.jurisdiction >= $1 AND o.jurisdiction < $2) OR t.team_id = $3 OR t.lab_id = $3 OR t.team_id = $4 OR t.lab_id = $4)
-             ORDER BY o.due_at LIMIT 2000",
+               AND ($5 IS NULL OR (o.due_at, o.id) > ($5, $6))
+             ORDER BY o.due_at, o.id LIMIT $7",
             lo,
             hi,
             unit,
-            who.unit_id
+            who.unit_id,
+            at,
+            id,
+            page.fetch()
         ))
         .await?;
-    rows.iter()
+    let list = rows
+        .iter()
         .map(|r| {
             Ok(OrderView {
                 id: r.get("id")?,
@@ -2023,5 +2065,6 @@ pub async fn open_orders(store: &Store, who: &Principal) -> Result<Vec<OrderView
                 jurisdiction: r.get("jurisdiction")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(page.finish(list, |o| (o.due_at, o.id)))
 }

@@ -5,6 +5,7 @@
 //! its audit entry, in one transaction.
 
 use crate::db::{Row, Tx};
+use crate::page::{Page, PageQuery, Paged};
 use crate::{Check, Principal, Store, audit, q, scope_args, text_field};
 use baton_domain::classify::{CodeColour, Evidence, Reason, RiskExposure, classify};
 use baton_domain::ident::{IdNumber, PersonalKind, Phone, Plate, mask_kind};
@@ -906,11 +907,13 @@ pub struct TripFilter {
     /// Only trips whose custodian, or pending receiver, is the caller's unit.
     pub mine: Option<bool>,
     pub open: Option<bool>,
-    pub limit: Option<i64>,
 }
 
-pub async fn list(store: &Store, who: &Principal, f: &TripFilter) -> Result<Vec<TripSummary>, Error> {
+/// A page of trips, newest first.
+pub async fn list(store: &Store, who: &Principal, f: &TripFilter, page: &PageQuery) -> Result<Paged<TripSummary>, Error> {
     who.require(Permission::TripsRead)?;
+    let page = Page::<(DateTime<Utc>, Uuid)>::read("trips", page)?;
+    let (at, id) = page.parts();
     let (lo, hi, unit) = scope_args(&who.scope);
     let mine = if f.mine == Some(true) { who.unit_id } else { None };
     let rows = store
@@ -924,7 +927,8 @@ pub async fn list(store: &Store, who: &Principal, f: &TripFilter) -> Result<Vec<
                AND ($5 IS NULL OR t.state = $5) AND ($6 IS NULL OR t.class = $6) AND ($7 IS NULL OR t.plate = $7)
                AND ($8 IS NULL OR t.custodian_id = $8 OR t.pending_to = $8)
                AND ($9 IS NULL OR ($9 = TRUE AND t.closed_at IS NULL) OR ($9 = FALSE AND t.closed_at IS NOT NULL))
-             ORDER BY t.created_at DESC LIMIT $10",
+               AND ($10 IS NULL OR (t.created_at, t.id) < ($10, $11))
+             ORDER BY t.created_at DESC, t.id DESC LIMIT $12",
             lo,
             hi,
             unit,
@@ -934,10 +938,13 @@ pub async fn list(store: &Store, who: &Principal, f: &TripFilter) -> Result<Vec<
             f.plate.as_deref().map(|p| Plate::parse("plate", p).map(|p| p.as_str().to_string()).unwrap_or_else(|_| p.to_string())),
             mine,
             f.open,
-            f.limit.unwrap_or(200).clamp(1, 2000)
+            at,
+            id,
+            page.fetch()
         ))
         .await?;
-    rows.iter()
+    let list = rows
+        .iter()
         .map(|r| {
             Ok(TripSummary {
                 id: r.get("id")?,
@@ -954,7 +961,8 @@ pub async fn list(store: &Store, who: &Principal, f: &TripFilter) -> Result<Vec<
                 closed_at: r.get("closed_at")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(page.finish(list, |t| (t.created_at, t.id)))
 }
 
 /// What the driver sees at `/code/{token}`: the trip now, without an account. The token is

@@ -1,6 +1,7 @@
 //! Units: who answers for what, where, and who supervises them (the escalation path).
 
 use crate::db::Row;
+use crate::page::{Page, PageQuery, Paged};
 use crate::{Check, Principal, Store, audit, q, scope_args, text_field};
 use baton_domain::division::{Divisions, Level};
 use baton_domain::role::Permission;
@@ -67,8 +68,16 @@ pub struct UnitFilter {
     pub q: Option<String>,
 }
 
+/// Every unit the filter finds (for choices and the command line).
 pub async fn list(store: &Store, who: &Principal, f: &UnitFilter) -> Result<Vec<Unit>, Error> {
+    crate::page::all(|p| async move { page(store, who, f, &p).await }).await
+}
+
+/// A page of units, by division, kind and name.
+pub async fn page(store: &Store, who: &Principal, f: &UnitFilter, page: &PageQuery) -> Result<Paged<Unit>, Error> {
     who.require(Permission::UnitsRead)?;
+    let page = Page::<(String, String, String, Uuid)>::read("units", page)?;
+    let (aj, ak, an, ai) = page.parts();
     let (lo, hi, unit) = scope_args(&who.scope);
     let like = f.q.as_ref().map(|s| s.trim()).filter(|s| !s.is_empty()).map(|s| format!("%{}%", s.replace(['%', '_'], "")));
     let kind = f.kind.clone().filter(|k| !k.is_empty());
@@ -80,11 +89,13 @@ pub async fn list(store: &Store, who: &Principal, f: &UnitFilter) -> Result<Vec<
              FROM units u LEFT JOIN units s ON s.id = u.supervisor_id
              WHERE ((u.jurisdiction >= $1 AND u.jurisdiction < $2) OR u.id = $3)
                AND ($4 IS NULL OR u.kind = $4) AND ($5 IS NULL OR u.name LIKE $5)
-             ORDER BY u.jurisdiction, u.kind, u.name LIMIT 2000",
-            lo, hi, unit, kind, like
+               AND ($6 IS NULL OR (u.jurisdiction, u.kind, u.name, u.id) > ($6, $7, $8, $9))
+             ORDER BY u.jurisdiction, u.kind, u.name, u.id LIMIT $10",
+            lo, hi, unit, kind, like, aj, ak, an, ai, page.fetch()
         ))
             .await?;
-    rows.iter().map(from_row).collect()
+    let list = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(page.finish(list, |u| (u.division_code.clone(), u.kind.clone(), u.name.clone(), u.id)))
 }
 
 pub async fn get(store: &Store, who: &Principal, id: Uuid) -> Result<Unit, Error> {

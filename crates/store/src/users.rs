@@ -1,6 +1,7 @@
 //! Roles and users, with their personal data sealed at rest and masked on the way out.
 
 use crate::db::Row;
+use crate::page::{Page, PageQuery, Paged};
 use crate::{Check, Principal, Store, audit, q, scope_args, text_field};
 use baton_domain::ident::{IdNumber, PersonalKind, Phone, mask_kind};
 use baton_domain::role::{Permission, Permissions};
@@ -50,9 +51,29 @@ fn role_from_row(r: &Row) -> Result<Role, Error> {
 }
 
 /// Roles are county-wide definitions: everyone may read them (to see what a user may do).
+/// Every role (for choices).
 pub async fn list_roles(store: &Store) -> Result<Vec<Role>, Error> {
-    let rows = store.db.fetch_all(q!("SELECT id, name, label_zh, label_en, permissions, builtin FROM roles ORDER BY builtin DESC, name")).await?;
-    rows.iter().map(role_from_row).collect()
+    crate::page::all(|p| async move { page_roles(store, &p).await }).await
+}
+
+/// A page of roles: the built-in ones first, then by name.
+pub async fn page_roles(store: &Store, page: &PageQuery) -> Result<Paged<Role>, Error> {
+    let page = Page::<(i64, String, Uuid)>::read("roles", page)?;
+    let (ab, an, ai) = page.parts();
+    let rows = store
+        .db
+        .fetch_all(q!(
+            "SELECT id, name, label_zh, label_en, permissions, builtin FROM roles
+             WHERE ($1 IS NULL OR (CASE WHEN builtin THEN 0 ELSE 1 END, name, id) > ($1, $2, $3))
+             ORDER BY CASE WHEN builtin THEN 0 ELSE 1 END, name, id LIMIT $4",
+            ab,
+            an,
+            ai,
+            page.fetch()
+        ))
+        .await?;
+    let list = rows.iter().map(role_from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(page.finish(list, |r| (i64::from(!r.builtin), r.name.clone(), r.id)))
 }
 
 pub async fn role_by_name(store: &Store, name: &str) -> Result<Option<Role>, Error> {
@@ -276,8 +297,16 @@ pub struct UserFilter {
     pub id_number: Option<String>,
 }
 
+/// Every user the filter finds (for choices and the command line).
 pub async fn list(store: &Store, who: &Principal, f: &UserFilter) -> Result<Vec<User>, Error> {
+    crate::page::all(|p| async move { page(store, who, f, &p).await }).await
+}
+
+/// A page of users, by division and username.
+pub async fn page(store: &Store, who: &Principal, f: &UserFilter, page: &PageQuery) -> Result<Paged<User>, Error> {
     who.require(Permission::UsersRead)?;
+    let page = Page::<(String, String, Uuid)>::read("users", page)?;
+    let (aj, au, ai) = page.parts();
     let (lo, hi, unit) = scope_args(&who.scope);
     let like = f.q.as_ref().map(|s| s.trim()).filter(|s| !s.is_empty()).map(|s| format!("%{}%", s.replace(['%', '_'], "")));
     let phone_bidx = match f.phone.as_deref().filter(|s| !s.trim().is_empty()) {
@@ -299,17 +328,23 @@ pub async fn list(store: &Store, who: &Principal, f: &UserFilter) -> Result<Vec<
                AND ($5 IS NULL OR u.unit_id = $5)
                AND ($6 IS NULL OR u.phone_bidx = $6)
                AND ($7 IS NULL OR u.id_number_bidx = $7)
-             ORDER BY u.jurisdiction, u.username LIMIT 2000",
+               AND ($8 IS NULL OR (u.jurisdiction, u.username, u.id) > ($8, $9, $10))
+             ORDER BY u.jurisdiction, u.username, u.id LIMIT $11",
             lo,
             hi,
             unit,
             like,
             f.unit_id,
             phone_bidx,
-            id_bidx
+            id_bidx,
+            aj,
+            au,
+            ai,
+            page.fetch()
         ))
         .await?;
-    rows.iter().map(|r| user_from_row(store, r)).collect()
+    let list = rows.iter().map(|r| user_from_row(store, r)).collect::<Result<Vec<_>, _>>()?;
+    Ok(page.finish(list, |u| (u.jurisdiction.clone(), u.username.clone(), u.id)))
 }
 
 pub async fn get(store: &Store, who: &Principal, id: Uuid) -> Result<User, Error> {

@@ -10,6 +10,7 @@
 //! row beside it is bad.
 
 use crate::db::{Q, Row, Val};
+use crate::page::{Page, PageQuery, Paged};
 use crate::person_codes::{self, mask_name};
 use crate::{Check, Principal, Store, audit, q, scope_args, text_field};
 use baton_domain::Error;
@@ -141,20 +142,29 @@ pub async fn create(store: &Store, who: &Principal, input: &VenueInput) -> Resul
     get(store, who, id).await
 }
 
-/// Venues the viewer's scope covers (by jurisdiction, or the viewer's own unit's).
-pub async fn list(store: &Store, who: &Principal) -> Result<Vec<Venue>, Error> {
+/// A page of the venues the viewer's scope covers (by jurisdiction, or the viewer's own unit's),
+/// by division and name.
+pub async fn list(store: &Store, who: &Principal, page: &PageQuery) -> Result<Paged<Venue>, Error> {
+    let page = Page::<(String, String, Uuid)>::read("venues", page)?;
+    let (aj, an, ai) = page.parts();
     let (lo, hi, unit) = scope_args(&who.scope);
     let rows = store
         .db
         .fetch_all(q!(
             "SELECT id, name, kind, address, jurisdiction, unit_id, active, created_at FROM venues
-              WHERE (jurisdiction >= $1 AND jurisdiction < $2) OR unit_id = $3 ORDER BY jurisdiction, name LIMIT 1000",
+              WHERE ((jurisdiction >= $1 AND jurisdiction < $2) OR unit_id = $3) AND ($4 IS NULL OR (jurisdiction, name, id) > ($4, $5, $6))
+              ORDER BY jurisdiction, name, id LIMIT $7",
             lo,
             hi,
-            unit
+            unit,
+            aj,
+            an,
+            ai,
+            page.fetch()
         ))
         .await?;
-    rows.iter().map(from_row).collect()
+    let list = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(page.finish(list, |v| (v.jurisdiction.clone(), v.name.clone(), v.id)))
 }
 
 pub async fn get(store: &Store, who: &Principal, id: Uuid) -> Result<Venue, Error> {
@@ -512,20 +522,24 @@ pub struct Visit {
     pub at: DateTime<Utc>,
 }
 
-/// A venue's visits, newest first.
-pub async fn visits(store: &Store, who: &Principal, venue_id: Uuid, limit: Option<i64>) -> Result<Vec<Visit>, Error> {
+/// A page of a venue's visits, newest first.
+pub async fn visits(store: &Store, who: &Principal, venue_id: Uuid, page: &PageQuery) -> Result<Paged<Visit>, Error> {
+    let page = Page::<(DateTime<Utc>, Uuid)>::read("visits", page)?;
+    let (at, id) = page.parts();
     get(store, who, venue_id).await?;
-    let limit = limit.unwrap_or(200).clamp(1, 2000);
     let rows = store
         .db
         .fetch_all(q!(
             "SELECT s.id, s.person_id, p.name, s.colour, s.at FROM scans s JOIN persons p ON p.id = s.person_id
-              WHERE s.venue_id = $1 ORDER BY s.at DESC, s.id DESC LIMIT $2",
+              WHERE s.venue_id = $1 AND ($2 IS NULL OR (s.at, s.id) < ($2, $3)) ORDER BY s.at DESC, s.id DESC LIMIT $4",
             venue_id,
-            limit
+            at,
+            id,
+            page.fetch()
         ))
         .await?;
-    rows.iter()
+    let list = rows
+        .iter()
         .map(|r| {
             let colour = Colour::parse(&r.get::<String>("colour")?).ok_or_else(|| Error::internal("stored colour"))?;
             Ok(Visit {
@@ -537,7 +551,8 @@ pub async fn visits(store: &Store, who: &Principal, venue_id: Uuid, limit: Optio
                 at: r.get("at")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(page.finish(list, |v| (v.at, v.scan_id)))
 }
 
 /// For the venue-code poster: the text a phone's scanner reads.

@@ -16,6 +16,7 @@
 
 use crate::db::{Q, Row, Tx, Val};
 use crate::sheet::{Format, Header, RCell, RowErrors, XCell, cell_time, china, read_table, write_sheet};
+use crate::page::{Page, PageQuery, Paged};
 use crate::{Principal, Store, audit, q, scope_args, text_field};
 use baton_domain::ident::{IdNumber, PersonalKind, Phone, Plate, mask_kind};
 use baton_domain::role::Permission;
@@ -462,8 +463,17 @@ fn bad_filter(field: &str, v: &str) -> Error {
     Error::field(field, "invalid_filter", format!("筛选值“{v}”无效"), format!("invalid filter value \"{v}\""))
 }
 
-async fn fetch_rows(store: &Store, who: &Principal, f: &EntryFilter, id: Option<Uuid>) -> Result<Vec<Row>, Error> {
+/// Up to `limit` entries the filter finds (or the one `id`), newest first, after `after`.
+async fn fetch_rows(
+    store: &Store,
+    who: &Principal,
+    f: &EntryFilter,
+    id: Option<Uuid>,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Row>, Error> {
     let (lo, hi, unit) = scope_args(&who.scope);
+    let (after_at, after_id) = after.unzip();
     let [a0, a1, a2, a3, a4, a5] = ancestors(who);
     let nonempty = |o: &Option<String>| o.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     let kind = match nonempty(&f.kind) {
@@ -507,7 +517,8 @@ async fn fetch_rows(store: &Store, who: &Principal, f: &EntryFilter, id: Option<
                AND ($16 IS NULL OR plate = $16)
                AND ($17 IS NULL OR credit_code = $17)
                AND ($18 IS NULL OR id_number_bidx = $18)
-             ORDER BY created_at DESC, id DESC LIMIT 2000",
+               AND ($19 IS NULL OR (created_at, id) < ($19, $20))
+             ORDER BY created_at DESC, id DESC LIMIT $21",
             lo,
             hi,
             unit,
@@ -525,19 +536,26 @@ async fn fetch_rows(store: &Store, who: &Principal, f: &EntryFilter, id: Option<
             like,
             plate,
             code,
-            id_bidx
+            id_bidx,
+            after_at,
+            after_id,
+            limit
         ))
         .await
 }
 
-pub async fn list(store: &Store, who: &Principal, f: &EntryFilter) -> Result<Vec<Entry>, Error> {
+/// A page of the entries the filter finds, newest first.
+pub async fn list(store: &Store, who: &Principal, f: &EntryFilter, page: &PageQuery) -> Result<Paged<Entry>, Error> {
     who.require(Permission::WhitelistRead)?;
+    let page = Page::read("whitelist", page)?;
     let now = store.now();
-    fetch_rows(store, who, f, None).await?.iter().map(|r| view_of(store, r, now)).collect()
+    let rows = fetch_rows(store, who, f, None, page.after, page.fetch()).await?;
+    let list = rows.iter().map(|r| view_of(store, r, now)).collect::<Result<Vec<_>, _>>()?;
+    Ok(page.finish(list, |e| (e.created_at, e.id)))
 }
 
 async fn row_of(store: &Store, who: &Principal, id: Uuid) -> Result<Row, Error> {
-    fetch_rows(store, who, &EntryFilter::default(), Some(id)).await?.into_iter().next().ok_or(Error::NotFound("whitelist entry"))
+    fetch_rows(store, who, &EntryFilter::default(), Some(id), None, 1).await?.into_iter().next().ok_or(Error::NotFound("whitelist entry"))
 }
 
 pub async fn history(store: &Store, id: Uuid) -> Result<Vec<HistoryLine>, Error> {
@@ -1114,6 +1132,9 @@ fn local_text(t: DateTime<Utc>) -> String {
     china().map(|z| t.with_timezone(&z).format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| t.to_rfc3339())
 }
 
+/// The most entries one export holds.
+const EXPORT_ROWS: i64 = 2000;
+
 /// Export the entries the filter finds. Personal data is masked unless `reveal` is asked for,
 /// which needs `personal.reveal` and is audited. The columns are the import's, then status,
 /// fraud flag, id and jurisdiction, so a revealed export imports again elsewhere.
@@ -1123,7 +1144,7 @@ pub async fn export_xlsx(store: &Store, who: &Principal, f: &EntryFilter, reveal
         who.require(Permission::PersonalReveal)?;
     }
     let now = store.now();
-    let rows = fetch_rows(store, who, f, None).await?;
+    let rows = fetch_rows(store, who, f, None, None, EXPORT_ROWS).await?;
     let mut out: Vec<Vec<XCell>> = Vec::with_capacity(rows.len() + 1);
     let mut header: Vec<XCell> = HEADERS.iter().map(|(_, n)| XCell::Text(n.first().copied().unwrap_or("").to_string())).collect();
     header.extend(["状态", "造假标记", "编号", "辖区"].iter().map(|s| XCell::Text((*s).to_string())));

@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use baton_domain::Error;
 use baton_domain::division::Divisions;
 use baton_domain::ident::PersonalKind;
+use baton_store::page::{PageQuery, Paged};
 use baton_store::{Fault, audit, auth, grids, idempotency, policy, units, users};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -71,16 +72,57 @@ impl<T: DeserializeOwned> FromRequestParts<AppState> for Qs<T> {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
-        serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).map(Qs).map_err(|e| {
-            let msg = e.to_string();
-            AppError(Error::Invalid(vec![baton_domain::FieldError::new(
-                "query",
-                "invalid_query",
-                format!("查询参数有误：{msg}"),
-                format!("invalid query parameters: {msg}"),
-            )]))
-        })
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).map(Qs).map_err(invalid_query)
     }
+}
+
+/// A list's query: its filters `F` and the page asked for (`limit`, `cursor`). The two are
+/// taken out before the filters are read, so that every list pages the same way.
+pub struct Listing<F>(pub F, pub PageQuery);
+
+/// A list without filters.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoFilter {}
+
+impl<F: DeserializeOwned> FromRequestParts<AppState> for Listing<F> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).map_err(invalid_query)?;
+        let (paging, filters): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| k == "limit" || k == "cursor");
+        let mut page = PageQuery::default();
+        for (k, v) in paging {
+            let dup = if k == "limit" {
+                page.limit.replace(v.trim().parse().map_err(|_| AppError(Error::Invalid(vec![baton_store::page::limit_invalid()])))?).is_some()
+            } else {
+                page.cursor.replace(v).is_some()
+            };
+            if dup {
+                return Err(invalid_query(format!("duplicate field `{k}`")));
+            }
+        }
+        let f = serde_urlencoded::to_string(&filters).map_err(invalid_query)?;
+        Ok(Listing(serde_urlencoded::from_str(&f).map_err(invalid_query)?, page))
+    }
+}
+
+fn invalid_query(e: impl std::fmt::Display) -> AppError {
+    let msg = e.to_string();
+    AppError(Error::Invalid(vec![baton_domain::FieldError::new(
+        "query",
+        "invalid_query",
+        format!("查询参数有误：{msg}"),
+        format!("invalid query parameters: {msg}"),
+    )]))
+}
+
+/// One page of a list, as every list answers: `{"<name>": [...], "next_cursor": … | null}`.
+pub(crate) fn listed<T: serde::Serialize>(name: &str, p: Paged<T>) -> ApiResult {
+    let mut m = serde_json::Map::new();
+    m.insert(name.to_string(), serde_json::to_value(p.items).map_err(|e| AppError(Error::internal(e)))?);
+    m.insert("next_cursor".into(), p.next_cursor.into());
+    ok(Value::Object(m))
 }
 
 async fn method_not_allowed() -> AppError {
@@ -279,8 +321,8 @@ async fn division(_c: Caller, Path(code): Path<String>) -> ApiResult {
 
 // ---------- units ----------
 
-async fn list_units(State(s): State<AppState>, c: Caller, Qs(f): Qs<units::UnitFilter>) -> ApiResult {
-    ok(json!({"units": units::list(&s.store, &c.who, &f).await?}))
+async fn list_units(State(s): State<AppState>, c: Caller, Listing(f, page): Listing<units::UnitFilter>) -> ApiResult {
+    listed("units", units::page(&s.store, &c.who, &f, &page).await?)
 }
 
 async fn get_unit(State(s): State<AppState>, c: Caller, Id(id): Id) -> ApiResult {
@@ -297,8 +339,8 @@ async fn update_unit(State(s): State<AppState>, c: Caller, Id(id): Id, Body(inpu
 
 // ---------- users ----------
 
-async fn list_users(State(s): State<AppState>, c: Caller, Qs(f): Qs<users::UserFilter>) -> ApiResult {
-    ok(json!({"users": users::list(&s.store, &c.who, &f).await?}))
+async fn list_users(State(s): State<AppState>, c: Caller, Listing(f, page): Listing<users::UserFilter>) -> ApiResult {
+    listed("users", users::page(&s.store, &c.who, &f, &page).await?)
 }
 
 async fn get_user(State(s): State<AppState>, c: Caller, Id(id): Id) -> ApiResult {
@@ -342,8 +384,8 @@ async fn revoke_sessions(State(s): State<AppState>, c: Caller, Id(id): Id) -> Ap
 
 // ---------- roles and tokens ----------
 
-async fn list_roles(State(s): State<AppState>, _c: Caller) -> ApiResult {
-    ok(json!({"roles": users::list_roles(&s.store).await?}))
+async fn list_roles(State(s): State<AppState>, _c: Caller, Listing(NoFilter {}, page): Listing<NoFilter>) -> ApiResult {
+    listed("roles", users::page_roles(&s.store, &page).await?)
 }
 
 async fn save_role(State(s): State<AppState>, c: Caller, Body(input, _): Body<users::RoleInput>) -> ApiResult {
@@ -353,8 +395,8 @@ async fn save_role(State(s): State<AppState>, c: Caller, Body(input, _): Body<us
     }
 }
 
-async fn list_tokens(State(s): State<AppState>, c: Caller) -> ApiResult {
-    ok(json!({"tokens": auth::list_tokens(&s.store, &c.who).await?}))
+async fn list_tokens(State(s): State<AppState>, c: Caller, Listing(NoFilter {}, page): Listing<NoFilter>) -> ApiResult {
+    listed("tokens", auth::list_tokens(&s.store, &c.who, &page).await?)
 }
 
 /// Not idempotent by key: a replay would have to store the secret. A retry makes a second
@@ -371,14 +413,14 @@ async fn revoke_token(State(s): State<AppState>, c: Caller, Id(id): Id) -> ApiRe
 
 // ---------- audit, policy, grids ----------
 
-async fn audit_search(State(s): State<AppState>, c: Caller, Qs(f): Qs<audit::Search>) -> ApiResult {
+async fn audit_search(State(s): State<AppState>, c: Caller, Listing(f, page): Listing<audit::Search>) -> ApiResult {
     c.who.require(baton_domain::role::Permission::AuditRead)?;
-    ok(json!({"entries": audit::search(&s.store.db, &c.who, &f).await?}))
+    listed("entries", audit::search(&s.store.db, &c.who, &f, &page).await?)
 }
 
-async fn policy_list(State(s): State<AppState>, c: Caller) -> ApiResult {
+async fn policy_list(State(s): State<AppState>, c: Caller, Listing(NoFilter {}, page): Listing<NoFilter>) -> ApiResult {
     c.who.require(baton_domain::role::Permission::PolicyRead)?;
-    ok(json!({"versions": policy::list(&s.store).await?}))
+    listed("versions", policy::page(&s.store, &page).await?)
 }
 
 async fn policy_current(State(s): State<AppState>, _c: Caller) -> ApiResult {
@@ -395,8 +437,8 @@ struct GridQuery {
     village_code: Option<String>,
 }
 
-async fn list_grids(State(s): State<AppState>, c: Caller, Qs(q): Qs<GridQuery>) -> ApiResult {
-    ok(json!({"grids": grids::list(&s.store, &c.who, q.village_code.as_deref()).await?}))
+async fn list_grids(State(s): State<AppState>, c: Caller, Listing(q, page): Listing<GridQuery>) -> ApiResult {
+    listed("grids", grids::list(&s.store, &c.who, q.village_code.as_deref(), &page).await?)
 }
 
 async fn create_grid(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<grids::GridInput>) -> ApiResult {

@@ -3,7 +3,7 @@
 //! that needs no account — the verification keys, token verification, and the code shown by a link.
 
 use crate::AppState;
-use crate::api::{ApiResult, Body, Id, ok};
+use crate::api::{ApiResult, Body, Id, Listing, NoFilter, listed, ok};
 use crate::auth::Caller;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -63,8 +63,8 @@ async fn code(State(s): State<AppState>, c: Caller, Id(id): Id) -> ApiResult {
     ok(person_codes::get(&s.store, &c.who, id).await?)
 }
 
-async fn history(State(s): State<AppState>, c: Caller, Id(id): Id) -> ApiResult {
-    ok(json!({"history": person_codes::history(&s.store, &c.who, id).await?}))
+async fn history(State(s): State<AppState>, c: Caller, Id(id): Id, Listing(NoFilter {}, page): Listing<NoFilter>) -> ApiResult {
+    listed("history", person_codes::history(&s.store, &c.who, id, &page).await?)
 }
 
 async fn link(State(s): State<AppState>, c: Caller, Id(id): Id) -> ApiResult {
@@ -79,8 +79,8 @@ async fn controls(State(s): State<AppState>, c: Caller, Id(id): Id, Body(input, 
     ok(person_codes::add_control(&s.store, &c.who, id, &input).await?)
 }
 
-async fn recomputes(State(s): State<AppState>, c: Caller) -> ApiResult {
-    ok(json!({"runs": baton_store::recompute::list(&s.store, &c.who).await?}))
+async fn recomputes(State(s): State<AppState>, c: Caller, Listing(NoFilter {}, page): Listing<NoFilter>) -> ApiResult {
+    listed("runs", baton_store::recompute::list(&s.store, &c.who, &page).await?)
 }
 
 #[derive(Deserialize)]
@@ -100,6 +100,6 @@ async fn merge(State(s): State<AppState>, c: Caller, Id(id): Id, Body(input, _):
     ok(persons::merge(&s.store, &c.who, id, &input).await?)
 }
 
-async fn merges(State(s): State<AppState>, c: Caller, Id(id): Id) -> ApiResult {
-    ok(json!({"merges": persons::merges(&s.store, &c.who, id).await?}))
+async fn merges(State(s): State<AppState>, c: Caller, Id(id): Id, Listing(NoFilter {}, page): Listing<NoFilter>) -> ApiResult {
+    listed("merges", persons::merges(&s.store, &c.who, id, &page).await?)
 }

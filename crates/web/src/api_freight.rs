@@ -2,7 +2,7 @@
 //! arrival, departure, exit…), and the alerts its broken links raise.
 
 use crate::AppState;
-use crate::api::{ApiResult, Body, Id, Qs, created, ok, once};
+use crate::api::{ApiResult, Body, Id, Listing, Qs, created, listed, ok, once};
 use crate::auth::Caller;
 use axum::Router;
 use axum::extract::State;
@@ -11,7 +11,6 @@ use axum::routing::{get, post, put};
 use baton_store::sheet::Format;
 use baton_store::{alerts, escorts, freight_stats, ledger, trip_import, trips};
 use serde::Deserialize;
-use serde_json::json;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -34,8 +33,8 @@ pub fn routes() -> Router<AppState> {
         .route("/escorts/receivers/{id}", put(set_receiver_escort))
 }
 
-async fn list_trips(State(s): State<AppState>, c: Caller, Qs(f): Qs<trips::TripFilter>) -> ApiResult {
-    ok(json!({"trips": trips::list(&s.store, &c.who, &f).await?}))
+async fn list_trips(State(s): State<AppState>, c: Caller, Listing(f, page): Listing<trips::TripFilter>) -> ApiResult {
+    listed("trips", trips::list(&s.store, &c.who, &f, &page).await?)
 }
 
 async fn report(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<trips::ReportInput>) -> ApiResult {
@@ -64,8 +63,8 @@ async fn act(State(s): State<AppState>, c: Caller, Id(id): Id, Body(action, _): 
     ok(trips::act(&s.store, &c.who, id, action).await?)
 }
 
-async fn list_alerts(State(s): State<AppState>, c: Caller, Qs(f): Qs<alerts::AlertFilter>) -> ApiResult {
-    ok(json!({"alerts": alerts::list(&s.store, &c.who, &f).await?}))
+async fn list_alerts(State(s): State<AppState>, c: Caller, Listing(f, page): Listing<alerts::AlertFilter>) -> ApiResult {
+    listed("alerts", alerts::list(&s.store, &c.who, &f, &page).await?)
 }
 
 async fn acknowledge(State(s): State<AppState>, c: Caller, Id(id): Id) -> ApiResult {

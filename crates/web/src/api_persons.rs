@@ -2,7 +2,7 @@
 //! register (find-or-create by document, so a retry never makes a second record), read, reveal.
 
 use crate::AppState;
-use crate::api::{ApiResult, Body, Id, Qs, RevealInput, created, ok, once};
+use crate::api::{ApiResult, Body, Id, Listing, RevealInput, created, listed, ok, once};
 use crate::auth::Caller;
 use axum::Router;
 use axum::extract::State;
@@ -18,8 +18,8 @@ pub fn routes() -> Router<AppState> {
         .route("/persons/{id}/reveal", post(reveal_person))
 }
 
-async fn search_persons(State(s): State<AppState>, c: Caller, Qs(f): Qs<persons::Filter>) -> ApiResult {
-    ok(json!({"persons": persons::search(&s.store, &c.who, &f).await?}))
+async fn search_persons(State(s): State<AppState>, c: Caller, Listing(f, page): Listing<persons::Filter>) -> ApiResult {
+    listed("persons", persons::search(&s.store, &c.who, &f, &page).await?)
 }
 
 async fn register_person(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<persons::PersonInput>) -> ApiResult {

@@ -4,7 +4,7 @@
 //! signed-in caller: risk areas are public notices. Writing needs `risk_areas.write`.
 
 use crate::AppState;
-use crate::api::{ApiResult, Body, Id, Qs, created, ok, once};
+use crate::api::{ApiResult, Body, Id, Listing, Qs, created, listed, ok, once};
 use crate::auth::{AppError, Caller};
 use axum::Router;
 use axum::body::Bytes;
@@ -33,16 +33,17 @@ struct AtQuery {
     at: Option<String>,
 }
 
-async fn list_risk_areas(State(s): State<AppState>, _c: Caller, Qs(q): Qs<AtQuery>) -> ApiResult {
+async fn list_risk_areas(State(s): State<AppState>, _c: Caller, Listing(q, page): Listing<AtQuery>) -> ApiResult {
     let at = match q.at.as_deref().filter(|x| !x.trim().is_empty()) {
         Some(x) => risk_areas::parse_time("at", x).map_err(|e| Error::Invalid(vec![e]))?,
         None => s.store.now(),
     };
-    ok(json!({"at": at, "areas": risk_areas::in_force_at(&s.store, at).await?}))
+    let p = risk_areas::in_force_page(&s.store, at, &page).await?;
+    ok(json!({"at": at, "areas": p.items, "next_cursor": p.next_cursor}))
 }
 
-async fn risk_area_history(State(s): State<AppState>, _c: Caller, Qs(f): Qs<risk_areas::HistoryFilter>) -> ApiResult {
-    ok(json!({"areas": risk_areas::history(&s.store, &f).await?}))
+async fn risk_area_history(State(s): State<AppState>, _c: Caller, Listing(f, page): Listing<risk_areas::HistoryFilter>) -> ApiResult {
+    listed("areas", risk_areas::history(&s.store, &f, &page).await?)
 }
 
 async fn create_risk_area(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<risk_areas::AreaInput>) -> ApiResult {

@@ -4,7 +4,7 @@
 //! the audit entries.
 
 use crate::AppState;
-use crate::api::{ApiResult, Body, Id, Qs, created, ok, once};
+use crate::api::{ApiResult, Body, Id, Listing, Qs, created, listed, ok, once};
 use crate::api_whitelist::xlsx_response;
 use crate::auth::Caller;
 use axum::Router;
@@ -12,7 +12,6 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::get;
 use baton_store::rounds;
-use serde_json::json;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -23,8 +22,8 @@ pub fn routes() -> Router<AppState> {
         .route("/testing/planning", get(planning))
 }
 
-async fn list_rounds(State(s): State<AppState>, c: Caller, Qs(f): Qs<rounds::RoundFilter>) -> ApiResult {
-    ok(json!({"rounds": rounds::list(&s.store, &c.who, &f).await?}))
+async fn list_rounds(State(s): State<AppState>, c: Caller, Listing(f, page): Listing<rounds::RoundFilter>) -> ApiResult {
+    listed("rounds", rounds::list(&s.store, &c.who, &f, &page).await?)
 }
 
 /// `{"name": "第三轮全员核酸", "area": "140427100", "priority": "routine"}`; the window defaults to now + the policy's round hours.
@@ -37,8 +36,8 @@ async fn round_coverage(State(s): State<AppState>, c: Caller, Id(id): Id) -> Api
     ok(rounds::coverage(&s.store, &c.who, id).await?)
 }
 
-async fn missing(State(s): State<AppState>, c: Caller, Id(id): Id, Qs(f): Qs<rounds::MissingQuery>) -> ApiResult {
-    ok(json!({"missing": rounds::missing(&s.store, &c.who, id, &f).await?}))
+async fn missing(State(s): State<AppState>, c: Caller, Id(id): Id, Listing(f, page): Listing<rounds::MissingQuery>) -> ApiResult {
+    listed("missing", rounds::missing(&s.store, &c.who, id, &f, &page).await?)
 }
 
 /// xlsx of those missing; `reveal=true` puts personal data in full (needs `personal.reveal`, audited).

@@ -3,7 +3,7 @@
 //! capacity, and the gate: check-in by plate, result received, check-out.
 
 use crate::AppState;
-use crate::api::{ApiResult, Body, Id, created, ok, once};
+use crate::api::{ApiResult, Body, Id, Listing, NoFilter, created, listed, ok, once};
 use crate::auth::{AppError, Caller};
 use axum::Router;
 use axum::extract::{FromRequestParts, Path, State};
@@ -12,7 +12,6 @@ use axum::http::request::Parts;
 use axum::routing::{get, post};
 use baton_domain::Error;
 use baton_store::sites;
-use serde_json::json;
 use uuid::Uuid;
 
 pub fn routes() -> Router<AppState> {
@@ -40,8 +39,8 @@ impl FromRequestParts<AppState> for SiteStay {
     }
 }
 
-async fn list_sites(State(s): State<AppState>, c: Caller) -> ApiResult {
-    ok(json!({"sites": sites::list(&s.store, &c.who).await?}))
+async fn list_sites(State(s): State<AppState>, c: Caller, Listing(NoFilter {}, page): Listing<NoFilter>) -> ApiResult {
+    listed("sites", sites::list(&s.store, &c.who, &page).await?)
 }
 
 async fn get_site(State(s): State<AppState>, c: Caller, Id(id): Id) -> ApiResult {

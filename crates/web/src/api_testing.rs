@@ -4,7 +4,7 @@
 //! permission and scope and writes the audit entry.
 
 use crate::AppState;
-use crate::api::{ApiResult, Body, Id, Qs, created, ok, once};
+use crate::api::{ApiResult, Body, Id, Listing, NoFilter, Qs, created, listed, ok, once};
 use crate::auth::{AppError, Caller};
 use axum::Router;
 use axum::body::Bytes;
@@ -16,7 +16,6 @@ use baton_domain::role::Permission;
 use baton_store::sheet::{Format, XLSX_MIME};
 use baton_store::{results, testing, testing_import};
 use serde::Deserialize;
-use serde_json::json;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -35,16 +34,16 @@ pub fn routes() -> Router<AppState> {
         .route("/testing/persons/{id}/result", get(person_result))
 }
 
-async fn list_sites(State(s): State<AppState>, c: Caller) -> ApiResult {
-    ok(json!({"sites": testing::list_sites(&s.store, &c.who).await?}))
+async fn list_sites(State(s): State<AppState>, c: Caller, Listing(NoFilter {}, page): Listing<NoFilter>) -> ApiResult {
+    listed("sites", testing::page_sites(&s.store, &c.who, &page).await?)
 }
 
 async fn create_site(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<testing::SiteInput>) -> ApiResult {
     once(&s, &c, "POST /testing/sites", &h, &raw, || async { created(testing::create_site(&s.store, &c.who, &input).await?) }).await
 }
 
-async fn list_tubes(State(s): State<AppState>, c: Caller, Qs(f): Qs<testing::TubeFilter>) -> ApiResult {
-    ok(json!({"tubes": testing::list_tubes(&s.store, &c.who, &f).await?}))
+async fn list_tubes(State(s): State<AppState>, c: Caller, Listing(f, page): Listing<testing::TubeFilter>) -> ApiResult {
+    listed("tubes", testing::list_tubes(&s.store, &c.who, &f, &page).await?)
 }
 
 /// Open a tube by barcode: `{"barcode": "HG0001", "pool_size": 10, "priority": "routine", "members": [...]}`.
@@ -76,8 +75,8 @@ async fn seal_tube(State(s): State<AppState>, c: Caller, Id(id): Id) -> ApiResul
     ok(testing::seal(&s.store, &c.who, id).await?)
 }
 
-async fn list_batches(State(s): State<AppState>, c: Caller, Qs(f): Qs<testing::BatchFilter>) -> ApiResult {
-    ok(json!({"batches": testing::list_batches(&s.store, &c.who, &f).await?}))
+async fn list_batches(State(s): State<AppState>, c: Caller, Listing(f, page): Listing<testing::BatchFilter>) -> ApiResult {
+    listed("batches", testing::list_batches(&s.store, &c.who, &f, &page).await?)
 }
 
 async fn ship_batch(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<testing::BatchInput>) -> ApiResult {
@@ -129,8 +128,8 @@ async fn import_results(State(s): State<AppState>, c: Caller, LabFile(format, by
     ok(testing_import::import(&s.store, &c.who, format, &bytes).await?)
 }
 
-async fn rechecks(State(s): State<AppState>, c: Caller) -> ApiResult {
-    ok(json!({"orders": testing::open_orders(&s.store, &c.who).await?}))
+async fn rechecks(State(s): State<AppState>, c: Caller, Listing(NoFilter {}, page): Listing<NoFilter>) -> ApiResult {
+    listed("orders", testing::open_orders(&s.store, &c.who, &page).await?)
 }
 
 /// A person's latest result, through the one interface every module reads.

@@ -3,7 +3,7 @@
 //! as a tracing request, and marking the contacts found as companions of the case.
 
 use crate::AppState;
-use crate::api::{ApiResult, Body, Id, Qs, created, ok, once};
+use crate::api::{ApiResult, Body, Id, Listing, NoFilter, Qs, created, listed, ok, once};
 use crate::auth::Caller;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -12,8 +12,6 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use baton_store::sheet::XLSX_MIME;
 use baton_store::{exposure, venues};
-use serde::Deserialize;
-use serde_json::json;
 
 /// A batch of 10,000 scans is about 1.6 MB of JSON.
 const BATCH_MAX_BYTES: usize = 4 << 20;
@@ -30,8 +28,8 @@ pub fn routes() -> Router<AppState> {
         .route("/persons/{id}/exposure/companions", post(mark_companions))
 }
 
-async fn list(State(s): State<AppState>, c: Caller) -> ApiResult {
-    ok(json!({"venues": venues::list(&s.store, &c.who).await?}))
+async fn list(State(s): State<AppState>, c: Caller, Listing(NoFilter {}, page): Listing<NoFilter>) -> ApiResult {
+    listed("venues", venues::list(&s.store, &c.who, &page).await?)
 }
 
 async fn create(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<venues::VenueInput>) -> ApiResult {
@@ -46,14 +44,8 @@ async fn scan(State(s): State<AppState>, c: Caller, Id(id): Id, Body(input, _): 
     ok(venues::scan(&s.store, &c.who, id, &input).await?)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VisitQuery {
-    limit: Option<i64>,
-}
-
-async fn visits(State(s): State<AppState>, c: Caller, Id(id): Id, Qs(q): Qs<VisitQuery>) -> ApiResult {
-    ok(json!({"visits": venues::visits(&s.store, &c.who, id, q.limit).await?}))
+async fn visits(State(s): State<AppState>, c: Caller, Id(id): Id, Listing(NoFilter {}, page): Listing<NoFilter>) -> ApiResult {
+    listed("visits", venues::visits(&s.store, &c.who, id, &page).await?)
 }
 
 async fn batch(State(s): State<AppState>, c: Caller, Body(input, _): Body<venues::BatchInput>) -> ApiResult {

@@ -3,7 +3,7 @@
 //! match used at check-in. The store checks permission and scope and writes the audit entry.
 
 use crate::AppState;
-use crate::api::{ApiResult, Body, Id, Qs, created, ok, once};
+use crate::api::{ApiResult, Body, Id, Listing, Qs, created, listed, ok, once};
 use crate::auth::{AppError, Caller};
 use axum::Router;
 use axum::body::Bytes;
@@ -14,7 +14,6 @@ use axum::routing::{get, post};
 use baton_domain::Error;
 use baton_store::whitelist;
 use serde::Deserialize;
-use serde_json::json;
 
 use baton_store::sheet::{Format, XLSX_MIME as XLSX};
 
@@ -67,8 +66,8 @@ impl FromRequest<AppState> for Upload {
     }
 }
 
-async fn list_whitelist(State(s): State<AppState>, c: Caller, Qs(f): Qs<whitelist::EntryFilter>) -> ApiResult {
-    ok(json!({"entries": whitelist::list(&s.store, &c.who, &f).await?}))
+async fn list_whitelist(State(s): State<AppState>, c: Caller, Listing(f, page): Listing<whitelist::EntryFilter>) -> ApiResult {
+    listed("entries", whitelist::list(&s.store, &c.who, &f, &page).await?)
 }
 
 async fn create_whitelist_entry(State(s): State<AppState>, c: Caller, h: HeaderMap, Body(input, raw): Body<whitelist::EntryInput>) -> ApiResult {

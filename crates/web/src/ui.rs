@@ -20,6 +20,7 @@ use baton_domain::ident::PersonalKind;
 use baton_domain::role::Permission;
 use baton_domain::scope::Scope;
 use baton_domain::unit::UnitKind;
+use baton_store::page::PageQuery;
 use baton_store::{Principal, audit, auth, grids, policy, units, users};
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 use std::collections::HashMap;
@@ -537,6 +538,16 @@ pub(crate) fn scope_text(s: &Scope, lang: Lang) -> String {
         Scope::Division { code } => format!("{} {}", code, Divisions::get_all().full_name(code)),
         Scope::Unit { .. } => lang.t("home.scope_unit").to_string(),
     }
+}
+
+/// The link to the next page of a list shown at `path` with the query `qm`, when there is one.
+pub(crate) fn next_page(path: &str, qm: &HashMap<String, String>, next_cursor: Option<&String>) -> Option<String> {
+    let cursor = next_cursor?;
+    let mut params: Vec<(&String, &String)> = qm.iter().filter(|(k, _)| *k != "cursor").collect();
+    params.sort();
+    let cursor_key = "cursor".to_string();
+    params.push((&cursor_key, cursor));
+    Some(format!("{path}?{}", serde_urlencoded::to_string(params).unwrap_or_default()))
 }
 
 pub(crate) fn query_map(q: &Option<String>) -> HashMap<String, String> {
@@ -1132,7 +1143,7 @@ async fn role_save(State(s): State<AppState>, v: Viewer, body: Bytes) -> UiResul
 
 async fn tokens_view(s: &AppState, v: &Viewer, note: Option<String>, err: Option<(Error, &FormData)>) -> UiResult {
     let lang = v.lang;
-    let tokens = auth::list_tokens(&s.store, &v.who).await?;
+    let tokens = auth::list_tokens(&s.store, &v.who, &PageQuery::largest()).await?.items;
     let rows = tokens
         .iter()
         .map(|t| {
@@ -1253,15 +1264,10 @@ async fn audit_page(State(s): State<AppState>, v: Viewer, RawQuery(q): RawQuery)
         object_id: qm.get("object_id").cloned(),
         from: opt_time("from")?,
         to: opt_time("to")?,
-        before: g("before").parse().ok(),
-        limit: Some(100),
     };
-    let entries = audit::search(&s.store.db, &v.who, &search).await?;
-    let more_href = (entries.len() == 100).then(|| {
-        let mut params: Vec<(String, String)> = qm.iter().filter(|(k, _)| *k != "before").map(|(k, v)| (k.clone(), v.clone())).collect();
-        params.push(("before".into(), entries.last().map(|e| e.seq.to_string()).unwrap_or_default()));
-        format!("/audit?{}", serde_urlencoded::to_string(params).unwrap_or_default())
-    });
+    let page = audit::search(&s.store.db, &v.who, &search, &PageQuery::after(qm.get("cursor").cloned())).await?;
+    let more_href = next_page("/audit", &qm, page.next_cursor.as_ref());
+    let entries = page.items;
     let rows = entries
         .iter()
         .map(|e| {
@@ -1383,7 +1389,7 @@ async fn policy_create(State(s): State<AppState>, v: Viewer, body: Bytes) -> UiR
 async fn grids_view(s: &AppState, v: &Viewer, err: Option<(Error, &FormData)>) -> UiResult {
     v.who.require(Permission::GridsWrite)?;
     let lang = v.lang;
-    let list = grids::list(&s.store, &v.who, None).await?;
+    let list = grids::list(&s.store, &v.who, None, &PageQuery::largest()).await?.items;
     let rows =
         list.iter().map(|g| vec![code(&g.code), cell(&g.name), cell(&g.village_name), cell(g.member_name.clone().unwrap_or_default())]).collect();
     let d = Divisions::get_all();

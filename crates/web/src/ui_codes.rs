@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use baton_domain::code::{Colour, Reason};
+use baton_store::page::PageQuery;
 use baton_store::{person_codes, persons};
 use uuid::Uuid;
 
@@ -113,7 +114,7 @@ async fn code_view(s: &AppState, v: &Viewer, id: Uuid, flash: Option<String>) ->
     let lang = v.lang;
     let p = persons::get(&s.store, &v.who, id).await?;
     let code = person_codes::get(&s.store, &v.who, id).await?;
-    let history = person_codes::history(&s.store, &v.who, id).await?;
+    let history = person_codes::history(&s.store, &v.who, id, &PageQuery::default()).await?.items;
     let mut shell = v.shell("pcode.staff_title");
     shell.title = format!("{} · {} {}", lang.t("pcode.staff_title"), p.name, p.document_masked);
     let reasons: Vec<String> = code.reasons.iter().map(|r| reason_text(r, lang)).collect();

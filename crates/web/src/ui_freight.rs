@@ -5,8 +5,8 @@
 use crate::AppState;
 use crate::i18n::Lang;
 use crate::ui::{
-    Field, Filter, FormCard, FormData, FormPage, TablePage, UiResult, Viewer, attach_errors, cell, form_of, link, local, parse_local, query_map,
-    render,
+    Field, Filter, FormCard, FormData, FormPage, TablePage, UiResult, Viewer, attach_errors, cell, form_of, link, local, next_page, parse_local,
+    query_map, render,
 };
 use axum::Router;
 use axum::body::Bytes;
@@ -20,6 +20,7 @@ use baton_domain::classify::RiskExposure;
 use baton_domain::role::{Permission, Permissions};
 use baton_domain::trip::{BreachKind, ControlClass, HandoffPurpose, TripState};
 use baton_domain::unit::UnitKind;
+use baton_store::page::PageQuery;
 use baton_store::{Principal, alerts, trips, units};
 use uuid::Uuid;
 
@@ -93,7 +94,9 @@ async fn trips_page(State(s): State<AppState>, v: Viewer, RawQuery(q): RawQuery)
         open: qm.get("open").map(|o| o == "1").or(Some(true)),
         ..Default::default()
     };
-    let list = trips::list(&s.store, &v.who, &f).await?;
+    let page = trips::list(&s.store, &v.who, &f, &PageQuery::after(qm.get("cursor").cloned())).await?;
+    let more_href = next_page("/trips", &qm, page.next_cursor.as_ref());
+    let list = page.items;
     let rows = list
         .iter()
         .map(|t| {
@@ -161,7 +164,7 @@ async fn trips_page(State(s): State<AppState>, v: Viewer, RawQuery(q): RawQuery)
             .map(|k| lang.t(k).to_string())
             .collect(),
         rows,
-        more_href: None,
+        more_href,
         forms: vec![],
     };
     Ok(render(&page))
@@ -950,7 +953,11 @@ async fn alerts_view(s: &AppState, v: &Viewer, q: Option<String>, err: Option<Er
     let lang = v.lang;
     let qm = query_map(&q);
     let open = qm.get("open").map(|o| o == "1").unwrap_or(true);
-    let list = alerts::list(&s.store, &v.who, &alerts::AlertFilter { open: Some(open), ..Default::default() }).await?;
+    let page =
+        alerts::list(&s.store, &v.who, &alerts::AlertFilter { open: Some(open), ..Default::default() }, &PageQuery::after(qm.get("cursor").cloned()))
+            .await?;
+    let more_href = next_page("/alerts", &qm, page.next_cursor.as_ref());
+    let list = page.items;
     let stopped = |why: Option<&str>| why.map(|w| format!(" · {} ({w})", lang.t("alert.stopped"))).unwrap_or_default();
     let level = |l: i64| match l {
         0 => lang.t("alert.level0"),
@@ -1024,7 +1031,7 @@ async fn alerts_view(s: &AppState, v: &Viewer, q: Option<String>, err: Option<Er
             .map(|k| lang.t(k).to_string())
             .collect(),
         rows,
-        more_href: None,
+        more_href,
         forms,
     };
     Ok(render(&page))

@@ -5,7 +5,8 @@
 use crate::AppState;
 use crate::i18n::Lang;
 use crate::ui::{
-    Cell, Field, Filter, FormCard, FormData, TablePage, UiResult, Viewer, attach_errors, cell, code, form_of, local, parse_local, query_map, render,
+    Cell, Field, Filter, FormCard, FormData, TablePage, UiResult, Viewer, attach_errors, cell, code, form_of, local, next_page, parse_local,
+    query_map, render,
 };
 use axum::Router;
 use axum::body::Bytes;
@@ -16,6 +17,7 @@ use axum::routing::{get, post};
 use baton_domain::Error;
 use baton_domain::risk::RiskLevel;
 use baton_domain::role::Permission;
+use baton_store::page::PageQuery;
 use baton_store::risk_areas::{self, Area, ImportOptions};
 use baton_store::sheet::Format;
 use chrono::{DateTime, Utc};
@@ -235,8 +237,10 @@ async fn history_page(State(s): State<AppState>, v: Viewer, RawQuery(q): RawQuer
     let lang = v.lang;
     let qm = query_map(&q);
     let division = qm.get("division").cloned().unwrap_or_default();
-    let f = risk_areas::HistoryFilter { division: Some(division.clone()), limit: Some(1000) };
-    let list = risk_areas::history(&s.store, &f).await?;
+    let f = risk_areas::HistoryFilter { division: Some(division.clone()) };
+    let page = risk_areas::history(&s.store, &f, &PageQuery::after(qm.get("cursor").cloned())).await?;
+    let more_href = next_page("/risk-areas/history", &qm, page.next_cursor.as_ref());
+    let list = page.items;
     let mut shell = v.shell("nav.risk_areas");
     shell.title = lang.t("risk.history").into();
     let page = TablePage {
@@ -245,7 +249,7 @@ async fn history_page(State(s): State<AppState>, v: Viewer, RawQuery(q): RawQuer
         filters: vec![Filter { name: "division", label: lang.t("common.division").into(), value: division, kind: "search", options: vec![] }],
         columns: columns(lang, true),
         rows: list.iter().map(|a| area_row(a, lang, true)).collect(),
-        more_href: None,
+        more_href,
         forms: vec![],
     };
     Ok(render(&page))

@@ -19,6 +19,7 @@ use axum::routing::get;
 use baton_domain::Error;
 use baton_domain::role::Permission;
 use baton_domain::testing::Priority;
+use baton_store::page::PageQuery;
 use baton_store::rounds::{self, AreaCoverage, Plan, PlanQuery, Round};
 use uuid::Uuid;
 
@@ -152,7 +153,7 @@ fn round_form(lang: Lang, f: Option<&FormData>) -> FormCard {
 
 async fn list_view(s: &AppState, v: &Viewer, failed: Option<(Error, &FormData)>) -> UiResult {
     let lang = v.lang;
-    let list = rounds::list(&s.store, &v.who, &rounds::RoundFilter::default()).await?;
+    let list = rounds::list(&s.store, &v.who, &rounds::RoundFilter::default(), &PageQuery::largest()).await?.items;
     let rows = list
         .iter()
         .map(|r| {
@@ -314,8 +315,7 @@ async fn round_page(State(s): State<AppState>, v: Viewer, Path(id): Path<Uuid>, 
 
 async fn export(State(s): State<AppState>, v: Viewer, Path(id): Path<Uuid>, RawQuery(q): RawQuery) -> UiResult {
     let qm = query_map(&q);
-    let f =
-        rounds::MissingQuery { village: qm.get("village").cloned(), limit: None, reveal: qm.get("reveal").is_some_and(|r| r == "true" || r == "1") };
+    let f = rounds::MissingQuery { village: qm.get("village").cloned(), reveal: qm.get("reveal").is_some_and(|r| r == "true" || r == "1") };
     let bytes = rounds::export_missing(&s.store, &v.who, id, &f).await?;
     Ok(xlsx_response(bytes, "missing.xlsx"))
 }

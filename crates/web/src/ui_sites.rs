@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use baton_domain::Error;
+use baton_store::page::PageQuery;
 use baton_store::sites;
 use uuid::Uuid;
 
@@ -19,7 +20,7 @@ pub fn routes() -> Router<AppState> {
 
 async fn sites_page(State(s): State<AppState>, v: Viewer) -> UiResult {
     let lang = v.lang;
-    let list = sites::list(&s.store, &v.who).await?;
+    let list = sites::list(&s.store, &v.who, &PageQuery::largest()).await?.items;
     // Site staff land on their own gate.
     if let [one] = list.as_slice()
         && v.who.unit_id == Some(one.id)

@@ -19,6 +19,7 @@ use baton_domain::division::Divisions;
 use baton_domain::person::DocumentKind;
 use baton_domain::role::Permission;
 use baton_domain::testing::{Outcome, PersonStatus, Priority, Purpose, TubeState};
+use baton_store::page::PageQuery;
 use baton_store::sheet::Format;
 use baton_store::testing::{self, BatchInput, MemberInput, ReceiptInput, ResultInput, TubeFilter, TubeInput};
 use baton_store::{Principal, policy, testing_import, testing_stats, units};
@@ -310,8 +311,8 @@ async fn desk_view(s: &AppState, v: &Viewer, vals: DeskVals, err: Option<Error>,
         lang.t("testing.open_tube"),
     );
     let mine = |state: &str| TubeFilter { state: Some(state.into()), mine: Some(true), ..Default::default() };
-    let open = testing::list_tubes(&s.store, &v.who, &mine("open")).await?;
-    let sealed = testing::list_tubes(&s.store, &v.who, &mine("sealed")).await?;
+    let open = testing::list_tubes(&s.store, &v.who, &mine("open"), &PageQuery::largest()).await?.items;
+    let sealed = testing::list_tubes(&s.store, &v.who, &mine("sealed"), &PageQuery::largest()).await?.items;
     let mut pack = if sealed.is_empty() {
         None
     } else {
@@ -363,7 +364,7 @@ async fn desk_view(s: &AppState, v: &Viewer, vals: DeskVals, err: Option<Error>,
     if let Some(p) = pack {
         page.sections.push(form(p));
     }
-    let batches = testing::list_batches(&s.store, &v.who, &Default::default()).await?;
+    let batches = testing::list_batches(&s.store, &v.who, &Default::default(), &PageQuery::largest()).await?.items;
     let batch_rows = batches
         .iter()
         .filter(|b| Some(b.team_id) == me)
@@ -748,7 +749,7 @@ async fn lab_view(s: &AppState, v: &Viewer, vals: ResultVals, err: Option<Error>
     if let Some(e) = &err {
         attach(&mut shell, &mut [&mut f], e);
     }
-    let handed = testing::list_batches(&s.store, &v.who, &testing::BatchFilter { state: Some("handed".into()) }).await?;
+    let handed = testing::list_batches(&s.store, &v.who, &testing::BatchFilter { state: Some("handed".into()) }, &PageQuery::largest()).await?.items;
     let batch_rows = handed
         .iter()
         .filter(|b| Some(b.lab_id) == me)
@@ -766,8 +767,9 @@ async fn lab_view(s: &AppState, v: &Viewer, vals: ResultVals, err: Option<Error>
             ]
         })
         .collect();
-    let mut waiting: Vec<_> = testing::list_tubes(&s.store, &v.who, &TubeFilter { mine: Some(true), limit: Some(500), ..Default::default() })
+    let mut waiting: Vec<_> = testing::list_tubes(&s.store, &v.who, &TubeFilter { mine: Some(true), ..Default::default() }, &PageQuery::largest())
         .await?
+        .items
         .into_iter()
         .filter(|t| t.outcome.is_none() && matches!(t.state.as_str(), "shipped" | "received"))
         .collect();
@@ -1065,7 +1067,7 @@ async fn dashboard_page(State(s): State<AppState>, v: Viewer, RawQuery(q): RawQu
 async fn rechecks_page(State(s): State<AppState>, v: Viewer, RawQuery(q): RawQuery) -> UiResult {
     let lang = v.lang;
     let qm = query_map(&q);
-    let orders = testing::open_orders(&s.store, &v.who).await?;
+    let orders = testing::open_orders(&s.store, &v.who, &PageQuery::largest()).await?.items;
     let kind = qm.get("kind").cloned().unwrap_or_default();
     let overdue_only = qm.get("overdue").is_some_and(|o| o == "1");
     let now = s.store.now();

@@ -15,6 +15,7 @@ use axum::routing::get;
 use baton_domain::Error;
 use baton_domain::code::VenueKind;
 use baton_domain::role::Permission;
+use baton_store::page::PageQuery;
 use baton_store::{exposure, venues};
 use uuid::Uuid;
 
@@ -34,7 +35,7 @@ fn kind_options(lang: crate::i18n::Lang) -> Vec<(String, String)> {
 
 async fn list_view(s: &AppState, v: &Viewer, err: Option<Error>) -> UiResult {
     let lang = v.lang;
-    let list = venues::list(&s.store, &v.who).await?;
+    let list = venues::list(&s.store, &v.who, &PageQuery::largest()).await?.items;
     let mut shell = v.shell("venue.list_title");
     let rows: Vec<Vec<Cell>> = list
         .iter()
@@ -137,7 +138,7 @@ struct VenuePage {
 async fn venue_view(s: &AppState, v: &Viewer, id: Uuid, answer: Option<Answer>, err: Option<Error>) -> UiResult {
     let lang = v.lang;
     let x = venues::get(&s.store, &v.who, id).await?;
-    let visits = venues::visits(&s.store, &v.who, id, Some(50)).await?;
+    let visits = venues::visits(&s.store, &v.who, id, &PageQuery { limit: Some(50), cursor: None }).await?.items;
     let mut shell = v.shell("venue.list_title");
     shell.title = x.name.clone();
     if let Some(e) = err {

@@ -20,6 +20,7 @@ use baton_domain::Error;
 use baton_domain::ident::PersonalKind;
 use baton_domain::role::Permission;
 use baton_domain::whitelist::{EntryKind, EventKind, Status, Tier};
+use baton_store::page::PageQuery;
 use baton_store::whitelist::{self, Entry, EntryFilter};
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use std::collections::HashMap;
@@ -110,7 +111,7 @@ async fn list_page(State(s): State<AppState>, v: Viewer, RawQuery(q): RawQuery) 
         credit_code: None,
         id_number: qm.get("id_number").cloned(),
     };
-    let list = whitelist::list(&s.store, &v.who, &f).await?;
+    let list = whitelist::list(&s.store, &v.who, &f, &PageQuery::largest()).await?.items;
     let rows = list
         .iter()
         .map(|e| {

@@ -329,3 +329,89 @@ fn policy_params_document_every_group_and_field_with_its_default() {
     }
     assert!(wrong.is_empty(), "defaults that differ:\n{}", wrong.join("\n"));
 }
+
+/// The query fields a filter type reads, as serde names them when refusing an unknown one.
+fn fields_of<T: serde::de::DeserializeOwned>() -> BTreeSet<String> {
+    match serde_urlencoded::from_str::<T>("zz_not_a_field=1") {
+        Ok(_) => panic!("a filter accepted an unknown field"),
+        Err(e) => {
+            let msg = e.to_string();
+            msg.split('`').skip(3).step_by(2).map(str::to_string).collect()
+        }
+    }
+}
+
+/// The filters of each list's `Listing<…>` type (the API's own small query types by hand).
+fn filters(ty: &str) -> Option<BTreeSet<String>> {
+    use baton_store::*;
+    Some(match ty {
+        "NoFilter" => BTreeSet::new(),
+        "GridQuery" => ["village_code"].map(String::from).into(),
+        "AtQuery" => ["at"].map(String::from).into(),
+        "units::UnitFilter" => fields_of::<units::UnitFilter>(),
+        "users::UserFilter" => fields_of::<users::UserFilter>(),
+        "audit::Search" => fields_of::<audit::Search>(),
+        "trips::TripFilter" => fields_of::<trips::TripFilter>(),
+        "alerts::AlertFilter" => fields_of::<alerts::AlertFilter>(),
+        "persons::Filter" => fields_of::<persons::Filter>(),
+        "risk_areas::HistoryFilter" => fields_of::<risk_areas::HistoryFilter>(),
+        "rounds::RoundFilter" => fields_of::<rounds::RoundFilter>(),
+        "rounds::MissingQuery" => fields_of::<rounds::MissingQuery>(),
+        "testing::TubeFilter" => fields_of::<testing::TubeFilter>(),
+        "testing::BatchFilter" => fields_of::<testing::BatchFilter>(),
+        "whitelist::EntryFilter" => fields_of::<whitelist::EntryFilter>(),
+        _ => return None,
+    })
+}
+
+#[test]
+fn every_list_documents_its_filters_and_its_paging() {
+    assert_eq!(fields_of::<baton_store::units::UnitFilter>(), ["kind", "q"].map(String::from).into(), "the field reader");
+    let d = doc();
+    let mut problems = Vec::new();
+    let mut lists = 0;
+    for (path, methods) in routes() {
+        for (m, handler) in &methods {
+            let body = handler_body(handler);
+            let op = operation(&d, &path, m);
+            let at = format!("{} {path}", m.to_uppercase());
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let names: BTreeSet<String> = params.iter().filter_map(|p| p["name"].as_str().map(str::to_string)).collect();
+            let paged = ["PageLimit", "PageCursor"].iter().all(|p| params.iter().any(|x| x["$ref"] == format!("#/components/parameters/{p}")));
+            let Some(at_listing) = body.find("Listing<") else {
+                if paged {
+                    problems.push(format!("{at}: documents paging but its handler reads no Listing"));
+                }
+                continue;
+            };
+            lists += 1;
+            if !paged {
+                problems.push(format!("{at}: a list that does not document `limit` and `cursor`"));
+            }
+            let ty: String = body[at_listing + "Listing<".len()..].chars().take_while(|c| *c != '>').collect();
+            match filters(&ty) {
+                None => problems.push(format!("{at}: teach tests/openapi.rs the filters of {ty}")),
+                Some(fs) => {
+                    for f in fs.difference(&names) {
+                        problems.push(format!("{at}: the filter `{f}` is not documented"));
+                    }
+                    for n in names.iter().filter(|n| !fs.contains(*n) && !path.contains(&format!("{{{n}}}"))) {
+                        problems.push(format!("{at}: documents `{n}`, which the list does not read"));
+                    }
+                }
+            }
+            let mut schema = &op["responses"]["200"]["content"]["application/json"]["schema"];
+            while let Some(r) = schema["$ref"].as_str() {
+                schema = d.pointer(r.trim_start_matches('#')).unwrap_or(&Value::Null);
+            }
+            if schema["properties"]["next_cursor"].is_null() {
+                problems.push(format!("{at}: the answer does not document `next_cursor`"));
+            }
+            if !op["responses"]["422"]["description"].as_str().is_some_and(|s| s.contains("cursor_invalid")) {
+                problems.push(format!("{at}: a bad `cursor` (422 `cursor_invalid`) is not documented"));
+            }
+        }
+    }
+    assert!(lists >= 25, "too few lists found: {lists}");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

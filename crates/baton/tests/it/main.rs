@@ -15,6 +15,7 @@ mod freight_ops;
 mod ids;
 mod input;
 mod pages;
+mod paging;
 mod personal;
 mod persons;
 mod platform;

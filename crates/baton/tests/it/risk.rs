@@ -33,9 +33,9 @@ async fn in_force(s: &Session, at: Option<DateTime<Utc>>) -> Vec<Value> {
 
 /// Risk-area audit entries (read with the system's scope).
 async fn risk_audit(app: &TestApp) -> Vec<(String, String)> {
-    let all = audit::Search { limit: Some(1000), ..Default::default() };
-    let entries = audit::search(&app.store.db, &Principal::system("test"), &all).await.unwrap();
-    entries.into_iter().filter(|e| e.action.starts_with("risk_area.")).map(|e| (e.action, e.jurisdiction)).collect()
+    let all = baton_store::page::PageQuery::largest();
+    let entries = audit::search(&app.store.db, &Principal::system("test"), &audit::Search::default(), &all).await.unwrap();
+    entries.items.into_iter().filter(|e| e.action.starts_with("risk_area.")).map(|e| (e.action, e.jurisdiction)).collect()
 }
 
 async fn history_len(s: &Session) -> usize {

@@ -436,7 +436,7 @@ async fn personal_at_rest(b: Backend) {
     let store = baton::app::open_store(&app.config, app.clock.clone()).await.unwrap();
     assert_eq!(baton_store::whitelist::reseal_all(&store).await.unwrap(), 10);
     assert_eq!(baton_store::whitelist::reseal_all(&store).await.unwrap(), 0);
-    let l = baton_store::whitelist::list(&store, &who, &Default::default()).await.unwrap();
+    let l = baton_store::whitelist::list(&store, &who, &Default::default(), &Default::default()).await.unwrap().items;
     assert!(l.iter().any(|e| e.phone.as_deref() == Some("139****7002")));
     app.stop().await;
 }
