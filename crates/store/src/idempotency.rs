@@ -20,8 +20,15 @@ pub enum Claim {
 /// What the key has answered before, if anything. Rows with status 0 are placeholders left
 /// by an earlier Baton, which claimed a key before running the request: they answer nothing.
 pub async fn lookup(store: &Store, actor: &str, key: &str, request_hash: &[u8]) -> Result<Claim, Error> {
-    let Some(r) = store.db.fetch_optional(q!("SELECT request_hash, status, body FROM idempotency WHERE actor = $1 AND key = $2", actor, key)).await?
-    else {
+    claim_of(store.db.fetch_optional(answered(actor, key)).await?, request_hash)
+}
+
+fn answered(actor: &str, key: &str) -> crate::db::Q {
+    q!("SELECT request_hash, status, body FROM idempotency WHERE actor = $1 AND key = $2", actor, key)
+}
+
+fn claim_of(row: Option<crate::db::Row>, request_hash: &[u8]) -> Result<Claim, Error> {
+    let Some(r) = row else {
         return Ok(Claim::New);
     };
     let h: Vec<u8> = r.get("request_hash")?;
@@ -61,8 +68,14 @@ pub async fn answer(
         ))
         .await?;
     if stored == 0 {
+        // The other request's answer, read where it is visible already: on SQLite it may sit in
+        // the group-commit batch this transaction joined, not yet committed.
+        let claim = claim_of(tx.fetch_optional(answered(actor, key)).await?, request_hash)?;
         drop(tx);
-        return lookup(store, actor, key, request_hash).await.map(Some);
+        // Give it only once it is durable, as its own request does: an empty job waits for
+        // the batch holding it.
+        store.db.begin().await?.commit_now().await?;
+        return Ok(Some(claim));
     }
     tx.commit_now().await?;
     Ok(None)

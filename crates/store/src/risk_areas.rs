@@ -18,8 +18,8 @@
 //! nothing is written.
 
 use crate::db::{Row, Val};
-use crate::sheet::{self, Column, Format, Header, RCell, RowErrors};
 use crate::page::{Page, PageQuery, Paged};
+use crate::sheet::{self, Column, Format, Header, RCell, RowErrors};
 use crate::{Check, Principal, Store, audit, q, text_field};
 use baton_domain::division::{Divisions, prefix_end};
 use baton_domain::policy::TruckRules;

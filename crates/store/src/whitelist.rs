@@ -15,8 +15,8 @@
 //! who approved the entry; it does not change where the entry applies.
 
 use crate::db::{Q, Row, Tx, Val};
-use crate::sheet::{Format, Header, RCell, RowErrors, XCell, cell_time, china, read_table, write_sheet};
 use crate::page::{Page, PageQuery, Paged};
+use crate::sheet::{Format, Header, RCell, RowErrors, XCell, cell_time, china, read_table, write_sheet};
 use crate::{Principal, Store, audit, q, scope_args, text_field};
 use baton_domain::ident::{IdNumber, PersonalKind, Phone, Plate, mask_kind};
 use baton_domain::role::Permission;
