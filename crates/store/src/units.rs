@@ -115,6 +115,21 @@ pub async fn get(store: &Store, who: &Principal, id: Uuid) -> Result<Unit, Error
     from_row(&r)
 }
 
+/// A unit named in a request's `field` (a user's unit, a venue's running unit), looked up as
+/// the caller sees units whatever their permissions: one outside their scope is reported on
+/// the field as unknown, the same as one that does not exist.
+pub(crate) async fn named(store: &Store, who: &Principal, c: &mut Check, field: &str, id: Uuid) -> Result<Option<Unit>, Error> {
+    let all = Principal { permissions: baton_domain::role::Permissions::all(), ..who.clone() };
+    match get(store, &all, id).await {
+        Ok(u) => Ok(Some(u)),
+        Err(Error::NotFound(_)) => {
+            c.0.push(FieldError::new(field, "unit_unknown", "单位不存在或不在您的辖区内", "the unit does not exist or is outside your jurisdiction"));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// A unit named in a request as the owner of what it writes (the unit a person is registered
 /// for, a fallback escort on the roster): its kind and jurisdiction, if it is active and inside
 /// the caller's scope. `None` for an unknown unit and one out of scope alike. Units named as the

@@ -412,19 +412,7 @@ pub(crate) async fn granted_unit_and_scope(
     scope_kind: &str,
     scope_code: &str,
 ) -> Result<(Option<crate::units::Unit>, Option<Scope>), Error> {
-    let unit = match crate::units::get(store, &Principal { permissions: Permissions::all(), ..who.clone() }, unit_id).await {
-        Ok(u) => Some(u),
-        Err(Error::NotFound(_)) => {
-            c.0.push(FieldError::new(
-                "unit_id",
-                "unit_unknown",
-                "单位不存在或不在您的辖区内",
-                "the unit does not exist or is outside your jurisdiction",
-            ));
-            None
-        }
-        Err(e) => return Err(e),
-    };
+    let unit = crate::units::named(store, who, c, "unit_id", unit_id).await?;
     let scope = match (scope_kind, &unit) {
         ("unit", Some(u)) => Some(Scope::Unit { unit_id: u.id, division: u.division_code.clone() }),
         ("division", _) => c.take(

@@ -17,7 +17,7 @@ use baton_domain::Error;
 use baton_domain::FieldError;
 use baton_domain::code::{Admission, Colour, VenueKind};
 use baton_domain::division::Divisions;
-use baton_domain::role::{Permission, Permissions};
+use baton_domain::role::Permission;
 use baton_domain::scope::Scope;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -96,19 +96,7 @@ pub async fn create(store: &Store, who: &Principal, input: &VenueInput) -> Resul
     // The unit that runs it is one the caller can see (a unit-scoped caller's own, by default):
     // another township's unit is answered as unknown, like an id that does not exist.
     let unit_id = match (input.unit_id, &who.scope) {
-        (Some(u), _) => match crate::units::get(store, &Principal { permissions: Permissions::all(), ..who.clone() }, u).await {
-            Ok(u) => Some(Some(u.id)),
-            Err(Error::NotFound(_)) => {
-                c.0.push(FieldError::new(
-                    "unit_id",
-                    "unit_unknown",
-                    "单位不存在或不在您的辖区内",
-                    "the unit does not exist or is outside your jurisdiction",
-                ));
-                None
-            }
-            Err(e) => return Err(e),
-        },
+        (Some(u), _) => crate::units::named(store, who, &mut c, "unit_id", u).await?.map(|u| Some(u.id)),
         (None, Scope::Unit { unit_id, .. }) => Some(Some(*unit_id)),
         (None, Scope::Division { .. }) => Some(None),
     };
